@@ -1,0 +1,3 @@
+/** konnectivity-ts: the public surface (re-exports only). */
+export * from './protocol/index.js';
+export * from './transport/index.js';

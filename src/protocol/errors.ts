@@ -1,0 +1,69 @@
+/**
+ * One error class with stable `code` strings. Users match on `err.code`; messages may change, codes do not.
+ * The README lists every code; keep the two in step.
+ */
+export const ErrorCode = {
+  /** Bytes that are not a valid Packet (truncated, bad wire type, overlong varint). */
+  MALFORMED_PACKET: 'ERR_MALFORMED_PACKET',
+  /** A message or frame declared longer than the configured maximum (default 4 MiB). */
+  MESSAGE_TOO_LARGE: 'ERR_MESSAGE_TOO_LARGE',
+  /** A peer broke the protocol (unexpected packet, bad frame, bad handshake). */
+  PROTOCOL: 'ERR_PROTOCOL',
+  /** Invalid options given to a constructor or function. */
+  INVALID_OPTION: 'ERR_INVALID_OPTION',
+  /** No agent fits the dial (wire text: `No agent available`). */
+  NO_AGENT: 'ERR_NO_AGENT',
+  /** The agent could not reach the endpoint; `message` is the agent's error text. Client reason `endpoint`. */
+  DIAL_FAILED: 'ERR_DIAL_FAILED',
+  /** No DIAL_RSP in time. Client reason `timeout`. */
+  DIAL_TIMEOUT: 'ERR_DIAL_TIMEOUT',
+  /** The dial was aborted by the caller's signal. Client reason `context`. */
+  ABORTED: 'ERR_ABORTED',
+  /** The peer closed the dial (DIAL_CLS). Client reason `dialclosed`. */
+  DIAL_CLOSED: 'ERR_DIAL_CLOSED',
+  /** The tunnel, stream or agent went away. Client reason `tunnelclosed`. */
+  TUNNEL_CLOSED: 'ERR_TUNNEL_CLOSED',
+  /** Writing to or reading from a stream that is closed or destroyed. */
+  STREAM_CLOSED: 'ERR_STREAM_CLOSED',
+  /** The peer refused our credentials (bad token, certificate, missing agentid). */
+  UNAUTHENTICATED: 'ERR_UNAUTHENTICATED',
+  /** The server or agent is shutting down. */
+  SHUTTING_DOWN: 'ERR_SHUTTING_DOWN',
+  /** A remote error reported by the peer's transport (gRPC status, yamux go-away). */
+  REMOTE: 'ERR_REMOTE',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** The konnectivity-client failure reasons (`GetDialFailureReason`), attached to dial errors. */
+export type DialFailureReason =
+  | 'unknown'
+  | 'timeout'
+  | 'context'
+  | 'endpoint'
+  | 'dialclosed'
+  | 'tunnelclosed'
+  | 'tunnelstarted'
+  | 'streamsetup';
+
+export interface KonnectivityErrorOptions {
+  cause?: unknown;
+  /** The client failure reason, for dial errors. */
+  reason?: DialFailureReason;
+}
+
+export class KonnectivityError extends Error {
+  override readonly name = 'KonnectivityError';
+  readonly code: ErrorCode;
+  readonly reason: DialFailureReason | undefined;
+
+  constructor(code: ErrorCode, message: string, options: KonnectivityErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.reason = options.reason;
+  }
+}
+
+/** True when `err` is a KonnectivityError, optionally with the given code. */
+export function isKonnectivityError(err: unknown, code?: ErrorCode): err is KonnectivityError {
+  return err instanceof KonnectivityError && (code === undefined || err.code === code);
+}

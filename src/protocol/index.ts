@@ -1,0 +1,4 @@
+export * from './packet.js';
+export * from './errors.js';
+export * from './codec.js';
+export * from './framing.js';

@@ -1,0 +1,194 @@
+/**
+ * The Konnectivity Packet, as a TypeScript discriminated union on `type`.
+ *
+ * Int64 rule: every int64 field of the wire schema (`random`, `connectID`) is a `bigint`, always. The Go client
+ * draws `random` from rand.Int63(), which does not fit a JS number; using bigint for `connectID` too keeps one rule
+ * and one code path. `bigint`s are primitives, so they work as Map keys.
+ *
+ * Payload members are optional because the wire allows a packet without one (Go getters then read zero values);
+ * use the accessors below rather than reading the members directly when a zero default is what you want.
+ */
+
+/** The packet types of the contract. Values are the wire numbers. */
+export const PacketType = {
+  DIAL_REQ: 0,
+  DIAL_RSP: 1,
+  CLOSE_REQ: 2,
+  CLOSE_RSP: 3,
+  DATA: 4,
+  DIAL_CLS: 5,
+  DRAIN: 6,
+} as const;
+export type PacketType = (typeof PacketType)[keyof typeof PacketType];
+
+/** Names of the known packet types, indexed by wire number (for logs and metrics labels). */
+export const PACKET_TYPE_NAMES: readonly string[] = [
+  'DIAL_REQ',
+  'DIAL_RSP',
+  'CLOSE_REQ',
+  'CLOSE_RSP',
+  'DATA',
+  'DIAL_CLS',
+  'DRAIN',
+];
+
+/** The name of a packet type, or `UNKNOWN(n)` for a number outside the enum. */
+export function packetTypeName(type: number): string {
+  return PACKET_TYPE_NAMES[type] ?? `UNKNOWN(${type})`;
+}
+
+export interface DialRequest {
+  /** Only "tcp" is carried end to end. */
+  protocol: string;
+  /** `host:port` of the endpoint the agent dials. */
+  address: string;
+  /** The dial ID (int64). */
+  random: bigint;
+}
+
+export interface DialResponse {
+  /** Empty on success; otherwise the agent's dial error text (Go form, e.g. `dial tcp …: connect: connection refused`). */
+  error: string;
+  /** Agent-allocated connection ID (int64); 0 when the dial failed. */
+  connectID: bigint;
+  /** Echo of the request's `random`. */
+  random: bigint;
+}
+
+export interface CloseRequest {
+  connectID: bigint;
+}
+
+export interface CloseResponse {
+  error: string;
+  connectID: bigint;
+}
+
+export interface CloseDial {
+  random: bigint;
+}
+
+/** DRAIN carries no fields. */
+export type Drain = Record<string, never>;
+
+export interface Data {
+  connectID: bigint;
+  /** Never set or read by the reference; kept for round trips. */
+  error: string;
+  /** The payload. A decoded packet's `data` is a view into the received buffer, not a copy. */
+  data: Uint8Array;
+}
+
+export interface DialRequestPacket {
+  type: typeof PacketType.DIAL_REQ;
+  dialRequest?: DialRequest;
+}
+export interface DialResponsePacket {
+  type: typeof PacketType.DIAL_RSP;
+  dialResponse?: DialResponse;
+}
+export interface CloseRequestPacket {
+  type: typeof PacketType.CLOSE_REQ;
+  closeRequest?: CloseRequest;
+}
+export interface CloseResponsePacket {
+  type: typeof PacketType.CLOSE_RSP;
+  closeResponse?: CloseResponse;
+}
+export interface DataPacket {
+  type: typeof PacketType.DATA;
+  data?: Data;
+}
+export interface CloseDialPacket {
+  type: typeof PacketType.DIAL_CLS;
+  closeDial?: CloseDial;
+}
+export interface DrainPacket {
+  type: typeof PacketType.DRAIN;
+  drain?: Drain;
+}
+/**
+ * A packet whose type is outside the enum (a newer peer). It decodes, keeps its number, and receivers ignore it.
+ * Payload members it may have carried are dropped.
+ */
+export interface UnknownPacket {
+  type: number;
+  unknown: true;
+}
+
+export type KnownPacket =
+  | DialRequestPacket
+  | DialResponsePacket
+  | CloseRequestPacket
+  | CloseResponsePacket
+  | DataPacket
+  | CloseDialPacket
+  | DrainPacket;
+
+export type Packet = KnownPacket | UnknownPacket;
+
+export function isUnknownPacket(p: Packet): p is UnknownPacket {
+  return (p as UnknownPacket).unknown === true;
+}
+
+// Builders: the engine builds packets only through these, so every packet it sends has both `type` and payload set,
+// as the reference's senders do.
+
+export function dialRequest(address: string, random: bigint, protocol = 'tcp'): DialRequestPacket {
+  return { type: PacketType.DIAL_REQ, dialRequest: { protocol, address, random } };
+}
+export function dialResponse(random: bigint, connectID: bigint, error = ''): DialResponsePacket {
+  return { type: PacketType.DIAL_RSP, dialResponse: { error, connectID, random } };
+}
+export function closeRequest(connectID: bigint): CloseRequestPacket {
+  return { type: PacketType.CLOSE_REQ, closeRequest: { connectID } };
+}
+export function closeResponse(connectID: bigint, error = ''): CloseResponsePacket {
+  return { type: PacketType.CLOSE_RSP, closeResponse: { error, connectID } };
+}
+export function dataPacket(connectID: bigint, data: Uint8Array): DataPacket {
+  return { type: PacketType.DATA, data: { connectID, error: '', data } };
+}
+export function closeDial(random: bigint): CloseDialPacket {
+  return { type: PacketType.DIAL_CLS, closeDial: { random } };
+}
+export function drainPacket(): DrainPacket {
+  return { type: PacketType.DRAIN, drain: {} };
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** The connectID a packet refers to (DIAL_RSP, CLOSE_REQ, CLOSE_RSP, DATA), 0n when it has none. */
+export function connectIDOf(p: Packet): bigint {
+  switch (p.type) {
+    case PacketType.DIAL_RSP:
+      return (p as DialResponsePacket).dialResponse?.connectID ?? 0n;
+    case PacketType.CLOSE_REQ:
+      return (p as CloseRequestPacket).closeRequest?.connectID ?? 0n;
+    case PacketType.CLOSE_RSP:
+      return (p as CloseResponsePacket).closeResponse?.connectID ?? 0n;
+    case PacketType.DATA:
+      return (p as DataPacket).data?.connectID ?? 0n;
+    default:
+      return 0n;
+  }
+}
+
+/** The dial ID a packet refers to (DIAL_REQ, DIAL_RSP, DIAL_CLS), 0n when it has none. */
+export function randomOf(p: Packet): bigint {
+  switch (p.type) {
+    case PacketType.DIAL_REQ:
+      return (p as DialRequestPacket).dialRequest?.random ?? 0n;
+    case PacketType.DIAL_RSP:
+      return (p as DialResponsePacket).dialResponse?.random ?? 0n;
+    case PacketType.DIAL_CLS:
+      return (p as CloseDialPacket).closeDial?.random ?? 0n;
+    default:
+      return 0n;
+  }
+}
+
+/** The payload bytes of a DATA packet (empty when absent). */
+export function dataOf(p: DataPacket): Uint8Array {
+  return p.data?.data ?? EMPTY;
+}

@@ -1,0 +1,2 @@
+export * from './packet-stream.js';
+export * from './memory/index.js';

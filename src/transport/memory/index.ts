@@ -1,0 +1,1 @@
+export { createMemoryPair, MemoryPacketStream, type MemoryPairOptions } from './memory-stream.js';

@@ -1,0 +1,197 @@
+/**
+ * An in-memory PacketStream pair: the two ends of a tunnel inside one process, for tests and for embedding a
+ * server and an agent together. Delivery is asynchronous (like a socket), ordered, and bounded: a write returns
+ * false once the peer holds more than `highWaterMarkBytes` not yet delivered, and a paused receiver holds its
+ * sender there.
+ */
+import type { Packet } from '../../protocol/packet.js';
+import { PacketType } from '../../protocol/packet.js';
+import { decodePacket, encodePacket } from '../../protocol/codec.js';
+import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
+import {
+  AbstractPacketStream,
+  streamClosedError,
+  type Metadata,
+  type PacketStream,
+  type SubstreamProvider,
+} from '../packet-stream.js';
+
+export interface MemoryPairOptions {
+  /** Bytes a side may hold undelivered before the other side's write returns false (default 1 MiB). */
+  highWaterMarkBytes?: number;
+  /** What each side sees as the peer's metadata: `a` is what side A received (from B), and so on. */
+  metadata?: { a?: Metadata; b?: Metadata };
+  /** Give the pair per-connection substreams, as yamux does (default false: one shared stream, as gRPC). */
+  substreams?: boolean;
+  /** Pass every packet through the codec, as a real transport would (default false: objects pass as they are). */
+  encode?: boolean;
+}
+
+const DEFAULT_HWM = 1024 * 1024;
+
+function packetBytes(p: Packet): number {
+  return p.type === PacketType.DATA ? 16 + ((p as { data?: { data: Uint8Array } }).data?.data.length ?? 0) : 64;
+}
+
+class MemorySubstreams implements SubstreamProvider {
+  handler: ((s: PacketStream) => void) | undefined;
+  backlog: PacketStream[] = [];
+  constructor(
+    private readonly owner: MemoryPacketStream,
+    private readonly options: MemoryPairOptions,
+  ) {}
+
+  open(): PacketStream {
+    const peer = this.owner.peer.substreamProvider!;
+    if (this.owner.closed) {
+      const [dead] = createMemoryPair({ ...this.options, substreams: false });
+      dead.destroy(streamClosedError('tunnel closed'));
+      return dead;
+    }
+    const [mine, theirs] = createMemoryPair({ ...this.options, substreams: false, metadata: {} });
+    this.owner.children.add(mine);
+    peer.owner.children.add(theirs);
+    mine.once('close', () => this.owner.children.delete(mine));
+    theirs.once('close', () => peer.owner.children.delete(theirs));
+    setImmediate(() => peer.accept(theirs));
+    return mine;
+  }
+
+  onStream(handler: (stream: PacketStream) => void): void {
+    this.handler = handler;
+    const backlog = this.backlog;
+    this.backlog = [];
+    for (const s of backlog) handler(s);
+  }
+
+  private accept(s: PacketStream): void {
+    if (s.closed) return;
+    if (this.handler) this.handler(s);
+    else this.backlog.push(s);
+  }
+}
+
+export class MemoryPacketStream extends AbstractPacketStream {
+  readonly remoteAddress = 'memory';
+  remoteMetadata: Metadata = {};
+  peer!: MemoryPacketStream;
+  substreamProvider: MemorySubstreams | undefined;
+  /** Substreams of this tunnel, torn down with it. */
+  readonly children = new Set<PacketStream>();
+  private inbox: Packet[] = [];
+  private inboxHead = 0;
+  private inboxBytes = 0;
+  private flushScheduled = false;
+  private sourcePaused = false;
+  private peerEnded = false;
+
+  constructor(
+    private readonly hwm: number,
+    private readonly encode: boolean,
+  ) {
+    super();
+  }
+
+  override get substreams(): SubstreamProvider | undefined {
+    return this.substreamProvider;
+  }
+
+  protected sendPacket(packet: Packet): boolean {
+    const p = this.encode ? decodePacket(encodePacket(packet)) : packet;
+    return this.peer.enqueue(p);
+  }
+
+  protected endLocal(): void {
+    this.peer.peerEnded = true;
+    this.peer.schedule();
+    this.maybeFinish();
+  }
+
+  protected destroyTransport(err: Error | undefined): void {
+    this.inbox = [];
+    this.inboxHead = 0;
+    this.inboxBytes = 0;
+    for (const child of this.children) child.destroy(err ?? streamClosedError('tunnel closed'));
+    this.children.clear();
+    const reason = err
+      ? new KonnectivityError(ErrorCode.REMOTE, `peer destroyed the stream: ${err.message}`, { cause: err })
+      : undefined;
+    // Both sides ended: the peer finishes on its own. Otherwise this is a reset, and the peer fails.
+    if (!err && this.localEnd && this.remoteEnd) return;
+    setImmediate(() => this.peer.destroy(reason ?? streamClosedError('peer reset the stream')));
+  }
+
+  protected override pauseSource(): void {
+    this.sourcePaused = true;
+  }
+
+  protected override resumeSource(): void {
+    this.sourcePaused = false;
+    this.schedule();
+  }
+
+  private enqueue(p: Packet): boolean {
+    this.inbox.push(p);
+    this.inboxBytes += packetBytes(p);
+    this.schedule();
+    return this.inboxBytes <= this.hwm;
+  }
+
+  private schedule(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.flush();
+    });
+  }
+
+  private flush(): void {
+    while (!this.sourcePaused && this.inboxHead < this.inbox.length) {
+      const p = this.inbox[this.inboxHead]!;
+      this.inbox[this.inboxHead++] = undefined as unknown as Packet;
+      this.inboxBytes -= packetBytes(p);
+      this.deliver(p);
+    }
+    if (this.inboxHead >= this.inbox.length) {
+      this.inbox = [];
+      this.inboxHead = 0;
+    }
+    if (this.inboxBytes <= this.hwm) this.peer.emitDrainFromPeer();
+    if (this.peerEnded && this.inbox.length === 0) {
+      this.deliverEnd();
+      this.maybeFinish();
+    }
+  }
+
+  private emitDrainFromPeer(): void {
+    this.emitDrain();
+  }
+
+  private maybeFinish(): void {
+    if (this.localEnd && this.remoteEnd) {
+      this.finish();
+      // The peer may be waiting on our end only.
+      this.peer.schedule();
+    }
+  }
+}
+
+/** Create the two ends of an in-memory tunnel: `[a, b]`, where `a.write()` reaches `b` and back. */
+export function createMemoryPair(options: MemoryPairOptions = {}): [MemoryPacketStream, MemoryPacketStream] {
+  const hwm = options.highWaterMarkBytes ?? DEFAULT_HWM;
+  if (!Number.isInteger(hwm) || hwm <= 0) {
+    throw new KonnectivityError(ErrorCode.INVALID_OPTION, `highWaterMarkBytes must be a positive integer, got ${hwm}`);
+  }
+  const a = new MemoryPacketStream(hwm, options.encode ?? false);
+  const b = new MemoryPacketStream(hwm, options.encode ?? false);
+  a.peer = b;
+  b.peer = a;
+  a.remoteMetadata = options.metadata?.a ?? {};
+  b.remoteMetadata = options.metadata?.b ?? {};
+  if (options.substreams) {
+    a.substreamProvider = new MemorySubstreams(a, options);
+    b.substreamProvider = new MemorySubstreams(b, options);
+  }
+  return [a, b];
+}
