@@ -18,12 +18,15 @@ import {
   type DialRequest,
   type DialResponse,
   type Packet,
+  type WindowUpdate,
 } from './packet.js';
 
 const WIRE_VARINT = 0;
 const WIRE_FIXED64 = 1;
 const WIRE_LEN = 2;
 const WIRE_FIXED32 = 5;
+/** Packet oneof field of the WINDOW_UPDATE extension. */
+const WINDOW_UPDATE_FIELD = 64;
 
 /**
  * Decoded packets that came off the wire keep their encoded bytes under this key, so a relay can forward a packet
@@ -229,10 +232,19 @@ export function encodePacket(p: Packet, options?: EncodeOptions): Buffer {
       if ((p as { drain?: object }).drain) field = 8;
       break;
     }
+    case PacketType.WINDOW_UPDATE: {
+      const m = (p as { windowUpdate?: WindowUpdate }).windowUpdate;
+      if (m) {
+        field = WINDOW_UPDATE_FIELD;
+        bodySize =
+          (m.connectID !== 0n ? 1 + int64Size(m.connectID) : 0) + (m.increment !== 0n ? 1 + int64Size(m.increment) : 0);
+      }
+      break;
+    }
     default:
       break;
   }
-  if (field !== 0) size += lenFieldSize(bodySize);
+  if (field !== 0) size += lenFieldSize(bodySize) + (field >= 16 ? 1 : 0);
 
   const buf = Buffer.allocUnsafe(reserve + size);
   const w = new Writer(buf, reserve);
@@ -242,7 +254,7 @@ export function encodePacket(p: Packet, options?: EncodeOptions): Buffer {
     else w.int64(BigInt(type));
   }
   if (field !== 0) {
-    w.byte((field << 3) | WIRE_LEN);
+    w.varint32((field << 3) | WIRE_LEN);
     w.varint32(bodySize);
     switch (field) {
       case 2: {
@@ -280,6 +292,12 @@ export function encodePacket(p: Packet, options?: EncodeOptions): Buffer {
       case 7: {
         const m = (p as { closeDial: CloseDial }).closeDial;
         if (m.random !== 0n) (w.byte(0x08), w.int64(m.random));
+        break;
+      }
+      case WINDOW_UPDATE_FIELD: {
+        const m = (p as { windowUpdate: WindowUpdate }).windowUpdate;
+        if (m.connectID !== 0n) (w.byte(0x08), w.int64(m.connectID));
+        if (m.increment !== 0n) (w.byte(0x10), w.int64(m.increment));
         break;
       }
       default:
@@ -545,7 +563,7 @@ export function decodePacket(bytes: Uint8Array, options?: DecodeOptions): Packet
     if (f === 1) {
       expectWire(wt, WIRE_VARINT, 'Packet.type');
       type = r.uint32() | 0; // an enum is an int32
-    } else if (f >= 2 && f <= 8) {
+    } else if ((f >= 2 && f <= 8) || f === WINDOW_UPDATE_FIELD) {
       expectWire(wt, WIRE_LEN, 'Packet payload');
       const len = r.length();
       member = f;
@@ -576,6 +594,9 @@ const MEMBER_KEY: Record<number, string> = {
  * member that does not match the type is validated (above) and then dropped.
  */
 function buildPacket(type: number, member: { field: number; value: object } | undefined): Packet {
+  if (type === PacketType.WINDOW_UPDATE) {
+    return member?.field === WINDOW_UPDATE_FIELD ? { type, windowUpdate: member.value as WindowUpdate } : { type };
+  }
   if (type < 0 || type >= MEMBER_OF_TYPE.length) return { type, unknown: true };
   if (member === undefined || MEMBER_OF_TYPE[type] !== member.field) return { type } as Packet;
   return { type, [MEMBER_KEY[member.field]!]: member.value } as Packet;
@@ -605,6 +626,18 @@ function decodeMember(buf: Buffer, field: number, start: number, end: number): {
     case 7:
       value = { random: decodeIdMessage(r, end, 1, 'CloseDial.random').id };
       break;
+    case WINDOW_UPDATE_FIELD: {
+      let connectID = 0n;
+      let increment = 0n;
+      while (r.pos < end) {
+        const t = r.tag();
+        if (t >>> 3 === 1) (expectWire(t & 7, WIRE_VARINT, 'WindowUpdate.connectID'), (connectID = r.int64()));
+        else if (t >>> 3 === 2) (expectWire(t & 7, WIRE_VARINT, 'WindowUpdate.increment'), (increment = r.int64()));
+        else r.skip(t & 7);
+      }
+      value = { connectID, increment };
+      break;
+    }
     default:
       while (r.pos < end) r.skip(r.tag() & 7);
       value = {};

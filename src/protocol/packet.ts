@@ -18,6 +18,11 @@ export const PacketType = {
   DATA: 4,
   DIAL_CLS: 5,
   DRAIN: 6,
+  /**
+   * konnectivity-ts extension, not in the reference: per-connection flow-control credit. Sent only to peers that
+   * announced the `konnectivity-ts-window` metadata key, so Go peers never see it (they would ignore it anyway).
+   */
+  WINDOW_UPDATE: 64,
 } as const;
 export type PacketType = (typeof PacketType)[keyof typeof PacketType];
 
@@ -34,6 +39,7 @@ export const PACKET_TYPE_NAMES: readonly string[] = [
 
 /** The name of a packet type, or `UNKNOWN(n)` for a number outside the enum. */
 export function packetTypeName(type: number): string {
+  if (type === PacketType.WINDOW_UPDATE) return 'WINDOW_UPDATE';
   return PACKET_TYPE_NAMES[type] ?? `UNKNOWN(${type})`;
 }
 
@@ -71,6 +77,12 @@ export interface CloseDial {
 /** DRAIN carries no fields. */
 export type Drain = Record<string, never>;
 
+/** Extension: the receiver of connection `connectID` has consumed `increment` more bytes of DATA payload. */
+export interface WindowUpdate {
+  connectID: bigint;
+  increment: bigint;
+}
+
 export interface Data {
   connectID: bigint;
   /** Never set or read by the reference; kept for round trips. */
@@ -107,6 +119,10 @@ export interface DrainPacket {
   type: typeof PacketType.DRAIN;
   drain?: Drain;
 }
+export interface WindowUpdatePacket {
+  type: typeof PacketType.WINDOW_UPDATE;
+  windowUpdate?: WindowUpdate;
+}
 /**
  * A packet whose type is outside the enum (a newer peer). It decodes, keeps its number, and receivers ignore it.
  * Payload members it may have carried are dropped.
@@ -123,7 +139,8 @@ export type KnownPacket =
   | CloseResponsePacket
   | DataPacket
   | CloseDialPacket
-  | DrainPacket;
+  | DrainPacket
+  | WindowUpdatePacket;
 
 export type Packet = KnownPacket | UnknownPacket;
 
@@ -155,6 +172,9 @@ export function closeDial(random: bigint): CloseDialPacket {
 export function drainPacket(): DrainPacket {
   return { type: PacketType.DRAIN, drain: {} };
 }
+export function windowUpdate(connectID: bigint, increment: number): WindowUpdatePacket {
+  return { type: PacketType.WINDOW_UPDATE, windowUpdate: { connectID, increment: BigInt(increment) } };
+}
 
 const EMPTY = new Uint8Array(0);
 
@@ -169,6 +189,8 @@ export function connectIDOf(p: Packet): bigint {
       return (p as CloseResponsePacket).closeResponse?.connectID ?? 0n;
     case PacketType.DATA:
       return (p as DataPacket).data?.connectID ?? 0n;
+    case PacketType.WINDOW_UPDATE:
+      return (p as WindowUpdatePacket).windowUpdate?.connectID ?? 0n;
     default:
       return 0n;
   }
