@@ -1,0 +1,191 @@
+/**
+ * The konnectivity-agent flag table: the reference proxy-agent's names and defaults (PROTOCOL.md §6.2), the flags
+ * we accept and ignore, and our own additions, each marked in --help.
+ */
+import { randomUUID } from 'node:crypto';
+import { FlagError, parseFlags, parseGoBool, type FlagSpec, type ParsedFlags } from './flags.js';
+import { klogFlags } from './klog-flags.js';
+
+/** The identifiers an agent advertises (`agentidentifiers`). */
+export interface AgentIdentifiers {
+  ipv4?: string[];
+  ipv6?: string[];
+  host?: string[];
+  cidr?: string[];
+  defaultRoute?: boolean;
+}
+
+/** Everything the agent program needs, typed. Durations are in milliseconds. */
+export interface AgentOptions {
+  proxyServerHost: string;
+  proxyServerPort: number;
+  /** Server list mode: one tunnel to each `host:port` (empty: load-balancer mode on host:port). */
+  proxyServerAddresses: Array<{ host: string; port: number }>;
+  caCert: string;
+  agentCert: string;
+  agentKey: string;
+  agentID: string;
+  identifiers: AgentIdentifiers;
+  serviceAccountTokenPath: string;
+  healthServerHost: string;
+  healthServerPort: number;
+  adminBindAddress: string;
+  adminServerPort: number;
+  syncIntervalMs: number;
+  syncIntervalCapMs: number;
+  probeIntervalMs: number;
+  keepaliveTimeMs: number;
+  syncForever: boolean;
+  transport: 'grpc' | 'yamux';
+  verbosity: number;
+  logFormat: 'text' | 'json';
+}
+
+const port = (v: string | number | boolean): string | undefined =>
+  (v as number) < 0 || (v as number) > 65535 ? 'must be a port number 0-65535 (0 picks a free port)' : undefined;
+const positive = (v: string | number | boolean): string | undefined => ((v as number) <= 0 ? 'must be positive' : undefined);
+
+const IDENTIFIER_KEYS = ['ipv4', 'ipv6', 'host', 'cidr', 'default-route'];
+
+/** Parse `--agent-identifiers` (URL query syntax) and reject keys the reference agent rejects. */
+export function parseAgentIdentifiers(text: string): AgentIdentifiers {
+  const out: AgentIdentifiers = {};
+  if (text === '') return out;
+  const q = new URLSearchParams(text);
+  for (const [key, value] of q) {
+    if (!IDENTIFIER_KEYS.includes(key)) throw new Error(`unknown address type: ${key}`);
+    if (key === 'default-route') {
+      if (out.defaultRoute !== undefined) continue; // the first value wins, as on the server
+      const b = parseGoBool(value);
+      if (b === undefined) throw new Error(`invalid default-route value "${value}"`);
+      out.defaultRoute = b;
+    } else {
+      const k = key as 'ipv4' | 'ipv6' | 'host' | 'cidr';
+      (out[k] ??= []).push(value);
+    }
+  }
+  return out;
+}
+
+/** Parse `host:port,host:port` (IPv6 in brackets). */
+export function parseServerAddresses(text: string): Array<{ host: string; port: number }> {
+  if (text.trim() === '') return [];
+  return text.split(',').map((entry) => {
+    const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(entry.trim());
+    const p = m ? Number(m[3]) : NaN;
+    if (!m || !(p > 0 && p < 65536)) throw new Error(`"${entry}" is not host:port`);
+    return { host: (m[1] ?? m[2])!, port: p };
+  });
+}
+
+/** The agent's flags, in --help order. */
+export function agentFlagSpecs(): FlagSpec[] {
+  const ign = (name: string, type: FlagSpec['type'], def: string | number | boolean, usage: string, hidden = false): FlagSpec => ({
+    name,
+    type,
+    default: def,
+    usage,
+    ignored: true,
+    hidden,
+  });
+  return [
+    { name: 'proxy-server-host', type: 'string', default: '127.0.0.1', usage: 'the proxy server (or its load balancer) host' },
+    { name: 'proxy-server-port', type: 'int', default: 8091, usage: 'the proxy server (or its load balancer) agent port', validate: port },
+    { name: 'ca-cert', type: 'string', default: '', usage: 'CA that signed the server certificate (empty: plaintext, with a warning)' },
+    { name: 'agent-cert', type: 'string', default: '', usage: 'client certificate file for mTLS' },
+    { name: 'agent-key', type: 'string', default: '', usage: 'client key file for mTLS' },
+    { name: 'agent-id', type: 'string', default: '', usage: 'this agent\'s ID (default $PROXY_AGENT_ID, otherwise a random UUID)' },
+    {
+      name: 'agent-identifiers',
+      type: 'string',
+      default: '',
+      usage: 'identifiers in URL query syntax, e.g. host=node1&ipv4=10.0.0.5&default-route=true (keys ipv4, ipv6, host, cidr, default-route)',
+      validate: (v) => {
+        try {
+          parseAgentIdentifiers(String(v));
+          return undefined;
+        } catch (err) {
+          return (err as Error).message;
+        }
+      },
+    },
+    { name: 'service-account-token-path', type: 'string', default: '', usage: 'file holding a bearer token, re-read on every connect' },
+    { name: 'health-server-host', type: 'string', default: '', usage: 'health server bind address' },
+    { name: 'health-server-port', type: 'int', default: 8093, usage: 'health server port: /healthz /readyz /ready /metrics', validate: port },
+    { name: 'admin-bind-address', type: 'string', default: '127.0.0.1', usage: 'admin server bind address' },
+    { name: 'admin-server-port', type: 'int', default: 8094, usage: 'admin server port (/metrics redirects to the health port)', validate: port },
+    { name: 'sync-interval', type: 'duration', default: 1000, usage: 'interval between attempts to open a tunnel', validate: positive },
+    { name: 'sync-interval-cap', type: 'duration', default: 10_000, usage: 'maximum interval between attempts after errors', validate: positive },
+    { name: 'probe-interval', type: 'duration', default: 1000, usage: 'interval between checks of each tunnel\'s health', validate: positive },
+    { name: 'keepalive-time', type: 'duration', default: 3_600_000, usage: 'keepalive ping interval to the server (never below 30s on gRPC)', validate: positive },
+    { name: 'sync-forever', type: 'bool', default: false, usage: 'keep dialling to discover new servers after --server-count is reached' },
+    ign('alpn-proto', 'string', '', 'extra ALPN protocols'),
+    ign('count-server-leases', 'bool', false, 'count servers from leases'),
+    ign('lease-namespace', 'string', 'kube-system', 'lease namespace'),
+    ign('lease-label-selector', 'string', 'k8s-app=konnectivity-server', 'lease label selector'),
+    ign('lease-label', 'string', 'k8s-app=konnectivity-server', 'deprecated alias of --lease-label-selector', true),
+    ign('server-count-source', 'string', 'default', 'server count source: default or max'),
+    ign('kubeconfig', 'string', '', 'kubeconfig for leases'),
+    ign('kube-api-content-type', 'string', 'application/vnd.kubernetes.protobuf', 'Kubernetes API content type'),
+    ign('xfr-channel-size', 'int', 150, 'per-connection queue size (our buffers are byte-bounded)'),
+    ign('warn-on-channel-limit', 'bool', false, 'warn when a queue is full'),
+    ign('enable-profiling', 'bool', false, 'serve /debug/pprof'),
+    ign('enable-contention-profiling', 'bool', false, 'contention profiling'),
+    {
+      name: 'transport',
+      type: 'string',
+      default: 'grpc',
+      usage: 'tunnel transport: grpc (Go-compatible) or yamux [konnectivity-ts]',
+      validate: (v) => (v === 'grpc' || v === 'yamux' ? undefined : 'must be grpc or yamux'),
+    },
+    {
+      name: 'proxy-server-addresses',
+      type: 'string',
+      default: '',
+      usage: 'comma-separated host:port list; keep one tunnel to each (no load balancer needed) [konnectivity-ts]',
+      validate: (v) => {
+        try {
+          parseServerAddresses(String(v));
+          return undefined;
+        } catch (err) {
+          return (err as Error).message;
+        }
+      },
+    },
+    ...klogFlags(),
+  ];
+}
+
+/** Parse the agent command line into typed options (plus the raw parse for help and warnings). */
+export function parseAgentOptions(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): { options: AgentOptions; parsed: ParsedFlags } {
+  const parsed = parseFlags(agentFlagSpecs(), argv);
+  const v = parsed.values;
+  const options: AgentOptions = {
+    proxyServerHost: v['proxy-server-host'] as string,
+    proxyServerPort: v['proxy-server-port'] as number,
+    proxyServerAddresses: parseServerAddresses(v['proxy-server-addresses'] as string),
+    caCert: v['ca-cert'] as string,
+    agentCert: v['agent-cert'] as string,
+    agentKey: v['agent-key'] as string,
+    agentID: (v['agent-id'] as string) || env['PROXY_AGENT_ID'] || randomUUID(),
+    identifiers: parseAgentIdentifiers(v['agent-identifiers'] as string),
+    serviceAccountTokenPath: v['service-account-token-path'] as string,
+    healthServerHost: v['health-server-host'] as string,
+    healthServerPort: v['health-server-port'] as number,
+    adminBindAddress: v['admin-bind-address'] as string,
+    adminServerPort: v['admin-server-port'] as number,
+    syncIntervalMs: v['sync-interval'] as number,
+    syncIntervalCapMs: v['sync-interval-cap'] as number,
+    probeIntervalMs: v['probe-interval'] as number,
+    keepaliveTimeMs: v['keepalive-time'] as number,
+    syncForever: v['sync-forever'] as boolean,
+    transport: v['transport'] as AgentOptions['transport'],
+    verbosity: v['v'] as number,
+    logFormat: v['log-format'] as AgentOptions['logFormat'],
+  };
+  if (!parsed.help) {
+    if (Boolean(options.agentCert) !== Boolean(options.agentKey)) throw new FlagError('--agent-cert and --agent-key must be given together');
+    if (options.syncIntervalCapMs < options.syncIntervalMs) throw new FlagError('--sync-interval-cap must not be less than --sync-interval');
+  }
+  return { options, parsed };
+}

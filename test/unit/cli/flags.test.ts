@@ -1,0 +1,188 @@
+import { describe, expect, it } from 'vitest';
+import { FlagError, formatGoDuration, formatHelp, parseFlags, parseGoDuration, type FlagSpec } from '../../../src/cli/flags.js';
+import { parseServerOptions, serverFlagSpecs } from '../../../src/cli/server-options.js';
+import { parseAgentIdentifiers, parseAgentOptions, parseServerAddresses } from '../../../src/cli/agent-options.js';
+
+const specs: FlagSpec[] = [
+  { name: 'name', type: 'string', default: 'x', usage: 'a name' },
+  { name: 'count', type: 'int', default: 1, usage: 'a count' },
+  { name: 'on', type: 'bool', default: false, usage: 'a switch' },
+  { name: 'wait', type: 'duration', default: 1000, usage: 'a wait' },
+  { name: 'v', type: 'int', default: 4, usage: 'verbosity' },
+  { name: 'old', type: 'string', default: '', usage: 'old', ignored: true },
+];
+
+describe('parseGoDuration', () => {
+  it.each([
+    ['0', 0],
+    ['1s', 1000],
+    ['1h', 3_600_000],
+    ['500ms', 500],
+    ['1m30s', 90_000],
+    ['1.5h', 5_400_000],
+    ['-2s', -2000],
+    ['100us', 0.1],
+    ['1h0m0s', 3_600_000],
+  ])('%s -> %d ms', (text, ms) => {
+    expect(parseGoDuration(text)).toBeCloseTo(ms, 9);
+  });
+  it.each(['', '1', '10', 's', '1x', '1s2', 'abc', '.s'])('rejects %j', (text) => {
+    expect(() => parseGoDuration(text)).toThrow(/invalid duration|unknown unit/);
+  });
+  it('formats like Go', () => {
+    expect(formatGoDuration(3_600_000)).toBe('1h0m0s');
+    expect(formatGoDuration(1000)).toBe('1s');
+    expect(formatGoDuration(0)).toBe('0s');
+    expect(formatGoDuration(500)).toBe('500ms');
+    expect(formatGoDuration(90_000)).toBe('1m30s');
+  });
+});
+
+describe('parseFlags', () => {
+  it('gives defaults', () => {
+    const p = parseFlags(specs, []);
+    expect(p.values).toMatchObject({ name: 'x', count: 1, on: false, wait: 1000, v: 4 });
+    expect(p.set.size).toBe(0);
+  });
+  it('accepts = and separate values, single dash, and underscores', () => {
+    const p = parseFlags(specs, ['--name=a', '--count', '7', '-v=5', '--wait', '1m', '--on']);
+    expect(p.values).toMatchObject({ name: 'a', count: 7, v: 5, wait: 60_000, on: true });
+    expect(parseFlags(specs, ['-v', '2']).values['v']).toBe(2);
+    expect(parseFlags(specs, ['-name=b']).values['name']).toBe('b');
+    expect(parseFlags([{ name: 'log-file', type: 'string', default: '', usage: '' }], ['--log_file=f']).values['log-file']).toBe('f');
+  });
+  it('parses booleans like Go', () => {
+    expect(parseFlags(specs, ['--on=false']).values['on']).toBe(false);
+    expect(parseFlags(specs, ['--on=T']).values['on']).toBe(true);
+    expect(parseFlags(specs, ['--on=0']).values['on']).toBe(false);
+  });
+  it('keeps an empty value given with =', () => {
+    expect(parseFlags(specs, ['--name=']).values['name']).toBe('');
+  });
+  it.each([
+    [['--nope'], /unknown flag: --nope/],
+    [['--count=x'], /invalid argument "x" for "--count"/],
+    [['--count'], /flag needs an argument: --count/],
+    [['--wait=10'], /invalid argument "10" for "--wait" flag: time: invalid duration/],
+    [['--on=maybe'], /ParseBool/],
+    [['stray'], /unexpected argument "stray"/],
+  ])('rejects %j', (argv, message) => {
+    let caught: unknown;
+    try {
+      parseFlags(specs, argv);
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(FlagError);
+    expect((caught as FlagError).exitCode).toBe(2);
+    expect((caught as Error).message).toMatch(message);
+  });
+  it('warns when an ignored flag is set to something else than its default', () => {
+    expect(parseFlags(specs, ['--old=y']).warnings).toEqual(['flag --old is accepted for compatibility and ignored']);
+    expect(parseFlags(specs, ['--old=']).warnings).toEqual([]);
+  });
+  it('recognises --help and -h', () => {
+    expect(parseFlags(specs, ['--help']).help).toBe(true);
+    expect(parseFlags(specs, ['-h']).help).toBe(true);
+  });
+  it('help lists every flag with its default and marks ignored ones', () => {
+    const text = formatHelp('prog', 'does things', specs);
+    for (const s of specs) expect(text).toContain(`-${s.name}`);
+    expect(text).toContain('(default 1s)');
+    expect(text).toContain('[accepted, ignored]');
+  });
+});
+
+describe('server options', () => {
+  it('has the reference defaults', () => {
+    const { options } = parseServerOptions([], {});
+    expect(options).toMatchObject({
+      mode: 'grpc',
+      serverPort: 8090,
+      agentPort: 8091,
+      healthPort: 8092,
+      adminPort: 8095,
+      adminBindAddress: '127.0.0.1',
+      deleteExistingUdsFile: true,
+      serverCount: 1,
+      proxyStrategies: ['default'],
+      keepaliveTimeMs: 3_600_000,
+      frontendKeepaliveTimeMs: 3_600_000,
+      backendDialTimeoutMs: 0,
+      gracefulShutdownTimeoutMs: 0,
+      verbosity: 4,
+      tlsMinVersion: 'TLSv1.2',
+    });
+    expect(options.serverID).toMatch(/^[0-9a-f-]{36}$/);
+    expect(parseServerOptions([], { PROXY_SERVER_ID: 'env-id' }).options.serverID).toBe('env-id');
+  });
+  it('accepts a reference flag set', () => {
+    const { options, parsed } = parseServerOptions(
+      [
+        '--mode=http-connect', '--uds-name=/tmp/x.sock', '--delete-existing-uds-file=true', '--server-port=0',
+        '--agent-port=8091', '--cluster-cert=c', '--cluster-key=k', '--cluster-ca-cert=ca', '--health-port=8092',
+        '--admin-port=8093', '--server-id', 's1', '--server-count=3', '--proxy-strategies=destHost,default',
+        '--keepalive-time=30m', '--frontend-keepalive-time=1h', '--backend-dial-timeout=5s', '--graceful-shutdown-timeout=15s',
+        '--xfr-channel-size=20', '--kubeconfig=/etc/k', '--enable-profiling', '-v=5', '--logtostderr=true',
+      ],
+      {},
+    );
+    expect(options).toMatchObject({ mode: 'http-connect', udsName: '/tmp/x.sock', serverID: 's1', serverCount: 3, proxyStrategies: ['destHost', 'default'], backendDialTimeoutMs: 5000, verbosity: 5, keepaliveTimeMs: 1_800_000 });
+    expect(parsed.warnings.map((w) => w.split(' ')[1])).toEqual(['--xfr-channel-size', '--kubeconfig', '--enable-profiling']);
+  });
+  it('rejects bad combinations and values', () => {
+    expect(() => parseServerOptions(['--uds-name=/x', '--server-port=8090'], {})).toThrow(/must be 0/);
+    expect(() => parseServerOptions(['--proxy-strategies=random'], {})).toThrow(/unknown proxy strategy/);
+    expect(() => parseServerOptions(['--mode=socks'], {})).toThrow(/grpc or http-connect/);
+    expect(() => parseServerOptions(['--server-cert=a'], {})).toThrow(/together/);
+  });
+  it('help names every reference flag', () => {
+    const names = serverFlagSpecs().map((s) => s.name);
+    for (const n of ['mode', 'uds-name', 'delete-existing-uds-file', 'server-port', 'server-bind-address', 'server-cert', 'server-key', 'server-ca-cert', 'agent-port', 'agent-bind-address', 'cluster-cert', 'cluster-key', 'cluster-ca-cert', 'health-port', 'health-bind-address', 'admin-port', 'admin-bind-address', 'server-id', 'server-count', 'proxy-strategies', 'keepalive-time', 'frontend-keepalive-time', 'backend-dial-timeout', 'graceful-shutdown-timeout', 'xfr-channel-size', 'v']) {
+      expect(names).toContain(n);
+    }
+  });
+});
+
+describe('agent options', () => {
+  it('has the reference defaults', () => {
+    const { options } = parseAgentOptions([], {});
+    expect(options).toMatchObject({
+      proxyServerHost: '127.0.0.1',
+      proxyServerPort: 8091,
+      healthServerPort: 8093,
+      adminServerPort: 8094,
+      adminBindAddress: '127.0.0.1',
+      syncIntervalMs: 1000,
+      syncIntervalCapMs: 10_000,
+      probeIntervalMs: 1000,
+      keepaliveTimeMs: 3_600_000,
+      syncForever: false,
+      verbosity: 4,
+      transport: 'grpc',
+      proxyServerAddresses: [],
+    });
+    expect(parseAgentOptions([], { PROXY_AGENT_ID: 'a1' }).options.agentID).toBe('a1');
+  });
+  it('parses identifiers and server lists', () => {
+    expect(parseAgentIdentifiers('host=node1&ipv4=10.0.0.5&ipv4=10.0.0.6&default-route=true&cidr=10.0.0.0/16')).toEqual({
+      host: ['node1'],
+      ipv4: ['10.0.0.5', '10.0.0.6'],
+      cidr: ['10.0.0.0/16'],
+      defaultRoute: true,
+    });
+    expect(() => parseAgentIdentifiers('uid=1')).toThrow(/unknown address type: uid/);
+    expect(parseServerAddresses('a:1,[::1]:2')).toEqual([{ host: 'a', port: 1 }, { host: '::1', port: 2 }]);
+    expect(() => parseServerAddresses('a')).toThrow(/host:port/);
+    expect(() => parseAgentOptions(['--agent-identifiers=bogus=1'], {})).toThrow(/unknown address type/);
+  });
+  it('accepts the flag set of the reference test harness', () => {
+    const { options, parsed } = parseAgentOptions(
+      ['--agent-id=a', '--proxy-server-host=localhost', '--proxy-server-port=9000', '--sync-interval=100ms', '--sync-interval-cap=1s', '--probe-interval=200ms', '--sync-forever=true', '--lease-label=k8s-app=x', '--count-server-leases=false', '--health-server-port=0', '--admin-server-port=0', '--xfr-channel-size=150'],
+      {},
+    );
+    expect(options).toMatchObject({ agentID: 'a', proxyServerHost: 'localhost', proxyServerPort: 9000, syncIntervalMs: 100, syncIntervalCapMs: 1000, probeIntervalMs: 200, syncForever: true });
+    expect(parsed.warnings).toHaveLength(1);
+    expect(() => parseAgentOptions(['--sync-interval=2s', '--sync-interval-cap=1s'], {})).toThrow(/sync-interval-cap/);
+  });
+});
