@@ -1,0 +1,68 @@
+/**
+ * Retry delays for the agent's sync loop, after the reference (`wait.Backoff` with factor 1.5, jitter 0.1, from
+ * `--sync-interval` up to `--sync-interval-cap`). Pure: no timers; the caller sleeps.
+ */
+import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
+
+/** Options for {@link Backoff}. */
+export interface BackoffOptions {
+  /** The first delay, in milliseconds (the agent's sync interval, default 1000). */
+  initialMs?: number;
+  /** The largest delay before jitter, in milliseconds (the sync interval cap, default 10000). */
+  capMs?: number;
+  /** How much each failure multiplies the delay by (default 1.5). */
+  factor?: number;
+  /** The most jitter adds, as a fraction of the delay (default 0.1: up to +10 %). */
+  jitter?: number;
+  /** Source of randomness in [0, 1) (default Math.random); tests pass a fixed one. */
+  random?: () => number;
+}
+
+/** Add up to `fraction * ms` to `ms`, as Go's `wait.Jitter` does (never less than `ms`). */
+export function jitter(ms: number, fraction: number, random: () => number = Math.random): number {
+  return fraction > 0 ? ms + random() * fraction * ms : ms;
+}
+
+/** Exponential backoff with a cap and jitter: `next()` gives the delay to wait now, then grows it. */
+export class Backoff {
+  readonly initialMs: number;
+  readonly capMs: number;
+  readonly factor: number;
+  readonly jitterFraction: number;
+  private readonly random: () => number;
+  private currentMs: number;
+
+  constructor(options: BackoffOptions = {}) {
+    this.initialMs = options.initialMs ?? 1000;
+    this.capMs = options.capMs ?? 10_000;
+    this.factor = options.factor ?? 1.5;
+    this.jitterFraction = options.jitter ?? 0.1;
+    this.random = options.random ?? Math.random;
+    if (!(Number.isFinite(this.initialMs) && this.initialMs >= 0)) invalid('initialMs', this.initialMs);
+    if (!(Number.isFinite(this.capMs) && this.capMs >= this.initialMs)) invalid('capMs', this.capMs);
+    if (!(Number.isFinite(this.factor) && this.factor >= 1)) invalid('factor', this.factor);
+    if (!(Number.isFinite(this.jitterFraction) && this.jitterFraction >= 0)) invalid('jitter', this.jitterFraction);
+    this.currentMs = this.initialMs;
+  }
+
+  /** The delay before the next attempt (jittered); each call grows the following one, up to the cap. */
+  next(): number {
+    const ms = this.currentMs;
+    this.currentMs = Math.min(this.currentMs * this.factor, this.capMs);
+    return jitter(ms, this.jitterFraction, this.random);
+  }
+
+  /** The plain interval with jitter, without growing: what the loop waits after a success. */
+  interval(): number {
+    return jitter(this.initialMs, this.jitterFraction, this.random);
+  }
+
+  /** Start again from the initial delay (after a success). */
+  reset(): void {
+    this.currentMs = this.initialMs;
+  }
+}
+
+function invalid(name: string, value: number): never {
+  throw new KonnectivityError(ErrorCode.INVALID_OPTION, `backoff: invalid ${name}: ${value}`);
+}

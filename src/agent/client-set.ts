@@ -1,0 +1,394 @@
+/**
+ * The agent's set of tunnels for high availability (the reference's ClientSet, PROTOCOL.md §4).
+ *
+ * Two ways to find servers:
+ * - one address behind a load balancer (`connector`): every attempt opens a new connection, so the balancer may
+ *   land it on another server; the set keeps one tunnel per distinct `serverid` until it holds `servercount` of
+ *   them (or, with `syncForever`, keeps dialling to discover new servers);
+ * - a list of server addresses (`connectors`): one tunnel through each, redialled when lost.
+ * A tunnel that lands on a server already held is a duplicate and is closed at once. Failures back off from
+ * `syncIntervalMs` to `syncIntervalCapMs` (factor 1.5, +10 % jitter). `drain()` sends DRAIN on every tunnel and stops
+ * dialling; the tunnels keep serving until they end.
+ */
+import { EventEmitter } from 'eventemitter3';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
+import type { TunnelConnector } from '../transport/packet-stream.js';
+import { Backoff } from './backoff.js';
+
+/** What the set needs from one of the agent's tunnels (the Agent's `AgentTunnel` fits). */
+export interface ClientSetTunnel {
+  /** The server's `serverid` response header; a tunnel without one is refused. */
+  readonly serverID: string | undefined;
+  /** The server's `servercount` response header. */
+  readonly serverCount: number;
+  /** Settles when the tunnel has ended, with its error if it failed. */
+  readonly done: Promise<Error | undefined>;
+  close(): Promise<void>;
+  destroy(err?: Error): void;
+}
+
+/** What the set needs from the agent (the `Agent` class fits). */
+export interface ClientSetAgent<T extends ClientSetTunnel = ClientSetTunnel> {
+  /** Open one tunnel through `connector` and serve it. */
+  connect(connector: TunnelConnector, options?: { signal?: AbortSignal }): Promise<T>;
+  /** Send DRAIN on every tunnel. */
+  drain(): void;
+}
+
+/** Options for {@link AgentClientSet}. Give exactly one of `connector` and `connectors`. */
+export interface AgentClientSetOptions {
+  /** One server address, normally a load balancer in front of several servers: a new connection per attempt. */
+  connector?: TunnelConnector;
+  /** Server-list mode: one tunnel through each connector. */
+  connectors?: readonly TunnelConnector[];
+  /** Wait between sync attempts and the first retry delay, in ms (`--sync-interval`, default 1000). */
+  syncIntervalMs?: number;
+  /** The largest retry delay, in ms (`--sync-interval-cap`, default 10000). */
+  syncIntervalCapMs?: number;
+  /** Keep dialling through the load balancer even with `servercount` tunnels, to find new servers (default false). */
+  syncForever?: boolean;
+  /** How long one attempt may take to open a tunnel, in ms (default 30000). */
+  connectTimeoutMs?: number;
+  /** Aborting it closes the set, as `close()` does. */
+  signal?: AbortSignal;
+  /** Randomness for jitter, in [0, 1) (default Math.random). */
+  random?: () => number;
+}
+
+/** Events of {@link AgentClientSet}. */
+export interface AgentClientSetEvents<T extends ClientSetTunnel> {
+  /** A tunnel to a new server was added. */
+  tunnelAdded: [tunnel: T];
+  /** A tunnel of the set ended; `err` is why, if it failed. */
+  tunnelRemoved: [tunnel: T, err: Error | undefined];
+  /** An attempt reached a server the set already holds; the new tunnel was closed. */
+  duplicate: [serverID: string];
+  /** An attempt failed; the next one is in `retryInMs`. */
+  connectFailed: [err: Error, retryInMs: number];
+  /** Readiness changed: true once a tunnel is up, false when the last one ends. */
+  readyChange: [ready: boolean];
+}
+
+type Attempt<T> =
+  | { kind: 'added'; tunnel: T; removed: Promise<void> }
+  | { kind: 'duplicate' }
+  | { kind: 'error'; error: Error }
+  | { kind: 'stopped' };
+
+const DEFAULTS = { syncIntervalMs: 1000, syncIntervalCapMs: 10_000, connectTimeoutMs: 30_000 };
+
+/**
+ * Keeps an agent's tunnels to every server (see the module comment). `start()` begins dialling; `ready` is true
+ * while at least one tunnel is up.
+ */
+export class AgentClientSet<T extends ClientSetTunnel = ClientSetTunnel> extends EventEmitter<AgentClientSetEvents<T>> {
+  readonly syncIntervalMs: number;
+  readonly syncIntervalCapMs: number;
+  readonly syncForever: boolean;
+  readonly connectTimeoutMs: number;
+
+  private readonly agent: ClientSetAgent<T>;
+  private readonly connector: TunnelConnector | undefined;
+  private readonly connectors: readonly TunnelConnector[] | undefined;
+  private readonly random: () => number;
+  private readonly held = new Map<string, { tunnel: T; removed: Promise<void> }>();
+  /** Aborted on drain, close and destroy: stops every loop, sleep and attempt in flight. */
+  private readonly stop = new AbortController();
+  private changeWaiters: Array<() => void> = [];
+  private loops: Promise<void>[] = [];
+  private state: 'idle' | 'running' | 'draining' | 'closed' = 'idle';
+  private lastReceivedServerCount = 0;
+  private closing: Promise<void> | undefined;
+  /** Settles when the set stops dialling. */
+  private readonly whenStopped: Promise<void>;
+
+  constructor(agent: ClientSetAgent<T>, options: AgentClientSetOptions) {
+    super();
+    const { connector, connectors } = options;
+    if ((connector === undefined) === (connectors === undefined)) {
+      throw invalidOption('give exactly one of connector and connectors');
+    }
+    if (connectors !== undefined && (connectors.length === 0 || connectors.some((c) => typeof c !== 'function'))) {
+      throw invalidOption('connectors must be a non-empty list of functions');
+    }
+    if (connector !== undefined && typeof connector !== 'function') throw invalidOption('connector must be a function');
+    this.agent = agent;
+    this.connector = connector;
+    this.connectors = connectors;
+    this.syncIntervalMs = options.syncIntervalMs ?? DEFAULTS.syncIntervalMs;
+    this.syncIntervalCapMs = options.syncIntervalCapMs ?? DEFAULTS.syncIntervalCapMs;
+    this.connectTimeoutMs = options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs;
+    this.syncForever = options.syncForever ?? false;
+    this.random = options.random ?? Math.random;
+    if (!(this.syncIntervalMs >= 0)) throw invalidOption(`syncIntervalMs must be >= 0, got ${this.syncIntervalMs}`);
+    if (!(this.syncIntervalCapMs >= this.syncIntervalMs)) {
+      throw invalidOption(`syncIntervalCapMs must be >= syncIntervalMs, got ${this.syncIntervalCapMs}`);
+    }
+    if (!(this.connectTimeoutMs > 0)) throw invalidOption(`connectTimeoutMs must be > 0, got ${this.connectTimeoutMs}`);
+    this.whenStopped = new Promise<void>((resolve) =>
+      this.stop.signal.addEventListener(
+        'abort',
+        () => {
+          this.notifyChange();
+          resolve();
+        },
+        { once: true },
+      ),
+    );
+    const signal = options.signal;
+    if (signal) {
+      if (signal.aborted) void this.close();
+      else signal.addEventListener('abort', () => void this.close(), { once: true, signal: this.stop.signal });
+    }
+  }
+
+  /** True while at least one tunnel is up (agent readiness). */
+  get ready(): boolean {
+    return this.held.size > 0;
+  }
+
+  /** True once `drain()` was called. */
+  get draining(): boolean {
+    return this.state === 'draining';
+  }
+
+  /** The tunnels held, one per server. */
+  get tunnels(): T[] {
+    return [...this.held.values()].map((h) => h.tunnel);
+  }
+
+  /** The server IDs the set holds a tunnel to. */
+  get serverIDs(): string[] {
+    return [...this.held.keys()];
+  }
+
+  /** The server count in use: the last `servercount` received from a new server (0 before any). */
+  get serverCount(): number {
+    return this.lastReceivedServerCount;
+  }
+
+  /** Begin dialling (idempotent). */
+  start(): this {
+    if (this.state !== 'idle') return this;
+    this.state = 'running';
+    if (this.connector) this.loops.push(this.guard(this.syncLoop(this.connector)));
+    else for (const c of this.connectors!) this.loops.push(this.guard(this.serverLoop(c)));
+    return this;
+  }
+
+  /** Resolve once a tunnel is up; reject when the set closes or `signal` aborts first. */
+  whenReady(options: { signal?: AbortSignal } = {}): Promise<void> {
+    if (this.ready) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const signal = options.signal;
+      const cleanup = (): void => {
+        this.off('readyChange', onChange);
+        signal?.removeEventListener('abort', onAbort);
+        this.stop.signal.removeEventListener('abort', onStop);
+      };
+      const onChange = (ready: boolean): void => {
+        if (!ready) return;
+        cleanup();
+        resolve();
+      };
+      const onAbort = (): void => {
+        cleanup();
+        reject(new KonnectivityError(ErrorCode.ABORTED, 'aborted waiting for a tunnel', { cause: signal?.reason }));
+      };
+      // Draining also stops dialling: no tunnel will come.
+      const onStop = (): void => {
+        cleanup();
+        reject(new KonnectivityError(ErrorCode.SHUTTING_DOWN, 'the agent client set stopped before a tunnel came up'));
+      };
+      if (signal?.aborted) return onAbort();
+      if (this.stop.signal.aborted) return onStop();
+      this.on('readyChange', onChange);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.stop.signal.addEventListener('abort', onStop, { once: true });
+    });
+  }
+
+  /** Send DRAIN on every tunnel and stop dialling; the tunnels keep serving (idempotent). */
+  drain(): void {
+    if (this.state === 'draining' || this.state === 'closed') return;
+    this.state = 'draining';
+    this.stop.abort(shuttingDown('draining'));
+    this.agent.drain();
+  }
+
+  /** Stop dialling and close every tunnel of the set gracefully (idempotent). The agent itself stays open. */
+  close(): Promise<void> {
+    if (!this.closing) {
+      this.state = 'closed';
+      this.stop.abort(shuttingDown('closed'));
+      const tunnels = this.tunnels;
+      this.closing = Promise.allSettled([...tunnels.map((t) => t.close()), ...this.loops]).then(() => undefined);
+    }
+    return this.closing;
+  }
+
+  /** Stop dialling and destroy every tunnel of the set at once (idempotent). */
+  destroy(err?: Error): void {
+    this.state = 'closed';
+    this.stop.abort(err ?? shuttingDown('destroyed'));
+    for (const t of this.tunnels) t.destroy(err);
+    this.closing ??= Promise.allSettled(this.loops).then(() => undefined);
+  }
+
+  // ---- the loops ----------------------------------------------------------------------------------------------
+
+  /** Load-balancer mode (the reference's `sync`/`connectOnce`). */
+  private async syncLoop(connector: TunnelConnector): Promise<void> {
+    const backoff = this.newBackoff();
+    while (!this.stopped) {
+      const serverCount = this.lastReceivedServerCount;
+      const full = (): boolean => serverCount > 0 && this.held.size >= serverCount;
+      if (!this.syncForever && full()) {
+        // Nothing changes the count but a lost tunnel; wait for one instead of polling.
+        await this.nextChange();
+        await this.pause(backoff.interval());
+        continue;
+      }
+      const attempt = await this.attempt(connector);
+      let delay: number;
+      if (attempt.kind === 'stopped') return;
+      if (attempt.kind === 'added') {
+        this.lastReceivedServerCount = attempt.tunnel.serverCount;
+        backoff.reset();
+        delay = backoff.interval();
+      } else if (attempt.kind === 'duplicate' && !full()) {
+        // Landing on a known server while some are missing is luck, not failure: retry at the plain interval.
+        backoff.reset();
+        delay = backoff.interval();
+      } else {
+        delay = backoff.next();
+        if (attempt.kind === 'error') this.emit('connectFailed', attempt.error, delay);
+      }
+      await this.pause(delay);
+    }
+  }
+
+  /** Server-list mode: keep one tunnel through `connector`. */
+  private async serverLoop(connector: TunnelConnector): Promise<void> {
+    const backoff = this.newBackoff();
+    while (!this.stopped) {
+      const attempt = await this.attempt(connector);
+      let delay: number;
+      if (attempt.kind === 'stopped') return;
+      if (attempt.kind === 'added') {
+        backoff.reset();
+        await Promise.race([attempt.removed, this.whenStopped]);
+        delay = backoff.interval();
+      } else {
+        delay = backoff.next();
+        if (attempt.kind === 'error') this.emit('connectFailed', attempt.error, delay);
+      }
+      await this.pause(delay);
+    }
+  }
+
+  /** One attempt to open a tunnel; adds it to the set or closes it as a duplicate. */
+  private async attempt(connector: TunnelConnector): Promise<Attempt<T>> {
+    const ac = new AbortController();
+    const onStop = (): void => ac.abort(this.stop.signal.reason);
+    this.stop.signal.addEventListener('abort', onStop, { once: true });
+    const timer = setTimeout(
+      () => ac.abort(new KonnectivityError(ErrorCode.DIAL_TIMEOUT, `no tunnel after ${this.connectTimeoutMs} ms`)),
+      this.connectTimeoutMs,
+    );
+    timer.unref();
+    let tunnel: T;
+    try {
+      tunnel = await this.agent.connect(connector, { signal: ac.signal });
+    } catch (err) {
+      if (this.stopped) return { kind: 'stopped' };
+      return { kind: 'error', error: ac.signal.aborted ? asError(ac.signal.reason) : asError(err) };
+    } finally {
+      clearTimeout(timer);
+      this.stop.signal.removeEventListener('abort', onStop);
+    }
+    if (this.stopped) {
+      // Drain or close came while the tunnel opened: it would never hear DRAIN, so do not keep it.
+      tunnel.destroy();
+      return { kind: 'stopped' };
+    }
+    const serverID = tunnel.serverID;
+    if (serverID === undefined || serverID === '') {
+      tunnel.destroy();
+      return { kind: 'error', error: new KonnectivityError(ErrorCode.PROTOCOL, 'the server sent no serverid') };
+    }
+    if (this.held.has(serverID)) {
+      tunnel.destroy();
+      this.emit('duplicate', serverID);
+      return { kind: 'duplicate' };
+    }
+    const removed = this.hold(serverID, tunnel);
+    return { kind: 'added', tunnel, removed };
+  }
+
+  /** Add a tunnel and watch for its end. */
+  private hold(serverID: string, tunnel: T): Promise<void> {
+    const removed = tunnel.done.then(
+      (err) => this.release(serverID, tunnel, err),
+      (err: unknown) => this.release(serverID, tunnel, asError(err)),
+    );
+    this.held.set(serverID, { tunnel, removed });
+    this.emit('tunnelAdded', tunnel);
+    if (this.held.size === 1) this.emit('readyChange', true);
+    return removed;
+  }
+
+  private release(serverID: string, tunnel: T, err: Error | undefined): void {
+    if (this.held.get(serverID)?.tunnel !== tunnel) return;
+    this.held.delete(serverID);
+    this.emit('tunnelRemoved', tunnel, err);
+    if (this.held.size === 0) this.emit('readyChange', false);
+    this.notifyChange();
+  }
+
+  // ---- helpers ------------------------------------------------------------------------------------------------
+
+  private get stopped(): boolean {
+    return this.stop.signal.aborted;
+  }
+
+  private newBackoff(): Backoff {
+    return new Backoff({ initialMs: this.syncIntervalMs, capMs: this.syncIntervalCapMs, random: this.random });
+  }
+
+  /** Sleep `ms` (unref'd), waking early when the set stops. */
+  private async pause(ms: number): Promise<void> {
+    if (this.stopped) return;
+    await sleep(ms, undefined, { ref: false, signal: this.stop.signal }).catch(() => undefined);
+  }
+
+  /** Resolves when a tunnel is removed or the set stops. */
+  private nextChange(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    return new Promise<void>((resolve) => this.changeWaiters.push(resolve));
+  }
+
+  private notifyChange(): void {
+    const waiters = this.changeWaiters;
+    this.changeWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** A loop must never reject unobserved: a bug in it destroys the set with the error. */
+  private guard(loop: Promise<void>): Promise<void> {
+    return loop.catch((err: unknown) => this.destroy(asError(err)));
+  }
+}
+
+function invalidOption(message: string): KonnectivityError {
+  return new KonnectivityError(ErrorCode.INVALID_OPTION, `AgentClientSet: ${message}`);
+}
+
+function shuttingDown(what: string): KonnectivityError {
+  return new KonnectivityError(ErrorCode.SHUTTING_DOWN, `agent client set ${what}`);
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
