@@ -1,0 +1,157 @@
+import { EventEmitter } from 'node:events';
+import { Registry } from 'prom-client';
+import { describe, expect, it } from 'vitest';
+import { parsePrometheusText } from '../../integration/ops/prom-text.js';
+import { endpointDialFailureReason, instrumentAgent, instrumentServer, segmentLabel } from '../../../src/ops/metrics.js';
+
+class FakeServer extends EventEmitter {
+  agentList: Array<{ agentID: string; identifiers: { host?: string[]; defaultRoute?: boolean } }> = [];
+  stats = {
+    pendingDials: 0,
+    establishedConnections: 0,
+    packets: { fromAgent: { DIAL_RSP: 0, DATA: 0 }, toAgent: { DIAL_REQ: 0 }, fromFrontend: { DIAL_REQ: 0 }, toFrontend: {} } as Record<string, Record<string, number>>,
+  };
+  get agentCount(): number {
+    return this.agentList.length;
+  }
+  agents(): FakeServer['agentList'] {
+    return this.agentList;
+  }
+}
+
+class FakeAgent extends EventEmitter {
+  tunnels: Array<{ serverCount: number; connectionCount: number }> = [];
+}
+
+const parse = parsePrometheusText;
+
+const P = 'konnectivity_network_proxy_server_';
+
+describe('instrumentServer', () => {
+  it('exports the reference series fed by events and live stats', async () => {
+    const server = new FakeServer();
+    const { registry } = instrumentServer(server, undefined, { strategies: ['destHost', 'default', 'defaultRoute'] });
+    let m = parse(await registry.metrics());
+    expect(m.get(`${P}pending_backend_dials`)).toBe(0);
+    expect(m.get(`${P}ready_backends{proxy_strategy="default"}`)).toBe(0);
+    expect(m.get(`${P}grpc_connections{service_method="Proxy"}`)).toBe(0);
+    expect(m.get(`${P}dial_duration_seconds_count`)).toBe(0);
+
+    server.agentList.push({ agentID: 'a', identifiers: { host: ['node1'] } }, { agentID: 'b', identifiers: { defaultRoute: true } }, { agentID: 'c', identifiers: {} });
+    server.stats.pendingDials = 2;
+    server.stats.establishedConnections = 5;
+    server.stats.packets.fromAgent!['DATA'] = 7;
+    server.stats.packets.toAgent!['DIAL_REQ'] = 3;
+    server.emit('dialSucceeded', { address: '10.0.0.1:443', agentID: 'a', frontend: 'grpc', durationMs: 20 });
+    server.emit('dialFailed', { address: 'x:1', frontend: 'grpc', reason: 'no_agent', error: new Error('No agent available') });
+    server.emit('dialFailed', { address: 'x:1', frontend: 'grpc', reason: 'no_agent', error: new Error('No agent available') });
+    server.emit('dialFailed', { address: 'x:1', frontend: 'grpc', reason: 'error_response', error: new Error('refused') });
+
+    m = parse(await registry.metrics());
+    expect(m.get(`${P}pending_backend_dials`)).toBe(2);
+    expect(m.get(`${P}established_connections`)).toBe(5);
+    expect(m.get(`${P}ready_backends{proxy_strategy="default"}`)).toBe(3);
+    expect(m.get(`${P}ready_backends{proxy_strategy="destHost"}`)).toBe(1);
+    expect(m.get(`${P}ready_backends{proxy_strategy="defaultRoute"}`)).toBe(1);
+    expect(m.get(`${P}ready_backend_connections`)).toBe(3);
+    expect(m.get(`${P}dial_duration_seconds_count`)).toBe(1);
+    expect(m.get(`${P}dial_duration_seconds_sum`)).toBeCloseTo(0.02);
+    expect(m.get(`${P}dial_duration_seconds_bucket{le="0.025"}`)).toBe(1);
+    expect(m.get(`${P}dial_duration_seconds_bucket{le="0.005"}`)).toBe(0);
+    expect(m.get(`${P}dial_failure_count{reason="no_agent"}`)).toBe(2);
+    expect(m.get(`${P}dial_failure_count{reason="error_response"}`)).toBe(1);
+    expect(m.get(`${P}stream_packets_total{segment="from_agent",packet_type="DATA"}`)).toBe(7);
+    expect(m.get(`${P}stream_packets_total{segment="to_agent",packet_type="DIAL_REQ"}`)).toBe(3);
+    expect(m.has(`${P}stream_packets_total{segment="from_agent",packet_type="DIAL_RSP"}`)).toBe(false);
+
+    // Counts read at scrape time follow the engine, never accumulate twice.
+    server.stats.packets.fromAgent!['DATA'] = 9;
+    m = parse(await registry.metrics());
+    expect(m.get(`${P}stream_packets_total{segment="from_agent",packet_type="DATA"}`)).toBe(9);
+  });
+
+  it('tracks gRPC streams and HTTP connections until they close', async () => {
+    const server = new FakeServer();
+    const inst = instrumentServer(server);
+    const s1 = new EventEmitter();
+    const s2 = new EventEmitter();
+    const sock = new EventEmitter();
+    inst.trackGrpcStream('Connect', s1);
+    inst.trackGrpcStream('Proxy', s2);
+    inst.trackHttpConnection(sock);
+    let m = parse(await inst.registry.metrics());
+    expect(m.get(`${P}grpc_connections{service_method="Connect"}`)).toBe(1);
+    expect(m.get(`${P}grpc_connections{service_method="Proxy"}`)).toBe(1);
+    expect(m.get(`${P}http_connections`)).toBe(1);
+    s1.emit('close');
+    s1.emit('close');
+    sock.emit('close');
+    m = parse(await inst.registry.metrics());
+    expect(m.get(`${P}grpc_connections{service_method="Connect"}`)).toBe(0);
+    expect(m.get(`${P}http_connections`)).toBe(0);
+  });
+
+  it('detach stops counting; two servers in one process do not collide', async () => {
+    const a = new FakeServer();
+    const b = new FakeServer();
+    const ia = instrumentServer(a);
+    const ib = instrumentServer(b);
+    a.emit('dialFailed', { reason: 'no_agent' });
+    ia.detach();
+    ia.detach();
+    a.emit('dialFailed', { reason: 'no_agent' });
+    expect(a.listenerCount('dialFailed')).toBe(0);
+    expect(parse(await ia.registry.metrics()).get(`${P}dial_failure_count{reason="no_agent"}`)).toBe(1);
+    expect(parse(await ib.registry.metrics()).has(`${P}dial_failure_count{reason="no_agent"}`)).toBe(false);
+  });
+
+  it('adds the process metrics into a given registry on request', async () => {
+    const registry = new Registry();
+    instrumentServer(new FakeServer(), registry, { defaultMetrics: true });
+    const text = await registry.metrics();
+    expect(text).toContain('process_cpu_user_seconds_total');
+    expect(text).toContain(`${P}pending_backend_dials`);
+  });
+});
+
+describe('instrumentAgent', () => {
+  const A = 'konnectivity_network_proxy_agent_';
+  it('exports tunnels, known servers, endpoint connections and dial failures', async () => {
+    const agent = new FakeAgent();
+    const { registry } = instrumentAgent(agent);
+    let m = parse(await registry.metrics());
+    expect(m.get(`${A}open_server_connections`)).toBe(0);
+    expect(m.get(`${A}known_server_count`)).toBe(0);
+    agent.tunnels.push({ serverCount: 2, connectionCount: 3 }, { serverCount: 2, connectionCount: 1 });
+    agent.emit('dialFailed', { address: 'x:1', error: Object.assign(new Error('dial tcp 10.0.0.1:1: i/o timeout'), { code: 'ERR_DIAL_FAILED' }) });
+    agent.emit('dialFailed', { address: 'x:1', error: new Error('dial tcp 127.0.0.1:1: connect: connection refused') });
+    agent.emit('connectionOpened', { address: 'x:1', connectID: 1n, durationMs: 1 });
+    m = parse(await registry.metrics());
+    expect(m.get(`${A}open_server_connections`)).toBe(2);
+    expect(m.get(`${A}known_server_count`)).toBe(2);
+    expect(m.get(`${A}open_endpoint_connections`)).toBe(4);
+    expect(m.get(`${A}endpoint_dial_failure_total{reason="timeout"}`)).toBe(1);
+    expect(m.get(`${A}endpoint_dial_failure_total{reason="unknown"}`)).toBe(1);
+    expect(m.get(`${A}dial_duration_seconds_count`)).toBe(1);
+  });
+
+  it('uses the client set count when given', async () => {
+    const { registry } = instrumentAgent(new FakeAgent(), undefined, { knownServerCount: () => 3 });
+    expect(parse(await registry.metrics()).get(`${A}known_server_count`)).toBe(3);
+  });
+});
+
+describe('helpers', () => {
+  it('maps directions to the reference segments', () => {
+    expect(segmentLabel('fromFrontend')).toBe('from_client');
+    expect(segmentLabel('toFrontend')).toBe('to_client');
+    expect(segmentLabel('toAgent')).toBe('to_agent');
+    expect(segmentLabel('fromServer')).toBe('from_server');
+  });
+  it('classifies endpoint dial failures', () => {
+    expect(endpointDialFailureReason({ code: 'ERR_DIAL_TIMEOUT', message: 'x' })).toBe('timeout');
+    expect(endpointDialFailureReason(new Error('context deadline exceeded'))).toBe('timeout');
+    expect(endpointDialFailureReason(new Error('connection refused'))).toBe('unknown');
+    expect(endpointDialFailureReason(undefined)).toBe('unknown');
+  });
+});
