@@ -84,6 +84,8 @@ export class MemoryPacketStream extends AbstractPacketStream {
   private flushScheduled = false;
   private sourcePaused = false;
   private peerEnded = false;
+  /** Set once finish() or destroy() ran: nothing more to do. */
+  private torn = false;
 
   constructor(
     private readonly hwm: number,
@@ -108,6 +110,7 @@ export class MemoryPacketStream extends AbstractPacketStream {
   }
 
   protected destroyTransport(err: Error | undefined): void {
+    this.torn = true;
     this.inbox = [];
     this.inboxHead = 0;
     this.inboxBytes = 0;
@@ -169,7 +172,9 @@ export class MemoryPacketStream extends AbstractPacketStream {
   }
 
   private maybeFinish(): void {
-    if (this.localEnd && this.remoteEnd) {
+    // Only on the transition: scheduling the peer again after we finished would ping-pong immediates forever.
+    if (this.localEnd && this.remoteEnd && !this.torn) {
+      this.torn = true;
       this.finish();
       // The peer may be waiting on our end only.
       this.peer.schedule();

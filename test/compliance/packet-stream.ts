@@ -1,0 +1,558 @@
+/**
+ * The PacketStream compliance suite: the behaviour every transport (memory, gRPC, yamux) must share, as
+ * src/transport/packet-stream.ts describes it. It registers vitest tests; call it from a transport's own test file:
+ *
+ *   import { describePacketStreamCompliance } from '../../../compliance/packet-stream.js';
+ *
+ *   describePacketStreamCompliance('grpc over TCP', async () => {
+ *     const { client, server, close } = await startMyTransportPair(); // port 0, loopback
+ *     return { a: client, b: server, cleanup: close };
+ *   }, { highWaterMarkBytes: 256 * 1024, inFlightBytes: 4 * 1024 * 1024 });
+ *
+ * `makePair` is called once per test and must give two fresh, open ends of one stream (`a.write()` reaches `b`
+ * and back). `cleanup` (optional) releases whatever else the pair needed (servers, sockets); it runs after both
+ * ends are closed or destroyed. Every test checks for leaked handles and timers (test/helpers/leaks.ts) from before
+ * `makePair` to after `cleanup`.
+ *
+ * Backpressure bound: a writer that waits for 'drain' after write() returned false may have at most
+ * `highWaterMarkBytes + inFlightBytes + one packet` of payload that the peer has not yet read. `inFlightBytes` is
+ * what the transport may hold below its own high-water mark (HTTP/2 or yamux windows, socket buffers).
+ */
+import { describe, expect, it } from 'vitest';
+import {
+  closeDial,
+  closeRequest,
+  closeResponse,
+  dataPacket,
+  dialRequest,
+  dialResponse,
+  drainPacket,
+  encodePacket,
+  isKonnectivityError,
+  PacketType,
+  type DataPacket,
+  type Packet,
+} from '../../src/protocol/index.js';
+import type { Metadata, PacketStream } from '../../src/transport/packet-stream.js';
+import { expectNoLeaks, snapshotResources } from '../helpers/leaks.js';
+
+/** Two ends of one stream, fresh for every test. */
+export interface PacketStreamPair {
+  a: PacketStream;
+  b: PacketStream;
+  /** Release what else the pair holds (servers, client channels); runs after both ends are done. */
+  cleanup?: () => Promise<void>;
+}
+
+export interface PacketStreamComplianceOptions {
+  /** The pair exposes `substreams` on both ends (yamux-like); runs the substream tests. Default false. */
+  supportsSubstreams?: boolean;
+  /** The writer's high-water mark in payload bytes, as the pair was configured. Default 1 MiB. */
+  highWaterMarkBytes?: number;
+  /** Bytes the transport may hold in flight beyond the high-water mark (windows, socket buffers). Default 0. */
+  inFlightBytes?: number;
+  /** Metadata each end must see from its peer (each listed key with exactly these values; others may exist). */
+  remoteMetadata?: { a?: Metadata; b?: Metadata };
+  /** Resource types the leak check ignores for this transport (e.g. a process-wide pool it keeps). */
+  ignoreResources?: readonly string[];
+  /** Largest DATA payload to send, in bytes (default 1 MiB; keep under the transport's message limit). */
+  maxDataBytes?: number;
+}
+
+/** How long any single wait in the suite may take before it fails with a message naming what it waited for. */
+const WAIT_MS = 10_000;
+
+/** Register the compliance tests for a transport. See the module comment. */
+export function describePacketStreamCompliance(
+  name: string,
+  makePair: () => Promise<PacketStreamPair>,
+  options: PacketStreamComplianceOptions = {},
+): void {
+  const hwm = options.highWaterMarkBytes ?? 1024 * 1024;
+  const inFlight = options.inFlightBytes ?? 0;
+  const maxData = options.maxDataBytes ?? 1024 * 1024;
+
+  /** Run `body` with a fresh pair; always tear it down and check for leaks. */
+  async function withPair(body: (a: Recorded, b: Recorded) => Promise<void>): Promise<void> {
+    const before = snapshotResources();
+    const pair = await makePair();
+    const a = record(pair.a);
+    const b = record(pair.b);
+    try {
+      await body(a, b);
+    } finally {
+      // Tear down what the test left open, then wait for both 'close' events so nothing runs after the check.
+      for (const s of [a, b]) if (!s.stream.closed) s.stream.destroy();
+      await Promise.all([until(() => a.closeCount > 0, "a's 'close'"), until(() => b.closeCount > 0, "b's 'close'")]);
+      await pair.cleanup?.();
+    }
+    await expectNoLeaks(before, options.ignoreResources ? { ignore: options.ignoreResources } : {});
+  }
+
+  describe(`PacketStream compliance: ${name}`, () => {
+    it('delivers many packets in order both ways, including large DATA', async () => {
+      await withPair(async (a, b) => {
+        const toB = mixedPackets(300, 1, maxData);
+        const toA = mixedPackets(300, 2, maxData);
+        await Promise.all([
+          writeAll(a.stream, toB),
+          writeAll(b.stream, toA),
+          until(() => b.packets.length >= toB.length, 'b to receive every packet'),
+          until(() => a.packets.length >= toA.length, 'a to receive every packet'),
+        ]);
+        expectSamePackets(b.packets, toB);
+        expectSamePackets(a.packets, toA);
+      });
+    });
+
+    it('returns false past the high-water mark and emits drain once the reader consumes', async () => {
+      await withPair(async (a, b) => {
+        const chunk = Math.max(1, Math.min(64 * 1024, Math.floor(hwm / 4)));
+        const bound = hwm + inFlight + chunk;
+        // A slow reader: it holds every packet for a turn of the event loop.
+        b.stream.on('packet', () => {
+          b.stream.pause();
+          setImmediate(() => b.stream.resume());
+        });
+        const total = Math.max(4 * (hwm + inFlight), 8 * chunk);
+        let sawFalse = false;
+        let maxOutstanding = 0;
+        for (let i = 0, sent = 0; sent < total; i++) {
+          const ok = a.stream.write(dataPacket(BigInt(i), pattern(chunk, i)));
+          sent += chunk;
+          maxOutstanding = Math.max(maxOutstanding, sent - b.dataBytes);
+          if (!ok) {
+            sawFalse = true;
+            expect(a.stream.writableNeedDrain).toBe(true);
+            await waitEvent(a.stream, 'drain', "a's 'drain'");
+            expect(a.stream.writableNeedDrain).toBe(false);
+          }
+        }
+        expect(sawFalse).toBe(true);
+        expect(maxOutstanding).toBeLessThanOrEqual(bound);
+        await until(() => b.dataBytes >= total, 'b to read everything');
+      });
+    });
+
+    it('pause() stops delivery and pushes back on the writer; resume() restarts it', async () => {
+      await withPair(async (a, b) => {
+        b.stream.pause();
+        expect(b.stream.isPaused).toBe(true);
+        const chunk = Math.max(1, Math.min(64 * 1024, Math.floor(hwm / 4)));
+        const limit = 4 * (hwm + inFlight) + 64 * chunk;
+        const sent: Packet[] = [];
+        let bytes = 0;
+        for (;;) {
+          const p = dataPacket(BigInt(sent.length), pattern(chunk, sent.length));
+          sent.push(p);
+          bytes += chunk;
+          if (!a.stream.write(p)) break;
+          if (bytes > limit) throw new Error(`write() never returned false while the reader was paused (${bytes} bytes)`);
+          // Let the transport move bytes, as a real writer would between writes.
+          if (sent.length % 16 === 0) await turn();
+        }
+        // Give the transport time to deliver what it could; the paused reader must see none of it.
+        for (let i = 0; i < 20; i++) await turn();
+        expect(b.packets).toHaveLength(0);
+        let drained = false;
+        a.stream.once('drain', () => (drained = true));
+        b.stream.resume();
+        expect(b.stream.isPaused).toBe(false);
+        await until(() => b.packets.length === sent.length && drained, 'delivery and drain after resume');
+        expectSamePackets(b.packets, sent);
+      });
+    });
+
+    it("holds 'end' while paused and delivers it after the queued packets on resume", async () => {
+      await withPair(async (a, b) => {
+        b.stream.pause();
+        const sent = mixedPackets(20, 3, 4096);
+        for (const p of sent) a.stream.write(p);
+        const aClosed = a.stream.close();
+        for (let i = 0; i < 20; i++) await turn();
+        expect(b.packets).toHaveLength(0);
+        expect(b.events).not.toContain('end');
+        b.stream.resume();
+        await until(() => b.events.includes('end'), "b's 'end'");
+        expectSamePackets(b.packets, sent);
+        await b.stream.close();
+        await aClosed;
+      });
+    });
+
+    for (const from of ['a', 'b'] as const) {
+      it(`close() from ${from} resolves both sides with 'end' then 'close'`, async () => {
+        await withPair(async (a, b) => {
+          const [closer, other] = from === 'a' ? [a, b] : [b, a];
+          const sent = mixedPackets(50, 4, 16 * 1024);
+          await writeAll(closer.stream, sent);
+          // The peer closes its side once it sees ours end, as the engine does.
+          other.stream.once('end', () => void other.stream.close());
+          const closing = closer.stream.close();
+          expect(closer.stream.closed).toBe(true);
+          await closing;
+          await until(() => a.closeCount > 0 && b.closeCount > 0, "'close' on both sides");
+          expectSamePackets(other.packets, sent);
+          for (const s of [a, b]) {
+            expect(s.events).toEqual(['end', 'close']);
+            expect(s.errors).toEqual([]);
+            expect(s.closeErr).toBeUndefined();
+            expect(s.stream.errored).toBeUndefined();
+            expect(s.stream.closed).toBe(true);
+          }
+        });
+      });
+
+      it(`destroy(err) from ${from} reaches every waiter on both sides`, async () => {
+        await withPair(async (a, b) => {
+          const [destroyer, other] = from === 'a' ? [a, b] : [b, a];
+          const iterators = [iterate(destroyer.stream), iterate(other.stream)];
+          // A close() pending on the peer: it can only finish once our side ends, which destroy() never does.
+          const otherClosing = other.stream.close();
+          const boom = new Error('boom');
+          destroyer.stream.destroy(boom);
+          expect(destroyer.stream.closed).toBe(true);
+          expect(destroyer.stream.errored).toBe(boom);
+          await expect(otherClosing).rejects.toBeInstanceOf(Error);
+          await expect(destroyer.stream.close()).rejects.toBe(boom);
+          await until(() => a.closeCount > 0 && b.closeCount > 0, "'close' on both sides");
+          expect(destroyer.errors).toEqual([boom]);
+          expect(destroyer.closeErr).toBe(boom);
+          expect(other.errors).toHaveLength(1);
+          const remote = other.errors[0]!;
+          expect(isKonnectivityError(remote), `peer error should be a KonnectivityError: ${String(remote)}`).toBe(true);
+          expect(other.closeErr).toBe(remote);
+          expect(other.stream.errored).toBe(remote);
+          await expect(iterators[0]).rejects.toBe(boom);
+          await expect(iterators[1]).rejects.toBe(remote);
+        });
+      });
+    }
+
+    it('destroy() without an error fails the peer with one', async () => {
+      await withPair(async (a, b) => {
+        const closing = b.stream.close();
+        a.stream.destroy();
+        await until(() => a.closeCount > 0 && b.closeCount > 0, "'close' on both sides");
+        expect(a.errors).toEqual([]);
+        expect(a.closeErr).toBeUndefined();
+        await expect(closing).rejects.toSatisfy(isKonnectivityError);
+        expect(b.errors).toHaveLength(1);
+        expect(b.closeErr).toBe(b.errors[0]);
+      });
+    });
+
+    it('close() and destroy() are idempotent; writes after close return false', async () => {
+      await withPair(async (a, b) => {
+        b.stream.on('end', () => void b.stream.close());
+        const first = a.stream.close();
+        const second = a.stream.close();
+        expect(a.stream.write(dataPacket(1n, pattern(10, 1)))).toBe(false);
+        await Promise.all([first, second]);
+        await a.stream.close();
+        a.stream.destroy(new Error('late'));
+        a.stream.destroy();
+        expect(a.stream.errored).toBeUndefined();
+        await until(() => b.closeCount > 0, "b's 'close'");
+        for (let i = 0; i < 5; i++) await turn();
+        expect(a.closeCount).toBe(1);
+        expect(a.errors).toEqual([]);
+        expect(b.stream.write(drainPacket())).toBe(false);
+
+        expect(b.packets).toHaveLength(0);
+      });
+    });
+
+    it('the first error wins; destroy after destroy changes nothing', async () => {
+      await withPair(async (a) => {
+        const first = new Error('first');
+        const pending = a.stream.close(); // waits for the peer, which never closes here
+        a.stream.destroy(first);
+        await expect(pending).rejects.toBe(first);
+        a.stream.destroy(new Error('second'));
+        await expect(a.stream.close()).rejects.toBe(first);
+        expect(a.stream.write(drainPacket())).toBe(false);
+        await until(() => a.closeCount > 0, "a's 'close'");
+        for (let i = 0; i < 5; i++) await turn();
+        expect(a.closeCount).toBe(1);
+        expect(a.errors).toEqual([first]);
+        expect(a.stream.errored).toBe(first);
+      });
+    });
+
+    it('exposes the configured remote metadata and a remote address', async () => {
+      await withPair(async (a, b) => {
+        for (const [side, want] of [
+          [a, options.remoteMetadata?.a],
+          [b, options.remoteMetadata?.b],
+        ] as const) {
+          expect(typeof side.stream.remoteAddress).toBe('string');
+          expect(side.stream.remoteAddress.length).toBeGreaterThan(0);
+          for (const [key, values] of Object.entries(want ?? {})) {
+            expect(side.stream.remoteMetadata[key], `metadata ${key}`).toEqual(values);
+          }
+        }
+      });
+    });
+
+    it('async iteration yields every packet in order and ends with the stream', async () => {
+      await withPair(async (a, b) => {
+        const sent = mixedPackets(400, 5, 8192);
+        const received = iterate(b.stream);
+        b.stream.once('end', () => void b.stream.close());
+        await writeAll(a.stream, sent);
+        await a.stream.close();
+        expectSamePackets(await received, sent);
+      });
+    });
+
+    // Skipped until AbstractPacketStream's iterator resumes the stream it paused when the consumer breaks (reported).
+    it.skip('breaking out of async iteration leaves the stream usable', async () => {
+      await withPair(async (a, b) => {
+        const sent = mixedPackets(200, 6, 1024);
+        await writeAll(a.stream, sent);
+        let seen = 0;
+        for await (const _ of b.stream) {
+          if (++seen === 10) break;
+        }
+        // What the iterator did not take keeps flowing to 'packet' listeners.
+        await until(() => b.packets.length === sent.length, 'every packet after the break');
+        expect(b.stream.isPaused).toBe(false);
+      });
+    });
+
+    if (options.supportsSubstreams) describeSubstreams();
+  });
+
+  function describeSubstreams(): void {
+    describe('substreams', () => {
+      for (const from of ['a', 'b'] as const) {
+        it(`open() on ${from} reaches onStream on the peer; data flows both ways`, async () => {
+          await withPair(async (a, b) => {
+            const [opener, acceptor] = from === 'a' ? [a, b] : [b, a];
+            const accepted: Recorded[] = [];
+            acceptor.stream.substreams!.onStream((s) => accepted.push(record(s)));
+            const mine = record(opener.stream.substreams!.open());
+            const up = mixedPackets(30, 7, 32 * 1024);
+            mine.stream.write(up[0]!); // the peer learns of a stream when it carries something
+            await until(() => accepted.length === 1, 'the peer to accept the substream');
+            const theirs = accepted[0]!;
+            const down = mixedPackets(30, 8, 32 * 1024);
+            await Promise.all([writeAll(mine.stream, up.slice(1)), writeAll(theirs.stream, down)]);
+            await until(() => theirs.packets.length === up.length && mine.packets.length === down.length, 'substream data');
+            expectSamePackets(theirs.packets, up);
+            expectSamePackets(mine.packets, down);
+            // Closing a substream leaves the tunnel open.
+            theirs.stream.once('end', () => void theirs.stream.close());
+            await mine.stream.close();
+            await until(() => theirs.closeCount > 0, "the peer substream's 'close'");
+            expect(a.stream.closed || b.stream.closed).toBe(false);
+            expect(a.stream.write(drainPacket())).toBe(true);
+            await until(() => b.packets.length === 1, 'the tunnel to carry a packet after a substream closed');
+          });
+        });
+      }
+
+      it('pausing one substream never blocks another, nor the tunnel', async () => {
+        await withPair(async (a, b) => {
+          const accepted: Recorded[] = [];
+          b.stream.substreams!.onStream((s) => accepted.push(record(s)));
+          const s1 = record(a.stream.substreams!.open());
+          const s2 = record(a.stream.substreams!.open());
+          // Distinct first packets tell the accepted ends apart, whatever order they were accepted in.
+          s1.stream.write(closeRequest(1n));
+          s2.stream.write(closeRequest(2n));
+          await until(() => accepted.length === 2 && accepted.every((s) => s.packets.length === 1), 'both substreams');
+          const r1 = accepted.find((s) => encodePacket(s.packets[0]!).equals(encodePacket(closeRequest(1n))))!;
+          const r2 = accepted.find((s) => s !== r1)!;
+          r1.stream.pause();
+          // Fill the paused substream until its writer is told to wait.
+          const chunk = Math.max(1, Math.min(64 * 1024, Math.floor(hwm / 4)));
+          const limit = 4 * (hwm + inFlight) + 64 * chunk;
+          for (let i = 0, bytes = 0; ; i++, bytes += chunk) {
+            if (!s1.stream.write(dataPacket(1n, pattern(chunk, i)))) break;
+            if (bytes > limit) throw new Error('write() never returned false on the paused substream');
+            if (i % 16 === 0) await turn();
+          }
+          // The other substream and the tunnel itself still carry data, both ways.
+          const other = mixedPackets(100, 9, 64 * 1024);
+          await writeAll(s2.stream, other);
+          await until(() => r2.packets.length === 1 + other.length, 'the unpaused substream to deliver');
+          expectSamePackets(r2.packets.slice(1), other);
+          expect(a.stream.write(drainPacket())).toBe(true);
+          expect(b.stream.write(drainPacket())).toBe(true);
+          await until(() => a.packets.length === 1 && b.packets.length === 1, 'the tunnel to deliver');
+          expect(r1.packets).toHaveLength(1);
+          r1.stream.resume();
+          await until(() => r1.packets.length > 1 && !s1.stream.writableNeedDrain, 'the paused substream to resume');
+          for (const s of [s1, s2]) s.stream.destroy();
+        });
+      });
+
+      it('destroying the tunnel destroys its substreams on both sides', async () => {
+        await withPair(async (a, b) => {
+          const accepted: Recorded[] = [];
+          b.stream.substreams!.onStream((s) => accepted.push(record(s)));
+          const mine = record(a.stream.substreams!.open());
+          mine.stream.write(drainPacket());
+          await until(() => accepted.length === 1, 'the peer to accept the substream');
+          a.stream.destroy(new Error('tunnel gone'));
+          await until(() => mine.closeCount > 0 && accepted[0]!.closeCount > 0, "both substreams' 'close'");
+          expect(mine.closeErr).toBeInstanceOf(Error);
+          expect(accepted[0]!.closeErr).toBeInstanceOf(Error);
+          expect(mine.stream.write(drainPacket())).toBe(false);
+        });
+      });
+    });
+  }
+}
+
+// ---- helpers -------------------------------------------------------------------------------------------------------
+
+/** A stream with everything it emitted written down; error listeners keep Node's unhandled-'error' rule quiet. */
+interface Recorded {
+  stream: PacketStream;
+  packets: Packet[];
+  /** DATA payload bytes received. */
+  dataBytes: number;
+  /** 'end', 'close' and 'error' in emission order. */
+  events: string[];
+  errors: Error[];
+  closeCount: number;
+  closeErr: Error | undefined;
+}
+
+function record(stream: PacketStream): Recorded {
+  const r: Recorded = { stream, packets: [], dataBytes: 0, events: [], errors: [], closeCount: 0, closeErr: undefined };
+  stream.on('packet', (p) => {
+    r.packets.push(p);
+    if (p.type === PacketType.DATA) r.dataBytes += (p as DataPacket).data?.data.length ?? 0;
+  });
+  stream.on('end', () => r.events.push('end'));
+  stream.on('error', (err) => {
+    r.events.push('error');
+    r.errors.push(err);
+  });
+  stream.on('close', (err) => {
+    r.events.push('close');
+    r.closeCount++;
+    r.closeErr = err;
+  });
+  return r;
+}
+
+/** One turn of the event loop (lets I/O and immediates run). */
+function turn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Wait until `cond()` holds, checking after every turn of the event loop; fail naming `what` after WAIT_MS. */
+async function until(cond: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + WAIT_MS;
+  let spins = 0;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    // Spin on immediates first, then back off to short timers so real sockets get CPU.
+    if (++spins < 100) await turn();
+    else await new Promise<void>((resolve) => setTimeout(resolve, 2).unref());
+  }
+}
+
+/** Resolve on the next `event`; fail naming `what` after WAIT_MS or if the stream closes first. */
+function waitEvent(stream: PacketStream, event: 'drain' | 'end', what: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const done = (err?: Error): void => {
+      clearTimeout(timer);
+      stream.off(event, onEvent);
+      stream.off('close', onClose);
+      if (err) reject(err);
+      else resolve();
+    };
+    const onEvent = (): void => done();
+    const onClose = (): void => done(new Error(`stream closed while waiting for ${what}`));
+    const timer = setTimeout(() => done(new Error(`timed out waiting for ${what}`)), WAIT_MS);
+    timer.unref();
+    stream.on(event, onEvent);
+    stream.on('close', onClose);
+  });
+}
+
+/** Write every packet, waiting for 'drain' whenever write() says so. */
+async function writeAll(stream: PacketStream, packets: readonly Packet[]): Promise<void> {
+  for (const p of packets) {
+    if (stream.closed) throw new Error('stream closed while writing');
+    if (!stream.write(p)) await waitEvent(stream, 'drain', "'drain' while writing");
+  }
+}
+
+/** Collect every packet by async iteration (started now, before anything is written). */
+function iterate(stream: PacketStream): Promise<Packet[]> {
+  const iterator = stream[Symbol.asyncIterator]();
+  const out: Packet[] = [];
+  const run = async (): Promise<Packet[]> => {
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done) return out;
+      out.push(next.value);
+    }
+  };
+  const p = run();
+  p.catch(() => {}); // tests await it later; never unhandled meanwhile
+  return p;
+}
+
+/** Deterministic bytes for payload `i`, so reordering or corruption shows up. */
+function pattern(length: number, i: number): Uint8Array {
+  const out = new Uint8Array(length);
+  for (let j = 0; j < length; j++) out[j] = (i * 31 + j) & 0xff;
+  return out;
+}
+
+/** A deterministic mix of every packet type, with int64 fields beyond 2^53 and DATA of varied sizes up to maxData. */
+function mixedPackets(count: number, seed: number, maxData: number): Packet[] {
+  let state = seed * 2654435761;
+  const next = (n: number): number => {
+    state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+    return state % n;
+  };
+  const big = (i: number): bigint => (1n << 62n) + BigInt(seed) * 1000003n + BigInt(i);
+  const out: Packet[] = [];
+  for (let i = 0; i < count; i++) {
+    if (i === Math.floor(count / 2)) {
+      out.push(dataPacket(big(i), pattern(maxData, i))); // one packet at the largest size
+      continue;
+    }
+    switch (next(8)) {
+      case 0:
+        out.push(dialRequest(`10.0.${seed}.${i % 256}:443`, big(i)));
+        break;
+      case 1:
+        out.push(dialResponse(big(i), BigInt(i), i % 3 === 0 ? 'dial tcp: connection refused' : ''));
+        break;
+      case 2:
+        out.push(closeRequest(BigInt(i)));
+        break;
+      case 3:
+        out.push(closeResponse(BigInt(i)));
+        break;
+      case 4:
+        out.push(closeDial(big(i)));
+        break;
+      default:
+        out.push(dataPacket(BigInt(i), pattern(next(4) === 0 ? next(Math.min(maxData, 256 * 1024)) : next(2048), i)));
+    }
+  }
+  return out;
+}
+
+/** Compare packets by their wire bytes: transports may hand back equal packets of another shape (Buffer views). */
+function expectSamePackets(got: readonly Packet[], want: readonly Packet[]): void {
+  expect(got.length, 'packet count').toBe(want.length);
+  for (let i = 0; i < want.length; i++) {
+    const g = Buffer.from(encodePacket(got[i]!));
+    const w = Buffer.from(encodePacket(want[i]!));
+    if (!g.equals(w)) {
+      throw new Error(`packet ${i} differs: got type ${got[i]!.type} (${g.length} bytes), want type ${want[i]!.type} (${w.length} bytes)`);
+    }
+  }
+}
