@@ -1,0 +1,112 @@
+/**
+ * Process plumbing shared by both programs: command-line errors and --help, shutdown signals, bearer tokens.
+ */
+import { readFile } from 'node:fs/promises';
+import { FlagError, formatHelp, type FlagSpec, type ParsedFlags } from './flags.js';
+import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
+import type { Metadata } from '../transport/packet-stream.js';
+
+/** Where a program writes and how it exits; replaced in tests. */
+export interface ProgramIO {
+  stdout: { write(s: string): unknown };
+  stderr: { write(s: string): unknown };
+  exit(code: number): void;
+}
+
+/** The real process. */
+export const processIO: ProgramIO = {
+  stdout: process.stdout,
+  stderr: process.stderr,
+  exit: (code) => process.exit(code),
+};
+
+/**
+ * Parse the command line with `parse`. On --help print the flag list and exit 0; on a bad command line print the
+ * error and a hint and exit 2 (Go's flag package does the same). Returns undefined when the program must stop.
+ */
+export function parseCommandLine<T>(
+  program: string,
+  summary: string,
+  specs: () => FlagSpec[],
+  parse: (argv: readonly string[]) => { options: T; parsed: ParsedFlags },
+  argv: readonly string[],
+  io: ProgramIO,
+): { options: T; parsed: ParsedFlags } | undefined {
+  try {
+    const result = parse(argv);
+    if (result.parsed.help) {
+      io.stdout.write(formatHelp(program, summary, specs()));
+      io.exit(0);
+      return undefined;
+    }
+    return result;
+  } catch (err) {
+    if (!(err instanceof FlagError)) throw err;
+    io.stderr.write(`${program}: ${err.message}\nRun '${program} --help' for the list of flags.\n`);
+    io.exit(err.exitCode);
+    return undefined;
+  }
+}
+
+/** Signals that start a shutdown, as the reference's handler registers them. */
+export const SHUTDOWN_SIGNALS: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT'];
+
+/**
+ * Call `first` on the first SIGTERM/SIGINT and `second` on the next one. Returns a function that removes the
+ * handlers. While installed, the signals no longer kill the process by default: the program decides.
+ */
+export function onShutdownSignals(first: (signal: NodeJS.Signals) => void, second: (signal: NodeJS.Signals) => void): () => void {
+  let count = 0;
+  const handler = (signal: NodeJS.Signals): void => {
+    count += 1;
+    if (count === 1) first(signal);
+    else second(signal);
+  };
+  for (const s of SHUTDOWN_SIGNALS) process.on(s, handler);
+  return () => {
+    for (const s of SHUTDOWN_SIGNALS) process.off(s, handler);
+  };
+}
+
+/**
+ * The agent's bearer token: the file is re-read on every connect and used verbatim (no trimming), as the
+ * reference agent does, so a rotated projected service-account token is picked up.
+ */
+export function tokenFileReader(path: string): () => Promise<string> {
+  return async () => {
+    try {
+      return await readFile(path, 'utf8');
+    } catch (err) {
+      throw new KonnectivityError(ErrorCode.UNAUTHENTICATED, `failed to read token from ${path}: ${(err as Error).message}`, { cause: err });
+    }
+  };
+}
+
+/**
+ * A verifier for `--agent-token-file` (our extension): the file lists accepted tokens, one per line (blank lines
+ * and `#` comments ignored), re-read on every agent connect so tokens can rotate without a restart. An agent
+ * whose `authorization` metadata is not `Bearer <one of them>` is refused with ERR_UNAUTHENTICATED.
+ */
+export function tokenFileVerifier(path: string): (ctx: { metadata: Metadata; agentID: string }) => Promise<void> {
+  return async ({ metadata, agentID }) => {
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (err) {
+      throw new KonnectivityError(ErrorCode.UNAUTHENTICATED, `cannot check agent token: ${(err as Error).message}`, { cause: err });
+    }
+    const accepted = new Set(
+      text
+        .split(/\r?\n/)
+        .map((l) => l.trim())
+        .filter((l) => l !== '' && !l.startsWith('#')),
+    );
+    const values = metadata['authorization'] ?? [];
+    const header = values.length === 1 ? values[0]! : '';
+    // The token file may end with a newline that the agent sends verbatim: compare trimmed.
+    const token = header.startsWith('Bearer ') ? header.slice('Bearer '.length).trim() : '';
+    if (token === '' || !accepted.has(token)) {
+      throw new KonnectivityError(ErrorCode.UNAUTHENTICATED, `agent ${agentID}: missing or invalid bearer token`);
+    }
+  };
+}
