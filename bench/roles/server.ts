@@ -1,0 +1,88 @@
+/**
+ * The proxy server (the control-plane side): a ProxyServer with its agent leg (gRPC or yamux listener, or an agent
+ * in the same process over the in-memory pair) and its frontends (HTTP-CONNECT, gRPC). It also runs the
+ * workloads itself for the programmatic path (`server.dial()`), as an embedding application would.
+ */
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { loadLib } from '../lib/engine.js';
+import { roleArgs, serveRole } from '../lib/ipc.js';
+import { workloadHandlers } from '../lib/workloads.js';
+
+export interface ServerArgs {
+  leg: 'memory' | 'grpc' | 'yamux';
+  frontends: Array<'http-connect' | 'grpc'>;
+  /** host:port of the target, for the programmatic path. */
+  targetAddress: string;
+}
+const args = roleArgs<ServerArgs>();
+const lib = await loadLib();
+
+const server = new lib.ProxyServer({ serverID: 'bench-server' });
+server.on('error', (err: Error) => console.error('server error:', err));
+const info: { agentPort?: number; httpConnectPort?: number; grpcFrontendPort?: number } = {};
+const closers: Array<() => unknown> = [];
+
+function listenPort(srv: net.Server): Promise<number> {
+  return new Promise((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => resolve((srv.address() as net.AddressInfo).port));
+  });
+}
+
+if (args.leg === 'memory') {
+  // Server and agent in one process: the agent's stream is one end of an in-memory pair.
+  const agent = new lib.Agent({ agentID: 'bench-agent' });
+  const metadata = await agent.metadata();
+  const [serverSide, agentSide] = lib.createMemoryPair({
+    metadata: { a: metadata, b: { serverid: [server.serverID], servercount: [String(server.serverCount)] } },
+  });
+  await server.acceptAgent({
+    metadata,
+    remoteAddress: 'memory',
+    accept: () => serverSide,
+    reject: (err: Error) => serverSide.destroy(err),
+  });
+  agent.serve(agentSide);
+  closers.push(() => agent.destroy());
+}
+
+if (args.leg === 'grpc' || args.frontends.includes('grpc')) {
+  const grpc = lib.createGrpcServer({
+    onAgent: (incoming: unknown) => void server.acceptAgent(incoming),
+    onFrontend: (stream: unknown) => server.acceptFrontend(stream),
+  });
+  const port: number = await grpc.listen({ host: '127.0.0.1', port: 0 }).then((a: { port: number }) => a.port);
+  if (args.leg === 'grpc') info.agentPort = port;
+  if (args.frontends.includes('grpc')) info.grpcFrontendPort = port;
+  closers.push(() => grpc.destroy?.());
+}
+
+if (args.leg === 'yamux') {
+  const yamux = lib.createYamuxServer({ onAgent: (incoming: unknown) => void server.acceptAgent(incoming) });
+  const tcp = net.createServer({ noDelay: true }, (sock) => yamux.handle(sock));
+  info.agentPort = await listenPort(tcp);
+  closers.push(() => tcp.close());
+}
+
+if (args.frontends.includes('http-connect')) {
+  const frontend = lib.createHttpConnectFrontend({ server });
+  const addr = await frontend.listen({ host: '127.0.0.1', port: 0 });
+  info.httpConnectPort = (addr as { port: number }).port;
+  closers.push(() => frontend.destroy?.());
+}
+
+const dial = (): Promise<Duplex> => server.dial(args.targetAddress);
+const role = serveRole({
+  ...workloadHandlers(dial),
+  /** Resolves once an agent is connected (the readiness the reference's /readyz reports). */
+  waitReady: () =>
+    server.ready ? true : new Promise((resolve) => server.once('agentConnected', () => resolve(true))),
+  serverStats: () => ({ ...server.stats, packets: undefined, agents: server.agentCount }),
+  shutdown: async () => {
+    for (const c of closers) await c();
+    server.destroy();
+    return true;
+  },
+});
+role.ready(info);
