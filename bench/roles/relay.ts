@@ -47,16 +47,20 @@ function pipeDelayed(from: net.Socket, to: net.Socket): void {
     ended = true;
     if (!queue.length) to.end();
   });
+  // A reset (close without end) travels on at once; after a clean end the queue still drains on schedule.
   const stop = () => {
+    if (ended) return;
     if (timer) clearTimeout(timer);
     to.destroy();
   };
   from.on('close', stop);
-  from.on('error', stop);
+  from.on('error', () => {});
 }
 
 const server = net.createServer({ noDelay: true }, (down) => {
   const up = net.connect({ port: upstreamPort, host: '127.0.0.1', noDelay: true });
+  up.on('error', () => {});
+  down.on('error', () => {});
   pipeDelayed(down, up);
   pipeDelayed(up, down);
 });
