@@ -1,0 +1,114 @@
+/**
+ * Connected agents and the selection strategies of `--proxy-strategies` (PROTOCOL.md §5).
+ *
+ * Agents are keyed by agentID; one agent may hold several streams (the first live one is used). Strategies are
+ * tried in the configured order; draining agents are used only when no strategy finds another.
+ */
+import type { AgentIdentifiers } from '../protocol/identifiers.js';
+import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
+
+export const AGENT_STRATEGIES = ['default', 'destHost', 'defaultRoute'] as const;
+export type AgentStrategy = (typeof AGENT_STRATEGIES)[number];
+
+/** Parse the `--proxy-strategies` value (comma separated, ordered); empty or unknown names are rejected. */
+export function parseStrategies(value: string): AgentStrategy[] {
+  const names = value.split(',').map((s) => s.trim());
+  if (names.length === 0 || names.some((n) => n === '')) {
+    throw new KonnectivityError(ErrorCode.INVALID_OPTION, `proxy strategies must not be empty: ${JSON.stringify(value)}`);
+  }
+  for (const n of names) {
+    if (!(AGENT_STRATEGIES as readonly string[]).includes(n)) {
+      throw new KonnectivityError(ErrorCode.INVALID_OPTION, `unknown proxy strategy ${JSON.stringify(n)}: expected ${AGENT_STRATEGIES.join(', ')}`);
+    }
+  }
+  return names as AgentStrategy[];
+}
+
+/** What the registry needs to know of an agent stream. */
+export interface RegisteredBackend {
+  readonly agentID: string;
+  readonly identifiers: AgentIdentifiers;
+  readonly draining: boolean;
+}
+
+export class AgentRegistry<B extends RegisteredBackend> {
+  private readonly byAgent = new Map<string, B[]>();
+
+  add(backend: B): void {
+    const list = this.byAgent.get(backend.agentID);
+    if (list) list.push(backend);
+    else this.byAgent.set(backend.agentID, [backend]);
+  }
+
+  /** Remove a stream; returns true when it was the agent's last one. */
+  remove(backend: B): boolean {
+    const list = this.byAgent.get(backend.agentID);
+    if (!list) return false;
+    const i = list.indexOf(backend);
+    if (i >= 0) list.splice(i, 1);
+    if (list.length > 0) return false;
+    this.byAgent.delete(backend.agentID);
+    return true;
+  }
+
+  /** Distinct agentIDs with at least one stream. */
+  get size(): number {
+    return this.byAgent.size;
+  }
+
+  backends(): B[] {
+    return [...this.byAgent.values()].flat();
+  }
+
+  /** Pick the stream for a dial to `address`, or undefined when no agent fits. */
+  pick(address: string, strategies: readonly AgentStrategy[]): B | undefined {
+    for (const allowDraining of [false, true]) {
+      for (const s of strategies) {
+        const b = this.pickWith(s, address, allowDraining);
+        if (b) return b;
+      }
+    }
+    return undefined;
+  }
+
+  private pickWith(strategy: AgentStrategy, address: string, allowDraining: boolean): B | undefined {
+    if (strategy === 'destHost') {
+      const host = hostOf(address);
+      for (const list of this.byAgent.values()) {
+        const b = usable(list, allowDraining);
+        if (b && advertises(b.identifiers, host)) return b;
+      }
+      return undefined;
+    }
+    const lists = [...this.byAgent.values()];
+    if (lists.length === 0) return undefined;
+    // Start at a random agent, as the reference does, and take the first usable one round the list.
+    const start = Math.floor(Math.random() * lists.length);
+    for (let i = 0; i < lists.length; i++) {
+      const list = lists[(start + i) % lists.length]!;
+      const b = usable(list, allowDraining);
+      if (!b) continue;
+      if (strategy === 'defaultRoute' && !b.identifiers.defaultRoute) continue;
+      return b;
+    }
+    return undefined;
+  }
+}
+
+function usable<B extends RegisteredBackend>(list: readonly B[], allowDraining: boolean): B | undefined {
+  for (const b of list) if (!b.draining) return b;
+  return allowDraining ? list[0] : undefined;
+}
+
+function advertises(ids: AgentIdentifiers, host: string): boolean {
+  return !!(ids.host?.includes(host) || ids.ipv4?.includes(host) || ids.ipv6?.includes(host));
+}
+
+/** The host of `host:port` / `[v6]:port`, brackets removed; an address without a port is its own host. */
+export function hostOf(address: string): string {
+  const v6 = /^\[([^\]]*)\](?::\d*)?$/.exec(address);
+  if (v6) return v6[1]!;
+  const i = address.lastIndexOf(':');
+  if (i < 0 || address.indexOf(':') !== i) return address;
+  return address.slice(0, i);
+}

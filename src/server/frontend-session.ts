@@ -1,0 +1,176 @@
+/**
+ * One frontend stream (gRPC `/ProxyService/Proxy`) on the server: it carries one connection, as in the reference
+ * (`serveRecvFrontend`). Agent DATA is passed to the frontend as the same packet (no re-encoding when the
+ * transport kept the bytes); the frontend's own HTTP/2 window is the connection's backpressure, so a slow frontend
+ * holds back only its own agent connection (credit) and never the agent's other connections.
+ */
+import { KonnectivityError } from '../protocol/errors.js';
+import {
+  PacketType,
+  closeRequest,
+  closeResponse,
+  connectIDOf,
+  dataOf,
+  dialResponse,
+  randomOf,
+  type DataPacket,
+  type DialRequestPacket,
+  type Packet,
+} from '../protocol/packet.js';
+import type { PacketStream } from '../transport/packet-stream.js';
+import type { TunnelConnection } from '../tunnel/tunnel.js';
+import type { DialHandle, ProxyServer } from './proxy-server.js';
+
+type State = 'idle' | 'dialing' | 'established' | 'closing' | 'done';
+
+export class FrontendSession {
+  private state: State = 'idle';
+  private random = 0n;
+  private handle: DialHandle | undefined;
+  private connection: TunnelConnection | undefined;
+  private agentID = '';
+  /** Agent bytes written to the frontend while it was over its high-water mark: credited back on 'drain'. */
+  private held = 0;
+
+  constructor(
+    private readonly server: ProxyServer,
+    private readonly stream: PacketStream,
+    private readonly timeoutMs: number,
+  ) {
+    stream.on('packet', (p) => this.onPacket(p));
+    stream.on('drain', () => {
+      const n = this.held;
+      this.held = 0;
+      this.connection?.consumed(n);
+    });
+    stream.on('error', noop);
+    stream.on('end', () => this.frontendGone());
+    stream.once('close', () => this.frontendGone());
+  }
+
+  destroy(err: Error): void {
+    this.stream.destroy(err);
+  }
+
+  private write(p: Packet): boolean {
+    this.server.count('toFrontend', p);
+    return this.stream.write(p);
+  }
+
+  private onPacket(p: Packet): void {
+    this.server.count('fromFrontend', p);
+    switch (p.type) {
+      case PacketType.DIAL_REQ:
+        this.dial(p as DialRequestPacket);
+        return;
+      case PacketType.DATA: {
+        const id = connectIDOf(p);
+        if (id === 0n) return;
+        if (this.state === 'established' && this.connection) {
+          if (id !== this.connection.connectID) {
+            // One connection per stream: a second ID means a confused client; close both.
+            this.connection.finish(closeRequest(this.connection.connectID), false);
+            this.end(closeResponse(id, 'mismatched connection IDs'));
+            return;
+          }
+          if (!this.connection.sendData(dataOf(p as DataPacket))) this.stream.pause();
+          return;
+        }
+        if (this.state === 'closing') return; // the reference discards data after CLOSE_REQ
+        this.write(closeResponse(id, 'backend not initialized'));
+        return;
+      }
+      case PacketType.CLOSE_REQ: {
+        const id = connectIDOf(p);
+        if (this.state === 'established' && this.connection && id === this.connection.connectID) {
+          this.state = 'closing';
+          this.connection.finish(closeRequest(id), true);
+          return;
+        }
+        if (this.state !== 'closing') this.write(closeResponse(id, 'backend uninitialized'));
+        return;
+      }
+      case PacketType.DIAL_CLS:
+        if (this.state === 'dialing' && randomOf(p) === this.random) {
+          this.handle?.cancel();
+          this.end();
+        }
+        return;
+      default:
+        return;
+    }
+  }
+
+  private dial(p: DialRequestPacket): void {
+    const req = p.dialRequest;
+    if (!req || this.state !== 'idle') return;
+    this.state = 'dialing';
+    this.random = req.random;
+    const result = this.server.beginDial(req, 'grpc', this.timeoutMs, {
+      succeed: (connection, agentID) => this.established(connection, agentID),
+      fail: (err) => {
+        if (this.state !== 'dialing') return;
+        this.end(dialResponse(this.random, 0n, err.message));
+      },
+    });
+    if (result instanceof KonnectivityError) {
+      this.end(dialResponse(this.random, 0n, result.message));
+      return;
+    }
+    this.handle = result;
+  }
+
+  private established(connection: TunnelConnection, agentID: string): void {
+    if (this.state !== 'dialing') {
+      // The frontend left while the agent was dialing.
+      connection.finish(closeRequest(connection.connectID), false);
+      return;
+    }
+    this.state = 'established';
+    this.connection = connection;
+    this.agentID = agentID;
+    const id = connection.connectID;
+    this.write(dialResponse(this.random, id));
+    connection.handlers = {
+      onData: (data, packet) => {
+        if (this.write(packet)) connection.consumed(data.length);
+        else this.held += data.length;
+      },
+      onWritable: () => this.stream.resume(),
+      onPeerClosed: (error) => this.end(closeResponse(id, error)),
+      onTunnelClosed: () => this.end(closeResponse(id)),
+    };
+  }
+
+  /** The frontend stream ended or failed: the agent side must not outlive it. */
+  private frontendGone(): void {
+    if (this.state === 'dialing') {
+      this.handle?.cancel();
+    } else if ((this.state === 'established' || this.state === 'closing') && this.connection) {
+      const c = this.connection;
+      // Keep the entry until the agent's CLOSE_RSP so that data in flight is dropped quietly.
+      c.handlers = { onData: (d) => c.consumed(d.length), onWritable: noop };
+      c.finish(closeRequest(c.connectID), this.state === 'closing');
+    }
+    this.finishConnection();
+    this.state = 'done';
+    if (!this.stream.closed) void this.stream.close().catch(noop);
+  }
+
+  /** Send a last packet (if any) and end the stream. */
+  private end(last?: Packet): void {
+    if (this.state === 'done') return;
+    this.finishConnection();
+    this.state = 'done';
+    if (last) this.write(last);
+    void this.stream.close().catch(noop);
+  }
+
+  private finishConnection(): void {
+    if (this.connection && this.state !== 'done') {
+      this.server.connectionEnded(this.agentID, this.connection);
+    }
+  }
+}
+
+function noop(): void {}

@@ -1,0 +1,13 @@
+export {
+  ProxyServer,
+  AgentBackend,
+  type ProxyServerOptions,
+  type ProxyServerEvents,
+  type AgentInfo,
+  type AgentAuthContext,
+  type FrontendKind,
+  type DialFailureKind,
+  type ServerStats,
+  type DialHandle,
+} from './proxy-server.js';
+export { AgentRegistry, AGENT_STRATEGIES, parseStrategies, hostOf, type AgentStrategy } from './agent-registry.js';

@@ -1,0 +1,10 @@
+export { Tunnel, TunnelConnection, type ConnectionHandlers, type TunnelOptions, type PacketCounter } from './tunnel.js';
+export { TunnelSocket, CLOSE_TIMEOUT_MS, splitHostPort, type TunnelSocketInfo } from './tunnel-socket.js';
+export { bindEndpoint, type EndpointBinding } from './endpoint.js';
+export {
+  WINDOW_METADATA_KEY,
+  DEFAULT_CONNECTION_BUFFER_BYTES,
+  MAX_DATA_CHUNK_BYTES,
+  offeredWindow,
+  validBufferBytes,
+} from './flow.js';

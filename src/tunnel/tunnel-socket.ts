@@ -1,0 +1,182 @@
+/**
+ * TunnelSocket: one proxied connection as a Duplex that behaves like a `net.Socket` (write/end/destroy, 'close' and
+ * 'error', backpressure, `setTimeout`). Returned by `ProxyServer.dial()` and by the client's dials.
+ *
+ * The protocol has no half-close: `end()` sends CLOSE_REQ after the queued data, and the connection is over once
+ * the peer answers CLOSE_RSP (the agent flushes what the endpoint sent before it answers, so reads go on until
+ * then). `destroy()` drops queued data and sends CLOSE_REQ at once.
+ */
+import { Duplex } from 'node:stream';
+import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
+import { closeRequest } from '../protocol/packet.js';
+import type { TunnelConnection } from './tunnel.js';
+
+/** How long `end()` waits for the peer's CLOSE_RSP before destroying (the reference client's CloseTimeout). */
+export const CLOSE_TIMEOUT_MS = 10_000;
+
+export interface TunnelSocketInfo {
+  /** The dialed endpoint, `host:port`. */
+  address: string;
+  /** The agent that serves the connection, when known (server side). */
+  agentID?: string | undefined;
+  /** Called once when the socket has closed, for the owner's bookkeeping. */
+  onClose?: ((socket: TunnelSocket) => void) | undefined;
+}
+
+export class TunnelSocket extends Duplex {
+  readonly connectID: bigint;
+  /** The dialed endpoint, `host:port`. */
+  readonly address: string;
+  readonly agentID: string | undefined;
+  /** Like net.Socket: the endpoint's host and port as dialed (the tunnel hides the real peer). */
+  readonly remoteAddress: string;
+  readonly remotePort: number | undefined;
+  readonly remoteFamily: string | undefined;
+  /** Set once the peer said the connection is over (CLOSE_RSP or DIAL_CLS). */
+  private remoteDone = false;
+  /** Bytes handed to the reader while its buffer was full; their credit is returned when it reads again. */
+  private held = 0;
+  private pendingWrite: ((err?: Error | null) => void) | undefined;
+  private idleMs = 0;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private closeTimer: NodeJS.Timeout | undefined;
+  private readonly onCloseHook: ((socket: TunnelSocket) => void) | undefined;
+
+  constructor(
+    private readonly connection: TunnelConnection,
+    info: TunnelSocketInfo,
+  ) {
+    super({ allowHalfOpen: false, readableHighWaterMark: 64 * 1024, writableHighWaterMark: 64 * 1024 });
+    this.connectID = connection.connectID;
+    this.address = info.address;
+    this.agentID = info.agentID;
+    const { host, port } = splitHostPort(info.address);
+    this.remoteAddress = host;
+    this.remotePort = port;
+    this.remoteFamily = host.includes(':') ? 'IPv6' : /^\d+\.\d+\.\d+\.\d+$/.test(host) ? 'IPv4' : undefined;
+    this.onCloseHook = info.onClose;
+    connection.handlers = {
+      onData: (data) => this.onData(data),
+      onWritable: () => {
+        const cb = this.pendingWrite;
+        this.pendingWrite = undefined;
+        cb?.();
+      },
+      onPeerClosed: (error) => this.remoteClosed(error),
+      onTunnelClosed: (err) => this.tunnelClosed(err),
+    };
+    this.once('close', () => this.onCloseHook?.(this));
+  }
+
+  get bytesRead(): number {
+    return this.connection.bytesReceived;
+  }
+  get bytesWritten(): number {
+    return this.connection.bytesSent;
+  }
+
+  /** The peer ended the connection (CLOSE_RSP). A non-empty `error` is the peer's reason. */
+  remoteClosed(error = ''): void {
+    if (this.remoteDone) return;
+    this.remoteDone = true;
+    this.connection.detach();
+    if (error) this.destroy(new KonnectivityError(ErrorCode.REMOTE, error));
+    else this.push(null);
+  }
+
+  /** The tunnel under the connection failed. */
+  tunnelClosed(err: Error): void {
+    if (this.remoteDone) return;
+    this.remoteDone = true;
+    this.connection.detach();
+    this.destroy(err);
+  }
+
+  /** Like net.Socket: emit 'timeout' after `ms` without reads or writes (0 turns it off). */
+  setTimeout(ms: number, callback?: () => void): this {
+    this.idleMs = ms;
+    if (callback) this.once('timeout', callback);
+    this.touch();
+    return this;
+  }
+  /** Accepted for net.Socket compatibility; the endpoint socket's options are the agent's. */
+  setNoDelay(_noDelay?: boolean): this {
+    return this;
+  }
+  setKeepAlive(_enable?: boolean, _initialDelay?: number): this {
+    return this;
+  }
+  ref(): this {
+    return this;
+  }
+  unref(): this {
+    return this;
+  }
+
+  override _read(): void {
+    if (this.held > 0) {
+      const n = this.held;
+      this.held = 0;
+      this.connection.consumed(n);
+    }
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, callback: (err?: Error | null) => void): void {
+    this.touch();
+    if (this.remoteDone || this.connection.closed) {
+      callback(new KonnectivityError(ErrorCode.STREAM_CLOSED, 'write after the tunnel connection closed'));
+      return;
+    }
+    if (this.connection.sendData(chunk)) callback();
+    else this.pendingWrite = callback;
+  }
+
+  override _final(callback: (err?: Error | null) => void): void {
+    if (!this.remoteDone) {
+      this.connection.finish(closeRequest(this.connectID), true);
+      this.closeTimer = setTimeout(() => this.destroy(), CLOSE_TIMEOUT_MS).unref();
+    }
+    callback();
+  }
+
+  override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
+    clearTimeout(this.idleTimer);
+    clearTimeout(this.closeTimer);
+    if (!this.remoteDone) {
+      // Keep the entry until the peer's CLOSE_RSP so that data still in flight is dropped quietly.
+      this.connection.handlers = {
+        onData: (data) => this.connection.consumed(data.length),
+        onWritable() {},
+      };
+      this.remoteDone = true;
+      this.connection.finish(closeRequest(this.connectID), false);
+    }
+    const cb = this.pendingWrite;
+    this.pendingWrite = undefined;
+    cb?.(err ?? new KonnectivityError(ErrorCode.STREAM_CLOSED, 'tunnel connection destroyed'));
+    callback(err);
+  }
+
+  private onData(data: Uint8Array): void {
+    this.touch();
+    if (this.push(data)) this.connection.consumed(data.length);
+    else this.held += data.length;
+  }
+
+  private touch(): void {
+    if (this.idleMs <= 0) {
+      if (this.idleTimer) clearTimeout(this.idleTimer);
+      this.idleTimer = undefined;
+      return;
+    }
+    if (this.idleTimer) this.idleTimer.refresh();
+    else this.idleTimer = setTimeout(() => this.emit('timeout'), this.idleMs).unref();
+  }
+}
+
+/** Split `host:port` / `[v6]:port`. */
+export function splitHostPort(address: string): { host: string; port: number | undefined } {
+  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(address) ?? /^([^:]*)(?::(\d+))?$/.exec(address);
+  if (!m) return { host: address, port: undefined };
+  return { host: m[1]!, port: m[2] === undefined ? undefined : Number(m[2]) };
+}

@@ -1,0 +1,323 @@
+/**
+ * The engine's view of one tunnel stream: the connections multiplexed on it, their send queues and their
+ * receive accounting. Role-neutral: the server, the agent and the client each put their own packet handling on top
+ * (`onPacket`), and each connection's owner (a TunnelSocket, an endpoint socket, a frontend stream) plugs in as
+ * `ConnectionHandlers`.
+ *
+ * Backpressure without head-of-line blocking:
+ * - sending: a connection writes only while the stream is not over its high-water mark and, in the credit regime,
+ *   while it has credit; otherwise it keeps at most the one chunk it was given and its owner pauses its source.
+ * - receiving: the owner calls `consumed(n)` when bytes leave its buffers. In the credit regime that returns credit
+ *   to the peer (WINDOW_UPDATE), so a stalled reader stops only its own sender. In the legacy regime (Go peer, or a
+ *   stream with one connection such as a yamux substream) an over-full connection pauses the stream.
+ */
+import type { DataPacket, Packet } from '../protocol/packet.js';
+import { PacketType, dataOf, dataPacket, windowUpdate } from '../protocol/packet.js';
+import type { PacketStream } from '../transport/packet-stream.js';
+import { DEFAULT_CONNECTION_BUFFER_BYTES, MAX_DATA_CHUNK_BYTES } from './flow.js';
+
+/** Counts packets for metrics: `direction` is from this side's point of view. */
+export type PacketCounter = (direction: 'sent' | 'received', packet: Packet) => void;
+
+export interface TunnelOptions {
+  /** Per-connection window agreed with the peer (credit regime); undefined for the legacy regime. */
+  windowBytes?: number | undefined;
+  /** Bytes a connection may hold received but not consumed before the legacy regime pauses the stream. */
+  bufferBytes?: number;
+  /** Every packet the tunnel does not route itself (it routes DATA and WINDOW_UPDATE of known connections). */
+  onPacket: (packet: Packet) => void;
+  onCount?: PacketCounter | undefined;
+}
+
+/** What a connection's owner provides. */
+export interface ConnectionHandlers {
+  /** A DATA payload arrived; call `consumed(data.length)` once these bytes have left your buffers. */
+  onData(data: Uint8Array, packet: DataPacket): void;
+  /** The connection can take more after `sendData` returned false. */
+  onWritable(): void;
+  /** The peer ended the connection (the role's packet handler calls this; `error` is the peer's text, if any). */
+  onPeerClosed?(error: string): void;
+  /** The tunnel stream under the connection went away. */
+  onTunnelClosed?(err: Error): void;
+}
+
+const NO_HANDLERS: ConnectionHandlers = {
+  onData() {},
+  onWritable() {},
+};
+
+export class Tunnel {
+  readonly connections = new Map<bigint, TunnelConnection>();
+  readonly windowBytes: number | undefined;
+  readonly bufferBytes: number;
+  /** Connections waiting for the stream's 'drain'. */
+  private readonly waiting = new Set<TunnelConnection>();
+  private blockers = 0;
+  private readonly onPacket: (packet: Packet) => void;
+  private readonly onCount: PacketCounter | undefined;
+
+  constructor(
+    readonly stream: PacketStream,
+    options: TunnelOptions,
+  ) {
+    this.windowBytes = options.windowBytes;
+    this.bufferBytes = options.bufferBytes ?? DEFAULT_CONNECTION_BUFFER_BYTES;
+    this.onPacket = options.onPacket;
+    this.onCount = options.onCount;
+    stream.on('packet', (p) => this.dispatch(p));
+    stream.on('drain', () => this.flushWaiting());
+  }
+
+  /** Register a connection under `connectID` (replacing nothing: the caller checks for duplicates). */
+  open(connectID: bigint, handlers: ConnectionHandlers = NO_HANDLERS): TunnelConnection {
+    const c = new TunnelConnection(this, connectID, handlers);
+    this.connections.set(connectID, c);
+    return c;
+  }
+
+  /** Write a packet now, ahead of any connection's queue. Returns the stream's backpressure signal. */
+  send(packet: Packet): boolean {
+    this.onCount?.('sent', packet);
+    return this.stream.write(packet);
+  }
+
+  /** The stream is gone: forget every connection and tell its owner. */
+  clear(err: Error): void {
+    const all = [...this.connections.values()];
+    this.connections.clear();
+    this.waiting.clear();
+    for (const c of all) {
+      const h = c.handlers;
+      c.detach();
+      h.onTunnelClosed?.(err);
+    }
+  }
+
+  /** The peer ended connection `connectID`: detach it and tell its owner. Returns false for an unknown ID. */
+  peerClosed(connectID: bigint, error: string): boolean {
+    const c = this.connections.get(connectID);
+    if (!c) return false;
+    const h = c.handlers;
+    c.detach();
+    h.onPeerClosed?.(error);
+    return true;
+  }
+
+  // ---- used by TunnelConnection ----
+
+  /** @internal */
+  waitForDrain(c: TunnelConnection): void {
+    this.waiting.add(c);
+  }
+  /** @internal */
+  block(): void {
+    if (this.blockers++ === 0) this.stream.pause();
+  }
+  /** @internal */
+  unblock(): void {
+    if (--this.blockers === 0) this.stream.resume();
+  }
+  /** @internal */
+  forget(c: TunnelConnection): void {
+    if (this.connections.get(c.connectID) === c) this.connections.delete(c.connectID);
+    this.waiting.delete(c);
+  }
+
+  private dispatch(packet: Packet): void {
+    this.onCount?.('received', packet);
+    if (packet.type === PacketType.DATA) {
+      const c = this.connections.get((packet as DataPacket).data?.connectID ?? 0n);
+      if (c) {
+        c.receive(packet as DataPacket);
+        return;
+      }
+    } else if (packet.type === PacketType.WINDOW_UPDATE) {
+      const u = (packet as { windowUpdate?: { connectID: bigint; increment: bigint } }).windowUpdate;
+      const c = u ? this.connections.get(u.connectID) : undefined;
+      // Credit for a connection we no longer know is simply dropped.
+      if (c && u && u.increment > 0n) c.grant(Number(u.increment));
+      return;
+    }
+    this.onPacket(packet);
+  }
+
+  private flushWaiting(): void {
+    // Fair: connections that waited are served in the order they started waiting.
+    for (const c of this.waiting) {
+      if (this.stream.writableNeedDrain) return;
+      this.waiting.delete(c);
+      c.flush();
+    }
+  }
+}
+
+/** One proxied connection on a tunnel stream. */
+export class TunnelConnection {
+  /** Bytes of DATA payload sent and received. */
+  bytesSent = 0;
+  bytesReceived = 0;
+  /** Queued DATA payloads and the packets ordered after them. */
+  private queue: Array<Uint8Array | Packet> = [];
+  private credit: number;
+  /** Bytes received and not yet consumed by the owner. */
+  private buffered = 0;
+  /** Bytes consumed and not yet returned to the peer as credit. */
+  private unreturned = 0;
+  private blocking = false;
+  private wantWritable = false;
+  private detached = false;
+  private finishPacket: Packet | undefined;
+  private finishWritten = false;
+  private onFinished: (() => void) | undefined;
+
+  constructor(
+    readonly tunnel: Tunnel,
+    readonly connectID: bigint,
+    public handlers: ConnectionHandlers,
+  ) {
+    this.credit = tunnel.windowBytes ?? Number.POSITIVE_INFINITY;
+  }
+
+  /** True once the connection was detached from its tunnel. */
+  get closed(): boolean {
+    return this.detached;
+  }
+  /** True once `finish()` was called. */
+  get finishing(): boolean {
+    return this.finishPacket !== undefined;
+  }
+
+  /**
+   * Queue a payload. Returns true when all of it went to the stream; false when some waits for credit or for the
+   * stream to drain, in which case `onWritable` follows. Callers pause their source on false.
+   */
+  sendData(data: Uint8Array): boolean {
+    if (this.detached || this.finishPacket) return false;
+    for (let off = 0; off < data.length; off += MAX_DATA_CHUNK_BYTES) {
+      this.queue.push(off === 0 && data.length <= MAX_DATA_CHUNK_BYTES ? data : data.subarray(off, off + MAX_DATA_CHUNK_BYTES));
+    }
+    if (this.flush()) return true;
+    this.wantWritable = true;
+    return false;
+  }
+
+  /**
+   * Send the packet that ends this connection (CLOSE_REQ, CLOSE_RSP, ...) exactly once. Graceful: after the queued
+   * data. Not graceful: queued data is dropped and the packet goes now. `then` runs once it has been written.
+   */
+  finish(packet: Packet, graceful: boolean, then?: () => void): void {
+    if (this.detached || this.finishWritten) {
+      then?.();
+      return;
+    }
+    if (then) {
+      const prev = this.onFinished;
+      this.onFinished = prev ? () => (prev(), then()) : then;
+    }
+    if (!this.finishPacket) {
+      this.finishPacket = packet;
+      this.queue.push(packet);
+    }
+    if (graceful) {
+      this.flush();
+    } else {
+      this.queue = [];
+      this.writePacket(this.finishPacket);
+    }
+  }
+
+  /** Write a packet now, ahead of the queue (used for replies that are about the other direction). */
+  sendNow(packet: Packet): void {
+    if (!this.detached) this.tunnel.send(packet);
+  }
+
+  /** The owner has passed on `n` received bytes: return credit, or lift a legacy pause. */
+  consumed(n: number): void {
+    if (n <= 0) return;
+    this.buffered -= n;
+    if (this.blocking && this.buffered <= this.tunnel.bufferBytes / 2) {
+      this.blocking = false;
+      this.tunnel.unblock();
+    }
+    const window = this.tunnel.windowBytes;
+    if (window === undefined || this.detached) return;
+    this.unreturned += n;
+    if (this.unreturned >= window / 4) {
+      const inc = this.unreturned;
+      this.unreturned = 0;
+      this.tunnel.send(windowUpdate(this.connectID, inc));
+    }
+  }
+
+  /** Remove the connection from its tunnel; later packets for its connectID are unknown. Idempotent. */
+  detach(): void {
+    if (this.detached) return;
+    this.detached = true;
+    this.queue = [];
+    if (this.blocking) {
+      this.blocking = false;
+      this.tunnel.unblock();
+    }
+    this.tunnel.forget(this);
+    this.handlers = NO_HANDLERS;
+  }
+
+  // ---- driven by the tunnel ----
+
+  /** @internal */
+  receive(packet: DataPacket): void {
+    const data = dataOf(packet);
+    this.bytesReceived += data.length;
+    this.buffered += data.length;
+    if (!this.blocking && this.buffered > this.tunnel.bufferBytes) {
+      this.blocking = true;
+      this.tunnel.block();
+    }
+    this.handlers.onData(data, packet);
+  }
+
+  /** @internal */
+  grant(n: number): void {
+    this.credit += n;
+    this.flush();
+  }
+
+  /** @internal Write what the queue allows. Returns true when the queue is empty. */
+  flush(): boolean {
+    const stream = this.tunnel.stream;
+    while (this.queue.length > 0 && !this.detached) {
+      if (stream.writableNeedDrain) {
+        this.tunnel.waitForDrain(this);
+        return false;
+      }
+      const head = this.queue[0]!;
+      if (head instanceof Uint8Array) {
+        if (this.credit <= 0) return false;
+        const n = Math.min(head.length, this.credit);
+        if (n === head.length) this.queue.shift();
+        else this.queue[0] = head.subarray(n);
+        this.credit -= n;
+        this.bytesSent += n;
+        this.tunnel.send(dataPacket(this.connectID, n === head.length ? head : head.subarray(0, n)));
+      } else {
+        this.queue.shift();
+        this.writePacket(head);
+      }
+    }
+    if (this.wantWritable && !this.detached) {
+      this.wantWritable = false;
+      this.handlers.onWritable();
+    }
+    return true;
+  }
+
+  private writePacket(p: Packet): void {
+    this.tunnel.send(p);
+    if (p === this.finishPacket) {
+      this.finishWritten = true;
+      const then = this.onFinished;
+      this.onFinished = undefined;
+      then?.();
+    }
+  }
+}
