@@ -1,1 +1,2 @@
 export { createMemoryPair, MemoryPacketStream, type MemoryPairOptions } from './memory-stream.js';
+export { memoryConnector } from './connector.js';

@@ -1,0 +1,50 @@
+/**
+ * Join two parties in one process with an in-memory pair, the way a network transport would: the connector side
+ * (an agent) gets a `TunnelConnector`, the accepting side (a server) gets each new stream as an
+ * `IncomingPacketStream` through `onIncoming`, for example `(incoming) => void server.acceptAgent(incoming)`.
+ */
+import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
+import type { IncomingPacketStream, Metadata, TunnelConnector } from '../packet-stream.js';
+import { createMemoryPair, type MemoryPairOptions } from './memory-stream.js';
+
+export function memoryConnector(
+  onIncoming: (incoming: IncomingPacketStream) => void,
+  options: Omit<MemoryPairOptions, 'metadata'> = {},
+): TunnelConnector {
+  return (metadata: Metadata, { signal } = {}) =>
+    new Promise((resolve, reject) => {
+      if (signal?.aborted) {
+        reject(new KonnectivityError(ErrorCode.ABORTED, 'connect aborted', { cause: signal.reason }));
+        return;
+      }
+      const [serverSide, agentSide] = createMemoryPair({ ...options, metadata: { a: metadata } });
+      let answered = false;
+      const onAbort = (): void => {
+        if (answered) return;
+        answered = true;
+        serverSide.destroy(new KonnectivityError(ErrorCode.ABORTED, 'connect aborted'));
+        reject(new KonnectivityError(ErrorCode.ABORTED, 'connect aborted', { cause: signal?.reason }));
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      onIncoming({
+        metadata,
+        remoteAddress: 'memory',
+        accept(response) {
+          if (answered) return serverSide;
+          answered = true;
+          signal?.removeEventListener('abort', onAbort);
+          agentSide.remoteMetadata = response;
+          resolve(agentSide);
+          return serverSide;
+        },
+        reject(err) {
+          if (answered) return;
+          answered = true;
+          signal?.removeEventListener('abort', onAbort);
+          serverSide.destroy(err);
+          agentSide.destroy(err);
+          reject(err);
+        },
+      });
+    });
+}
