@@ -1,0 +1,158 @@
+/**
+ * The built package works for both kinds of consumer. One tsup build (the project's own tsup.config.ts) into a temp
+ * package that has the project's package.json, then child processes that load it by name, the way users do:
+ * ESM `import`, CJS `require`, and TypeScript type resolution through the `exports` map.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, copyFileSync, writeFileSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const run = promisify(execFile);
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const NAME = 'konnectivity-ts';
+/** Names every build must expose, from both entry points. */
+const REQUIRED = ['encodePacket', 'decodePacket', 'createMemoryPair', 'KonnectivityError'];
+
+let temp: string;
+/** The temp package: the project's package.json, its dist/, and the project's node_modules for dependencies. */
+let pkg: string;
+/** A consumer project with node_modules/konnectivity-ts linked to the temp package. */
+let consumer: string;
+
+/** Run `node file` in the consumer and parse the JSON it prints. */
+async function node<T>(file: string, source: string): Promise<T> {
+  writeFileSync(join(consumer, file), source);
+  const { stdout } = await run(process.execPath, [file], { cwd: consumer, timeout: 20_000 });
+  return JSON.parse(stdout) as T;
+}
+
+beforeAll(async () => {
+  temp = mkdtempSync(join(tmpdir(), 'konnectivity-build-'));
+  pkg = join(temp, 'pkg');
+  consumer = join(temp, 'consumer');
+  mkdirSync(pkg);
+  mkdirSync(join(consumer, 'node_modules'), { recursive: true });
+  copyFileSync(join(ROOT, 'package.json'), join(pkg, 'package.json'));
+  symlinkSync(join(ROOT, 'node_modules'), join(pkg, 'node_modules'), 'dir');
+  symlinkSync(pkg, join(consumer, 'node_modules', NAME), 'dir');
+  writeFileSync(join(consumer, 'package.json'), JSON.stringify({ name: 'consumer', private: true }));
+  // Build with the project's config, but into the temp package so the working tree's dist/ is never touched.
+  await run(join(ROOT, 'node_modules', '.bin', 'tsup'), ['--out-dir', join(pkg, 'dist')], {
+    cwd: ROOT,
+    timeout: 120_000,
+  });
+}, 150_000);
+
+afterAll(() => {
+  if (temp) rmSync(temp, { recursive: true, force: true });
+});
+
+describe('the built package', () => {
+  it('emits ESM, CJS and type declarations for both', () => {
+    for (const file of ['index.js', 'index.cjs', 'index.d.ts', 'index.d.cts']) {
+      expect(existsSync(join(pkg, 'dist', file)), `dist/${file}`).toBe(true);
+    }
+    expect(readFileSync(join(pkg, 'dist', 'index.d.ts'), 'utf8')).toMatch(/KonnectivityError/);
+  });
+
+  it('package.json points at files the build emits, types first in every condition', () => {
+    const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+      main: string;
+      module?: string;
+      types: string;
+      exports: Record<string, unknown>;
+    };
+    for (const field of [manifest.main, manifest.module, manifest.types]) {
+      if (field) expect(existsSync(join(pkg, field)), field).toBe(true);
+    }
+    const root = manifest.exports['.'] as Record<string, Record<string, string>>;
+    for (const condition of ['import', 'require'] as const) {
+      const entry = root[condition]!;
+      expect(Object.keys(entry)[0], `exports["."].${condition}: types must come first`).toBe('types');
+      for (const target of Object.values(entry)) expect(existsSync(join(pkg, target)), target).toBe(true);
+    }
+  });
+
+  it('loads with ESM import and CJS require by package name, with the same exports', async () => {
+    const esm = await node<{ keys: string[]; roundTrip: string; code: string }>(
+      'esm.mjs',
+      `import * as k from '${NAME}';
+const bytes = k.encodePacket(k.dataPacket(7n, new Uint8Array([1, 2, 3])));
+const back = k.decodePacket(bytes);
+const err = new k.KonnectivityError(k.ErrorCode.PROTOCOL, 'x');
+const [a, b] = k.createMemoryPair();
+a.destroy(); b.destroy();
+console.log(JSON.stringify({ keys: Object.keys(k), roundTrip: String(back.data.connectID) + ':' + [...back.data.data].join(','),
+  code: err instanceof Error ? err.code : 'not an Error' }));
+`,
+    );
+    const cjs = await node<{ keys: string[]; roundTrip: string; code: string }>(
+      'cjs.cjs',
+      `const k = require('${NAME}');
+const back = k.decodePacket(k.encodePacket(k.dataPacket(7n, new Uint8Array([1, 2, 3]))));
+const err = new k.KonnectivityError(k.ErrorCode.PROTOCOL, 'x');
+const [a, b] = k.createMemoryPair();
+a.destroy(); b.destroy();
+console.log(JSON.stringify({ keys: Object.keys(k), roundTrip: String(back.data.connectID) + ':' + [...back.data.data].join(','),
+  code: err instanceof Error ? err.code : 'not an Error' }));
+`,
+    );
+    for (const result of [esm, cjs]) {
+      for (const name of REQUIRED) expect(result.keys).toContain(name);
+      expect(result.roundTrip).toBe('7:1,2,3');
+      expect(result.code).toBe('ERR_PROTOCOL');
+    }
+    expect([...cjs.keys].sort()).toEqual([...esm.keys].sort());
+  });
+
+  it('exposes only the exports map: deep imports are refused, package.json is allowed', async () => {
+    const result = await node<{ deep: string; manifest: string }>(
+      'deep.cjs',
+      `let deep = 'loaded';
+try { require('${NAME}/dist/index.cjs'); } catch (e) { deep = e.code; }
+console.log(JSON.stringify({ deep, manifest: require('${NAME}/package.json').name }));
+`,
+    );
+    expect(result.deep).toBe('ERR_PACKAGE_PATH_NOT_EXPORTED');
+    expect(result.manifest).toBe(NAME);
+  });
+
+  it('resolves types by package name for ESM and CJS TypeScript consumers', async () => {
+    const use = `
+const e: KonnectivityError = new KonnectivityError(ErrorCode.PROTOCOL, 'x');
+const bytes: Uint8Array = encodePacket(dataPacket(1n, new Uint8Array(1)));
+const p: Packet = decodePacket(bytes);
+const pair: [PacketStream, PacketStream] = createMemoryPair();
+export { e, p, pair };
+`;
+    const names = `KonnectivityError, ErrorCode, encodePacket, decodePacket, dataPacket, createMemoryPair, type Packet, type PacketStream`;
+    writeFileSync(join(consumer, 'esm.mts'), `import { ${names} } from '${NAME}';\n${use}`);
+    writeFileSync(join(consumer, 'cjs.cts'), `import { ${names} } from '${NAME}';\n${use}`);
+    const args = [
+      '--noEmit',
+      '--skipLibCheck',
+      '--strict',
+      '--module',
+      'nodenext',
+      '--moduleResolution',
+      'nodenext',
+      '--target',
+      'es2022',
+      '--types',
+      'node',
+      '--typeRoots',
+      join(ROOT, 'node_modules', '@types'),
+      'esm.mts',
+      'cjs.cts',
+    ];
+    const result = await run(join(ROOT, 'node_modules', '.bin', 'tsc'), args, { cwd: consumer, timeout: 60_000 }).then(
+      () => '',
+      (err: { stdout?: string; message: string }) => err.stdout || err.message,
+    );
+    expect(result).toBe('');
+  });
+});
