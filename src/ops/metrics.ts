@@ -81,6 +81,8 @@ export interface ServerInstrumentation {
   trackGrpcStream(serviceMethod: 'Proxy' | 'Connect', stream: Closable): void;
   /** Count an open HTTP-CONNECT client connection until it emits 'close'. */
   trackHttpConnection(socket: Closable): void;
+  /** The `http_connections` gauge itself, for frontends that report opens and closes as events. */
+  readonly httpConnections: { inc(): void; dec(): void };
   /** Stop listening to the server's events (the registry keeps its values). */
   detach(): void;
 }
@@ -248,6 +250,7 @@ export function instrumentServer(server: ServerMetricsSource, registry?: Registr
       httpConnections.inc();
       track(() => httpConnections.dec(), socket);
     },
+    httpConnections: { inc: () => httpConnections.inc(), dec: () => httpConnections.dec() },
     detach,
   };
 }
@@ -265,9 +268,11 @@ function countForStrategy(strategy: string, agents: ReturnType<ServerMetricsSour
 
 /** The agent's `endpoint_dial_failure_total` reason: `timeout` for a timed-out dial, `unknown` otherwise. */
 export function endpointDialFailureReason(error: unknown): 'timeout' | 'unknown' {
-  const e = error as { code?: unknown; message?: unknown } | undefined;
-  if (e?.code === 'ERR_DIAL_TIMEOUT' || e?.code === 'ETIMEDOUT') return 'timeout';
-  return typeof e?.message === 'string' && /timeout|deadline exceeded/i.test(e.message) ? 'timeout' : 'unknown';
+  const e = error as { code?: unknown; message?: unknown } | string | undefined;
+  if (typeof e === 'object' && (e?.code === 'ERR_DIAL_TIMEOUT' || e?.code === 'ETIMEDOUT')) return 'timeout';
+  // The engine reports the Go-form error text (`dial tcp …: i/o timeout`).
+  const text = typeof e === 'string' ? e : typeof e?.message === 'string' ? e.message : '';
+  return /timeout|deadline exceeded/i.test(text) ? 'timeout' : 'unknown';
 }
 
 /**
