@@ -1,0 +1,454 @@
+/**
+ * The HTTP-CONNECT frontend (PROTOCOL.md §3.1): an HTTP/1.1 server (TCP, TLS/mTLS or a Unix socket) that takes
+ * `CONNECT host:port HTTP/1.1`, dials the target through the tunnel, answers exactly
+ * `HTTP/1.1 200 Connection Established\r\n\r\n` once the dial succeeded, and relays raw bytes.
+ *
+ * It depends only on {@link HttpConnectDialer}, which the ProxyServer satisfies, so it can front anything that
+ * dials.
+ */
+import { EventEmitter } from 'node:events';
+import { chmod, lstat, unlink } from 'node:fs/promises';
+import * as http from 'node:http';
+import * as https from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { TlsOptions } from 'node:tls';
+import { ErrorCode, KonnectivityError } from '../../../protocol/errors.js';
+import { parseConnectAuthority } from './authority.js';
+import { holdEarlyInput } from './early-input.js';
+import { relay, type RelayResult } from './relay.js';
+import {
+  badRequestResponse,
+  CONNECT_ESTABLISHED,
+  dialErrorResponse,
+  formatErrorResponse,
+  headerTooLargeResponse,
+  METHOD_NOT_ALLOWED_BODY,
+  type ErrorResponse,
+} from './responses.js';
+
+/** What the frontend needs from a server: a dial that resolves with a connected Duplex. */
+export interface HttpConnectDialer {
+  /**
+   * Dial `address` (`host:port`) through a tunnel. Rejects with a KonnectivityError: ERR_NO_AGENT, ERR_DIAL_FAILED
+   * (message = the agent's error text), ERR_DIAL_TIMEOUT, ERR_TUNNEL_CLOSED, ERR_ABORTED, ERR_SHUTTING_DOWN.
+   */
+  dial(address: string, options: { signal?: AbortSignal; timeoutMs?: number }): Promise<Duplex>;
+}
+
+/** Options of {@link createHttpConnectFrontend}. */
+export interface HttpConnectFrontendOptions {
+  /** Dials targets through the tunnel (a ProxyServer). */
+  server: HttpConnectDialer;
+  /**
+   * Serve HTTPS. When `ca` is given, clients must present a certificate signed by it (mTLS, as the reference
+   * requires on TCP). `minVersion` defaults to TLSv1.2.
+   */
+  tls?: TlsOptions;
+  /** Passed to each dial as `timeoutMs`; undefined leaves the server's default. */
+  dialTimeoutMs?: number;
+  /**
+   * How many bytes a client may send before its tunnel is open (held, then forwarded first); beyond that the
+   * socket is paused until the dial ends. Default 65536.
+   */
+  maxEarlyDataBytes?: number;
+  /** Largest request header accepted, in bytes; a larger one gets a 431 and a close. Default 16384. */
+  maxHeaderSize?: number;
+  /** How long a client may take to send its request header. Default 60000 (the reference's ReadHeaderTimeout). */
+  headersTimeoutMs?: number;
+  /** After a tunnel ends, how long the client socket may stay open waiting for the client's FIN. Default 2000. */
+  lingerMs?: number;
+  /** After a tunnel ends, how long a client that does not read may take to flush. Default 30000. */
+  flushTimeoutMs?: number;
+  /** Mode of a Unix socket file. Default 0o770 (the reference's umask 0007). */
+  socketMode?: number;
+  /** Delete an existing socket file before listening on a Unix socket. Default true. */
+  deleteExistingSocket?: boolean;
+}
+
+/** Where to listen: TCP (`port` 0 picks a free one) or a Unix socket path. */
+export type HttpConnectListenTarget = { port: number; host?: string } | { path: string };
+
+/** Options of {@link HttpConnectFrontend.close}. */
+export interface HttpConnectCloseOptions {
+  /** How long open tunnels may take to finish before they are destroyed. Default 10000. */
+  graceMs?: number;
+}
+
+/** A tunnel that was opened. */
+export interface HttpConnectTunnelInfo {
+  /** The dialed target (`host:port`). */
+  address: string;
+  /** The client's address. */
+  remoteAddress: string;
+  /** Time from the CONNECT request to the dial's success. */
+  durationMs: number;
+}
+
+/** A tunnel that ended. */
+export interface HttpConnectTunnelClosedInfo extends RelayResult {
+  address: string;
+  remoteAddress: string;
+}
+
+/** A CONNECT that did not become a tunnel. */
+export interface HttpConnectDialFailedInfo {
+  address: string;
+  remoteAddress: string;
+  /** The status written to the client, or undefined when the client went away first. */
+  statusCode: number | undefined;
+  error: Error;
+}
+
+/** Events of {@link HttpConnectFrontend}. */
+export interface HttpConnectFrontendEventMap {
+  tunnelOpened: [info: HttpConnectTunnelInfo];
+  tunnelClosed: [info: HttpConnectTunnelClosedInfo];
+  dialFailed: [info: HttpConnectDialFailedInfo];
+  /** A request refused before any dial (malformed, oversized, not CONNECT) or a TLS handshake failure. */
+  clientError: [err: Error, remoteAddress: string];
+}
+
+/** One CONNECT socket being served: the abort of its dial, its tunnel once open, and its end. */
+interface TunnelEntry {
+  abort: AbortController;
+  tunnel?: Duplex;
+  done: Promise<void>;
+}
+
+const DEFAULTS = {
+  maxEarlyDataBytes: 64 * 1024,
+  maxHeaderSize: 16 * 1024,
+  headersTimeoutMs: 60_000,
+  lingerMs: 2000,
+  flushTimeoutMs: 30_000,
+  socketMode: 0o770,
+  graceMs: 10_000,
+} as const;
+
+/** Create an HTTP-CONNECT frontend; call {@link HttpConnectFrontend.listen} to start serving. */
+export function createHttpConnectFrontend(options: HttpConnectFrontendOptions): HttpConnectFrontend {
+  return new HttpConnectFrontend(options);
+}
+
+/**
+ * The HTTP-CONNECT frontend. Events: `tunnelOpened`, `tunnelClosed`, `dialFailed`, `clientError`.
+ * {@link handleConnect} may also be wired to the 'connect' event of an HTTP server the caller owns.
+ */
+export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMap> {
+  private readonly dialer: HttpConnectDialer;
+  private readonly options: Required<Omit<HttpConnectFrontendOptions, 'server' | 'tls' | 'dialTimeoutMs'>> &
+    Pick<HttpConnectFrontendOptions, 'dialTimeoutMs'>;
+  private readonly http: http.Server;
+  /** Every raw connection, so destroy() reaches those still in the HTTP parser or the TLS handshake. */
+  private readonly connections = new Set<Socket>();
+  /** CONNECT sockets from the request to the end of their tunnel. */
+  private readonly tunnels = new Map<Duplex, TunnelEntry>();
+  private pending = 0;
+  private state: 'idle' | 'listening' | 'closing' | 'closed' = 'idle';
+  private closing: Promise<void> | undefined;
+  private socketPath: string | undefined;
+
+  constructor(options: HttpConnectFrontendOptions) {
+    super();
+    if (!options || typeof options.server?.dial !== 'function') {
+      throw new KonnectivityError(ErrorCode.INVALID_OPTION, 'createHttpConnectFrontend: `server.dial` is required');
+    }
+    this.dialer = options.server;
+    this.options = {
+      maxEarlyDataBytes: positive('maxEarlyDataBytes', options.maxEarlyDataBytes, DEFAULTS.maxEarlyDataBytes),
+      maxHeaderSize: positive('maxHeaderSize', options.maxHeaderSize, DEFAULTS.maxHeaderSize),
+      headersTimeoutMs: positive('headersTimeoutMs', options.headersTimeoutMs, DEFAULTS.headersTimeoutMs),
+      lingerMs: nonNegative('lingerMs', options.lingerMs, DEFAULTS.lingerMs),
+      flushTimeoutMs: nonNegative('flushTimeoutMs', options.flushTimeoutMs, DEFAULTS.flushTimeoutMs),
+      socketMode: nonNegative('socketMode', options.socketMode, DEFAULTS.socketMode),
+      deleteExistingSocket: options.deleteExistingSocket ?? true,
+      dialTimeoutMs:
+        options.dialTimeoutMs === undefined ? undefined : positive('dialTimeoutMs', options.dialTimeoutMs, 0),
+    };
+    const serverOptions: http.ServerOptions = {
+      maxHeaderSize: this.options.maxHeaderSize,
+      headersTimeout: this.options.headersTimeoutMs,
+      // A CONNECT request has no body; the header timeout is the only one that applies before the tunnel.
+      requestTimeout: 0,
+    };
+    this.http = options.tls
+      ? https.createServer({ minVersion: 'TLSv1.2', ...mtls(options.tls), ...serverOptions })
+      : http.createServer(serverOptions);
+    this.http.on('connection', (socket: Socket) => {
+      this.connections.add(socket);
+      socket.once('close', () => this.connections.delete(socket));
+    });
+    this.http.on('connect', (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
+      this.handleConnect(req, socket, head),
+    );
+    this.http.on('request', (req, res) => this.refuseMethod(req, res));
+    this.http.on('clientError', (err: Error & { code?: string }, socket: Duplex) => this.onClientError(err, socket));
+    this.http.on('tlsClientError', (err: Error, socket: Duplex) => {
+      this.emit('clientError', err, remoteAddressOf(socket));
+      socket.destroy();
+    });
+  }
+
+  /** Start listening. Resolves once bound; rejects with the listen error (EADDRINUSE, EACCES, ...). */
+  async listen(target: HttpConnectListenTarget): Promise<void> {
+    if (this.state !== 'idle') {
+      throw new KonnectivityError(ErrorCode.INVALID_OPTION, `cannot listen: the frontend is ${this.state}`);
+    }
+    this.state = 'listening';
+    try {
+      if ('path' in target) {
+        if (this.options.deleteExistingSocket) await removeStaleSocket(target.path);
+        await this.bind({ path: target.path });
+        this.socketPath = target.path;
+        await chmod(target.path, this.options.socketMode);
+      } else {
+        await this.bind({ port: target.port, host: target.host });
+      }
+    } catch (err) {
+      this.state = 'idle';
+      if (this.http.listening) this.http.close();
+      throw err;
+    }
+  }
+
+  /** The bound address: an AddressInfo for TCP, the path for a Unix socket, null before listen(). */
+  address(): AddressInfo | string | null {
+    return this.http.address();
+  }
+
+  /** CONNECT requests whose dial is in progress. */
+  get pendingDials(): number {
+    return this.pending;
+  }
+
+  /** CONNECT sockets being served (dialing or relaying). */
+  get activeTunnels(): number {
+    return this.tunnels.size;
+  }
+
+  /**
+   * Serve one CONNECT request: the handler of `http.Server`'s 'connect' event. What the client sends during the
+   * dial (`head`, then more) is held and forwarded first once the tunnel is open. A client that leaves during the
+   * dial (close, error, or EOF before sending anything) aborts it.
+   */
+  handleConnect(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    const remoteAddress = remoteAddressOf(socket);
+    const authority = parseConnectAuthority(req.url);
+    if (authority === undefined) {
+      this.emit('clientError', new KonnectivityError(ErrorCode.PROTOCOL, `bad CONNECT target: ${req.url}`), remoteAddress);
+      this.respondAndClose(socket, badRequestResponse(), true);
+      return;
+    }
+    if (this.state === 'closing' || this.state === 'closed') {
+      const err = new KonnectivityError(ErrorCode.SHUTTING_DOWN, 'the server is shutting down');
+      this.respondAndClose(socket, dialErrorResponse(err));
+      return;
+    }
+    const address = authority.address;
+    const abort = new AbortController();
+    let finish!: () => void;
+    const entry: TunnelEntry = { abort, done: new Promise<void>((resolve) => (finish = resolve)) };
+    this.tunnels.set(socket, entry);
+    const end = (): void => {
+      this.tunnels.delete(socket);
+      finish();
+    };
+    this.pending += 1;
+    const early = holdEarlyInput(socket, head, this.options.maxEarlyDataBytes, (why) =>
+      abort.abort(new KonnectivityError(ErrorCode.ABORTED, why, { reason: 'context' })),
+    );
+    const started = Date.now();
+    this.dialer.dial(address, { signal: abort.signal, timeoutMs: this.options.dialTimeoutMs }).then(
+      (tunnel) => {
+        this.pending -= 1;
+        const { chunks } = early.release();
+        if (socket.destroyed || abort.signal.aborted) {
+          // The client left while the dial completed (#404): close the connection on the agent at once.
+          tunnel.destroy();
+          socket.destroy();
+          this.emit('dialFailed', { address, remoteAddress, statusCode: undefined, error: abortReason(abort.signal) });
+          end();
+          return;
+        }
+        entry.tunnel = tunnel;
+        socket.write(CONNECT_ESTABLISHED);
+        for (const chunk of chunks) tunnel.write(chunk);
+        this.emit('tunnelOpened', { address, remoteAddress, durationMs: Date.now() - started });
+        void relay(socket, tunnel, this.options).then((result) => {
+          end();
+          this.emit('tunnelClosed', { ...result, address, remoteAddress });
+        });
+      },
+      (err: unknown) => {
+        this.pending -= 1;
+        early.release();
+        const error = err instanceof Error ? err : new Error(String(err));
+        let statusCode: number | undefined;
+        if (socket.destroyed || abort.signal.aborted) {
+          socket.destroy();
+        } else {
+          const response = dialErrorResponse(error);
+          statusCode = response.statusCode;
+          this.respondAndClose(socket, response);
+        }
+        this.emit('dialFailed', { address, remoteAddress, statusCode, error });
+        if (socket.closed) end();
+        else socket.once('close', end);
+      },
+    );
+  }
+
+  /**
+   * Stop listening and refuse new CONNECTs; let open tunnels finish for up to `graceMs`, then destroy what is left.
+   * Idempotent: later calls return the same promise.
+   */
+  close(options: HttpConnectCloseOptions = {}): Promise<void> {
+    if (this.closing) return this.closing;
+    const graceMs = options.graceMs ?? DEFAULTS.graceMs;
+    this.state = 'closing';
+    const stopped = this.stopListening();
+    this.closing = (async () => {
+      const timer = setTimeout(() => this.destroy(), graceMs);
+      timer.unref();
+      try {
+        // Idle keep-alive connections (a client that got a 405) would hold close() open.
+        this.http.closeIdleConnections();
+        await Promise.all([...this.tunnels.values()].map((t) => t.done));
+        await stopped;
+      } finally {
+        clearTimeout(timer);
+        this.state = 'closed';
+      }
+    })();
+    return this.closing;
+  }
+
+  /** Close every socket and tunnel now. Idempotent. */
+  destroy(): void {
+    if (this.state === 'closed' && this.connections.size === 0 && this.tunnels.size === 0) return;
+    if (this.state !== 'closing') {
+      this.state = 'closed';
+      void this.stopListening();
+    }
+    for (const [socket, entry] of this.tunnels) {
+      entry.abort.abort(new KonnectivityError(ErrorCode.SHUTTING_DOWN, 'the frontend was destroyed'));
+      entry.tunnel?.destroy();
+      socket.destroy();
+    }
+    for (const socket of this.connections) socket.destroy();
+    this.http.closeAllConnections();
+  }
+
+  // ---- internals -----------------------------------------------------------------------------------------------
+
+  private stopListening(): Promise<void> {
+    if (!this.http.listening) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.http.close(() => {
+        if (this.socketPath !== undefined) void unlink(this.socketPath).catch(() => {});
+        resolve();
+      });
+    });
+  }
+
+  private bind(options: { port?: number; host?: string; path?: string }): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error): void => reject(err);
+      this.http.once('error', onError);
+      this.http.listen(options, () => {
+        this.http.off('error', onError);
+        resolve();
+      });
+    });
+  }
+
+  /** Go's `http.Error`: any method other than CONNECT. */
+  private refuseMethod(req: http.IncomingMessage, res: http.ServerResponse): void {
+    this.emit(
+      'clientError',
+      new KonnectivityError(ErrorCode.PROTOCOL, `method ${req.method} not allowed`),
+      remoteAddressOf(req.socket),
+    );
+    req.resume();
+    res.writeHead(405, {
+      'Content-Type': 'text/plain; charset=utf-8',
+      'X-Content-Type-Options': 'nosniff',
+      'Content-Length': Buffer.byteLength(METHOD_NOT_ALLOWED_BODY),
+    });
+    res.end(METHOD_NOT_ALLOWED_BODY);
+  }
+
+  /** A request Node's parser refused: Go's bytes for a bad request (400) or an oversized header (431). */
+  private onClientError(err: Error & { code?: string }, socket: Duplex): void {
+    this.emit('clientError', err, remoteAddressOf(socket));
+    // A header that never completes is dropped without a reply, as Go's ReadHeaderTimeout does.
+    if (err.code === 'ECONNRESET' || err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const response = err.code === 'HPE_HEADER_OVERFLOW' ? headerTooLargeResponse() : badRequestResponse();
+    this.respondAndClose(socket, response, true);
+  }
+
+  /**
+   * Write an error response and close: end our side, drop what the client still sends, and destroy on its FIN or
+   * after `lingerMs`. Destroying at once would reset the connection over unread input, and the client could lose
+   * the response.
+   */
+  private respondAndClose(socket: Duplex, response: ErrorResponse, connectionClose = false): void {
+    socket.on('error', () => {});
+    socket.end(formatErrorResponse(response, connectionClose));
+    socket.resume();
+    const timer = setTimeout(() => socket.destroy(), this.options.lingerMs);
+    timer.unref();
+    socket.once('close', () => clearTimeout(timer));
+    // Everything read already: close once the response is flushed.
+    if (socket.readableEnded) socket.once('finish', () => socket.destroy());
+    else socket.once('end', () => socket.destroy());
+  }
+}
+
+/** With a CA, verify client certificates (mTLS); without, plain server TLS. */
+function mtls(options: TlsOptions): TlsOptions {
+  if (options.ca === undefined) return options;
+  return { requestCert: true, rejectUnauthorized: true, ...options };
+}
+
+function remoteAddressOf(socket: Duplex): string {
+  const s = socket as Partial<Socket>;
+  if (s.remoteAddress === undefined) return 'unix';
+  return s.remotePort === undefined ? s.remoteAddress : `${s.remoteAddress}:${s.remotePort}`;
+}
+
+function abortReason(signal: AbortSignal): Error {
+  return signal.reason instanceof Error
+    ? signal.reason
+    : new KonnectivityError(ErrorCode.ABORTED, 'the dial was aborted');
+}
+
+/** Remove a leftover socket file (never a regular file: that is more likely a mistake than a stale socket). */
+async function removeStaleSocket(path: string): Promise<void> {
+  try {
+    const info = await lstat(path);
+    if (info.isSocket()) await unlink(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+}
+
+function positive(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isFinite(value) || value <= 0) {
+    throw new KonnectivityError(ErrorCode.INVALID_OPTION, `${name} must be a positive number, got ${value}`);
+  }
+  return value;
+}
+
+function nonNegative(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isFinite(value) || value < 0) {
+    throw new KonnectivityError(ErrorCode.INVALID_OPTION, `${name} must be a non-negative number, got ${value}`);
+  }
+  return value;
+}
