@@ -150,6 +150,8 @@ export class MemoryPacketStream extends AbstractPacketStream {
   }
 
   private flush(): void {
+    // A flush scheduled before a destroy must not run: it would tell the peer it may write again ('drain').
+    if (this.torn) return;
     while (!this.sourcePaused && this.inboxHead < this.inbox.length) {
       const p = this.inbox[this.inboxHead]!;
       this.inbox[this.inboxHead++] = undefined as unknown as Packet;
