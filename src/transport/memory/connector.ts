@@ -18,10 +18,16 @@ export function memoryConnector(
         return;
       }
       const [serverSide, agentSide] = createMemoryPair({ ...options, metadata: { a: metadata } });
+      // A refused or aborted pair is destroyed with the reason; nobody listens to it then.
+      const quiet = (): void => {
+        serverSide.on('error', () => {});
+        agentSide.on('error', () => {});
+      };
       let answered = false;
       const onAbort = (): void => {
         if (answered) return;
         answered = true;
+        quiet();
         serverSide.destroy(new KonnectivityError(ErrorCode.ABORTED, 'connect aborted'));
         reject(new KonnectivityError(ErrorCode.ABORTED, 'connect aborted', { cause: signal?.reason }));
       };
@@ -41,6 +47,7 @@ export function memoryConnector(
           if (answered) return;
           answered = true;
           signal?.removeEventListener('abort', onAbort);
+          quiet();
           serverSide.destroy(err);
           agentSide.destroy(err);
           reject(err);
