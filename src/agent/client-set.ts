@@ -62,8 +62,8 @@ export interface AgentClientSetEvents<T extends ClientSetTunnel> {
   tunnelAdded: [tunnel: T];
   /** A tunnel of the set ended; `err` is why, if it failed. */
   tunnelRemoved: [tunnel: T, err: Error | undefined];
-  /** An attempt reached a server the set already holds; the new tunnel was closed. */
-  duplicate: [serverID: string];
+  /** An attempt reached a server the set already holds; the new tunnel was closed. The next try is in `retryInMs`. */
+  duplicate: [serverID: string, retryInMs: number];
   /** An attempt failed; the next one is in `retryInMs`. */
   connectFailed: [err: Error, retryInMs: number];
   /** Readiness changed: true once a tunnel is up, false when the last one ends. */
@@ -72,7 +72,7 @@ export interface AgentClientSetEvents<T extends ClientSetTunnel> {
 
 type Attempt<T> =
   | { kind: 'added'; tunnel: T; removed: Promise<void> }
-  | { kind: 'duplicate' }
+  | { kind: 'duplicate'; serverID: string }
   | { kind: 'error'; error: Error }
   | { kind: 'stopped' };
 
@@ -263,8 +263,8 @@ export class AgentClientSet<T extends ClientSetTunnel = ClientSetTunnel> extends
         delay = backoff.interval();
       } else {
         delay = backoff.next();
-        if (attempt.kind === 'error') this.emit('connectFailed', attempt.error, delay);
       }
+      this.report(attempt, delay);
       await this.pause(delay);
     }
   }
@@ -282,8 +282,8 @@ export class AgentClientSet<T extends ClientSetTunnel = ClientSetTunnel> extends
         delay = backoff.interval();
       } else {
         delay = backoff.next();
-        if (attempt.kind === 'error') this.emit('connectFailed', attempt.error, delay);
       }
+      this.report(attempt, delay);
       await this.pause(delay);
     }
   }
@@ -320,8 +320,7 @@ export class AgentClientSet<T extends ClientSetTunnel = ClientSetTunnel> extends
     }
     if (this.held.has(serverID)) {
       tunnel.destroy();
-      this.emit('duplicate', serverID);
-      return { kind: 'duplicate' };
+      return { kind: 'duplicate', serverID };
     }
     const removed = this.hold(serverID, tunnel);
     return { kind: 'added', tunnel, removed };
@@ -345,6 +344,11 @@ export class AgentClientSet<T extends ClientSetTunnel = ClientSetTunnel> extends
     this.emit('tunnelRemoved', tunnel, err);
     if (this.held.size === 0) this.emit('readyChange', false);
     this.notifyChange();
+  }
+
+  private report(attempt: Attempt<T>, delay: number): void {
+    if (attempt.kind === 'duplicate') this.emit('duplicate', attempt.serverID, delay);
+    else if (attempt.kind === 'error') this.emit('connectFailed', attempt.error, delay);
   }
 
   // ---- helpers ------------------------------------------------------------------------------------------------

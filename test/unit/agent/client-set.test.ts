@@ -201,6 +201,23 @@ describe('AgentClientSet behind a load balancer', () => {
     expect(set.serverIDs.sort()).toEqual(['a', 'c']);
   });
 
+  it('retries a duplicate at the plain interval while servers are missing, with backoff once full (syncForever)', async () => {
+    const a = new FakeServer('a', 2);
+    const b = new FakeServer('b', 2);
+    // Two duplicates while `b` is missing, then `b`, then only duplicates of a full set.
+    const order = [a, a, a, b, a];
+    let i = 0;
+    const set = makeSet(new FakeAgent(), {
+      connector: connectorTo(() => order[Math.min(i++, order.length - 1)]!, { n: 0 }),
+      syncForever: true,
+    });
+    const delays: number[] = [];
+    set.on('duplicate', (_id, ms) => delays.push(ms));
+    set.start();
+    await until(set, () => delays.length >= 6);
+    expect(delays.slice(0, 6)).toEqual([2, 2, 2, 3, 4.5, 6.75]);
+  });
+
   it('refuses a tunnel without serverid as a failed attempt', async () => {
     const anonymous = new FakeServer(undefined, 1);
     const set = makeSet(new FakeAgent(), { connector: balancer([anonymous]) });
