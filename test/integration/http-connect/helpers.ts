@@ -101,11 +101,15 @@ export function echoServer(): Promise<TestServer> {
   return listenTcp((socket) => socket.pipe(socket));
 }
 
-/** Read from `socket` until `done(buffer)` says stop or the socket ends; resolves with all bytes read. */
+/**
+ * Read from `socket` until `done(buffer)` says stop or the socket ends; resolves with all bytes read. The socket is
+ * left paused, so nothing is lost before the next reader resumes it.
+ */
 export function readUntil(socket: net.Socket, done: (data: Buffer) => boolean): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     let data = Buffer.alloc(0);
     const finish = (): void => {
+      socket.pause();
       socket.off('data', onData);
       socket.off('end', finish);
       socket.off('close', finish);
@@ -124,6 +128,7 @@ export function readUntil(socket: net.Socket, done: (data: Buffer) => boolean): 
     socket.once('end', finish);
     socket.once('close', finish);
     socket.once('error', onError);
+    socket.resume();
   });
 }
 
@@ -154,7 +159,10 @@ export async function readHeader(socket: net.Socket): Promise<{ header: string; 
   return { header: data.subarray(0, end + 4).toString('latin1'), rest: data.subarray(end + 4) };
 }
 
-/** Open a CONNECT tunnel by hand; resolves with the socket after the 200 (and any bytes that followed it). */
+/**
+ * Open a CONNECT tunnel by hand; resolves with the socket after the 200 and the bytes that followed it in the same
+ * read. The socket is paused: resume it after attaching a reader.
+ */
 export async function rawConnect(port: number, target: string): Promise<{ socket: net.Socket; rest: Buffer }> {
   const socket = await rawClient(port, `CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`);
   const { header, rest } = await readHeader(socket);
