@@ -72,21 +72,29 @@ export function describePacketStreamCompliance(
   const inFlight = options.inFlightBytes ?? 0;
   const maxData = options.maxDataBytes ?? 1024 * 1024;
 
-  /** Run `body` with a fresh pair; always tear it down and check for leaks. */
+  /** Run `body` with a fresh pair; always tear it down and check for leaks. A failure of the body wins. */
   async function withPair(body: (a: Recorded, b: Recorded) => Promise<void>): Promise<void> {
     const before = snapshotResources();
-    const pair = await makePair();
+    const pair = await withTimeout(makePair(), 'makePair()');
     const a = record(pair.a);
     const b = record(pair.b);
+    let failure: unknown;
     try {
       await body(a, b);
-    } finally {
-      // Tear down what the test left open, then wait for both 'close' events so nothing runs after the check.
-      for (const s of [a, b]) if (!s.stream.closed) s.stream.destroy();
-      await Promise.all([until(() => a.closeCount > 0, "a's 'close'"), until(() => b.closeCount > 0, "b's 'close'")]);
-      await pair.cleanup?.();
+    } catch (err) {
+      failure = err;
     }
-    await expectNoLeaks(before, options.ignoreResources ? { ignore: options.ignoreResources } : {});
+    try {
+      // Tear down what the test left open (destroy() also ends a close() still waiting for the peer), then wait
+      // for both 'close' events so nothing runs after the leak check.
+      for (const s of [a, b]) if (s.closeCount === 0) s.stream.destroy();
+      await until(() => a.closeCount > 0 && b.closeCount > 0, "'close' on both sides after teardown");
+      await withTimeout(pair.cleanup?.() ?? Promise.resolve(), 'cleanup()');
+      await expectNoLeaks(before, options.ignoreResources ? { ignore: options.ignoreResources } : {});
+    } catch (err) {
+      failure ??= err;
+    }
+    if (failure !== undefined) throw failure;
   }
 
   describe(`PacketStream compliance: ${name}`, () => {
@@ -497,6 +505,20 @@ async function until(cond: () => boolean, what: string): Promise<void> {
     // Spin on immediates first, then back off to short timers so real sockets get CPU.
     if (++spins < 100) await turn();
     else await new Promise<void>((resolve) => setTimeout(resolve, 2).unref());
+  }
+}
+
+/** `promise`, or a failure naming `what` after 2 x WAIT_MS. */
+async function withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish in ${(2 * WAIT_MS) / 1000} s`)), 2 * WAIT_MS);
+    timer.unref();
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
