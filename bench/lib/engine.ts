@@ -22,6 +22,7 @@ export interface Lib {
 const MODULES = [
   '../../src/index.js',
   '../../src/server/index.js',
+  '../../src/server/proxy-server.js',
   '../../src/agent/index.js',
   '../../src/client/index.js',
   '../../src/transport/grpc/index.js',

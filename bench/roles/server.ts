@@ -37,25 +37,29 @@ if (args.leg === 'memory') {
   const [serverSide, agentSide] = lib.createMemoryPair({
     metadata: { a: metadata, b: { serverid: [server.serverID], servercount: [String(server.serverCount)] } },
   });
-  await server.acceptAgent({
+  // Both sides start together: acceptAgent may wait for the agent's first packets.
+  const accepted = server.acceptAgent({
     metadata,
     remoteAddress: 'memory',
     accept: () => serverSide,
     reject: (err: Error) => serverSide.destroy(err),
   });
   agent.serve(agentSide);
+  await accepted;
   closers.push(() => agent.destroy());
 }
 
 if (args.leg === 'grpc' || args.frontends.includes('grpc')) {
-  const grpc = lib.createGrpcServer({
-    onAgent: (incoming: unknown) => void server.acceptAgent(incoming),
-    onFrontend: (stream: unknown) => server.acceptFrontend(stream),
+  // One gRPC server serves both services, as the reference's does when its frontend is gRPC.
+  const grpc = await lib.createGrpcServer({
+    host: '127.0.0.1',
+    port: 0,
+    agent: args.leg === 'grpc' ? (incoming: unknown) => server.acceptAgent(incoming) : undefined,
+    frontend: args.frontends.includes('grpc') ? (stream: unknown) => server.acceptFrontend(stream) : undefined,
   });
-  const port: number = await grpc.listen({ host: '127.0.0.1', port: 0 }).then((a: { port: number }) => a.port);
-  if (args.leg === 'grpc') info.agentPort = port;
-  if (args.frontends.includes('grpc')) info.grpcFrontendPort = port;
-  closers.push(() => grpc.destroy?.());
+  if (args.leg === 'grpc') info.agentPort = grpc.port;
+  if (args.frontends.includes('grpc')) info.grpcFrontendPort = grpc.port;
+  closers.push(() => grpc.destroy());
 }
 
 if (args.leg === 'yamux') {
@@ -67,9 +71,9 @@ if (args.leg === 'yamux') {
 
 if (args.frontends.includes('http-connect')) {
   const frontend = lib.createHttpConnectFrontend({ server });
-  const addr = await frontend.listen({ host: '127.0.0.1', port: 0 });
-  info.httpConnectPort = (addr as { port: number }).port;
-  closers.push(() => frontend.destroy?.());
+  await frontend.listen({ host: '127.0.0.1', port: 0 });
+  info.httpConnectPort = (frontend.address() as net.AddressInfo).port;
+  closers.push(() => frontend.destroy());
 }
 
 const dial = (): Promise<Duplex> => server.dial(args.targetAddress);
