@@ -5,15 +5,9 @@
 import { randomUUID } from 'node:crypto';
 import { FlagError, parseFlags, parseGoBool, type FlagSpec, type ParsedFlags } from './flags.js';
 import { klogFlags } from './klog-flags.js';
+import { IDENTIFIER_KEYS, parseAgentIdentifiers as parseIdentifierQuery, type AgentIdentifiers } from '../protocol/identifiers.js';
 
-/** The identifiers an agent advertises (`agentidentifiers`). */
-export interface AgentIdentifiers {
-  ipv4?: string[];
-  ipv6?: string[];
-  host?: string[];
-  cidr?: string[];
-  defaultRoute?: boolean;
-}
+export type { AgentIdentifiers };
 
 /** Everything the agent program needs, typed. Durations are in milliseconds. */
 export interface AgentOptions {
@@ -45,26 +39,16 @@ const port = (v: string | number | boolean): string | undefined =>
   (v as number) < 0 || (v as number) > 65535 ? 'must be a port number 0-65535 (0 picks a free port)' : undefined;
 const positive = (v: string | number | boolean): string | undefined => ((v as number) <= 0 ? 'must be positive' : undefined);
 
-const IDENTIFIER_KEYS = ['ipv4', 'ipv6', 'host', 'cidr', 'default-route'];
-
-/** Parse `--agent-identifiers` (URL query syntax) and reject keys the reference agent rejects. */
+/**
+ * Parse `--agent-identifiers` (URL query syntax) and reject what the reference agent's validation rejects: an
+ * unknown key (`unknown address type: uid`) or a `default-route` that is not a Go bool.
+ */
 export function parseAgentIdentifiers(text: string): AgentIdentifiers {
-  const out: AgentIdentifiers = {};
-  if (text === '') return out;
-  const q = new URLSearchParams(text);
-  for (const [key, value] of q) {
-    if (!IDENTIFIER_KEYS.includes(key)) throw new Error(`unknown address type: ${key}`);
-    if (key === 'default-route') {
-      if (out.defaultRoute !== undefined) continue; // the first value wins, as on the server
-      const b = parseGoBool(value);
-      if (b === undefined) throw new Error(`invalid default-route value "${value}"`);
-      out.defaultRoute = b;
-    } else {
-      const k = key as 'ipv4' | 'ipv6' | 'host' | 'cidr';
-      (out[k] ??= []).push(value);
-    }
+  for (const [key, value] of new URLSearchParams(text)) {
+    if (!(IDENTIFIER_KEYS as readonly string[]).includes(key)) throw new Error(`unknown address type: ${key}`);
+    if (key === 'default-route' && parseGoBool(value) === undefined) throw new Error(`invalid default-route value "${value}"`);
   }
-  return out;
+  return parseIdentifierQuery(text);
 }
 
 /** Parse `host:port,host:port` (IPv6 in brackets). */

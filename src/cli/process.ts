@@ -3,6 +3,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { FlagError, formatHelp, type FlagSpec, type ParsedFlags } from './flags.js';
+import { createLogger, type LogFields, type LogFormat, type Logger } from '../ops/logger.js';
 import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
 import type { Metadata } from '../transport/packet-stream.js';
 
@@ -46,6 +47,61 @@ export function parseCommandLine<T>(
     io.exit(err.exitCode);
     return undefined;
   }
+}
+
+/** What differs between the two programs; {@link runProgram} does the rest. */
+export interface ProgramSpec<O extends { verbosity: number; logFormat: LogFormat }, R> {
+  program: string;
+  summary: string;
+  specs: () => FlagSpec[];
+  parse: (argv: readonly string[]) => { options: O; parsed: ParsedFlags };
+  /** Logger name (`server`, `agent`) and the fields on every line (`serverID`, `agentID`). */
+  name: string;
+  logFields: (options: O) => LogFields;
+  /** Start everything; a throw is logged and the process exits 1. */
+  start: (options: O, log: Logger) => Promise<R>;
+  /** The first SIGTERM/SIGINT; call `exit` when done. */
+  onFirstSignal: (running: R, signal: NodeJS.Signals, log: Logger, exit: (code: number) => void) => void;
+  /** Every later signal. */
+  onSecondSignal: (running: R, signal: NodeJS.Signals, log: Logger, exit: (code: number) => void) => void;
+}
+
+/**
+ * A program's life: parse the command line (--help, exit 2 on bad flags), set up the logger from `-v` and
+ * `--log-format`, start, then hand the signals to the spec. Resolves once the program has called `exit`.
+ */
+export async function runProgram<O extends { verbosity: number; logFormat: LogFormat }, R>(
+  spec: ProgramSpec<O, R>,
+  argv: readonly string[],
+  io: ProgramIO,
+): Promise<void> {
+  const cli = parseCommandLine(spec.program, spec.summary, spec.specs, spec.parse, argv, io);
+  if (!cli) return;
+  const o = cli.options;
+  const log = createLogger({ verbosity: o.verbosity, format: o.logFormat, sink: io.stderr, name: spec.name }).child(spec.logFields(o));
+  for (const w of cli.parsed.warnings) log.warn(w);
+  let running: R;
+  try {
+    running = await spec.start(o, log);
+  } catch (err) {
+    log.error(`failed to start the ${spec.name}`, err);
+    io.exit(1);
+    return;
+  }
+  await new Promise<void>((resolve) => {
+    let exited = false;
+    const exit = (code: number): void => {
+      if (exited) return;
+      exited = true;
+      dispose();
+      io.exit(code);
+      resolve();
+    };
+    const dispose = onShutdownSignals(
+      (signal) => spec.onFirstSignal(running, signal, log, exit),
+      (signal) => spec.onSecondSignal(running, signal, log, exit),
+    );
+  });
 }
 
 /** Signals that start a shutdown, as the reference's handler registers them. */

@@ -1,0 +1,8 @@
+#!/usr/bin/env node
+/** Entry point of the `konnectivity-agent` binary. */
+import { main } from './agent.js';
+
+main().catch((err: unknown) => {
+  process.stderr.write(`konnectivity-agent: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,8 @@
+#!/usr/bin/env node
+/** Entry point of the `konnectivity-server` binary. */
+import { main } from './server.js';
+
+main().catch((err: unknown) => {
+  process.stderr.write(`konnectivity-server: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

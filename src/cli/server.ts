@@ -1,0 +1,220 @@
+/**
+ * `konnectivity-server`: the reference proxy-server's command line (PROTOCOL.md §3.1, §6.1) on the library.
+ *
+ * Listeners: the agent listener (gRPC `AgentService/Connect`, or yamux with `--agent-transport=yamux`), one
+ * frontend per `--mode` (gRPC `ProxyService/Proxy` or HTTP-CONNECT) on `--uds-name` or TCP, the health port and
+ * the admin port. Each logs `"listening" listener=<name> address=<a> port=<p>` at start, with the real port when
+ * 0 was asked for. First SIGTERM/SIGINT: graceful shutdown up to `--graceful-shutdown-timeout`, exit 0; a second
+ * one exits 1 at once.
+ */
+import type { SecureVersion } from 'node:tls';
+import { Registry } from 'prom-client';
+import { ProxyServer } from '../server/index.js';
+import { createGrpcServer, type GrpcServer } from '../transport/grpc/index.js';
+import { createHttpConnectFrontend, type HttpConnectFrontend } from '../server/frontends/http-connect/index.js';
+import type { IncomingPacketStream, PacketStream } from '../transport/packet-stream.js';
+import { adminHandler, listenOps, serverHealthHandler, type OpsServer } from '../ops/health.js';
+import type { Logger } from '../ops/logger.js';
+import { instrumentServer, type ServerInstrumentation } from '../ops/metrics.js';
+import { joinHostPort, listenOnBindAddress } from './listen.js';
+import { processIO, runProgram, tokenFileVerifier, type ProgramIO } from './process.js';
+import { parseServerOptions, serverFlagSpecs, type ServerOptions } from './server-options.js';
+import { loadServerTls, type ServerTlsOptions } from './tls.js';
+
+const PROGRAM = 'konnectivity-server';
+const SUMMARY =
+  'The Konnectivity proxy server: agents connect to the agent port; frontends (kube-apiserver) dial through them ' +
+  'over gRPC or HTTP-CONNECT. Flags and defaults follow the reference proxy-server.';
+
+/** A started server: the library objects, the bound ports, and its shutdown. */
+export interface RunningServer {
+  readonly proxy: ProxyServer;
+  readonly registry: Registry;
+  /** Bound ports (the real ones when 0 was given); `frontend` is 0 on a Unix socket. */
+  readonly ports: { agent: number; frontend: number; health: number; admin: number };
+  /**
+   * Stop accepting, let connections finish for up to `graceMs` (0: at once), then close everything.
+   * Idempotent.
+   */
+  shutdown(graceMs: number): Promise<void>;
+}
+
+/** Tracks the streams of an accepted agent call in the `grpc_connections{service_method="Connect"}` gauge. */
+function trackedIncoming(incoming: IncomingPacketStream, metrics: ServerInstrumentation): IncomingPacketStream {
+  return {
+    metadata: incoming.metadata,
+    remoteAddress: incoming.remoteAddress,
+    peerCommonName: incoming.peerCommonName,
+    accept(responseMetadata) {
+      const stream = incoming.accept(responseMetadata);
+      metrics.trackGrpcStream('Connect', stream);
+      return stream;
+    },
+    reject(err) {
+      incoming.reject(err);
+    },
+  };
+}
+
+/** Our gRPC listeners speak TLS 1.2 and 1.3 only; an older --tls-min-version is raised to 1.2 with a warning. */
+function grpcTls(t: ServerTlsOptions, log: Logger): ServerTlsOptions & { minVersion: 'TLSv1.2' | 'TLSv1.3' } {
+  if (t.minVersion !== 'TLSv1.2' && t.minVersion !== 'TLSv1.3') log.warn('--tls-min-version below TLS 1.2 is not supported on gRPC listeners; using TLS 1.2');
+  return { ...t, minVersion: t.minVersion === 'TLSv1.3' ? 'TLSv1.3' : 'TLSv1.2' };
+}
+
+function logServerEvents(proxy: ProxyServer, log: Logger): void {
+  proxy.on('agentConnected', (info) => log.v(2).info('agent connected', { agentID: info.agentID, remoteAddress: info.remoteAddress }));
+  proxy.on('agentDisconnected', (info, err) => log.v(2).info('agent disconnected', { agentID: info.agentID, err: err?.message }));
+  proxy.on('agentDraining', (info) => log.v(2).info('agent draining', { agentID: info.agentID }));
+  proxy.on('dialSucceeded', (e) => log.v(3).info('dial succeeded', { dialAddress: e.address, agentID: e.agentID, frontend: e.frontend, durationMs: e.durationMs }));
+  proxy.on('dialFailed', (e) => log.v(2).info('dial failed', { dialAddress: e.address, frontend: e.frontend, reason: e.reason, err: e.error?.message }));
+  proxy.on('connectionClosed', (e) =>
+    log.v(4).info('connection closed', { agentID: e.agentID, connectionID: e.connectID, bytesFromAgent: e.bytesFromAgent, bytesToAgent: e.bytesToAgent }),
+  );
+}
+
+/** Start every listener of the server. On failure, what was started is closed again and the error thrown. */
+export async function startServer(o: ServerOptions, log: Logger): Promise<RunningServer> {
+  const registry = new Registry();
+  const verifyToken = o.agentTokenFile ? tokenFileVerifier(o.agentTokenFile) : undefined;
+  const proxy = new ProxyServer({
+    serverID: o.serverID,
+    serverCount: o.serverCount,
+    strategies: o.proxyStrategies,
+    // gRPC frontends: 0 = wait for DIAL_RSP as long as the frontend does, as the reference.
+    backendDialTimeoutMs: o.backendDialTimeoutMs,
+    // dial() (HTTP-CONNECT): the flag when set, else the library's bound.
+    ...(o.backendDialTimeoutMs > 0 ? { dialTimeoutMs: o.backendDialTimeoutMs } : {}),
+    ...(verifyToken ? { authenticateAgent: verifyToken } : {}),
+  });
+  const metrics = instrumentServer(proxy, registry, { strategies: o.proxyStrategies, defaultMetrics: true });
+  logServerEvents(proxy, log);
+
+  const closers: Array<(graceMs: number) => Promise<void>> = [];
+  const listening = (listener: string, address: string, port: number): void => log.info('listening', { listener, address, port });
+  try {
+    let frontendPort = 0;
+    const frontendTls = loadServerTls({ cert: o.serverCert, key: o.serverKey, ca: o.serverCaCert, minVersion: o.tlsMinVersion as SecureVersion });
+    if (!o.udsName && !frontendTls) log.warn('frontend on TCP without TLS: anyone who reaches the port can dial through the tunnels (the reference requires --server-cert/--server-key/--server-ca-cert)');
+    if (o.mode === 'grpc') {
+      const onFrontend = (stream: PacketStream): void => {
+        metrics.trackGrpcStream('Proxy', stream);
+        proxy.acceptFrontend(stream);
+      };
+      const frontend: GrpcServer = o.udsName
+        ? await createGrpcServer({ socketPath: o.udsName, deleteExistingSocket: o.deleteExistingUdsFile, frontend: onFrontend, keepaliveTimeMs: o.frontendKeepaliveTimeMs })
+        : await listenOnBindAddress(o.serverBindAddress, (host) =>
+            createGrpcServer({ host, port: o.serverPort, ...(frontendTls ? { tls: grpcTls(frontendTls, log) } : {}), frontend: onFrontend, keepaliveTimeMs: o.frontendKeepaliveTimeMs }),
+          );
+      closers.push((graceMs) => frontend.close({ graceMs }));
+      frontendPort = frontend.port;
+      listening('frontend-grpc', o.udsName ? `unix:${o.udsName}` : frontend.address.host ?? '', frontendPort);
+    } else {
+      const frontend: HttpConnectFrontend = createHttpConnectFrontend({
+        server: proxy,
+        ...(frontendTls ? { tls: frontendTls } : {}),
+        ...(o.backendDialTimeoutMs > 0 ? { dialTimeoutMs: o.backendDialTimeoutMs } : {}),
+        deleteExistingSocket: o.deleteExistingUdsFile,
+      });
+      frontend.on('tunnelOpened', (e) => {
+        metrics.httpConnections.inc();
+        log.v(3).info('http-connect tunnel opened', { dialAddress: e.address, remoteAddress: e.remoteAddress });
+      });
+      frontend.on('tunnelClosed', (e) => {
+        metrics.httpConnections.dec();
+        log.v(4).info('http-connect tunnel closed', { dialAddress: e.address, remoteAddress: e.remoteAddress });
+      });
+      frontend.on('dialFailed', (e) => log.v(2).info('http-connect dial failed', { dialAddress: e.address, status: e.statusCode, err: e.error.message }));
+      if (o.udsName) await frontend.listen({ path: o.udsName });
+      else await listenOnBindAddress(o.serverBindAddress, (host) => frontend.listen({ host, port: o.serverPort }));
+      closers.push((graceMs) => frontend.close({ graceMs }));
+      const addr = frontend.address();
+      frontendPort = addr !== null && typeof addr === 'object' ? addr.port : 0;
+      listening('frontend-http-connect', o.udsName ? `unix:${o.udsName}` : addr !== null && typeof addr === 'object' ? addr.address : '', frontendPort);
+    }
+
+    closers.push((graceMs) => proxy.close({ graceMs }));
+
+    const agentTls = loadServerTls({ cert: o.clusterCert, key: o.clusterKey, ca: o.clusterCaCert, minVersion: o.tlsMinVersion as SecureVersion });
+    if (!agentTls) log.warn('agent listener without TLS (the reference requires --cluster-cert/--cluster-key)');
+    const agentServer = await listenOnBindAddress(o.agentBindAddress, (host) =>
+      createGrpcServer({
+        host,
+        port: o.agentPort,
+        ...(agentTls ? { tls: grpcTls(agentTls, log) } : {}),
+        keepaliveTimeMs: o.keepaliveTimeMs,
+        agent: (incoming) => proxy.acceptAgent(trackedIncoming(incoming, metrics)),
+      }),
+    );
+    closers.push((graceMs) => agentServer.close({ graceMs }));
+    listening('agent', agentServer.address.host ?? '', agentServer.port);
+
+    const health: OpsServer = await listenOnBindAddress(o.healthBindAddress, (host) =>
+      listenOps(serverHealthHandler({ ready: () => proxy.ready, registry }), host, o.healthPort),
+    );
+    closers.push(() => health.close());
+    listening('health', health.address, health.port);
+    const admin = await listenOnBindAddress(o.adminBindAddress, (host) => listenOps(adminHandler(registry), host, o.adminPort));
+    closers.push(() => admin.close());
+    listening('admin', admin.address, admin.port);
+
+    let shuttingDown: Promise<void> | undefined;
+    return {
+      proxy,
+      registry,
+      ports: { agent: agentServer.port, frontend: frontendPort, health: health.port, admin: admin.port },
+      shutdown(graceMs) {
+        shuttingDown ??= runClosers(closers, graceMs).finally(() => metrics.detach());
+        return shuttingDown;
+      },
+    };
+  } catch (err) {
+    await runClosers(closers, 0);
+    proxy.destroy();
+    metrics.detach();
+    throw err;
+  }
+}
+
+/**
+ * Close everything at once, each with the same grace period, so the whole shutdown takes at most `graceMs` (plus
+ * the destroy): the listeners stop accepting at once and the connections drain in parallel. A failing closer
+ * does not stop the others.
+ */
+async function runClosers(closers: ReadonlyArray<(graceMs: number) => Promise<void>>, graceMs: number): Promise<void> {
+  await Promise.allSettled(closers.map((close) => close(graceMs)));
+}
+
+/** The program: parse flags, start, run until signalled. Resolves when the process should exit. */
+export function main(argv: readonly string[] = process.argv.slice(2), io: ProgramIO = processIO): Promise<void> {
+  let shutdownGraceMs = 0;
+  return runProgram<ServerOptions, RunningServer>(
+    {
+      program: PROGRAM,
+      summary: SUMMARY,
+      specs: serverFlagSpecs,
+      parse: (a) => parseServerOptions(a),
+      name: 'server',
+      logFields: (o) => ({ serverID: o.serverID }),
+      start: async (o, log) => {
+        const running = await startServer(o, log);
+        log.info('server started', { serverCount: o.serverCount, mode: o.mode, agentTransport: o.agentTransport });
+        shutdownGraceMs = o.gracefulShutdownTimeoutMs;
+        return running;
+      },
+      onFirstSignal: (running, signal, log, exit) => {
+        log.info('shutting down', { signal, gracefulShutdownTimeoutMs: shutdownGraceMs });
+        void running.shutdown(shutdownGraceMs).then(() => {
+          log.info('server stopped');
+          exit(0);
+        });
+      },
+      onSecondSignal: (_running, signal, log, exit) => {
+        log.info('second signal, exiting', { signal });
+        exit(1);
+      },
+    },
+    argv,
+    io,
+  );
+}

@@ -1,0 +1,346 @@
+/**
+ * The two programs spawned as processes with reference-style flag sets: a CONNECT request and a gRPC dial carried
+ * end to end, /metrics counting the dial, /readyz flipping, drain on the first signal, exit on the second.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
+import { parsePrometheusText } from '../ops/prom-text.js';
+import { openProxyStream } from '../../../src/transport/grpc/index.js';
+import { dialOverStream } from '../../../src/client/index.js';
+import { httpGet, startProgram, type Program } from './processes.js';
+
+const S = 'konnectivity_network_proxy_server_';
+const A = 'konnectivity_network_proxy_agent_';
+
+let before: ResourceSnapshot;
+let programs: Program[] = [];
+let echo: Server;
+let echoPort: number;
+let dir: string;
+
+beforeEach(async () => {
+  before = snapshotResources();
+  dir = mkdtempSync(join(tmpdir(), 'kts-cli-it-'));
+  echo = createServer((s) => s.pipe(s));
+  await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+  echoPort = (echo.address() as { port: number }).port;
+});
+
+afterEach(async () => {
+  await Promise.all(programs.map((p) => p.kill()));
+  programs = [];
+  await new Promise<void>((r) => echo.close(() => r()));
+  rmSync(dir, { recursive: true, force: true });
+  await expectNoLeaks(before, { timeoutMs: 5000 });
+});
+
+function start(entry: 'konnectivity-server' | 'konnectivity-agent', args: string[]): Program {
+  const p = startProgram(entry, args);
+  programs.push(p);
+  return p;
+}
+
+/** CONNECT through the HTTP-CONNECT frontend; resolves with the status line and, on 200, an echo round trip. */
+function connectRequest(port: number, target: string, payload = 'hello through the tunnel'): Promise<{ head: string; echoed: string }> {
+  return new Promise((resolve, reject) => {
+    const sock: Socket = connect(port, '127.0.0.1');
+    let buf = '';
+    let head: string | undefined;
+    sock.setEncoding('utf8');
+    sock.on('error', reject);
+    sock.on('connect', () => sock.write(`CONNECT ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`));
+    sock.on('data', (chunk: string) => {
+      buf += chunk;
+      if (head === undefined) {
+        const end = buf.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        head = buf.slice(0, end);
+        buf = buf.slice(end + 4);
+        if (!head.startsWith('HTTP/1.1 200')) {
+          sock.on('end', () => resolve({ head: `${head}\r\n\r\n${buf}`, echoed: '' }));
+          return;
+        }
+        sock.write(payload);
+      }
+      if (buf.length >= payload.length) {
+        sock.end();
+        sock.destroy();
+        resolve({ head, echoed: buf });
+      }
+    });
+  });
+}
+
+/** Read a socket's text up to and including a delimiter, one chunk of the stream at a time. */
+function lineReader(sock: Socket): { next(delimiter: string): Promise<string> } {
+  let buf = '';
+  let wake: (() => void) | undefined;
+  sock.on('data', (c: string) => {
+    buf += c;
+    wake?.();
+  });
+  return {
+    async next(delimiter) {
+      for (;;) {
+        const i = buf.indexOf(delimiter);
+        if (i >= 0) {
+          const out = buf.slice(0, i + delimiter.length);
+          buf = buf.slice(i + delimiter.length);
+          return out;
+        }
+        await new Promise<void>((r) => (wake = r));
+      }
+    },
+  };
+}
+
+function serverFlags(extra: string[]): string[] {
+  // The reference's flag names, in both `--flag=value` and `--flag value` forms.
+  return [
+    '--server-port=0',
+    '--server-bind-address=127.0.0.1',
+    '--agent-port',
+    '0',
+    '--agent-bind-address=127.0.0.1',
+    '--health-port=0',
+    '--health-bind-address=127.0.0.1',
+    '--admin-port=0',
+    '--admin-bind-address=127.0.0.1',
+    '--server-id=server-1',
+    '--server-count=1',
+    '--proxy-strategies=destHost,default',
+    '--keepalive-time=1h',
+    '--frontend-keepalive-time=1h',
+    '--backend-dial-timeout=10s',
+    '--graceful-shutdown-timeout=2s',
+    '--xfr-channel-size=10',
+    '--logtostderr=true',
+    '-v=4',
+    ...extra,
+  ];
+}
+
+function agentFlags(agentPort: number, extra: string[]): string[] {
+  return [
+    '--proxy-server-host=127.0.0.1',
+    `--proxy-server-port=${agentPort}`,
+    '--agent-id=agent-1',
+    '--agent-identifiers=host=localhost&ipv4=127.0.0.1',
+    '--health-server-host=127.0.0.1',
+    '--health-server-port=0',
+    '--admin-bind-address=127.0.0.1',
+    '--admin-server-port=0',
+    '--sync-interval=100ms',
+    '--sync-interval-cap=1s',
+    '--probe-interval=1s',
+    '--keepalive-time=1h',
+    '--sync-forever=false',
+    '-v',
+    '4',
+    ...extra,
+  ];
+}
+
+async function metrics(port: number): Promise<Map<string, number>> {
+  const r = await httpGet(port, '/metrics');
+  expect(r.status).toBe(200);
+  return parsePrometheusText(r.body);
+}
+
+describe('konnectivity-server and konnectivity-agent as processes', () => {
+  it('http-connect mode: CONNECT through the tunnel, metrics count the dial, readiness flips, drain then exit', async () => {
+    const server = start('konnectivity-server', serverFlags(['--mode=http-connect']));
+    const sp = await server.ports(['frontend-http-connect', 'agent', 'health', 'admin']);
+
+    expect(await httpGet(sp['health']!, '/healthz')).toEqual({ status: 200, body: 'ok' });
+    expect(await httpGet(sp['health']!, '/readyz')).toEqual({ status: 500, body: 'no connection to any proxy agent' });
+    const noAgent = await connectRequest(sp['frontend-http-connect']!, `127.0.0.1:${echoPort}`);
+    expect(noAgent.head).toMatch(/^HTTP\/1\.1 500 .*currently no tunnels available: No agent available/s);
+
+    const agent = start('konnectivity-agent', agentFlags(sp['agent']!, []));
+    const ap = await agent.ports(['health', 'admin']);
+    await agent.waitFor(/ready: a tunnel is up/);
+    await server.waitFor(/"agent connected".*agentID="agent-1"/);
+    expect(await httpGet(sp['health']!, '/readyz')).toEqual({ status: 200, body: 'ok' });
+    expect(await httpGet(sp['health']!, '/ready')).toEqual({ status: 200, body: 'ok' });
+    expect(await httpGet(ap['health']!, '/readyz')).toEqual({ status: 200, body: 'ok' });
+
+    const ok = await connectRequest(sp['frontend-http-connect']!, `127.0.0.1:${echoPort}`);
+    expect(ok.head).toBe('HTTP/1.1 200 Connection Established');
+    expect(ok.echoed).toBe('hello through the tunnel');
+    const refused = await connectRequest(sp['frontend-http-connect']!, '127.0.0.1:1');
+    expect(refused.head).toMatch(/^HTTP\/1\.1 502 .*connection refused/s);
+
+    const m = await metrics(sp['admin']!);
+    expect(m.get(`${S}dial_duration_seconds_count`)).toBe(1);
+    expect(m.get(`${S}dial_failure_count{reason="no_agent"}`)).toBe(1);
+    expect(m.get(`${S}dial_failure_count{reason="error_response"}`)).toBe(1);
+    expect(m.get(`${S}ready_backends{proxy_strategy="default"}`)).toBe(1);
+    expect(m.get(`${S}ready_backends{proxy_strategy="destHost"}`)).toBe(1);
+    expect(m.get(`${S}grpc_connections{service_method="Connect"}`)).toBe(1);
+    expect(m.get(`${S}stream_packets_total{segment="to_agent",packet_type="DIAL_REQ"}`)).toBe(2);
+    expect(m.get(`${S}stream_packets_total{segment="from_agent",packet_type="DIAL_RSP"}`)).toBe(2);
+    // The health port serves the same registry.
+    expect((await metrics(sp['health']!)).get(`${S}dial_duration_seconds_count`)).toBe(1);
+
+    const am = await metrics(ap['health']!);
+    expect(am.get(`${A}open_server_connections`)).toBe(1);
+    expect(am.get(`${A}known_server_count`)).toBe(1);
+    expect(am.get(`${A}endpoint_dial_failure_total{reason="unknown"}`)).toBe(1);
+    const redirect = await httpGet(ap['admin']!, '/metrics');
+    expect(redirect.status).toBe(301);
+
+    // First signal: DRAIN, the agent keeps serving; second signal: exit 0.
+    agent.child.kill('SIGTERM');
+    await agent.waitFor(/draining: sending DRAIN/);
+    await server.waitFor(/"agent draining".*agentID="agent-1"/);
+    const whileDraining = await connectRequest(sp['frontend-http-connect']!, `127.0.0.1:${echoPort}`, 'still served');
+    expect(whileDraining.echoed).toBe('still served');
+    agent.child.kill('SIGTERM');
+    expect(await agent.exited).toBe(0);
+    await server.waitFor(/"agent disconnected".*agentID="agent-1"/);
+    expect(await httpGet(sp['health']!, '/readyz')).toEqual({ status: 500, body: 'no connection to any proxy agent' });
+
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
+    expect(server.output()).toContain('"server stopped"');
+  });
+
+  it('grpc mode on a Unix socket with an mTLS agent leg and a bearer token: a gRPC dial is carried', async () => {
+    const openssl = (args: string[]): void => void execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
+    openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '1', '-subj', '/CN=test-ca']);
+    const leaf = (name: string, ext: string): void => {
+      openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`]);
+      writeFileSync(join(dir, `${name}.ext`), ext);
+      openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '1', '-extfile', `${name}.ext`]);
+    };
+    leaf('server', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+    leaf('agent', 'extendedKeyUsage=clientAuth\n');
+    writeFileSync(join(dir, 'tokens'), 'secret-token\n');
+    writeFileSync(join(dir, 'agent-token'), 'secret-token');
+    const uds = join(dir, 'konnectivity-server.socket');
+    const f = (name: string): string => join(dir, name);
+
+    const server = start(
+      'konnectivity-server',
+      serverFlags([
+        '--mode=grpc',
+        `--uds-name=${uds}`,
+        '--delete-existing-uds-file=true',
+        `--cluster-cert=${f('server.crt')}`,
+        `--cluster-key=${f('server.key')}`,
+        `--cluster-ca-cert=${f('ca.crt')}`,
+        `--agent-token-file=${f('tokens')}`,
+        '--log-format=json',
+      ]).filter((a) => !a.startsWith('--server-port') && !a.startsWith('--server-bind-address')),
+    );
+    const sp = await server.ports(['frontend-grpc', 'agent', 'health', 'admin']);
+    expect(sp['frontend-grpc']).toBe(0);
+
+    const tlsFlags = [`--ca-cert=${f('ca.crt')}`, `--agent-cert=${f('agent.crt')}`, `--agent-key=${f('agent.key')}`];
+    const agent = start('konnectivity-agent', agentFlags(sp['agent']!, [...tlsFlags, `--service-account-token-path=${f('agent-token')}`, '--proxy-server-host=localhost']));
+    await agent.waitFor(/ready: a tunnel is up/);
+    await server.waitFor(/"msg":"agent connected".*"agentID":"agent-1"/);
+
+    const stream = openProxyStream({ socketPath: uds });
+    const socket = await dialOverStream(stream, `127.0.0.1:${echoPort}`);
+    const echoed = await new Promise<string>((resolve, reject) => {
+      let got = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (c: string) => {
+        got += c;
+        if (got.length >= 9) resolve(got);
+      });
+      socket.on('error', reject);
+      socket.write('grpc dial');
+    });
+    expect(echoed).toBe('grpc dial');
+    socket.destroy();
+    await new Promise<void>((r) => (stream.closed ? r() : stream.once('close', () => r())));
+
+    const m = await metrics(sp['admin']!);
+    expect(m.get(`${S}dial_duration_seconds_count`)).toBe(1);
+    expect(m.get(`${S}stream_packets_total{segment="from_client",packet_type="DIAL_REQ"}`)).toBe(1);
+
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
+    agent.child.kill('SIGTERM');
+    agent.child.kill('SIGTERM');
+    expect(await agent.exited).toBe(0);
+  });
+
+  it('an agent with a wrong bearer token is refused, keeps retrying and stays not ready', async () => {
+    writeFileSync(join(dir, 'tokens'), 'secret-token\n');
+    writeFileSync(join(dir, 'bad-token'), 'wrong');
+    const server = start('konnectivity-server', serverFlags(['--mode=http-connect', `--agent-token-file=${join(dir, 'tokens')}`]));
+    const sp = await server.ports(['agent']);
+    const agent = start('konnectivity-agent', agentFlags(sp['agent']!, [`--service-account-token-path=${join(dir, 'bad-token')}`]));
+    const ap = await agent.ports(['health']);
+    await agent.waitFor(/cannot connect to a proxy server.*invalid bearer token/);
+    // A second refusal shows the agent survived the first and retries.
+    await agent.waitFor(/cannot connect to a proxy server.*invalid bearer token/, 2);
+    expect(await httpGet(ap['health']!, '/readyz')).toEqual({ status: 503, body: '[+]ping ok\n[-]server-connected failed: no servers connected\n' });
+    agent.child.kill('SIGTERM');
+    agent.child.kill('SIGTERM');
+    expect(await agent.exited).toBe(0);
+  });
+
+  it('server graceful shutdown keeps open tunnels working; a second signal exits 1 at once', async () => {
+    const server = start('konnectivity-server', serverFlags(['--mode=http-connect', '--graceful-shutdown-timeout=10m']));
+    const sp = await server.ports(['frontend-http-connect', 'agent']);
+    const agent = start('konnectivity-agent', agentFlags(sp['agent']!, []));
+    await agent.waitFor(/ready: a tunnel is up/);
+
+    const sock = connect(sp['frontend-http-connect']!, '127.0.0.1');
+    sock.setEncoding('utf8');
+    const reader = lineReader(sock);
+    sock.write(`CONNECT 127.0.0.1:${echoPort} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+    expect(await reader.next('\r\n\r\n')).toBe('HTTP/1.1 200 Connection Established\r\n\r\n');
+
+    server.child.kill('SIGTERM');
+    await server.waitFor(/"shutting down"/);
+    sock.write('after SIGTERM\n');
+    expect(await reader.next('\n')).toBe('after SIGTERM\n');
+
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toBe(1);
+    sock.destroy();
+  });
+
+  it('server-list mode: one agent holds a tunnel to each --proxy-server-addresses entry', async () => {
+    const s1 = start('konnectivity-server', serverFlags(['--server-id=s1', '--server-count=2', '--mode=http-connect']));
+    const s2 = start('konnectivity-server', serverFlags(['--server-id=s2', '--server-count=2', '--mode=http-connect']));
+    const p1 = await s1.ports(['agent', 'health']);
+    const p2 = await s2.ports(['agent', 'health']);
+    const agent = start('konnectivity-agent', agentFlags(0, [`--proxy-server-addresses=127.0.0.1:${p1['agent']},127.0.0.1:${p2['agent']}`]));
+    const ap = await agent.ports(['health']);
+    await agent.waitFor(/connected to proxy server.*serverID="s1"/);
+    await agent.waitFor(/connected to proxy server.*serverID="s2"/);
+    expect((await metrics(ap['health']!)).get(`${A}open_server_connections`)).toBe(2);
+    expect((await metrics(ap['health']!)).get(`${A}known_server_count`)).toBe(2);
+    expect((await httpGet(p1['health']!, '/readyz')).status).toBe(200);
+    expect((await httpGet(p2['health']!, '/readyz')).status).toBe(200);
+
+    await s1.kill();
+    await agent.waitFor(/tunnel to proxy server closed.*serverID="s1"/);
+    expect((await metrics(ap['health']!)).get(`${A}open_server_connections`)).toBe(1);
+    expect(await httpGet(ap['health']!, '/readyz')).toEqual({ status: 200, body: 'ok' });
+  });
+
+  it('rejects a bad command line with exit 2 and prints --help with exit 0', async () => {
+    const bad = start('konnectivity-server', ['--server-port=http']);
+    expect(await bad.exited).toBe(2);
+    expect(bad.output()).toContain('invalid argument "http" for "--server-port" flag');
+    const unknown = start('konnectivity-agent', ['--proxy-server-hots=x']);
+    expect(await unknown.exited).toBe(2);
+    expect(unknown.output()).toContain('unknown flag: --proxy-server-hots');
+    const help = start('konnectivity-agent', ['--help']);
+    expect(await help.exited).toBe(0);
+    expect(help.output()).toContain('--service-account-token-path');
+  });
+});
