@@ -58,6 +58,8 @@ export interface ProgramSpec<O extends { verbosity: number; logFormat: LogFormat
   /** Logger name (`server`, `agent`) and the fields on every line (`serverID`, `agentID`). */
   name: string;
   logFields: (options: O) => LogFields;
+  /** Warnings about the command line beyond the ignored-flag ones (e.g. a security feature we do not implement). */
+  checkFlags?: (parsed: ParsedFlags) => string[];
   /** Start everything; a throw is logged and the process exits 1. */
   start: (options: O, log: Logger) => Promise<R>;
   /** The first SIGTERM/SIGINT; call `exit` when done. */
@@ -79,7 +81,7 @@ export async function runProgram<O extends { verbosity: number; logFormat: LogFo
   if (!cli) return;
   const o = cli.options;
   const log = createLogger({ verbosity: o.verbosity, format: o.logFormat, sink: io.stderr, name: spec.name }).child(spec.logFields(o));
-  for (const w of cli.parsed.warnings) log.warn(w);
+  for (const w of [...cli.parsed.warnings, ...(spec.checkFlags?.(cli.parsed) ?? [])]) log.warn(w);
   let running: R;
   try {
     running = await spec.start(o, log);

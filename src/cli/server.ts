@@ -18,6 +18,7 @@ import type { Logger } from '../ops/logger.js';
 import { instrumentServer, type ServerInstrumentation } from '../ops/metrics.js';
 import { joinHostPort, listenOnBindAddress } from './listen.js';
 import { processIO, runProgram, tokenFileVerifier, type ProgramIO } from './process.js';
+import type { ParsedFlags } from './flags.js';
 import { parseServerOptions, serverFlagSpecs, type ServerOptions } from './server-options.js';
 import { loadServerTls, type ServerTlsOptions } from './tls.js';
 
@@ -75,6 +76,7 @@ function logServerEvents(proxy: ProxyServer, log: Logger): void {
 
 /** Start every listener of the server. On failure, what was started is closed again and the error thrown. */
 export async function startServer(o: ServerOptions, log: Logger): Promise<RunningServer> {
+  if (o.agentTransport !== 'grpc') throw new Error(`--agent-transport=${o.agentTransport} is not available in this build`);
   const registry = new Registry();
   const verifyToken = o.agentTokenFile ? tokenFileVerifier(o.agentTokenFile) : undefined;
   const proxy = new ProxyServer({
@@ -185,6 +187,21 @@ async function runClosers(closers: ReadonlyArray<(graceMs: number) => Promise<vo
   await Promise.allSettled(closers.map((close) => close(graceMs)));
 }
 
+/** Loud warnings for reference features an operator may rely on for security and that we do not implement. */
+export function serverFlagWarnings(parsed: ParsedFlags): string[] {
+  const out: string[] = [];
+  const v = parsed.values;
+  if (v['agent-namespace'] || v['agent-service-account'] || v['authentication-audience']) {
+    out.push(
+      v['agent-token-file'] || v['cluster-ca-cert']
+        ? 'agent TokenReview authentication (--agent-namespace/--agent-service-account/--authentication-audience) is not implemented; agents are checked by --agent-token-file / --cluster-ca-cert only'
+        : 'agent TokenReview authentication (--agent-namespace/--agent-service-account/--authentication-audience) is not implemented: AGENTS ARE NOT AUTHENTICATED; use --agent-token-file or --cluster-ca-cert',
+    );
+  }
+  if (v['enable-lease-controller']) out.push('--enable-lease-controller is not implemented: agents count servers from --server-count only');
+  return out;
+}
+
 /** The program: parse flags, start, run until signalled. Resolves when the process should exit. */
 export function main(argv: readonly string[] = process.argv.slice(2), io: ProgramIO = processIO): Promise<void> {
   let shutdownGraceMs = 0;
@@ -196,6 +213,7 @@ export function main(argv: readonly string[] = process.argv.slice(2), io: Progra
       parse: (a) => parseServerOptions(a),
       name: 'server',
       logFields: (o) => ({ serverID: o.serverID }),
+      checkFlags: serverFlagWarnings,
       start: async (o, log) => {
         const running = await startServer(o, log);
         log.info('server started', { serverCount: o.serverCount, mode: o.mode, agentTransport: o.agentTransport });

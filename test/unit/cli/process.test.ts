@@ -110,3 +110,14 @@ describe('tls files', () => {
     expect(() => loadServerTls({ cert: join(dir, 'nope.pem'), key: join(dir, 'k.pem') })).toThrow(/failed to read certificate .*nope\.pem/);
   });
 });
+
+describe('serverFlagWarnings', () => {
+  it('warns loudly when TokenReview flags are given without another agent check', async () => {
+    const { serverFlagWarnings } = await import('../../../src/cli/server.js');
+    const parse = (argv: string[]) => parseServerOptions(argv, {}).parsed;
+    expect(serverFlagWarnings(parse([]))).toEqual([]);
+    expect(serverFlagWarnings(parse(['--agent-namespace=kube-system', '--agent-service-account=konnectivity-agent']))[0]).toMatch(/AGENTS ARE NOT AUTHENTICATED/);
+    expect(serverFlagWarnings(parse(['--agent-namespace=kube-system', '--agent-token-file=/x']))[0]).toMatch(/checked by --agent-token-file/);
+    expect(serverFlagWarnings(parse(['--enable-lease-controller']))[0]).toMatch(/lease/);
+  });
+});
