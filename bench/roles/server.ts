@@ -31,21 +31,22 @@ function listenPort(srv: net.Server): Promise<number> {
 }
 
 if (args.leg === 'memory') {
-  // Server and agent in one process: the agent's stream is one end of an in-memory pair.
+  // Server and agent in one process: the agent's stream is one end of an in-memory pair, made when the server
+  // accepts, so the agent sees the server's response metadata (serverid, servercount, extensions) as over gRPC.
   const agent = new lib.Agent({ agentID: 'bench-agent' });
   const metadata = await agent.metadata();
-  const [serverSide, agentSide] = lib.createMemoryPair({
-    metadata: { a: metadata, b: { serverid: [server.serverID], servercount: [String(server.serverCount)] } },
-  });
-  // Both sides start together: acceptAgent may wait for the agent's first packets.
-  const accepted = server.acceptAgent({
+  let serverSide: any;
+  await server.acceptAgent({
     metadata,
     remoteAddress: 'memory',
-    accept: () => serverSide,
-    reject: (err: Error) => serverSide.destroy(err),
+    accept: (response: unknown) => {
+      const [mine, theirs] = lib.createMemoryPair({ metadata: { a: metadata, b: response } });
+      serverSide = mine;
+      agent.serve(theirs);
+      return mine;
+    },
+    reject: (err: Error) => serverSide?.destroy(err),
   });
-  agent.serve(agentSide);
-  await accepted;
   closers.push(() => agent.destroy());
 }
 
