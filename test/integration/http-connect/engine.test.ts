@@ -1,0 +1,107 @@
+/**
+ * The HTTP-CONNECT frontend in front of the real engine: the status paths that depend on the ProxyServer and the
+ * Agent (no agent, the agent's Go-style dial error, the agent stream dying mid-dial, the server's dial timeout),
+ * and a client that leaves mid-dial.
+ */
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { ProxyServerOptions } from '../../../src/server/index.js';
+import { createHttpConnectFrontend, type HttpConnectFrontend } from '../../../src/server/frontends/http-connect/index.js';
+import { Engine } from '../../helpers/engine.js';
+import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
+import { rawClient, rawExchange, readUntil } from './helpers.js';
+
+const TEXT_UTF8 = 'Content-Type: text/plain; charset=utf-8';
+
+let before: ResourceSnapshot;
+let engine: Engine;
+let frontend: HttpConnectFrontend;
+let port: number;
+
+async function start(server: ProxyServerOptions = {}): Promise<void> {
+  engine = new Engine({ server });
+  frontend = createHttpConnectFrontend({ server: engine.server });
+  await frontend.listen({ port: 0, host: '127.0.0.1' });
+  port = (frontend.address() as AddressInfo).port;
+}
+
+/** An agent whose endpoint dials never finish; `dials` counts them and `aborted` the ones it was told to drop. */
+async function hangingAgent(): Promise<{ dials: number; aborted: number; destroy(): void }> {
+  const state = { dials: 0, aborted: 0 };
+  const { agent } = await engine.agent({
+    dialer: ({ signal }) =>
+      new Promise<Duplex>((_resolve, reject) => {
+        state.dials += 1;
+        signal.addEventListener('abort', () => {
+          state.aborted += 1;
+          reject(new Error('aborted'));
+        });
+      }),
+  });
+  return Object.assign(state, { destroy: () => agent.destroy() });
+}
+
+async function until(check: () => boolean): Promise<void> {
+  while (!check()) await new Promise((r) => setTimeout(r, 2));
+}
+
+beforeEach(() => {
+  before = snapshotResources();
+});
+
+afterEach(async () => {
+  await frontend.close({ graceMs: 1000 });
+  await engine.close();
+  await expectNoLeaks(before);
+});
+
+describe('HTTP-CONNECT over the engine', () => {
+  it('500 when no agent is connected', async () => {
+    await start();
+    const response = await rawExchange(port, 'CONNECT 127.0.0.1:80 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    expect(response).toBe(
+      'HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n\r\n' +
+        'currently no tunnels available: No agent available',
+    );
+  });
+
+  it("502 with the agent's Go-style text for a refused endpoint", async () => {
+    await start();
+    await engine.agent();
+    const response = await rawExchange(port, 'CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    expect(response).toBe(`HTTP/1.1 502 Bad Gateway\r\n${TEXT_UTF8}\r\n\r\ndial tcp 127.0.0.1:1: connect: connection refused`);
+  });
+
+  it('502 Backend context error when the agent stream dies during the dial', async () => {
+    await start();
+    const agent = await hangingAgent();
+    const socket = await rawClient(port, 'CONNECT 10.0.0.1:443 HTTP/1.1\r\n\r\n');
+    await until(() => agent.dials === 1);
+    agent.destroy();
+    const response = (await readUntil(socket, () => false)).toString();
+    socket.destroy();
+    expect(response).toMatch(new RegExp(`^HTTP/1\\.1 502 Bad Gateway\\r\\n${TEXT_UTF8}\\r\\n\\r\\nBackend context error: `));
+  });
+
+  it("504 Backend dial timeout when the agent's DIAL_RSP does not come in time", async () => {
+    await start({ dialTimeoutMs: 50 });
+    await hangingAgent();
+    const response = await rawExchange(port, 'CONNECT 10.0.0.1:443 HTTP/1.1\r\n\r\n');
+    expect(response).toBe(
+      `HTTP/1.1 504 Gateway Timeout\r\n${TEXT_UTF8}\r\n\r\nBackend dial timeout: timed out waiting for backend dial`,
+    );
+  });
+
+  it('a client that leaves mid-dial releases the pending dial', async () => {
+    await start();
+    const agent = await hangingAgent();
+    const socket = await rawClient(port, 'CONNECT 10.0.0.1:443 HTTP/1.1\r\n\r\n');
+    await until(() => engine.server.stats.pendingDials === 1 && agent.dials === 1);
+    const failed = new Promise<{ statusCode: number | undefined }>((resolve) => frontend.once('dialFailed', resolve));
+    socket.destroy();
+    expect((await failed).statusCode).toBeUndefined();
+    expect(engine.server.stats.pendingDials).toBe(0);
+    expect(frontend.activeTunnels).toBe(0);
+  });
+});
