@@ -35,7 +35,7 @@ function packetBytes(p: Packet): number {
 
 class MemorySubstreams implements SubstreamProvider {
   handler: ((s: PacketStream) => void) | undefined;
-  backlog: PacketStream[] = [];
+  backlog: MemoryPacketStream[] = [];
   constructor(
     private readonly owner: MemoryPacketStream,
     private readonly options: MemoryPairOptions,
@@ -44,7 +44,8 @@ class MemorySubstreams implements SubstreamProvider {
   open(): PacketStream {
     const peer = this.owner.peer.substreamProvider!;
     if (this.owner.closed) {
-      const [dead] = createMemoryPair({ ...this.options, substreams: false });
+      const [dead, unseen] = createMemoryPair({ ...this.options, substreams: false });
+      unseen.on('error', noop); // nobody can ever hold this end: its reset is nobody's unhandled error
       dead.destroy(streamClosedError('tunnel closed'));
       return dead;
     }
@@ -53,6 +54,10 @@ class MemorySubstreams implements SubstreamProvider {
     peer.owner.children.add(theirs);
     mine.once('close', () => this.owner.children.delete(mine));
     theirs.once('close', () => peer.owner.children.delete(theirs));
+    // Nobody listens to the peer's end yet: hold what arrives until a handler has it, as a real stream's window does.
+    theirs.held = true;
+    // Until handed over, a reset of this end is nobody's unhandled error.
+    theirs.on('error', noop);
     setImmediate(() => peer.accept(theirs));
     return mine;
   }
@@ -61,13 +66,19 @@ class MemorySubstreams implements SubstreamProvider {
     this.handler = handler;
     const backlog = this.backlog;
     this.backlog = [];
-    for (const s of backlog) handler(s);
+    for (const s of backlog) if (!s.closed) this.hand(handler, s);
   }
 
-  private accept(s: PacketStream): void {
+  private accept(s: MemoryPacketStream): void {
     if (s.closed) return;
-    if (this.handler) this.handler(s);
+    if (this.handler) this.hand(this.handler, s);
     else this.backlog.push(s);
+  }
+
+  private hand(handler: (stream: PacketStream) => void, s: MemoryPacketStream): void {
+    s.off('error', noop);
+    handler(s);
+    s.release();
   }
 }
 
@@ -149,9 +160,19 @@ export class MemoryPacketStream extends AbstractPacketStream {
     });
   }
 
+  /** Held: received packets and the end wait (a substream not yet handed to onStream). */
+  held = false;
+
+  /** Start delivering what a held stream received (after the handler attached its listeners). */
+  release(): void {
+    if (!this.held) return;
+    this.held = false;
+    this.schedule();
+  }
+
   private flush(): void {
     // A flush scheduled before a destroy must not run: it would tell the peer it may write again ('drain').
-    if (this.torn) return;
+    if (this.torn || this.held) return;
     while (!this.sourcePaused && this.inboxHead < this.inbox.length) {
       const p = this.inbox[this.inboxHead]!;
       this.inbox[this.inboxHead++] = undefined as unknown as Packet;
@@ -202,3 +223,5 @@ export function createMemoryPair(options: MemoryPairOptions = {}): [MemoryPacket
   }
   return [a, b];
 }
+
+function noop(): void {}
