@@ -2,41 +2,31 @@
  * HA with real ProxyServers and Agents joined by in-process streams (a fresh memory pair per attempt), with real
  * TCP targets on loopback: the client set's behaviour end to end without a transport.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { once } from 'node:events';
 import { ProxyServer } from '../../../src/server/index.js';
 import { Agent } from '../../../src/agent/agent.js';
 import { AgentClientSet } from '../../../src/agent/client-set.js';
-import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
 import { connectorTo, roundRobin, type AgentAcceptor } from './memory-connector.js';
-import { echoOnce, startEchoServer, untilSet } from './helpers.js';
+import { echoOnce, startEchoServer, untilSet, useCleanups } from './helpers.js';
 
 const FAST = { syncIntervalMs: 5, syncIntervalCapMs: 40 };
 
-let before: ResourceSnapshot;
-let cleanups: Array<() => unknown> = [];
-beforeEach(() => {
-  before = snapshotResources();
-});
-afterEach(async () => {
-  for (const c of cleanups.reverse()) await c();
-  cleanups = [];
-  await expectNoLeaks(before);
-});
+const defer = useCleanups();
 
 function server(serverID: string, serverCount = 2): ProxyServer {
   const s = new ProxyServer({ serverID, serverCount });
-  cleanups.push(() => s.destroy());
+  defer(() => s.destroy());
   return s;
 }
 function agent(agentID: string): Agent {
   const a = new Agent({ agentID });
-  cleanups.push(() => a.destroy());
+  defer(() => a.destroy());
   return a;
 }
 async function echo(): Promise<string> {
   const target = await startEchoServer();
-  cleanups.push(() => target.close());
+  defer(() => target.close());
   return target.address;
 }
 
@@ -47,7 +37,7 @@ describe('HA over in-process streams', () => {
     const s2 = server('s2');
     const a = agent('agent-1');
     const set = new AgentClientSet(a, { connector: roundRobin([s1, s2]), ...FAST }).start();
-    cleanups.push(() => set.close());
+    defer(() => set.close());
     await untilSet(set, () => set.tunnels.length === 2);
     expect(set.serverIDs.sort()).toEqual(['s1', 's2']);
     expect(s1.agentCount).toBe(1);
@@ -62,7 +52,7 @@ describe('HA over in-process streams', () => {
     const servers: Array<AgentAcceptor | undefined> = [s1, server('s2')];
     const a = agent('agent-1');
     const set = new AgentClientSet(a, { connector: roundRobin(servers), ...FAST }).start();
-    cleanups.push(() => set.close());
+    defer(() => set.close());
     await untilSet(set, () => set.tunnels.length === 2);
 
     (servers[1] as ProxyServer).destroy();
@@ -84,7 +74,7 @@ describe('HA over in-process streams', () => {
     let s2: ProxyServer | undefined = server('s2', 1);
     const a = agent('agent-1');
     const set = new AgentClientSet(a, { connectors: [connectorTo(() => s1), connectorTo(() => s2)], ...FAST }).start();
-    cleanups.push(() => set.close());
+    defer(() => set.close());
     await untilSet(set, () => set.tunnels.length === 2);
     s2.destroy();
     s2 = undefined;
@@ -98,7 +88,7 @@ describe('HA over in-process streams', () => {
     let s: ProxyServer | undefined = server('s1', 1);
     const a = agent('agent-1');
     const set = new AgentClientSet(a, { connector: connectorTo(() => s), ...FAST });
-    cleanups.push(() => set.close());
+    defer(() => set.close());
     expect(s.ready).toBe(false);
     expect(set.ready).toBe(false);
     set.start();
@@ -121,7 +111,8 @@ describe('HA over in-process streams', () => {
     const other = agent('agent-other');
     const setA = new AgentClientSet(draining, { connector: connectorTo(() => s), ...FAST }).start();
     const setB = new AgentClientSet(other, { connector: connectorTo(() => s), ...FAST }).start();
-    cleanups.push(() => setA.close(), () => setB.close());
+    defer(() => setA.close());
+    defer(() => setB.close());
     await Promise.all([setA.whenReady(), setB.whenReady()]);
     expect(s.agentCount).toBe(2);
 

@@ -1,8 +1,28 @@
-/** Shared pieces of the HA integration tests: an echo target and a round trip through a dialed connection. */
+/** Shared pieces of the HA integration tests: cleanups with a leak check, an echo target, an echo round trip. */
 import net from 'node:net';
 import { once } from 'node:events';
 import type { Duplex } from 'node:stream';
+import { afterEach, beforeEach } from 'vitest';
 import type { AgentClientSet, ClientSetTunnel } from '../../../src/agent/client-set.js';
+import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
+
+/**
+ * Per-test cleanups for a test file: returns `defer(fn)`; after each test the deferred functions run in reverse
+ * order, then the leak check runs.
+ */
+export function useCleanups(leakTimeoutMs = 2000): (fn: () => unknown) => void {
+  let before: ResourceSnapshot;
+  let cleanups: Array<() => unknown> = [];
+  beforeEach(() => {
+    before = snapshotResources();
+  });
+  afterEach(async () => {
+    for (const c of cleanups.reverse()) await c();
+    cleanups = [];
+    await expectNoLeaks(before, { timeoutMs: leakTimeoutMs });
+  });
+  return (fn) => void cleanups.push(fn);
+}
 
 /** A TCP echo server on 127.0.0.1, port 0. */
 export async function startEchoServer(): Promise<{ address: string; close(): Promise<void> }> {
