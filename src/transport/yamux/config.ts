@@ -1,0 +1,83 @@
+/**
+ * One options object for a yamux session, with defaults matching hashicorp/yamux's `DefaultConfig`, validated at
+ * construction.
+ */
+import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
+
+/** The window every stream starts with, in each direction (fixed by the spec). */
+export const INITIAL_WINDOW_BYTES = 256 * 1024;
+
+export interface YamuxSessionOptions {
+  /** Streams the peer opened that we have not accepted yet; more are refused with RST (default 256). */
+  acceptBacklog?: number;
+  /** Open streams at once, both directions; more are refused (default 65536). */
+  maxStreams?: number;
+  /** Send a ping this often, in ms; 0 turns keepalive off (default 30000). */
+  keepAliveIntervalMs?: number;
+  /** Fail the session when a ping is not answered within this many ms (default 10000, like ConnectionWriteTimeout). */
+  pingTimeoutMs?: number;
+  /**
+   * Receive window per stream, in bytes (default and minimum 256 KiB). A larger window is announced in the
+   * Window Update that carries SYN or ACK. It is also what a stalled reader may hold.
+   */
+  maxStreamWindowBytes?: number;
+  /** Largest Data frame we send, in bytes (default 64 KiB): a bound on how long one stream holds the socket. */
+  maxDataFrameBytes?: number;
+  /** Stop sending Data frames while the carrier holds more than this many bytes unsent (default 512 KiB). */
+  writeHighWaterMarkBytes?: number;
+  /** Readable high-water mark of each stream, in bytes (default 64 KiB; at most half the window). */
+  streamReadableHighWaterMarkBytes?: number;
+  /** Writable high-water mark of each stream, in bytes: `write()` returns false above it (default 64 KiB). */
+  streamWritableHighWaterMarkBytes?: number;
+  /** Reset a stream we opened when the peer has not acknowledged it within this many ms; 0 waits forever (default 75000, like upstream's StreamOpenTimeout). */
+  streamOpenTimeoutMs?: number;
+  /** After close() has sent Go Away and every stream is done, wait this long for the peer to close the carrier before destroying it (default 5000). */
+  closeTimeoutMs?: number;
+}
+
+export type ResolvedYamuxOptions = Required<YamuxSessionOptions>;
+
+export const YAMUX_DEFAULTS: ResolvedYamuxOptions = {
+  acceptBacklog: 256,
+  maxStreams: 65536,
+  keepAliveIntervalMs: 30_000,
+  pingTimeoutMs: 10_000,
+  maxStreamWindowBytes: INITIAL_WINDOW_BYTES,
+  maxDataFrameBytes: 64 * 1024,
+  writeHighWaterMarkBytes: 512 * 1024,
+  streamReadableHighWaterMarkBytes: 64 * 1024,
+  streamWritableHighWaterMarkBytes: 64 * 1024,
+  streamOpenTimeoutMs: 75_000,
+  closeTimeoutMs: 5_000,
+};
+
+function invalid(message: string): never {
+  throw new KonnectivityError(ErrorCode.INVALID_OPTION, message);
+}
+
+function int(name: string, v: number, min: number, max: number): number {
+  if (!Number.isInteger(v) || v < min || v > max) invalid(`${name} must be an integer in [${min}, ${max}], got ${v}`);
+  return v;
+}
+
+/** Fill in defaults and check every option; throws ERR_INVALID_OPTION. */
+export function resolveYamuxOptions(options: YamuxSessionOptions = {}): ResolvedYamuxOptions {
+  const o = { ...YAMUX_DEFAULTS };
+  for (const [k, v] of Object.entries(options)) {
+    if (v === undefined) continue;
+    if (!(k in YAMUX_DEFAULTS)) invalid(`unknown yamux option ${k}`);
+    (o as Record<string, unknown>)[k] = v;
+  }
+  int('acceptBacklog', o.acceptBacklog, 0, 2 ** 31);
+  int('maxStreams', o.maxStreams, 1, 2 ** 31);
+  int('keepAliveIntervalMs', o.keepAliveIntervalMs, 0, 2 ** 31 - 1);
+  int('pingTimeoutMs', o.pingTimeoutMs, 1, 2 ** 31 - 1);
+  int('maxStreamWindowBytes', o.maxStreamWindowBytes, INITIAL_WINDOW_BYTES, 2 ** 31);
+  int('maxDataFrameBytes', o.maxDataFrameBytes, 1, 16 * 1024 * 1024);
+  int('writeHighWaterMarkBytes', o.writeHighWaterMarkBytes, 1, 2 ** 31);
+  int('streamReadableHighWaterMarkBytes', o.streamReadableHighWaterMarkBytes, 1, o.maxStreamWindowBytes / 2);
+  int('streamWritableHighWaterMarkBytes', o.streamWritableHighWaterMarkBytes, 1, 2 ** 31);
+  int('streamOpenTimeoutMs', o.streamOpenTimeoutMs, 0, 2 ** 31 - 1);
+  int('closeTimeoutMs', o.closeTimeoutMs, 1, 2 ** 31 - 1);
+  return o;
+}

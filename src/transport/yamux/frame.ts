@@ -1,0 +1,190 @@
+/**
+ * The yamux frame: a 12-byte big-endian header, and for Data frames a payload of `length` bytes.
+ * Pure: no sockets, no timers. `FrameDecoder.push(chunk)` takes bytes split at any offset and returns the frames
+ * they complete; a payload wholly inside one chunk is returned as a view of it (no copy).
+ */
+import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
+
+/** The only protocol version. */
+export const YAMUX_VERSION = 0;
+/** Size of a frame header in bytes. */
+export const HEADER_BYTES = 12;
+
+/** Frame types. */
+export const FrameType = {
+  DATA: 0,
+  WINDOW_UPDATE: 1,
+  PING: 2,
+  GO_AWAY: 3,
+} as const;
+export type FrameType = (typeof FrameType)[keyof typeof FrameType];
+
+/** Header flags (a bit set). */
+export const Flag = {
+  SYN: 0x1,
+  ACK: 0x2,
+  FIN: 0x4,
+  RST: 0x8,
+} as const;
+
+/** Go Away codes. */
+export const GoAwayCode = {
+  NORMAL: 0,
+  PROTOCOL_ERROR: 1,
+  INTERNAL_ERROR: 2,
+} as const;
+export type GoAwayCode = (typeof GoAwayCode)[keyof typeof GoAwayCode];
+
+/** One frame header. `length` is the payload size (Data), window delta (Window Update), opaque value (Ping) or code (Go Away). */
+export interface FrameHeader {
+  type: number;
+  flags: number;
+  streamID: number;
+  length: number;
+}
+
+/** A decoded frame; `payload` is present (possibly empty) on Data frames only. */
+export interface Frame extends FrameHeader {
+  payload?: Buffer;
+}
+
+/** Write a header into `buf` at `offset`. */
+export function writeHeader(buf: Buffer, h: FrameHeader, offset = 0): void {
+  buf[offset] = YAMUX_VERSION;
+  buf[offset + 1] = h.type;
+  buf.writeUInt16BE(h.flags, offset + 2);
+  buf.writeUInt32BE(h.streamID >>> 0, offset + 4);
+  buf.writeUInt32BE(h.length >>> 0, offset + 8);
+}
+
+/** Encode a header as its own 12-byte buffer. */
+export function encodeHeader(h: FrameHeader): Buffer {
+  const b = Buffer.allocUnsafe(HEADER_BYTES);
+  writeHeader(b, h);
+  return b;
+}
+
+/** Decode a header from the 12 bytes at `offset`. Throws ERR_PROTOCOL on an unknown version or type. */
+export function decodeHeader(buf: Uint8Array, offset = 0): FrameHeader {
+  const b = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  const version = b[offset]!;
+  if (version !== YAMUX_VERSION) throw new KonnectivityError(ErrorCode.PROTOCOL, `yamux: unsupported version ${version}`);
+  const type = b[offset + 1]!;
+  if (type > FrameType.GO_AWAY) throw new KonnectivityError(ErrorCode.PROTOCOL, `yamux: unknown frame type ${type}`);
+  return {
+    type,
+    flags: b.readUInt16BE(offset + 2),
+    streamID: b.readUInt32BE(offset + 4),
+    length: b.readUInt32BE(offset + 8),
+  };
+}
+
+/** A complete frame as one buffer (header then payload); for tests and small control frames. */
+export function encodeFrame(f: Frame): Buffer {
+  const payload = f.type === FrameType.DATA ? (f.payload ?? Buffer.alloc(0)) : undefined;
+  const len = payload ? payload.length : f.length;
+  const b = Buffer.allocUnsafe(HEADER_BYTES + (payload?.length ?? 0));
+  writeHeader(b, { type: f.type, flags: f.flags, streamID: f.streamID, length: len });
+  if (payload) b.set(payload, HEADER_BYTES);
+  return b;
+}
+
+export interface FrameDecoderOptions {
+  /** Largest Data payload accepted, in bytes; a larger one is refused before it is buffered (default 16 MiB). */
+  maxPayloadBytes?: number;
+}
+
+const DEFAULT_MAX_PAYLOAD = 16 * 1024 * 1024;
+
+/** Sans-I/O frame parser. After it throws once, it keeps throwing: the byte stream is out of step for good. */
+export class FrameDecoder {
+  private readonly maxPayloadBytes: number;
+  private readonly head = Buffer.alloc(HEADER_BYTES);
+  private headFilled = 0;
+  /** The header whose payload is being collected. */
+  private current: FrameHeader | undefined;
+  private parts: Buffer[] = [];
+  private partsBytes = 0;
+  private failed: Error | undefined;
+
+  constructor(options: FrameDecoderOptions = {}) {
+    const max = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD;
+    if (!Number.isInteger(max) || max < 0 || max > 0xffffffff) {
+      throw new KonnectivityError(ErrorCode.INVALID_OPTION, `maxPayloadBytes must be an integer in [0, 2^32), got ${max}`);
+    }
+    this.maxPayloadBytes = max;
+  }
+
+  /** Bytes held for a frame not yet complete. */
+  get bufferedBytes(): number {
+    return this.headFilled + this.partsBytes;
+  }
+
+  /** True when no partial frame is held. */
+  get idle(): boolean {
+    return this.headFilled === 0 && this.current === undefined;
+  }
+
+  push(chunk: Uint8Array): Frame[] {
+    if (this.failed) throw this.failed;
+    try {
+      return this.consume(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+    } catch (err) {
+      this.failed = err as Error;
+      throw err;
+    }
+  }
+
+  private consume(chunk: Buffer): Frame[] {
+    const out: Frame[] = [];
+    let pos = 0;
+    const n = chunk.length;
+    while (pos < n) {
+      if (this.current !== undefined) {
+        const h = this.current;
+        const take = Math.min(h.length - this.partsBytes, n - pos);
+        this.parts.push(chunk.subarray(pos, pos + take));
+        this.partsBytes += take;
+        pos += take;
+        if (this.partsBytes === h.length) {
+          // Parts are views of the caller's chunks, which Node never reuses; one copy joins them.
+          out.push({ ...h, payload: Buffer.concat(this.parts, h.length) });
+          this.current = undefined;
+          this.parts = [];
+          this.partsBytes = 0;
+        }
+        continue;
+      }
+      let h: FrameHeader;
+      if (this.headFilled === 0 && n - pos >= HEADER_BYTES) {
+        h = decodeHeader(chunk, pos);
+        pos += HEADER_BYTES;
+      } else {
+        const take = Math.min(HEADER_BYTES - this.headFilled, n - pos);
+        chunk.copy(this.head, this.headFilled, pos, pos + take);
+        this.headFilled += take;
+        pos += take;
+        if (this.headFilled < HEADER_BYTES) continue;
+        this.headFilled = 0;
+        h = decodeHeader(this.head);
+      }
+      if (h.type !== FrameType.DATA) {
+        out.push(h);
+        continue;
+      }
+      if (h.length > this.maxPayloadBytes) {
+        throw new KonnectivityError(
+          ErrorCode.PROTOCOL,
+          `yamux: data frame of ${h.length} bytes exceeds the maximum ${this.maxPayloadBytes}`,
+        );
+      }
+      if (n - pos >= h.length) {
+        out.push({ ...h, payload: chunk.subarray(pos, pos + h.length) });
+        pos += h.length;
+      } else {
+        this.current = h;
+      }
+    }
+    return out;
+  }
+}

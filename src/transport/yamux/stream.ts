@@ -1,0 +1,237 @@
+/**
+ * One yamux stream as a Node Duplex, with the stream's own flow control:
+ * - sending: a chunk is handed to the session only as far as the peer's window allows; the write callback runs
+ *   once the whole chunk is on the carrier, so a zero window fills the writable buffer and `write()` returns false;
+ * - receiving: the peer may send at most our window; we grow it (Window Update) as the application *consumes*
+ *   bytes (Node calls `_read` when the readable buffer runs low), never when they merely arrive, so a stalled
+ *   reader holds at most one window.
+ * Half-close: `end()` sends FIN after the queued data; the peer's FIN ends the readable side. `destroy()` before
+ * both FINs sends RST.
+ */
+import { Duplex } from 'node:stream';
+import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
+import { INITIAL_WINDOW_BYTES, type ResolvedYamuxOptions } from './config.js';
+import { Flag, FrameType } from './frame.js';
+
+/** What a stream needs from its session (kept as an interface so the two files do not import each other). */
+export interface StreamOwner {
+  readonly options: ResolvedYamuxOptions;
+  /** The stream has data to send and window for it. */
+  markReady(stream: YamuxStream): void;
+  /** Send a frame without payload (Window Update) for this stream. */
+  sendControl(type: number, flags: number, streamID: number, length: number): void;
+  /** The stream is done (both FINs, RST, or destroyed): forget it. */
+  streamClosed(stream: YamuxStream): void;
+}
+
+interface PendingChunk {
+  buf: Buffer;
+  offset: number;
+  callback: (err?: Error | null) => void;
+}
+
+/** A yamux stream: a Duplex whose ends are the two directions of one multiplexed stream. */
+export class YamuxStream extends Duplex {
+  /** The stream ID (odd when the client side opened it, even when the server side did). */
+  readonly id: number;
+  private readonly owner: StreamOwner;
+  private readonly maxWindow: number;
+  /** Bytes the peer still lets us send. */
+  private sendWindow = INITIAL_WINDOW_BYTES;
+  /** Bytes the peer may still send us. */
+  private recvWindow = INITIAL_WINDOW_BYTES;
+  private pending: PendingChunk | undefined;
+  private finSent = false;
+  private finReceived = false;
+  private resetSeen = false;
+  private forgotten = false;
+  private acked: boolean;
+  private openTimer: NodeJS.Timeout | undefined;
+
+  /** @internal Streams are made by YamuxSession.open() and accept(). */
+  constructor(owner: StreamOwner, id: number, outgoing: boolean) {
+    super({
+      allowHalfOpen: true,
+      readableHighWaterMark: owner.options.streamReadableHighWaterMarkBytes,
+      writableHighWaterMark: owner.options.streamWritableHighWaterMarkBytes,
+    });
+    this.owner = owner;
+    this.id = id;
+    this.maxWindow = owner.options.maxStreamWindowBytes;
+    this.acked = !outgoing;
+    if (outgoing) {
+      // Open: SYN on a Window Update, announcing a larger window at once when configured.
+      this.recvWindow = this.maxWindow;
+      owner.sendControl(FrameType.WINDOW_UPDATE, Flag.SYN, id, this.maxWindow - INITIAL_WINDOW_BYTES);
+      const ms = owner.options.streamOpenTimeoutMs;
+      if (ms > 0) {
+        this.openTimer = setTimeout(() => {
+          if (!this.acked) this.destroy(new KonnectivityError(ErrorCode.STREAM_CLOSED, 'yamux: stream open timed out'));
+        }, ms);
+        this.openTimer.unref();
+      }
+    }
+  }
+
+  /** True once the peer acknowledged the stream (always true for streams the peer opened). */
+  get established(): boolean {
+    return this.acked;
+  }
+
+  // ---- called by the session --------------------------------------------------------------------------------
+
+  /** @internal Accept an incoming stream: ACK, announcing a larger window when configured. */
+  sendAck(): void {
+    this.recvWindow = this.maxWindow;
+    this.owner.sendControl(FrameType.WINDOW_UPDATE, Flag.ACK, this.id, this.maxWindow - INITIAL_WINDOW_BYTES);
+  }
+
+  /** @internal A frame for this stream carried ACK. */
+  onAck(): void {
+    this.acked = true;
+    this.clearOpenTimer();
+  }
+
+  /** @internal The peer grew our send window. */
+  onWindowUpdate(delta: number): void {
+    this.sendWindow += delta;
+    if (this.hasSendable()) this.owner.markReady(this);
+  }
+
+  /** @internal Data arrived. Returns false when it exceeds the window (a protocol error for the session). */
+  onData(payload: Buffer): boolean {
+    if (payload.length > this.recvWindow) return false;
+    this.recvWindow -= payload.length;
+    if (payload.length === 0 || this.finReceived || this.destroyed) return true;
+    // A small view would pin the carrier's whole read buffer while a slow reader holds it: copy it out.
+    const own = payload.length * 2 < payload.buffer.byteLength ? Buffer.from(payload) : payload;
+    this.push(own);
+    return true;
+  }
+
+  /** @internal The peer sent FIN. */
+  onFin(): void {
+    if (this.finReceived) return;
+    this.finReceived = true;
+    this.push(null);
+    this.maybeForget();
+  }
+
+  /** @internal The peer sent RST (or refused the stream). */
+  onReset(): void {
+    this.resetSeen = true;
+    this.destroy(new KonnectivityError(ErrorCode.STREAM_CLOSED, 'yamux: stream reset by peer'));
+  }
+
+  /** @internal True when data is queued and the window allows some of it. */
+  hasSendable(): boolean {
+    return this.pending !== undefined && this.sendWindow > 0 && !this.resetSeen;
+  }
+
+  /** @internal Take up to `max` bytes of queued data that the window allows, consuming window. */
+  takeData(max: number): Buffer | undefined {
+    const p = this.pending;
+    if (!p || this.sendWindow === 0) return undefined;
+    const n = Math.min(max, this.sendWindow, p.buf.length - p.offset);
+    const out = p.buf.subarray(p.offset, p.offset + n);
+    p.offset += n;
+    this.sendWindow -= n;
+    return out;
+  }
+
+  /** @internal Called after the bytes from takeData() were written to the carrier. */
+  dataSent(): void {
+    const p = this.pending;
+    if (p && p.offset === p.buf.length) {
+      this.pending = undefined;
+      p.callback();
+    }
+  }
+
+  /** @internal The session is going away: drop the stream without sending anything. */
+  abort(err: Error | undefined): void {
+    this.resetSeen = true;
+    this.destroy(err);
+  }
+
+  // ---- Duplex implementation ----------------------------------------------------------------------------------
+
+  override read(size?: number): any {
+    const chunk: unknown = super.read(size);
+    // Node calls _read() before it takes the chunk out of the buffer, so look again once it is out.
+    this.growWindow();
+    return chunk;
+  }
+
+  override _read(): void {
+    this.growWindow();
+  }
+
+  /**
+   * Grow the peer's window by what the application consumed, once that is at least half a window (as the
+   * reference does), so updates stay few. With a zero window and an empty buffer the delta is a whole window,
+   * so a sender is never left waiting.
+   */
+  private growWindow(): void {
+    if (this.forgotten || this.finReceived) return;
+    const delta = this.maxWindow - this.readableLength - this.recvWindow;
+    if (delta > 0 && delta >= this.maxWindow / 2) {
+      this.recvWindow += delta;
+      this.owner.sendControl(FrameType.WINDOW_UPDATE, 0, this.id, delta);
+    }
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
+    if (this.forgotten) {
+      callback(new KonnectivityError(ErrorCode.STREAM_CLOSED, 'yamux: stream closed'));
+      return;
+    }
+    if (chunk.length === 0) {
+      callback();
+      return;
+    }
+    this.pending = { buf: chunk, offset: 0, callback };
+    if (this.hasSendable()) this.owner.markReady(this);
+  }
+
+  override _final(callback: (err?: Error | null) => void): void {
+    if (this.forgotten) {
+      callback(new KonnectivityError(ErrorCode.STREAM_CLOSED, 'yamux: stream closed'));
+      return;
+    }
+    this.finSent = true;
+    this.owner.sendControl(FrameType.WINDOW_UPDATE, Flag.FIN, this.id, 0);
+    this.maybeForget();
+    callback();
+  }
+
+  override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
+    this.clearOpenTimer();
+    if (!this.forgotten && !this.resetSeen && !(this.finSent && this.finReceived)) {
+      this.owner.sendControl(FrameType.WINDOW_UPDATE, Flag.RST, this.id, 0);
+    }
+    this.forget();
+    const p = this.pending;
+    this.pending = undefined;
+    p?.callback(err ?? new KonnectivityError(ErrorCode.STREAM_CLOSED, 'yamux: stream destroyed'));
+    callback(err);
+  }
+
+  // ---- internals ----------------------------------------------------------------------------------------------
+
+  private maybeForget(): void {
+    if (this.finSent && this.finReceived) this.forget();
+  }
+
+  private forget(): void {
+    if (this.forgotten) return;
+    this.forgotten = true;
+    this.clearOpenTimer();
+    this.owner.streamClosed(this);
+  }
+
+  private clearOpenTimer(): void {
+    if (this.openTimer) clearTimeout(this.openTimer);
+    this.openTimer = undefined;
+  }
+}
