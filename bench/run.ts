@@ -140,43 +140,56 @@ interface Topology {
 let opts: Options;
 const log = (...a: unknown[]) => opts.verbose && console.error('[bench]', ...a);
 
-function spawn(role: string, args: Record<string, unknown>, all: RoleProcess[]): RoleProcess {
-  const p = new RoleProcess(role, args, { profile: opts.cpuProf, profileDir: resolve('bench/results/profiles') });
+const PROFILE_DIR = resolve('bench/results/profiles');
+
+function spawn(role: string, args: Record<string, unknown>, all: RoleProcess[], tag: string): RoleProcess {
+  const p = new RoleProcess(role, args, { profile: opts.cpuProf, profileDir: PROFILE_DIR, profileName: `${tag}-${role}` });
   all.push(p);
   return p;
 }
 
 async function startPath(p: PathDef, targetPort: number, relayDelayMs?: number): Promise<Topology> {
   const all: RoleProcess[] = [];
+  const tag = relayDelayMs === undefined ? p.name : `${p.name}-longlink`;
   const targetAddress = `127.0.0.1:${targetPort}`;
   try {
     const relayTo = async (port: number) => {
       if (relayDelayMs === undefined) return port;
-      const relay = spawn('relay', { upstreamPort: port, delayMs: relayDelayMs }, all);
+      const relay = spawn('relay', { upstreamPort: port, delayMs: relayDelayMs }, all, tag);
       return ((await relay.ready) as { port: number }).port;
     };
     if (p.frontend === 'raw') {
-      const client = spawn('client', { kind: 'raw', port: await relayTo(targetPort), targetAddress }, all);
+      const client = spawn('client', { kind: 'raw', port: await relayTo(targetPort), targetAddress }, all, tag);
       await client.ready;
       return { workload: client, server: undefined, agent: undefined, all };
     }
     const frontends = p.frontend === 'programmatic' ? [] : [p.frontend];
-    const server = spawn('server', { leg: p.leg, frontends, targetAddress }, all);
+    const server = spawn('server', { leg: p.leg, frontends, targetAddress }, all, tag);
     const info = (await server.ready) as { agentPort?: number; httpConnectPort?: number; grpcFrontendPort?: number };
     let agent: RoleProcess | undefined;
     if (p.leg !== 'memory') {
-      agent = spawn('agent', { leg: p.leg, port: await relayTo(info.agentPort!) }, all);
+      agent = spawn('agent', { leg: p.leg, port: await relayTo(info.agentPort!) }, all, tag);
       await agent.ready;
     }
     await server.call('waitReady', {}, 30_000);
     if (p.frontend === 'programmatic') return { workload: server, server, agent, all };
     const port = p.frontend === 'http-connect' ? info.httpConnectPort! : info.grpcFrontendPort!;
-    const client = spawn('client', { kind: p.frontend, port, targetAddress }, all);
+    const client = spawn('client', { kind: p.frontend, port, targetAddress }, all, tag);
     await client.ready;
     return { workload: client, server, agent, all };
   } catch (err) {
     await Promise.all(all.map((r) => r.stop(500)));
     throw err;
+  }
+}
+
+/** Run `fn`, logging how long it took (with --verbose). */
+async function timed<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  const t0 = performance.now();
+  try {
+    return await fn();
+  } finally {
+    log(`${what}: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
 }
 
@@ -455,7 +468,7 @@ async function main(): Promise<void> {
   if (unknown.length) throw new Error(`unknown path ${unknown.join(', ')}; known: ${PATHS.map((p) => p.name).join(', ')}`);
   const has = (s: Scenario) => opts.scenarios.includes(s);
 
-  const target = new RoleProcess('target', {}, { profile: opts.cpuProf, profileDir: resolve('bench/results/profiles') });
+  const target = new RoleProcess('target', {}, { profile: opts.cpuProf, profileDir: PROFILE_DIR, profileName: 'target' });
   const { port: targetPort } = (await target.ready) as { port: number };
 
   const results: PathResult[] = [];
@@ -474,11 +487,11 @@ async function main(): Promise<void> {
       let t: Topology | undefined;
       try {
         log('starting', p.name);
-        t = await startPath(p, targetPort);
-        if (has('bulk')) await runBulk(t, r);
-        if (has('dial')) await runDial(t, r);
-        if (has('idle')) await runIdle(t, target, r);
-        if (has('slow')) await runSlow(t, target, r);
+        const top = (t = await timed(`${p.name} start`, () => startPath(p, targetPort)));
+        if (has('bulk')) await timed(`${p.name} bulk`, () => runBulk(top, r));
+        if (has('dial')) await timed(`${p.name} dial`, () => runDial(top, r));
+        if (has('idle')) await timed(`${p.name} idle`, () => runIdle(top, target, r));
+        if (has('slow')) await timed(`${p.name} slow`, () => runSlow(top, target, r));
       } catch (err) {
         Object.assign(r, { status: 'failed', note: (err as Error).message.split('\n')[0] });
         console.error(`[bench] ${p.name} failed:`, err);
@@ -496,8 +509,8 @@ async function main(): Promise<void> {
         }
         let t: Topology | undefined;
         try {
-          t = await startPath(p, targetPort, opts.latencyDelayMs);
-          await runLatency(t, r);
+          const top = (t = await timed(`${p.name} long-link start`, () => startPath(p, targetPort, opts.latencyDelayMs)));
+          await timed(`${p.name} long link`, () => runLatency(top, r));
         } catch (err) {
           Object.assign(r, { status: 'failed', note: (err as Error).message.split('\n')[0] });
           console.error(`[bench] ${p.name} (long link) failed:`, err);
@@ -509,7 +522,8 @@ async function main(): Promise<void> {
   } finally {
     await target.stop();
   }
-  const micro = has('micro') ? runMicro({ ms: opts.microMs, repeats: opts.quick ? 1 : 3 }) : undefined;
+  const micro = has('micro') ? await timed('micro', async () => runMicro({ ms: opts.microMs, repeats: opts.quick ? 1 : 3 })) : undefined;
+  if (opts.cpuProf) console.error(`[bench] CPU profiles in ${PROFILE_DIR}`);
 
   const meta = {
     date: new Date().toISOString(),

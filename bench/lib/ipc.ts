@@ -98,10 +98,13 @@ export class RoleProcess {
   constructor(
     readonly role: string,
     args: Record<string, unknown>,
-    options: { profile?: boolean; profileDir?: string; maxOldSpaceMb?: number } = {},
+    options: { profile?: boolean; profileDir?: string; profileName?: string } = {},
   ) {
     const execArgv = ['--import', 'tsx', '--expose-gc'];
-    if (options.profile) execArgv.push('--cpu-prof', '--cpu-prof-dir', options.profileDir ?? 'bench/results/');
+    if (options.profile) {
+      execArgv.push('--cpu-prof', '--cpu-prof-dir', options.profileDir ?? 'bench/results/profiles');
+      execArgv.push('--cpu-prof-name', `${options.profileName ?? role}.cpuprofile`);
+    }
     this.child = fork(`${ROLE_DIR}${role}.ts`, [JSON.stringify(args)], {
       execArgv,
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
