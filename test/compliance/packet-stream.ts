@@ -356,7 +356,19 @@ export function describePacketStreamCompliance(
       });
     });
 
-    // Skipped until AbstractPacketStream's iterator resumes the stream it paused when the consumer breaks (reported).
+    // ITERATOR-FIX: skipped until AbstractPacketStream's iterator resumes what it paused when the consumer breaks,
+    // and finishes when 'end' went by before it started (patch reported to the lead).
+    it.skip('an iterator started after the end finishes at once', async () => {
+      await withPair(async (a, b) => {
+        const aClosing = a.stream.close();
+        await until(() => b.events.includes('end'), "b's 'end'");
+        expect(await iterate(b.stream)).toEqual([]);
+        await b.stream.close();
+        await aClosing;
+      });
+    });
+
+    // ITERATOR-FIX (see above).
     it.skip('breaking out of async iteration leaves the stream usable', async () => {
       await withPair(async (a, b) => {
         const sent = mixedPackets(200, 6, 1024);
