@@ -271,7 +271,8 @@ describe('konnectivity-server and konnectivity-agent as processes', () => {
     expect(await server.exited).toBe(0);
     agent.child.kill('SIGTERM');
     agent.child.kill('SIGTERM');
-    expect(await agent.exited).toBe(0);
+    const code = await agent.exited;
+    expect(code, agent.output()).toBe(0);
   });
 
   it('an agent with a wrong bearer token is refused, keeps retrying and stays not ready', async () => {
