@@ -71,6 +71,25 @@ export function describePacketStreamCompliance(
   const hwm = options.highWaterMarkBytes ?? 1024 * 1024;
   const inFlight = options.inFlightBytes ?? 0;
   const maxData = options.maxDataBytes ?? 1024 * 1024;
+  /** DATA payload size for the backpressure tests: a few packets fill the high-water mark. */
+  const chunk = Math.max(1, Math.min(64 * 1024, Math.floor(hwm / 4)));
+
+  /**
+   * Write DATA until write() returns false (the peer's reader is paused); returns what was written. Fails when that
+   * never happens within a generous multiple of what the transport may hold.
+   */
+  async function fillUntilFalse(stream: PacketStream, what: string): Promise<Packet[]> {
+    const limit = 4 * (hwm + inFlight) + 64 * chunk;
+    const sent: Packet[] = [];
+    for (;;) {
+      const p = dataPacket(BigInt(sent.length), pattern(chunk, sent.length));
+      sent.push(p);
+      if (!stream.write(p)) return sent;
+      if (sent.length * chunk > limit) throw new Error(`write() never returned false on ${what} (${limit} bytes)`);
+      // Let the transport move bytes, as a real writer would between writes.
+      if (sent.length % 16 === 0) await turn();
+    }
+  }
 
   /** Run `body` with a fresh pair; always tear it down and check for leaks. A failure of the body wins. */
   async function withPair(body: (a: Recorded, b: Recorded) => Promise<void>): Promise<void> {
@@ -115,7 +134,6 @@ export function describePacketStreamCompliance(
 
     it('returns false past the high-water mark and emits drain once the reader consumes', async () => {
       await withPair(async (a, b) => {
-        const chunk = Math.max(1, Math.min(64 * 1024, Math.floor(hwm / 4)));
         const bound = hwm + inFlight + chunk;
         // A slow reader: it holds every packet for a turn of the event loop.
         b.stream.on('packet', () => {
@@ -146,19 +164,7 @@ export function describePacketStreamCompliance(
       await withPair(async (a, b) => {
         b.stream.pause();
         expect(b.stream.isPaused).toBe(true);
-        const chunk = Math.max(1, Math.min(64 * 1024, Math.floor(hwm / 4)));
-        const limit = 4 * (hwm + inFlight) + 64 * chunk;
-        const sent: Packet[] = [];
-        let bytes = 0;
-        for (;;) {
-          const p = dataPacket(BigInt(sent.length), pattern(chunk, sent.length));
-          sent.push(p);
-          bytes += chunk;
-          if (!a.stream.write(p)) break;
-          if (bytes > limit) throw new Error(`write() never returned false while the reader was paused (${bytes} bytes)`);
-          // Let the transport move bytes, as a real writer would between writes.
-          if (sent.length % 16 === 0) await turn();
-        }
+        const sent = await fillUntilFalse(a.stream, 'a stream whose reader is paused');
         // Give the transport time to deliver what it could; the paused reader must see none of it.
         for (let i = 0; i < 20; i++) await turn();
         expect(b.packets).toHaveLength(0);
@@ -256,12 +262,7 @@ export function describePacketStreamCompliance(
     it('a reset reaches a paused reader and a writer waiting for drain', async () => {
       await withPair(async (a, b) => {
         b.stream.pause();
-        const chunk = Math.max(1, Math.min(64 * 1024, Math.floor(hwm / 4)));
-        const limit = 4 * (hwm + inFlight) + 64 * chunk;
-        for (let i = 0, bytes = 0; a.stream.write(dataPacket(1n, pattern(chunk, i))); i++, bytes += chunk) {
-          if (bytes > limit) throw new Error('write() never returned false while the reader was paused');
-          if (i % 16 === 0) await turn();
-        }
+        await fillUntilFalse(a.stream, 'a stream whose reader is paused');
         const blocked = waitEvent(a.stream, 'drain', "a's 'drain'");
         blocked.catch(() => {});
         const boom = new Error('reader gone');
@@ -428,14 +429,7 @@ export function describePacketStreamCompliance(
           const r1 = accepted.find((s) => encodePacket(s.packets[0]!).equals(encodePacket(closeRequest(1n))))!;
           const r2 = accepted.find((s) => s !== r1)!;
           r1.stream.pause();
-          // Fill the paused substream until its writer is told to wait.
-          const chunk = Math.max(1, Math.min(64 * 1024, Math.floor(hwm / 4)));
-          const limit = 4 * (hwm + inFlight) + 64 * chunk;
-          for (let i = 0, bytes = 0; ; i++, bytes += chunk) {
-            if (!s1.stream.write(dataPacket(1n, pattern(chunk, i)))) break;
-            if (bytes > limit) throw new Error('write() never returned false on the paused substream');
-            if (i % 16 === 0) await turn();
-          }
+          await fillUntilFalse(s1.stream, 'the paused substream');
           // The other substream and the tunnel itself still carry data, both ways.
           const other = mixedPackets(100, 9, 64 * 1024);
           await writeAll(s2.stream, other);
