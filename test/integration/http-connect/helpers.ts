@@ -134,7 +134,7 @@ export function readUntil(socket: net.Socket, done: (data: Buffer) => boolean): 
 
 /** Connect to `port`, write `request` verbatim, and resolve with the socket once connected. */
 export async function rawClient(port: number, request: string | Buffer, host = '127.0.0.1'): Promise<net.Socket> {
-  const socket = net.connect({ host, port, allowHalfOpen: true });
+  const socket = net.connect({ host, port });
   await new Promise<void>((resolve, reject) => {
     socket.once('connect', resolve);
     socket.once('error', reject);
