@@ -67,7 +67,7 @@ function parseOptions(argv: string[]): Options {
     conns: [1, 8, 64],
     repeats: quick ? 1 : 3,
     dialMs: quick ? 400 : 1500,
-    idleConns: quick ? 1000 : 10_000,
+    idleConns: quick ? 500 : 10_000,
     slowBytes: quick ? 256 << 20 : 1 << 30,
     latencyBytes: quick ? 8 << 20 : 32 << 20,
     latencyDelayMs: 10,
