@@ -4,7 +4,7 @@
  * ESM `import`, CJS `require`, and TypeScript type resolution through the `exports` map.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, copyFileSync, writeFileSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, copyFileSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,7 +36,9 @@ beforeAll(async () => {
   consumer = join(temp, 'consumer');
   mkdirSync(pkg);
   mkdirSync(join(consumer, 'node_modules'), { recursive: true });
-  copyFileSync(join(ROOT, 'package.json'), join(pkg, 'package.json'));
+  // What package.json's "files" names, so `npm pack` sees the tree a publish would.
+  for (const file of ['package.json', 'README.md', 'CHANGELOG.md']) copyFileSync(join(ROOT, file), join(pkg, file));
+  cpSync(join(ROOT, 'proto'), join(pkg, 'proto'), { recursive: true });
   symlinkSync(join(ROOT, 'node_modules'), join(pkg, 'node_modules'), 'dir');
   symlinkSync(pkg, join(consumer, 'node_modules', NAME), 'dir');
   writeFileSync(join(consumer, 'package.json'), JSON.stringify({ name: 'consumer', private: true }));
@@ -74,6 +76,14 @@ describe('the built package', () => {
       const entry = root[condition]!;
       expect(Object.keys(entry)[0], `exports["."].${condition}: types must come first`).toBe('types');
       for (const target of Object.values(entry)) expect(existsSync(join(pkg, target)), target).toBe(true);
+    }
+  });
+
+  it('npm pack ships the builds, their types, the proto schema and the docs', async () => {
+    const { stdout } = await run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: pkg, timeout: 30_000 });
+    const files = (JSON.parse(stdout) as Array<{ files: Array<{ path: string }> }>)[0]!.files.map((f) => f.path);
+    for (const file of ['dist/index.js', 'dist/index.cjs', 'dist/index.d.ts', 'dist/index.d.cts', 'proto/konnectivity.proto', 'README.md', 'CHANGELOG.md']) {
+      expect(files, file).toContain(file);
     }
   });
 
