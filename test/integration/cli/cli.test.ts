@@ -3,7 +3,8 @@
  * end to end, /metrics counting the dial, /readyz flipping, drain on the first signal, exit on the second.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +13,7 @@ import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../h
 import { parsePrometheusText } from '../ops/prom-text.js';
 import { openProxyStream } from '../../../src/transport/grpc/index.js';
 import { dialOverStream } from '../../../src/client/index.js';
+import { connectViaHttpProxy } from '../../../src/client/http-connect.js';
 import { httpGet, startProgram, type Program } from './processes.js';
 
 const S = 'konnectivity_network_proxy_server_';
@@ -97,6 +99,20 @@ function lineReader(sock: Socket): { next(delimiter: string): Promise<string> } 
       }
     },
   };
+}
+
+/** A CA, a server certificate for 127.0.0.1/localhost and client certificates `agent` and `client`, with openssl. */
+function makeCerts(where: string): void {
+  const openssl = (args: string[]): void => void execFileSync('openssl', args, { cwd: where, stdio: 'ignore' });
+  openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '1', '-subj', '/CN=test-ca']);
+  const leaf = (name: string, ext: string): void => {
+    openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`]);
+    writeFileSync(join(where, `${name}.ext`), ext);
+    openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '1', '-extfile', `${name}.ext`]);
+  };
+  leaf('server', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+  leaf('agent', 'extendedKeyUsage=clientAuth\n');
+  leaf('client', 'extendedKeyUsage=clientAuth\n');
 }
 
 function serverFlags(extra: string[]): string[] {
@@ -212,15 +228,7 @@ describe('konnectivity-server and konnectivity-agent as processes', () => {
   });
 
   it('grpc mode on a Unix socket with an mTLS agent leg and a bearer token: a gRPC dial is carried', async () => {
-    const openssl = (args: string[]): void => void execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
-    openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '1', '-subj', '/CN=test-ca']);
-    const leaf = (name: string, ext: string): void => {
-      openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`]);
-      writeFileSync(join(dir, `${name}.ext`), ext);
-      openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '1', '-extfile', `${name}.ext`]);
-    };
-    leaf('server', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
-    leaf('agent', 'extendedKeyUsage=clientAuth\n');
+    makeCerts(dir);
     writeFileSync(join(dir, 'tokens'), 'secret-token\n');
     writeFileSync(join(dir, 'agent-token'), 'secret-token');
     const uds = join(dir, 'konnectivity-server.socket');
@@ -273,6 +281,40 @@ describe('konnectivity-server and konnectivity-agent as processes', () => {
     agent.child.kill('SIGTERM');
     const code = await agent.exited;
     expect(code, agent.output()).toBe(0);
+  });
+
+  it('http-connect mode on TCP with mTLS on both legs, as kube-apiserver connects', async () => {
+    makeCerts(dir);
+    const f = (name: string): string => join(dir, name);
+    const server = start(
+      'konnectivity-server',
+      serverFlags([
+        '--mode=http-connect',
+        `--server-cert=${f('server.crt')}`,
+        `--server-key=${f('server.key')}`,
+        `--server-ca-cert=${f('ca.crt')}`,
+        `--cluster-cert=${f('server.crt')}`,
+        `--cluster-key=${f('server.key')}`,
+        `--cluster-ca-cert=${f('ca.crt')}`,
+        '--tls-min-version=VersionTLS12',
+      ]),
+    );
+    const sp = await server.ports(['frontend-http-connect', 'agent']);
+    const agent = start('konnectivity-agent', agentFlags(sp['agent']!, [`--ca-cert=${f('ca.crt')}`, `--agent-cert=${f('agent.crt')}`, `--agent-key=${f('agent.key')}`]));
+    await agent.waitFor(/ready: a tunnel is up/);
+
+    const ca = readFileSync(f('ca.crt'));
+    const socket = await connectViaHttpProxy({
+      proxy: { host: '127.0.0.1', port: sp['frontend-http-connect']! },
+      tls: { ca, cert: readFileSync(f('client.crt')), key: readFileSync(f('client.key')), servername: 'localhost' },
+      target: `127.0.0.1:${echoPort}`,
+    });
+    socket.write('over mTLS');
+    const [chunk] = (await once(socket, 'data')) as [Buffer];
+    expect(chunk.toString()).toBe('over mTLS');
+    socket.destroy();
+    // Without a client certificate the TLS handshake is refused.
+    await expect(connectViaHttpProxy({ proxy: { host: '127.0.0.1', port: sp['frontend-http-connect']! }, tls: { ca, servername: 'localhost' }, target: `127.0.0.1:${echoPort}` })).rejects.toThrow();
   });
 
   it('an agent with a wrong bearer token is refused, keeps retrying and stays not ready', async () => {
