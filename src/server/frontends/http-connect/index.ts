@@ -18,4 +18,4 @@ export {
   NO_AGENT_BODY,
   type ErrorResponse,
 } from './responses.js';
-export { relay, type RelayOptions, type RelayResult } from './relay.js';
+export type { RelayResult } from './relay.js';
