@@ -62,19 +62,19 @@ export class PatternCheck {
   }
 }
 
+/** Attach `handlers` to `sock`; returns the function that detaches them all. */
+function listen(sock: Duplex, handlers: Record<string, (...args: any[]) => void>): () => void {
+  for (const [event, h] of Object.entries(handlers)) sock.on(event, h);
+  return () => {
+    for (const [event, h] of Object.entries(handlers)) sock.off(event, h);
+  };
+}
+
 /** Resolve on 'drain', reject if the socket closes first. */
 function drained(sock: Duplex): Promise<void> {
   return new Promise<void>((resolve, reject) => {
-    const onDrain = () => (cleanup(), resolve());
-    const onClose = () => (cleanup(), reject(new Error('connection closed while writing')));
-    const cleanup = () => {
-      sock.off('drain', onDrain);
-      sock.off('close', onClose);
-      sock.off('error', onClose);
-    };
-    sock.on('drain', onDrain);
-    sock.on('close', onClose);
-    sock.on('error', onClose);
+    const closed = () => (cleanup(), reject(new Error('connection closed while writing')));
+    const cleanup = listen(sock, { drain: () => (cleanup(), resolve()), close: closed, error: closed });
   });
 }
 
@@ -113,18 +113,8 @@ export function readBytes(sock: Duplex, n: number, tail: number, check?: Pattern
         resolve(Buffer.concat(tailBufs).subarray(0, tail));
       }
     };
-    const onEnd = () => (cleanup(), reject(new Error(`connection ended after ${got}/${n} bytes`)));
-    const onError = (err: Error) => (cleanup(), reject(err));
-    const cleanup = () => {
-      sock.off('data', onData);
-      sock.off('end', onEnd);
-      sock.off('close', onEnd);
-      sock.off('error', onError);
-    };
-    sock.on('data', onData);
-    sock.on('end', onEnd);
-    sock.on('close', onEnd);
-    sock.on('error', onError);
+    const ended = () => (cleanup(), reject(new Error(`connection ended after ${got}/${n} bytes`)));
+    const cleanup = listen(sock, { data: onData, end: ended, close: ended, error: (err: Error) => (cleanup(), reject(err)) });
     sock.resume();
   });
 }
