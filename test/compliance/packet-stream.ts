@@ -189,6 +189,7 @@ export function describePacketStreamCompliance(
         b.stream.resume();
         await until(() => b.events.includes('end'), "b's 'end'");
         expectSamePackets(b.packets, sent);
+        expect(b.packetsAtEnd).toBe(sent.length);
         await b.stream.close();
         await aClosed;
       });
@@ -207,6 +208,7 @@ export function describePacketStreamCompliance(
           await closing;
           await until(() => a.closeCount > 0 && b.closeCount > 0, "'close' on both sides");
           expectSamePackets(other.packets, sent);
+          expect(other.packetsAtEnd, "'end' comes after every packet").toBe(sent.length);
           for (const s of [a, b]) {
             expect(s.events).toEqual(['end', 'close']);
             expect(s.errors).toEqual([]);
@@ -476,15 +478,29 @@ interface Recorded {
   errors: Error[];
   closeCount: number;
   closeErr: Error | undefined;
+  /** How many packets had arrived when 'end' was emitted (-1 before). */
+  packetsAtEnd: number;
 }
 
 function record(stream: PacketStream): Recorded {
-  const r: Recorded = { stream, packets: [], dataBytes: 0, events: [], errors: [], closeCount: 0, closeErr: undefined };
+  const r: Recorded = {
+    stream,
+    packets: [],
+    dataBytes: 0,
+    events: [],
+    errors: [],
+    closeCount: 0,
+    closeErr: undefined,
+    packetsAtEnd: -1,
+  };
   stream.on('packet', (p) => {
     r.packets.push(p);
     if (p.type === PacketType.DATA) r.dataBytes += (p as DataPacket).data?.data.length ?? 0;
   });
-  stream.on('end', () => r.events.push('end'));
+  stream.on('end', () => {
+    r.events.push('end');
+    r.packetsAtEnd = r.packets.length;
+  });
   stream.on('error', (err) => {
     r.events.push('error');
     r.errors.push(err);
