@@ -1,0 +1,329 @@
+/**
+ * A gRPC server on node:http2 for the two Konnectivity services: `/AgentService/Connect` (agent leg) and
+ * `/ProxyService/Proxy` (frontend leg). Each call becomes a PacketStream; many calls may share one connection.
+ * It listens on TCP (h2c or TLS, optionally mutual TLS) or on a Unix socket.
+ */
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import http2, {
+  type Http2SecureServer,
+  type Http2Server,
+  type Http2Session,
+  type IncomingHttpHeaders,
+  type ServerHttp2Stream,
+} from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
+import type { IncomingPacketStream, Metadata, PacketStream } from '../packet-stream.js';
+import { headersFromMetadata, metadataFromRawHeaders } from './headers.js';
+import { startKeepalive } from './keepalive.js';
+import {
+  DEFAULT_KEEPALIVE_TIMEOUT_MS,
+  http2Settings,
+  intOption,
+  invalidOption,
+  maxSessionMemoryMiB,
+  resolveStreamOptions,
+  type GrpcStreamOptions,
+  type ResolvedStreamOptions,
+} from './options.js';
+import { GrpcServerPacketStream, respondTrailersOnly } from './stream.js';
+import { GrpcStatus, statusForError } from './status.js';
+
+/** The agent leg's method path (no proto package, as in the reference). */
+export const AGENT_CONNECT_PATH = '/AgentService/Connect';
+/** The frontend leg's method path. */
+export const PROXY_PATH = '/ProxyService/Proxy';
+
+/** TLS for a gRPC listener. */
+export interface GrpcServerTlsOptions {
+  /** PEM private key. */
+  key: string | Buffer;
+  /** PEM certificate chain. */
+  cert: string | Buffer;
+  /** PEM CA bundle for client certificates. When set, every client must present a certificate it signed (mTLS). */
+  ca?: string | Buffer;
+  /** Lowest TLS version accepted (default TLSv1.2, as the reference). */
+  minVersion?: 'TLSv1.2' | 'TLSv1.3';
+}
+
+/** Options of {@link createGrpcServer}. */
+export interface GrpcServerOptions extends GrpcStreamOptions {
+  /** TCP port (0 picks a free one). Ignored when `socketPath` is set. */
+  port?: number;
+  /** TCP bind address (default `127.0.0.1`). */
+  host?: string;
+  /** Listen on this Unix socket path instead of TCP. */
+  socketPath?: string;
+  /** Mode of the Unix socket file (default 0o770, like the reference's umask 0007). */
+  socketMode?: number;
+  /** Replace an existing socket file at `socketPath` (default true). */
+  deleteExistingSocket?: boolean;
+  /** Serve TLS (TCP only). */
+  tls?: GrpcServerTlsOptions;
+  /**
+   * Handles `/AgentService/Connect` calls. The handler accepts or rejects each one; a returned promise that
+   * rejects refuses the call with its error. Without it the method is UNIMPLEMENTED.
+   */
+  agent?: (incoming: IncomingPacketStream) => void | Promise<void>;
+  /** Handles `/ProxyService/Proxy` calls, each already accepted. Without it the method is UNIMPLEMENTED. */
+  frontend?: (stream: PacketStream) => void;
+  /** Ping each client connection this often, in ms (default: never; the reference's servers ping every hour). */
+  keepaliveTimeMs?: number;
+  /** Drop a connection whose ping is not answered within this many ms (default 20000). */
+  keepaliveTimeoutMs?: number;
+  /** Concurrent calls allowed per connection (default 4294967295, unlimited like grpc-go). */
+  maxConcurrentStreams?: number;
+}
+
+/** Events of a {@link GrpcServer}. */
+export interface GrpcServerEvents {
+  /** A listener or connection error that is not tied to one call (per-call errors go to the streams). */
+  error: [err: Error];
+  /** A call was refused by the transport itself (unknown method, bad content-type); for logs. */
+  refused: [info: { path: string; remoteAddress: string; status: number; message: string }];
+}
+
+/** A listening gRPC server. Create with {@link createGrpcServer}. */
+export class GrpcServer extends EventEmitter<GrpcServerEvents> {
+  private readonly sessions = new Set<Http2Session>();
+  private readonly streamOptions: ResolvedStreamOptions;
+  private closing: Promise<void> | undefined;
+  private destroyed = false;
+
+  /** @internal */
+  constructor(
+    private readonly server: Http2Server | Http2SecureServer,
+    private readonly options: GrpcServerOptions,
+  ) {
+    super();
+    this.streamOptions = resolveStreamOptions(options, options.socketPath !== undefined);
+    const keepaliveTimeMs = options.keepaliveTimeMs;
+    const keepaliveTimeoutMs = options.keepaliveTimeoutMs ?? DEFAULT_KEEPALIVE_TIMEOUT_MS;
+    server.on('session', (session: Http2Session) => {
+      this.sessions.add(session);
+      session.on('close', () => this.sessions.delete(session));
+      // A session error is reported to its streams (they close); never let it crash the process.
+      session.on('error', () => {});
+      try {
+        session.setLocalWindowSize(this.streamOptions.windowBytes);
+      } catch {
+        // The session may already be gone.
+      }
+      if (keepaliveTimeMs !== undefined) startKeepalive(session, keepaliveTimeMs, keepaliveTimeoutMs);
+    });
+    (server as Http2Server).on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: unknown) =>
+      this.onStream(stream, headers, rawHeaders as string[]),
+    );
+    server.on('error', (err) => this.emit('error', err));
+    // Unreachable in h2-only servers, but an HTTP/1 probe must not crash us.
+    server.on('unknownProtocol', (socket) => socket.destroy());
+  }
+
+  /** Where the server listens: `{ port, host }` for TCP, `{ socketPath }` for a Unix socket. */
+  get address(): { host: string; port: number; socketPath?: undefined } | { socketPath: string; host?: undefined; port?: undefined } {
+    if (this.options.socketPath !== undefined) return { socketPath: this.options.socketPath };
+    const a = this.server.address() as AddressInfo | null;
+    return { host: a?.address ?? this.options.host ?? '127.0.0.1', port: a?.port ?? 0 };
+  }
+
+  /** The TCP port (0 for a Unix socket). */
+  get port(): number {
+    return this.address.port ?? 0;
+  }
+
+  /** Open HTTP/2 connections. */
+  get connectionCount(): number {
+    return this.sessions.size;
+  }
+
+  /**
+   * Stop accepting connections, send GOAWAY on every connection so clients open no new calls, wait for the calls
+   * in progress up to `graceMs` (default 5000), then destroy what is left. Idempotent.
+   */
+  close(options: { graceMs?: number } = {}): Promise<void> {
+    if (this.closing) return this.closing;
+    const graceMs = intOption('graceMs', options.graceMs, 5000, 0, 2 ** 31 - 1);
+    this.closing = new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      for (const s of this.sessions) s.close();
+      if (this.sessions.size === 0) return;
+      const timer = setTimeout(() => {
+        for (const s of this.sessions) s.destroy();
+      }, graceMs);
+      timer.unref();
+      this.server.once('close', () => clearTimeout(timer));
+    });
+    return this.closing;
+  }
+
+  /** Close every connection and the listener at once. */
+  destroy(err?: Error): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    if (!this.closing) this.closing = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const s of this.sessions) s.destroy(err);
+  }
+
+  private onStream(h2: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[]): void {
+    h2.on('error', () => {});
+    const path = String(headers[':path'] ?? '');
+    const remoteAddress = this.remoteAddressOf(h2.session);
+    const refuse = (status: number, message: string): void => {
+      this.emit('refused', { path, remoteAddress, status, message });
+      respondTrailersOnly(h2, status, message);
+    };
+    if (headers[':method'] !== 'POST') {
+      h2.respond({ ':status': 405 }, { endStream: true });
+      return;
+    }
+    const ct = String(headers['content-type'] ?? '');
+    if (!ct.startsWith('application/grpc')) {
+      h2.respond({ ':status': 415, 'content-type': 'text/plain' }, { endStream: true });
+      return;
+    }
+    const encoding = headers['grpc-encoding'];
+    if (encoding !== undefined && encoding !== 'identity') {
+      refuse(GrpcStatus.UNIMPLEMENTED, `grpc: Decompressor is not installed for grpc-encoding "${String(encoding)}"`);
+      return;
+    }
+    if (this.closing) {
+      refuse(GrpcStatus.UNAVAILABLE, 'the server is shutting down');
+      return;
+    }
+    const metadata = metadataFromRawHeaders(rawHeaders);
+    if (path === AGENT_CONNECT_PATH && this.options.agent) {
+      this.onAgent(h2, metadata, remoteAddress, this.options.agent);
+    } else if (path === PROXY_PATH && this.options.frontend) {
+      const stream = new GrpcServerPacketStream(h2, remoteAddress, metadata, this.streamOptions);
+      stream.start({});
+      this.options.frontend(stream);
+    } else {
+      const service = path.split('/')[1] ?? '';
+      refuse(
+        GrpcStatus.UNIMPLEMENTED,
+        (path === AGENT_CONNECT_PATH || path === PROXY_PATH) ? `unknown service ${service}` : `unknown method ${path}`,
+      );
+    }
+  }
+
+  private onAgent(
+    h2: ServerHttp2Stream,
+    metadata: Metadata,
+    remoteAddress: string,
+    handler: NonNullable<GrpcServerOptions['agent']>,
+  ): void {
+    let answered = false;
+    const streamOptions = this.streamOptions;
+    const incoming: IncomingPacketStream = {
+      metadata,
+      remoteAddress,
+      peerCommonName: peerCommonName(h2.session),
+      accept(responseMetadata: Metadata): PacketStream {
+        if (answered) throw new KonnectivityError(ErrorCode.PROTOCOL, 'the call was already answered');
+        answered = true;
+        const stream = new GrpcServerPacketStream(h2, remoteAddress, metadata, streamOptions);
+        stream.start(headersFromMetadata(responseMetadata) as Record<string, string | string[]>);
+        return stream;
+      },
+      reject(err: KonnectivityError): void {
+        if (answered) return;
+        answered = true;
+        respondTrailersOnly(h2, statusForError(err), err.message);
+      },
+    };
+    let result: void | Promise<void>;
+    try {
+      result = handler(incoming);
+    } catch (err) {
+      incoming.reject(asKonnectivityError(err));
+      return;
+    }
+    if (result && typeof (result as Promise<void>).then === 'function') {
+      (result as Promise<void>).then(
+        () => {},
+        (err: unknown) => incoming.reject(asKonnectivityError(err)),
+      );
+    }
+  }
+
+  private remoteAddressOf(session: Http2Session | undefined): string {
+    if (this.options.socketPath !== undefined) return `unix:${this.options.socketPath}`;
+    const s = session?.socket;
+    if (!s?.remoteAddress) return 'unknown';
+    return s.remoteFamily === 'IPv6' ? `[${s.remoteAddress}]:${s.remotePort}` : `${s.remoteAddress}:${s.remotePort}`;
+  }
+}
+
+function asKonnectivityError(err: unknown): KonnectivityError {
+  if (err instanceof KonnectivityError) return err;
+  return new KonnectivityError(ErrorCode.REMOTE, err instanceof Error ? err.message : String(err), { cause: err });
+}
+
+function peerCommonName(session: Http2Session | undefined): string | undefined {
+  const socket = session?.socket as TLSSocket | undefined;
+  if (!socket || typeof socket.getPeerCertificate !== 'function' || !socket.authorized) return undefined;
+  const cn = socket.getPeerCertificate()?.subject?.CN;
+  return Array.isArray(cn) ? cn[0] : cn || undefined;
+}
+
+/** Create a gRPC server and start listening; resolves once it listens. */
+export async function createGrpcServer(options: GrpcServerOptions): Promise<GrpcServer> {
+  const streamOptions = resolveStreamOptions(options, options.socketPath !== undefined);
+  if (options.socketPath !== undefined && options.tls) throw invalidOption('tls is not supported on a Unix socket');
+  if (options.socketPath === undefined) intOption('port', options.port, 0, 0, 65535);
+  if (options.keepaliveTimeMs !== undefined) intOption('keepaliveTimeMs', options.keepaliveTimeMs, 0, 1, 2 ** 31 - 1);
+  intOption('keepaliveTimeoutMs', options.keepaliveTimeoutMs, 1, 1, 2 ** 31 - 1);
+  const maxConcurrentStreams = intOption('maxConcurrentStreams', options.maxConcurrentStreams, 0xffffffff, 1, 0xffffffff);
+  const settings = { ...http2Settings(streamOptions.windowBytes), maxConcurrentStreams };
+  const common = {
+    settings,
+    maxSessionMemory: maxSessionMemoryMiB(streamOptions.windowBytes),
+    // Our own memory bound is the per-stream high-water mark; node's outstanding-ping/settings limits stay default.
+  };
+  let server: Http2Server | Http2SecureServer;
+  if (options.tls) {
+    const t = options.tls;
+    server = http2.createSecureServer({
+      ...common,
+      key: t.key,
+      cert: t.cert,
+      ...(t.ca !== undefined ? { ca: t.ca, requestCert: true, rejectUnauthorized: true } : {}),
+      minVersion: t.minVersion ?? 'TLSv1.2',
+      allowHTTP1: false,
+    });
+  } else {
+    server = http2.createServer(common);
+  }
+  const grpc = new GrpcServer(server, options);
+  if (options.socketPath !== undefined) {
+    const path = options.socketPath;
+    if (options.deleteExistingSocket ?? true) removeStaleSocket(path);
+    await listen(server, { path });
+    fs.chmodSync(path, options.socketMode ?? 0o770);
+  } else {
+    await listen(server, { port: options.port ?? 0, host: options.host ?? '127.0.0.1' });
+  }
+  return grpc;
+}
+
+function listen(server: Http2Server | Http2SecureServer, where: { path: string } | { port: number; host: string }): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => reject(err);
+    server.once('error', onError);
+    server.listen(where, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+}
+
+/** Remove a socket file left by an earlier process; anything that is not a socket is left alone (listen fails). */
+function removeStaleSocket(path: string): void {
+  try {
+    if (fs.lstatSync(path).isSocket()) fs.unlinkSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+}
