@@ -20,6 +20,7 @@ import { agentFlagSpecs, parseAgentOptions, type AgentOptions } from './agent-op
 import { joinHostPort, listenOnBindAddress } from './listen.js';
 import { processIO, runProgram, tokenFileReader, type ProgramIO } from './process.js';
 import { loadClientTls } from './tls.js';
+import { yamuxConnector } from './yamux.js';
 
 const PROGRAM = 'konnectivity-agent';
 const SUMMARY =
@@ -50,14 +51,15 @@ function connectors(o: AgentOptions, log: Logger): { connector: TunnelConnector 
     ...(o.agentCert ? { servername: o.proxyServerHost } : {}),
   });
   if (!tls) log.warn('connecting without TLS: no --ca-cert given (the reference agent always uses TLS)');
-  if (o.transport !== 'grpc') throw new Error(`--transport=${o.transport} is not available in this build`);
   let keepaliveTimeMs = o.keepaliveTimeMs;
   if (keepaliveTimeMs < MIN_KEEPALIVE_MS) {
     log.warn('--keepalive-time raised to 30s: a Go server refuses more frequent pings', { requestedMs: keepaliveTimeMs });
     keepaliveTimeMs = MIN_KEEPALIVE_MS;
   }
   const make = (host: string, port: number): TunnelConnector =>
-    grpcAgentConnector({ address: joinHostPort(host, port), ...(tls ? { tls } : {}), keepaliveTimeMs });
+    o.transport === 'yamux'
+      ? yamuxConnector(host, port, tls)
+      : grpcAgentConnector({ address: joinHostPort(host, port), ...(tls ? { tls } : {}), keepaliveTimeMs });
   if (o.proxyServerAddresses.length > 0) return { connectors: o.proxyServerAddresses.map((a) => make(a.host, a.port)) };
   return { connector: make(o.proxyServerHost, o.proxyServerPort) };
 }

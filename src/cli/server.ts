@@ -21,6 +21,7 @@ import { processIO, runProgram, tokenFileVerifier, type ProgramIO } from './proc
 import type { ParsedFlags } from './flags.js';
 import { parseServerOptions, serverFlagSpecs, type ServerOptions } from './server-options.js';
 import { loadServerTls, type ServerTlsOptions } from './tls.js';
+import { listenYamuxAgents } from './yamux.js';
 
 const PROGRAM = 'konnectivity-server';
 const SUMMARY =
@@ -76,7 +77,6 @@ function logServerEvents(proxy: ProxyServer, log: Logger): void {
 
 /** Start every listener of the server. On failure, what was started is closed again and the error thrown. */
 export async function startServer(o: ServerOptions, log: Logger): Promise<RunningServer> {
-  if (o.agentTransport !== 'grpc') throw new Error(`--agent-transport=${o.agentTransport} is not available in this build`);
   const registry = new Registry();
   const verifyToken = o.agentTokenFile ? tokenFileVerifier(o.agentTokenFile) : undefined;
   const proxy = new ProxyServer({
@@ -96,6 +96,7 @@ export async function startServer(o: ServerOptions, log: Logger): Promise<Runnin
   const listening = (listener: string, address: string, port: number): void => log.info('listening', { listener, address, port });
   try {
     let frontendPort = 0;
+    let agentPort = 0;
     const frontendTls = loadServerTls({ cert: o.serverCert, key: o.serverKey, ca: o.serverCaCert, minVersion: o.tlsMinVersion as SecureVersion });
     if (!o.udsName && !frontendTls) log.warn('frontend on TCP without TLS: anyone who reaches the port can dial through the tunnels (the reference requires --server-cert/--server-key/--server-ca-cert)');
     if (o.mode === 'grpc') {
@@ -139,17 +140,28 @@ export async function startServer(o: ServerOptions, log: Logger): Promise<Runnin
 
     const agentTls = loadServerTls({ cert: o.clusterCert, key: o.clusterKey, ca: o.clusterCaCert, minVersion: o.tlsMinVersion as SecureVersion });
     if (!agentTls) log.warn('agent listener without TLS (the reference requires --cluster-cert/--cluster-key)');
-    const agentServer = await listenOnBindAddress(o.agentBindAddress, (host) =>
-      createGrpcServer({
-        host,
-        port: o.agentPort,
-        ...(agentTls ? { tls: grpcTls(agentTls, log) } : {}),
-        keepaliveTimeMs: o.keepaliveTimeMs,
-        agent: (incoming) => proxy.acceptAgent(trackedIncoming(incoming, metrics)),
-      }),
-    );
-    closers.push((graceMs) => agentServer.close({ graceMs }));
-    listening('agent', agentServer.address.host ?? '', agentServer.port);
+    const acceptAgent = (incoming: IncomingPacketStream): Promise<void> => proxy.acceptAgent(trackedIncoming(incoming, metrics));
+    if (o.agentTransport === 'yamux') {
+      const agentListener = await listenOnBindAddress(o.agentBindAddress, (host) =>
+        listenYamuxAgents({
+          host,
+          port: o.agentPort,
+          ...(agentTls ? { tls: agentTls } : {}),
+          onIncoming: acceptAgent,
+          onRefused: (err, remoteAddress) => log.v(2).info('agent tunnel refused', { remoteAddress, err: err.message }),
+        }),
+      );
+      closers.push((graceMs) => agentListener.close(graceMs));
+      listening('agent', agentListener.address, agentListener.port);
+      agentPort = agentListener.port;
+    } else {
+      const agentServer = await listenOnBindAddress(o.agentBindAddress, (host) =>
+        createGrpcServer({ host, port: o.agentPort, ...(agentTls ? { tls: grpcTls(agentTls, log) } : {}), keepaliveTimeMs: o.keepaliveTimeMs, agent: acceptAgent }),
+      );
+      closers.push((graceMs) => agentServer.close({ graceMs }));
+      listening('agent', agentServer.address.host ?? '', agentServer.port);
+      agentPort = agentServer.port;
+    }
 
     const health: OpsServer = await listenOnBindAddress(o.healthBindAddress, (host) =>
       listenOps(serverHealthHandler({ ready: () => proxy.ready, registry }), host, o.healthPort),
@@ -164,7 +176,7 @@ export async function startServer(o: ServerOptions, log: Logger): Promise<Runnin
     return {
       proxy,
       registry,
-      ports: { agent: agentServer.port, frontend: frontendPort, health: health.port, admin: admin.port },
+      ports: { agent: agentPort, frontend: frontendPort, health: health.port, admin: admin.port },
       shutdown(graceMs) {
         shuttingDown ??= runClosers(closers, graceMs).finally(() => metrics.detach());
         return shuttingDown;

@@ -317,6 +317,23 @@ describe('konnectivity-server and konnectivity-agent as processes', () => {
     await expect(connectViaHttpProxy({ proxy: { host: '127.0.0.1', port: sp['frontend-http-connect']! }, tls: { ca, servername: 'localhost' }, target: `127.0.0.1:${echoPort}` })).rejects.toThrow();
   });
 
+  it('yamux agent leg (--agent-transport=yamux / --transport=yamux) over TLS carries a CONNECT', async () => {
+    makeCerts(dir);
+    const f = (name: string): string => join(dir, name);
+    const server = start(
+      'konnectivity-server',
+      serverFlags(['--mode=http-connect', '--agent-transport=yamux', `--cluster-cert=${f('server.crt')}`, `--cluster-key=${f('server.key')}`, `--cluster-ca-cert=${f('ca.crt')}`]),
+    );
+    const sp = await server.ports(['frontend-http-connect', 'agent', 'admin']);
+    const agent = start('konnectivity-agent', agentFlags(sp['agent']!, ['--transport=yamux', `--ca-cert=${f('ca.crt')}`, `--agent-cert=${f('agent.crt')}`, `--agent-key=${f('agent.key')}`]));
+    await agent.waitFor(/ready: a tunnel is up/);
+    const ok = await connectRequest(sp['frontend-http-connect']!, `127.0.0.1:${echoPort}`, 'over yamux');
+    expect(ok.echoed).toBe('over yamux');
+    expect((await metrics(sp['admin']!)).get(`${S}dial_duration_seconds_count`)).toBe(1);
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
+  });
+
   it('an agent with a wrong bearer token is refused, keeps retrying and stays not ready', async () => {
     writeFileSync(join(dir, 'tokens'), 'secret-token\n');
     writeFileSync(join(dir, 'bad-token'), 'wrong');
