@@ -229,12 +229,16 @@ export abstract class AbstractPacketStream extends EventEmitter<PacketStreamEven
   async *[Symbol.asyncIterator](): AsyncIterator<Packet> {
     const queue: Packet[] = [];
     let wake: (() => void) | undefined;
-    let done = false;
+    let done = this.endDelivered;
     let failure: Error | undefined;
+    let pausedHere = false;
     const onPacket = (p: Packet): void => {
       queue.push(p);
       // Hold the source while the consumer is behind.
-      if (queue.length >= 64) this.pause();
+      if (queue.length >= 64 && !this.paused) {
+        pausedHere = true;
+        this.pause();
+      }
       wake?.();
     };
     const onEnd = (): void => {
@@ -255,7 +259,10 @@ export abstract class AbstractPacketStream extends EventEmitter<PacketStreamEven
       for (;;) {
         if (queue.length > 0) {
           yield queue.shift()!;
-          if (queue.length < 16 && this.paused) this.resume();
+          if (queue.length < 16 && pausedHere) {
+            pausedHere = false;
+            this.resume();
+          }
           continue;
         }
         if (done) {
@@ -270,6 +277,8 @@ export abstract class AbstractPacketStream extends EventEmitter<PacketStreamEven
       this.off('end', onEnd);
       this.off('close', onClose);
       this.off('error', noop);
+      // A consumer that breaks out must not leave the stream paused by us.
+      if (pausedHere) this.resume();
     }
   }
 
