@@ -151,3 +151,24 @@ describe('HTTP-CONNECT frontend lifecycle', () => {
 function dialer0(): FakeDialer {
   return fakeDialer();
 }
+
+describe('HTTP-CONNECT header timeout', () => {
+  it('drops a client that never finishes its header, never an open tunnel', async () => {
+    const before = snapshotResources();
+    const target = await echoServer();
+    const frontend = createHttpConnectFrontend({ server: fakeDialer(), headersTimeoutMs: 200 });
+    await frontend.listen({ port: 0, host: '127.0.0.1' });
+    const port = (frontend.address() as net.AddressInfo).port;
+    const { socket } = await rawConnect(port, `127.0.0.1:${target.port}`);
+    const slow = await rawClient(port, 'CONNECT 127.0.0.1:1 HTTP/1.1\r\nX-Slow: ');
+    slow.resume();
+    await once(slow, 'close');
+    // The tunnel opened before the slow client has outlived the check that dropped it.
+    socket.write('alive');
+    expect((await readUntil(socket, (d) => d.length >= 5)).toString()).toBe('alive');
+    socket.destroy();
+    await frontend.close();
+    await target.close();
+    await expectNoLeaks(before);
+  });
+});

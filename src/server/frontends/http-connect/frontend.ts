@@ -171,6 +171,8 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
       headersTimeout: this.options.headersTimeoutMs,
       // A CONNECT request has no body; the header timeout is the only one that applies before the tunnel.
       requestTimeout: 0,
+      // Node checks header deadlines on an interval (default 30 s); keep it in proportion to a short timeout.
+      connectionsCheckingInterval: Math.min(30_000, Math.max(50, Math.floor(this.options.headersTimeoutMs / 4))),
     };
     this.http = options.tls
       ? https.createServer({ minVersion: 'TLSv1.2', ...mtls(options.tls), ...serverOptions })
