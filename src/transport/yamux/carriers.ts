@@ -1,0 +1,129 @@
+/**
+ * Carriers for a yamux tunnel: TCP, TLS (mTLS) and WebSocket (`ws`, for proxies and load balancers that only pass
+ * HTTP). The agent side gets `connect` functions for `yamuxAgentConnector`; the server side gets a listener that
+ * turns every carrier into an IncomingPacketStream.
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import type { Duplex } from 'node:stream';
+import { WebSocket, createWebSocketStream, type ClientOptions } from 'ws';
+import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
+import type { IncomingPacketStream } from '../packet-stream.js';
+import { acceptYamuxTunnel, type YamuxTunnelOptions } from './tunnel.js';
+
+/** Opens one carrier; `signal` aborts the attempt. */
+export type CarrierConnect = (options: { signal: AbortSignal }) => Promise<Duplex>;
+
+function connectError(what: string, err: Error): KonnectivityError {
+  return new KonnectivityError(ErrorCode.TUNNEL_CLOSED, `${what}: ${err.message}`, { cause: err });
+}
+
+/** Wait for `event` on a fresh socket, failing on 'error' or abort (and destroying the socket then). */
+function whenReady<T extends Duplex>(socket: T, event: string, what: string, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const done = (): void => {
+      socket.off(event, onReady);
+      socket.off('error', onError);
+      signal.removeEventListener('abort', onAbort);
+    };
+    const onReady = (): void => {
+      done();
+      resolve(socket);
+    };
+    const onError = (err: Error): void => {
+      done();
+      socket.destroy();
+      reject(connectError(what, err));
+    };
+    const onAbort = (): void => {
+      done();
+      socket.destroy();
+      reject(signal.reason as Error);
+    };
+    if (signal.aborted) return onAbort();
+    socket.once(event, onReady);
+    socket.once('error', onError);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** Connect over plain TCP (or a Unix socket with `{ path }`). */
+export function tcpCarrier(options: net.NetConnectOpts): CarrierConnect {
+  return ({ signal }) => {
+    const socket = net.connect(options);
+    socket.setNoDelay(true);
+    return whenReady(socket, 'connect', 'yamux: TCP connect failed', signal);
+  };
+}
+
+/** Connect over TLS; give `cert`/`key` for mTLS. */
+export function tlsCarrier(options: tls.ConnectionOptions): CarrierConnect {
+  return ({ signal }) => whenReady(tls.connect(options), 'secureConnect', 'yamux: TLS connect failed', signal);
+}
+
+/** Connect over a WebSocket (`ws://` or `wss://`; `options` as for `ws`, e.g. `ca`, `headers`). */
+export function webSocketCarrier(url: string | URL, options: ClientOptions = {}): CarrierConnect {
+  return ({ signal }) =>
+    new Promise<Duplex>((resolve, reject) => {
+      const ws = new WebSocket(url, { ...options, perMessageDeflate: false });
+      const done = (): void => {
+        ws.off('open', onOpen);
+        ws.off('error', onError);
+        signal.removeEventListener('abort', onAbort);
+      };
+      const onOpen = (): void => {
+        done();
+        resolve(webSocketDuplex(ws));
+      };
+      const onError = (err: Error): void => {
+        done();
+        ws.terminate();
+        reject(connectError('yamux: WebSocket connect failed', err));
+      };
+      const onAbort = (): void => {
+        done();
+        ws.terminate();
+        reject(signal.reason as Error);
+      };
+      if (signal.aborted) return onAbort();
+      ws.once('open', onOpen);
+      ws.once('error', onError);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+}
+
+/** A byte stream over an open WebSocket (binary messages), with the peer's address for logs. */
+export function webSocketDuplex(ws: WebSocket, remoteAddress?: string): Duplex {
+  const stream = createWebSocketStream(ws);
+  const sock = (ws as unknown as { _socket?: net.Socket })._socket;
+  const addr = remoteAddress ?? (sock?.remoteAddress ? `${sock.remoteAddress}:${sock.remotePort}` : undefined);
+  if (addr) Object.defineProperty(stream, 'remoteAddress', { value: addr.replace(/:\d+$/, '') });
+  if (sock?.remotePort) Object.defineProperty(stream, 'remotePort', { value: sock.remotePort });
+  return stream;
+}
+
+export interface YamuxServerOptions extends YamuxTunnelOptions {
+  /** Every tunnel that finished its handshake, e.g. `(incoming) => void server.acceptAgent(incoming)`. */
+  onTunnel: (incoming: IncomingPacketStream) => void;
+  /** A carrier whose handshake failed (default: ignored; the carrier is closed either way). */
+  onError?: (err: Error) => void;
+  /** Serve TLS with these options (`requestCert` and `ca` for mTLS); plain TCP when absent. */
+  tls?: tls.TlsOptions;
+}
+
+/**
+ * A TCP or TLS server whose connections are yamux tunnels. Call `listen()` on it as on any net.Server; `close()`
+ * stops accepting (open tunnels live on until their owner closes them).
+ */
+export function createYamuxServer(options: YamuxServerOptions): net.Server {
+  const onCarrier = (socket: net.Socket): void => {
+    socket.setNoDelay(true);
+    serveYamuxCarrier(socket, options);
+  };
+  return options.tls ? tls.createServer(options.tls, onCarrier) : net.createServer(onCarrier);
+}
+
+/** Run the accept side of a tunnel on one carrier (e.g. a WebSocket from `webSocketDuplex`), reporting to `onTunnel`. */
+export function serveYamuxCarrier(carrier: Duplex, options: YamuxServerOptions): void {
+  acceptYamuxTunnel(carrier, options).then(options.onTunnel, (err: Error) => options.onError?.(err));
+}

@@ -1,0 +1,218 @@
+/**
+ * The PacketStream over yamux: Packets varint-delimited (protobuf's writeDelimited form) on a yamux stream.
+ *
+ * A tunnel is one yamux session on one carrier (TCP, TLS, WebSocket):
+ * - the **control stream** is the first stream, opened by the agent (the yamux client, so stream ID 1). Its first
+ *   message each way is a handshake (see handshake.ts); after it, Packets. It carries DRAIN and anything a peer
+ *   without substreams sends there.
+ * - every proxied connection gets a **substream** of its own (opened by the server, one per dial), carrying that
+ *   connection's Packets from its first byte, with yamux's per-stream window as its flow control.
+ * The control stream owns the session: closing it cleanly closes the session gracefully (Go Away, substreams
+ * finish), destroying it destroys the session; the session failing fails the control stream.
+ */
+import { decodePacket, encodePacket } from '../../protocol/codec.js';
+import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
+import { DelimitedMessageDecoder } from '../../protocol/framing.js';
+import type { Packet } from '../../protocol/packet.js';
+import {
+  AbstractPacketStream,
+  streamClosedError,
+  type Metadata,
+  type PacketStream,
+  type SubstreamProvider,
+} from '../packet-stream.js';
+import type { YamuxSession } from './session.js';
+import type { YamuxStream } from './stream.js';
+
+/** Largest Packet accepted on a yamux stream, in bytes (as gRPC's default). */
+export const DEFAULT_MAX_PACKET_BYTES = 4 * 1024 * 1024;
+
+/** Space for the longest varint prefix of a message under 2^32 bytes. */
+const PREFIX_ROOM = 5;
+
+/** Encode a packet with its varint length prefix, in one buffer (one copy). */
+export function encodeDelimitedPacket(packet: Packet): Buffer {
+  const buf = encodePacket(packet, { reserve: PREFIX_ROOM });
+  let len = buf.length - PREFIX_ROOM;
+  let size = 1;
+  for (let v = len; v > 0x7f; v = Math.floor(v / 128)) size++;
+  let pos = PREFIX_ROOM - size;
+  const start = pos;
+  while (len > 0x7f) {
+    buf[pos++] = (len & 0x7f) | 0x80;
+    len = Math.floor(len / 128);
+  }
+  buf[pos] = len;
+  return buf.subarray(start);
+}
+
+export interface YamuxPacketStreamInit {
+  remoteMetadata?: Metadata;
+  remoteAddress: string;
+  /** The decoder already used on this stream (the handshake read), and messages it returned past the handshake. */
+  decoder?: DelimitedMessageDecoder;
+  leftover?: Buffer[];
+  /** For the control stream: the session, which then lives and dies with this stream. */
+  session?: YamuxSession;
+  maxPacketBytes?: number;
+}
+
+/** A PacketStream over one yamux stream. */
+export class YamuxPacketStream extends AbstractPacketStream {
+  readonly remoteMetadata: Metadata;
+  readonly remoteAddress: string;
+  private readonly stream: YamuxStream;
+  private readonly decoder: DelimitedMessageDecoder;
+  private readonly session: YamuxSession | undefined;
+  private readonly provider: SubstreamProvider | undefined;
+  private finished = false;
+
+  constructor(stream: YamuxStream, init: YamuxPacketStreamInit) {
+    super();
+    this.stream = stream;
+    this.remoteMetadata = init.remoteMetadata ?? {};
+    this.remoteAddress = init.remoteAddress;
+    this.decoder = init.decoder ?? new DelimitedMessageDecoder({ maxMessageBytes: init.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES });
+    this.session = init.session;
+    if (init.session) {
+      this.provider = new YamuxSubstreams(init.session, init.remoteAddress, init.maxPacketBytes);
+      init.session.once('close', this.onSessionClose);
+    }
+    stream.on('error', this.onStreamError);
+    stream.on('close', this.onStreamClose);
+    stream.on('end', this.onStreamEnd);
+    stream.on('finish', this.maybeFinish);
+    stream.on('drain', this.onStreamDrain);
+    try {
+      for (const m of init.leftover ?? []) this.onMessage(m);
+    } catch (err) {
+      this.destroy(err as Error);
+      return;
+    }
+    // Attaching 'data' starts the flow (a handshake reader may have paused the stream).
+    stream.on('data', this.onStreamData);
+    stream.resume();
+  }
+
+  override get substreams(): SubstreamProvider | undefined {
+    return this.provider;
+  }
+
+  /** The yamux stream ID (1 for the control stream). */
+  get streamID(): number {
+    return this.stream.id;
+  }
+
+  protected sendPacket(packet: Packet): boolean {
+    return this.stream.write(encodeDelimitedPacket(packet));
+  }
+
+  protected endLocal(): void {
+    this.stream.end();
+  }
+
+  protected destroyTransport(err: Error | undefined): void {
+    this.finished = true;
+    // The stream sends RST unless both sides had already ended; no error event, we are its only listener.
+    this.stream.destroy();
+    const session = this.session;
+    if (!session) return;
+    session.off('close', this.onSessionClose);
+    if (err || !(this.localEnd && this.remoteEnd)) session.destroy(err);
+    else session.close().catch(() => undefined);
+  }
+
+  protected override pauseSource(): void {
+    this.stream.pause();
+  }
+
+  protected override resumeSource(): void {
+    this.stream.resume();
+    // An end that came while packets were held locally can finish now.
+    this.maybeFinish();
+  }
+
+  private onMessage(m: Buffer): void {
+    this.deliver(decodePacket(m));
+  }
+
+  private readonly onStreamData = (chunk: Buffer): void => {
+    try {
+      for (const m of this.decoder.push(chunk)) this.onMessage(m);
+    } catch (err) {
+      this.destroy(err as Error);
+    }
+  };
+
+  private readonly onStreamEnd = (): void => {
+    if (!this.decoder.idle) {
+      this.destroy(new KonnectivityError(ErrorCode.MALFORMED_PACKET, 'yamux stream ended inside a packet'));
+      return;
+    }
+    this.deliverEnd();
+    this.maybeFinish();
+  };
+
+  private readonly maybeFinish = (): void => {
+    if (this.finished || this.isPaused || !this.localEnd || !this.remoteEnd || !this.stream.writableFinished) return;
+    this.finish();
+  };
+
+  private readonly onStreamDrain = (): void => {
+    this.emitDrain();
+  };
+
+  private readonly onStreamError = (err: Error): void => {
+    if (!this.finished) this.destroy(err);
+  };
+
+  private readonly onStreamClose = (): void => {
+    if (!this.finished) this.destroy(streamClosedError('yamux stream closed'));
+  };
+
+  private readonly onSessionClose = (err: Error | undefined): void => {
+    if (!this.finished) this.destroy(err ?? new KonnectivityError(ErrorCode.TUNNEL_CLOSED, 'yamux session closed'));
+  };
+}
+
+/** Per-connection substreams of a tunnel's session. */
+class YamuxSubstreams implements SubstreamProvider {
+  constructor(
+    private readonly session: YamuxSession,
+    private readonly remoteAddress: string,
+    private readonly maxPacketBytes: number | undefined,
+  ) {}
+
+  open(): PacketStream {
+    try {
+      return this.wrap(this.session.open());
+    } catch (err) {
+      return new FailedPacketStream(this.remoteAddress, err as Error);
+    }
+  }
+
+  onStream(handler: (stream: PacketStream) => void): void {
+    this.session.onStream((s) => handler(this.wrap(s)));
+  }
+
+  private wrap(s: YamuxStream): PacketStream {
+    return new YamuxPacketStream(s, { remoteAddress: this.remoteAddress, maxPacketBytes: this.maxPacketBytes });
+  }
+}
+
+/** What open() returns when the session cannot open a stream: already failed, with the reason. */
+class FailedPacketStream extends AbstractPacketStream {
+  readonly remoteMetadata: Metadata = {};
+  constructor(
+    readonly remoteAddress: string,
+    err: Error,
+  ) {
+    super();
+    this.destroy(err);
+  }
+  protected sendPacket(): boolean {
+    return false;
+  }
+  protected endLocal(): void {}
+  protected destroyTransport(): void {}
+}
