@@ -16,6 +16,7 @@ export interface Lib {
   dialOverStream?: any;
   createYamuxServer?: any;
   yamuxAgentConnector?: any;
+  tcpCarrier?: any;
   createHttpConnectFrontend?: any;
 }
 
@@ -58,7 +59,7 @@ export function availability(lib: Lib): Record<'engine' | 'grpcLeg' | 'yamuxLeg'
   return {
     engine: engine && fn(lib.createMemoryPair),
     grpcLeg: engine && fn(lib.createGrpcServer) && fn(lib.grpcAgentConnector),
-    yamuxLeg: engine && fn(lib.createYamuxServer) && fn(lib.yamuxAgentConnector),
+    yamuxLeg: engine && fn(lib.createYamuxServer) && fn(lib.yamuxAgentConnector) && fn(lib.tcpCarrier),
     httpConnect: engine && fn(lib.createHttpConnectFrontend),
     grpcFrontend: engine && fn(lib.createGrpcServer) && fn(lib.openProxyStream) && fn(lib.dialOverStream),
   };

@@ -1,5 +1,4 @@
 /** The agent (the worker-node side): dials out to the server over the gRPC or yamux leg and dials the target. */
-import net from 'node:net';
 import { loadLib } from '../lib/engine.js';
 import { roleArgs, serveRole } from '../lib/ipc.js';
 
@@ -11,7 +10,7 @@ agent.on('error', (err: Error) => console.error('agent error:', err));
 const connector =
   args.leg === 'grpc'
     ? lib.grpcAgentConnector({ address: `127.0.0.1:${args.port}` })
-    : lib.yamuxAgentConnector({ connect: () => net.connect({ port: args.port, host: '127.0.0.1', noDelay: true }) });
+    : lib.yamuxAgentConnector({ connect: lib.tcpCarrier({ port: args.port, host: '127.0.0.1' }) });
 await agent.connect(connector);
 
 const role = serveRole({

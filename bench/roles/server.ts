@@ -64,10 +64,9 @@ if (args.leg === 'grpc' || args.frontends.includes('grpc')) {
 }
 
 if (args.leg === 'yamux') {
-  const yamux = lib.createYamuxServer({ onAgent: (incoming: unknown) => void server.acceptAgent(incoming) });
-  const tcp = net.createServer({ noDelay: true }, (sock) => yamux.handle(sock));
-  info.agentPort = await listenPort(tcp);
-  closers.push(() => tcp.close());
+  const yamux: net.Server = lib.createYamuxServer({ onTunnel: (incoming: unknown) => void server.acceptAgent(incoming) });
+  info.agentPort = await listenPort(yamux);
+  closers.push(() => yamux.close());
 }
 
 if (args.frontends.includes('http-connect')) {
