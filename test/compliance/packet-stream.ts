@@ -10,7 +10,8 @@
  *   }, { highWaterMarkBytes: 256 * 1024, inFlightBytes: 4 * 1024 * 1024 });
  *
  * `makePair` is called once per test and must give two fresh, open ends of one stream (`a.write()` reaches `b`
- * and back). `cleanup` (optional) releases whatever else the pair needed (servers, sockets); it runs after both
+ * and back). `a` is the end that opened it (a gRPC client, the agent's side), `b` the end that accepted it: a few
+ * tests are one-way because a gRPC server's close() ends the whole call, while a client's close() is a half-close. `cleanup` (optional) releases whatever else the pair needed (servers, sockets); it runs after both
  * ends are closed or destroyed. Every test checks for leaked handles and timers (test/helpers/leaks.ts) from before
  * `makePair` to after `cleanup`.
  *
@@ -174,6 +175,28 @@ export function describePacketStreamCompliance(
         expect(b.stream.isPaused).toBe(false);
         await until(() => b.packets.length === sent.length && drained, 'delivery and drain after resume');
         expectSamePackets(b.packets, sent);
+      });
+    });
+
+    it('random pause()/resume() on the reader never loses, duplicates or reorders a packet', async () => {
+      await withPair(async (a, b) => {
+        let state = 12345;
+        const coin = (): boolean => ((state = (Math.imul(state, 1103515245) + 12345) >>> 0) & 0x100) !== 0;
+        // Toggle inside delivery (re-entrant), and from immediates, the two ways an engine does it.
+        b.stream.on('packet', () => {
+          if (coin()) b.stream.pause();
+          if (coin()) setImmediate(() => b.stream.resume());
+          else if (coin()) b.stream.resume();
+        });
+        const keepAlive = setInterval(() => b.stream.resume(), 5).unref();
+        try {
+          const sent = mixedPackets(500, 11, 32 * 1024);
+          await writeAll(a.stream, sent);
+          await until(() => b.packets.length >= sent.length, 'every packet through the toggling reader');
+          expectSamePackets(b.packets, sent);
+        } finally {
+          clearInterval(keepAlive);
+        }
       });
     });
 
