@@ -107,6 +107,11 @@ function resolveClientOptions(o: GrpcClientOptions, defaultKeepaliveMs: number |
   };
 }
 
+/** Check client options without connecting; throws ERR_INVALID_OPTION. */
+export function checkGrpcClientOptions(options: GrpcClientOptions): void {
+  resolveClientOptions(options, undefined);
+}
+
 /** Events of a {@link GrpcConnection}. */
 export interface GrpcConnectionEvents {
   /** The connection is gone; `err` says why when it failed. */

@@ -1,0 +1,78 @@
+/**
+ * A frontend client for a proxy server's gRPC frontend (`/ProxyService/Proxy`), what kube-apiserver's
+ * konnectivity-client does: each dial is one Proxy call carrying one connection. Two modes, as the reference has:
+ * - reusable (default): one HTTP/2 connection, one call per dial (`CreateGRPCTunnel`, post-0.36); the connection is
+ *   opened again after it fails or the server sends GOAWAY;
+ * - single-use: a new HTTP/2 connection per dial, closed with that connection (`CreateSingleUseGrpcTunnel`).
+ */
+import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
+import { GrpcConnection, checkGrpcClientOptions, openProxyStream, type GrpcClientOptions } from '../transport/grpc/client.js';
+import type { TunnelSocket } from '../tunnel/tunnel-socket.js';
+import { dialOverStream, type DialOverStreamOptions } from './dial-over-stream.js';
+
+/** Options of {@link GrpcProxyClient}: where the server's gRPC frontend listens, and the mode. */
+export interface GrpcProxyClientOptions extends GrpcClientOptions {
+  /** A new HTTP/2 connection for every dial, as kube-apiserver's single-use tunnels (default false: one shared). */
+  singleUse?: boolean;
+}
+
+/** Dials through a proxy server's gRPC frontend. See the module comment for the two modes. */
+export class GrpcProxyClient {
+  private connection: GrpcConnection | undefined;
+  private readonly options: GrpcProxyClientOptions;
+  private readonly sockets = new Set<TunnelSocket>();
+  private closed = false;
+
+  constructor(options: GrpcProxyClientOptions) {
+    this.options = options;
+    // Validate now (a bad address or option fails here rather than at the first dial).
+    checkGrpcClientOptions(options);
+    if (!options.singleUse) this.connection = this.connect();
+  }
+
+  /**
+   * Dial `address` (`host:port`) through the server. Resolves with a net.Socket-like TunnelSocket once the agent
+   * answers; rejects with the engine's dial errors (ERR_DIAL_FAILED with the agent's text, ERR_DIAL_TIMEOUT,
+   * ERR_TUNNEL_CLOSED, ERR_ABORTED, ...).
+   */
+  async dial(address: string, options: DialOverStreamOptions = {}): Promise<TunnelSocket> {
+    if (this.closed) throw new KonnectivityError(ErrorCode.SHUTTING_DOWN, 'the client is closed');
+    let stream;
+    try {
+      stream = this.options.singleUse ? openProxyStream(this.options) : this.liveConnection().openProxyStream();
+    } catch (err) {
+      throw new KonnectivityError(ErrorCode.TUNNEL_CLOSED, `cannot open a Proxy stream: ${(err as Error).message}`, {
+        cause: err,
+        reason: 'streamsetup',
+      });
+    }
+    const socket = await dialOverStream(stream, address, options);
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+    return socket;
+  }
+
+  /** Dial no more; resolves once every open connection has closed and the HTTP/2 connection is gone. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const waits = [...this.sockets].map((s) => new Promise<void>((resolve) => s.once('close', () => resolve())));
+    await Promise.all(waits);
+    await this.connection?.close();
+  }
+
+  /** Close every connection at once. */
+  destroy(err?: Error): void {
+    this.closed = true;
+    for (const s of this.sockets) s.destroy(err);
+    this.connection?.destroy(err);
+  }
+
+  private liveConnection(): GrpcConnection {
+    if (!this.connection || this.connection.closed) this.connection = this.connect();
+    return this.connection;
+  }
+
+  private connect(): GrpcConnection {
+    return new GrpcConnection(this.options);
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * End to end over gRPC: a TS agent tunnels to a TS ProxyServer over /AgentService/Connect (h2c, mutual TLS, Unix
+ * socket), and a frontend client dials through /ProxyService/Proxy to a loopback echo server.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Agent } from '../../../src/agent/index.js';
+import { GrpcProxyClient } from '../../../src/client/grpc-client.js';
+import { ProxyServer } from '../../../src/server/index.js';
+import { createGrpcServer, grpcAgentConnector, type GrpcServer } from '../../../src/transport/grpc/index.js';
+import { echoServer, receiveAll, sendPattern } from '../../helpers/engine.js';
+import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
+import { clientTarget, serverListen, type Kind } from './helpers.js';
+
+const MiB = 1024 * 1024;
+
+async function until(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** A server with both gRPC listeners, an agent tunnelled to it over `kind`, and an echo endpoint. */
+async function startStack(kind: Kind) {
+  const proxy = new ProxyServer({ serverID: 'server-1', serverCount: 1 });
+  const agentListener = await createGrpcServer({ ...serverListen(kind), agent: (i) => proxy.acceptAgent(i) });
+  const frontendListener = await createGrpcServer({ ...serverListen(kind), frontend: (s) => proxy.acceptFrontend(s) });
+  const agent = new Agent({ agentID: 'agent-1' });
+  const tunnel = await agent.connect(grpcAgentConnector(clientTarget(agentListener, kind)));
+  await until(() => proxy.ready, 'the agent to register');
+  const echo = await echoServer();
+  const listeners: GrpcServer[] = [agentListener, frontendListener];
+  return {
+    proxy,
+    agent,
+    tunnel,
+    echo,
+    frontendTarget: clientTarget(frontendListener, kind),
+    async close() {
+      await agent.close();
+      await proxy.close({ graceMs: 1000 });
+      await Promise.all(listeners.map((l) => l.close({ graceMs: 1000 })));
+      await echo.close();
+    },
+  };
+}
+
+for (const kind of ['tcp', 'tls', 'uds'] as Kind[]) {
+  describe(`gRPC end to end over ${kind}`, () => {
+    let before: ResourceSnapshot;
+    let stack: Awaited<ReturnType<typeof startStack>>;
+    beforeEach(async () => {
+      before = snapshotResources();
+      stack = await startStack(kind);
+    });
+    afterEach(async () => {
+      await stack.close();
+      await expectNoLeaks(before, { timeoutMs: 5000 });
+    });
+
+    it('reads serverid and servercount from the response headers', () => {
+      expect(stack.tunnel.serverID).toBe('server-1');
+      expect(stack.tunnel.serverCount).toBe(1);
+    });
+
+    for (const singleUse of [false, true]) {
+      it(`round-trips 8 MiB through a ${singleUse ? 'single-use' : 'reusable'} client tunnel`, async () => {
+        const client = new GrpcProxyClient({ ...stack.frontendTarget, singleUse });
+        try {
+          const socket = await client.dial(stack.echo.address);
+          const total = 8 * MiB;
+          const [sent, received] = await Promise.all([sendPattern(socket, total), receiveAll(socket, total)]);
+          expect(received).toBe(sent);
+          socket.destroy();
+          await new Promise<void>((r) => (socket.closed ? r() : socket.once('close', () => r())));
+        } finally {
+          await client.close();
+        }
+      });
+    }
+
+    it('serves many dials on one reusable connection, concurrently and in sequence', async () => {
+      const client = new GrpcProxyClient(stack.frontendTarget);
+      try {
+        const one = async (i: number): Promise<void> => {
+          const socket = await client.dial(stack.echo.address);
+          const [sent, received] = await Promise.all([sendPattern(socket, 64 * 1024 + i), receiveAll(socket, 64 * 1024 + i)]);
+          expect(received).toBe(sent);
+          socket.destroy();
+          await new Promise<void>((r) => (socket.closed ? r() : socket.once('close', () => r())));
+        };
+        await Promise.all(Array.from({ length: 20 }, (_, i) => one(i)));
+        for (let i = 0; i < 50; i++) await one(i);
+      } finally {
+        await client.close();
+      }
+    });
+
+    it('reports the agent dial error text for a refused endpoint', async () => {
+      const client = new GrpcProxyClient(stack.frontendTarget);
+      try {
+        await expect(client.dial('127.0.0.1:1')).rejects.toMatchObject({ code: 'ERR_DIAL_FAILED' });
+      } finally {
+        await client.close();
+      }
+    });
+  });
+}
