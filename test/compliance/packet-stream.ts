@@ -318,6 +318,19 @@ export function describePacketStreamCompliance(
       });
     });
 
+    it('close() from both ends at once resolves both, with every packet delivered', async () => {
+      await withPair(async (a, b) => {
+        const toB = mixedPackets(40, 12, 16 * 1024);
+        const toA = mixedPackets(40, 13, 16 * 1024);
+        await Promise.all([writeAll(a.stream, toB), writeAll(b.stream, toA)]);
+        await Promise.all([a.stream.close(), b.stream.close()]);
+        await until(() => a.closeCount > 0 && b.closeCount > 0, "'close' on both sides");
+        expectSamePackets(b.packets, toB);
+        expectSamePackets(a.packets, toA);
+        for (const s of [a, b]) expect(s.errors).toEqual([]);
+      });
+    });
+
     it('close() and destroy() are idempotent; writes after close return false', async () => {
       await withPair(async (a, b) => {
         b.stream.on('end', () => void b.stream.close());
