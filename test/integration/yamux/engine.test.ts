@@ -1,0 +1,113 @@
+/**
+ * End to end over yamux: a TS agent connects to a TS ProxyServer through a real carrier (TCP, mTLS, WebSocket);
+ * server.dial() reaches loopback targets through the agent, each connection on its own yamux substream.
+ */
+import { once } from 'node:events';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Agent } from '../../../src/agent/index.js';
+import { ErrorCode, KonnectivityError } from '../../../src/protocol/errors.js';
+import { ProxyServer } from '../../../src/server/index.js';
+import { yamuxAgentConnector } from '../../../src/transport/yamux/index.js';
+import { echoServer, receiveAll, sendPattern, tcpServer } from '../../helpers/engine.js';
+import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
+import { CARRIERS, listenYamux, type YamuxListener } from './helpers.js';
+
+const MiB = 1024 * 1024;
+
+async function until(cond: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+for (const kind of CARRIERS) {
+  describe(`engine over yamux on ${kind}`, () => {
+    let before: ResourceSnapshot;
+    let server: ProxyServer;
+    let listener: YamuxListener;
+    let agent: Agent;
+    const cleanups: Array<() => Promise<void>> = [];
+
+    beforeEach(async () => {
+      before = snapshotResources();
+      server = new ProxyServer({ serverID: 'server-1', serverCount: 1, connectionBufferBytes: 256 * 1024 });
+      listener = await listenYamux(kind, { onTunnel: (incoming) => void server.acceptAgent(incoming) });
+      agent = new Agent({ agentID: 'agent-1', connectionBufferBytes: 256 * 1024 });
+    });
+
+    afterEach(async () => {
+      agent.destroy();
+      server.destroy();
+      for (const c of cleanups.splice(0).reverse()) await c();
+      await listener.close();
+      await expectNoLeaks(before);
+    });
+
+    it('registers the agent with the server metadata and carries a checksummed 8 MiB echo', async () => {
+      const tunnel = await agent.connect(yamuxAgentConnector({ connect: listener.connect }));
+      expect(tunnel.serverID).toBe('server-1');
+      expect(tunnel.serverCount).toBe(1);
+      await until(() => server.ready, 'the server to register the agent');
+      expect(server.agents().map((a) => a.agentID)).toEqual(['agent-1']);
+      expect(tunnel.stream.substreams).toBeDefined();
+
+      const echo = await echoServer();
+      cleanups.push(() => echo.close());
+      const socket = await server.dial(echo.address);
+      const [sent, got] = await Promise.all([sendPattern(socket, 8 * MiB), receiveAll(socket, 8 * MiB)]);
+      expect(got).toBe(sent);
+      socket.destroy();
+      await once(socket, 'close');
+    });
+
+    it('one stalled connection does not stall another on the same tunnel', async () => {
+      await agent.connect(yamuxAgentConnector({ connect: listener.connect }));
+      await until(() => server.ready, 'the server to register the agent');
+      let floodWritten = 0;
+      let stopFlood = false;
+      const flood = await tcpServer((s) => {
+        const chunk = Buffer.alloc(64 * 1024, 1);
+        const pump = (): void => {
+          while (!stopFlood && s.writable) {
+            floodWritten += chunk.length;
+            if (!s.write(chunk)) return void s.once('drain', pump);
+          }
+        };
+        pump();
+      });
+      cleanups.push(() => flood.close());
+      let served!: Promise<string>;
+      const bulk = await tcpServer((s) => (served = sendPattern(s, 16 * MiB)));
+      cleanups.push(() => bulk.close());
+
+      const a = await server.dial(flood.address);
+      a.pause();
+      await until(() => a.bytesRead > 0 && floodWritten > 2 * MiB, 'the flood to fill the buffers');
+      const b = await server.dial(bulk.address);
+      expect(await receiveAll(b, 16 * MiB)).toBe(await served);
+      // The stalled connection holds its own buffers only: the engine's limit plus one yamux window and socket buffers.
+      expect(a.bytesRead).toBeLessThan(floodWritten);
+      stopFlood = true;
+      a.destroy();
+      b.destroy();
+      await Promise.all([once(a, 'close'), once(b, 'close')]);
+    });
+
+    it('a refused agent gets the server error code through the handshake', async () => {
+      server.destroy();
+      server = new ProxyServer({
+        authenticateAgent: () => {
+          throw new KonnectivityError(ErrorCode.UNAUTHENTICATED, 'bad token');
+        },
+      });
+      await listener.close();
+      listener = await listenYamux(kind, { onTunnel: (incoming) => void server.acceptAgent(incoming) });
+      await expect(agent.connect(yamuxAgentConnector({ connect: listener.connect }))).rejects.toMatchObject({
+        code: ErrorCode.UNAUTHENTICATED,
+        message: expect.stringContaining('bad token'),
+      });
+    });
+  });
+}
