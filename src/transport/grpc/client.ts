@@ -250,6 +250,9 @@ export function grpcAgentConnector(options: GrpcClientOptions): TunnelConnector 
     const conn = new GrpcConnection(options, resolved);
     const stream = conn.openStream(AGENT_CONNECT_PATH, metadata);
     stream.once('close', () => void conn.close());
+    // Until the caller has the stream, a refusal is reported through the rejection alone.
+    const swallow = (): void => {};
+    stream.on('error', swallow);
     return new Promise<PacketStream>((resolve, reject) => {
       const onAbort = (): void => {
         const err = abortError(signal!);
@@ -261,6 +264,7 @@ export function grpcAgentConnector(options: GrpcClientOptions): TunnelConnector 
       stream.ready.then(
         () => {
           signal?.removeEventListener('abort', onAbort);
+          stream.off('error', swallow);
           resolve(stream);
         },
         (err: Error) => {
