@@ -231,6 +231,10 @@ interface PathResult {
     pushedBytes: number;
     /** Bytes the stalled connection holds between the target's socket buffer and the stalled reader. */
     heldBytes: number;
+    /** RSS growth with the stalled connection settled, before the other connection runs. */
+    serverRssDelta?: number;
+    agentRssDelta?: number;
+    /** Peak RSS growth over the whole scenario, the other connection's transfer included. */
     serverPeakRssDelta?: number;
     agentPeakRssDelta?: number;
     otherRate: number;
@@ -339,14 +343,18 @@ async function runSlow(t: Topology, target: RoleProcess, r: PathResult): Promise
     if (st.pushed >= opts.slowBytes || Date.now() - stableSince > 500 || Date.now() > deadline) break;
     await new Promise((res) => setTimeout(res, 50));
   }
+  // What the stalled connection alone costs, once it has settled (after a GC, so garbage does not count).
+  const [s1, a1] = await Promise.all([gcStats(t.server), gcStats(t.agent)]);
   const other = await t.workload.call<BulkResult>('bulk', { dir: 'down', conns: 1, bytes: opts.bulkBytes }, 300_000);
   const st = await target.call<{ pushed: number; queued: number }>('slowStatus');
-  const [s1, a1] = await Promise.all([t.server?.stats(), t.agent?.stats()]);
+  const [s2, a2] = await Promise.all([t.server?.stats(), t.agent?.stats()]);
   r.slow = {
     pushedBytes: st.pushed,
     heldBytes: st.pushed - st.queued,
-    serverPeakRssDelta: s0 && s1 ? s1.peakRss - s0.rss : undefined,
-    agentPeakRssDelta: a0 && a1 ? a1.peakRss - a0.rss : undefined,
+    serverRssDelta: s0 && s1 ? s1.rss - s0.rss : undefined,
+    agentRssDelta: a0 && a1 ? a1.rss - a0.rss : undefined,
+    serverPeakRssDelta: s0 && s2 ? s2.peakRss - s0.rss : undefined,
+    agentPeakRssDelta: a0 && a2 ? a2.peakRss - a0.rss : undefined,
     otherRate: other.rate,
     otherVerified: other.verified,
   };
@@ -423,7 +431,7 @@ function report(results: PathResult[], latency: PathResult[], micro: MicroResult
     out.push(table(rows));
   }
   if (ok.some((r) => r.slow)) {
-    const rows = [['stalled reader', 'pushed', 'held in path', 'server peak +RSS', 'agent peak +RSS', 'other conn', 'vs unstalled']];
+    const rows = [['stalled reader', 'pushed', 'held in path', 'server +RSS', 'agent +RSS', 'peak: server', 'agent', 'other conn', 'vs unstalled']];
     for (const r of ok) {
       if (!r.slow) continue;
       const s = r.slow;
@@ -432,6 +440,8 @@ function report(results: PathResult[], latency: PathResult[], micro: MicroResult
         r.label,
         mib(s.pushedBytes),
         mib(s.heldBytes),
+        mib(s.serverRssDelta),
+        mib(s.agentRssDelta),
         mib(s.serverPeakRssDelta),
         mib(s.agentPeakRssDelta),
         `${mb(s.otherRate)}${s.otherVerified ? '' : ' BAD'}`,
