@@ -3,7 +3,7 @@
  * STYLE.md (protocol <- transport <- tunnel <- server | agent | client <- cli). Imports are parsed here with a few
  * regular expressions over comment-stripped source, so the check needs no dependency and no build.
  */
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ROOT } from './helpers.js';
@@ -91,8 +91,10 @@ export function parseImports(source: string): ImportEdge[] {
 
 function listSources(dir: string): string[] {
   const out: string[] = [];
+  if (!existsSync(dir)) return out;
   for (const name of readdirSync(dir)) {
     const path = join(dir, name);
+    if (name === 'node_modules' || name === 'results') continue;
     if (statSync(path).isDirectory()) out.push(...listSources(path));
     else if (name.endsWith('.ts') && !name.endsWith('.d.ts')) out.push(path);
   }
@@ -124,16 +126,21 @@ interface Graph {
 function buildGraph(): Graph {
   const files = listSources(SRC);
   const set = new Set(files);
+  return { files, edges: edgesOf(files, set) };
+}
+
+/** file -> [resolved target, typeOnly] for every relative import of `files` that lands in `known`. */
+function edgesOf(files: readonly string[], known: ReadonlySet<string>): Map<string, Array<[string, boolean]>> {
   const edges = new Map<string, Array<[string, boolean]>>();
   for (const file of files) {
     const out: Array<[string, boolean]> = [];
     for (const edge of parseImports(readFileSync(file, 'utf8'))) {
-      const target = resolveSpecifier(file, edge.specifier, set);
+      const target = resolveSpecifier(file, edge.specifier, known);
       if (target) out.push([target, edge.typeOnly]);
     }
     edges.set(file, out);
   }
-  return { files, edges };
+  return edges;
 }
 
 /** Strongly connected components with more than one file (or a file importing itself): the cycles. */
@@ -271,6 +278,17 @@ describe('src/ architecture', () => {
         const path = rel(target);
         // src/transport/<adapter>/... and the transport barrel (which re-exports the adapters).
         if (/^src\/transport\/[^/]+\//.test(path) || path === 'src/transport/index.ts') violations.push(`${rel(file)} imports ${path}`);
+      }
+    }
+    expect(violations).toEqual([]);
+  });
+
+  it('examples and benchmarks use only the public entry point, src/index.ts', () => {
+    const users = [...listSources(join(ROOT, 'examples')), ...listSources(join(ROOT, 'bench'))];
+    const violations: string[] = [];
+    for (const [file, targets] of edgesOf(users, new Set(graph.files))) {
+      for (const [target] of targets) {
+        if (rel(target) !== 'src/index.ts') violations.push(`${rel(file)} imports ${rel(target)}`);
       }
     }
     expect(violations).toEqual([]);
