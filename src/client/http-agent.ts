@@ -40,9 +40,9 @@ export class HttpTunnelAgent extends http.Agent {
   readonly proxyOptions: HttpProxyOptions;
 
   constructor(options: TunnelAgentOptions) {
-    const { proxy, proxyTls, proxyHeaders, connectTimeoutMs, ...agentOptions } = options;
+    const [agentOptions, proxyOptions] = splitOptions(options);
     super(agentOptions);
-    this.proxyOptions = proxyOptionsOf({ proxy, proxyTls, proxyHeaders, connectTimeoutMs });
+    this.proxyOptions = proxyOptions;
   }
 
   override createConnection(options: http.ClientRequestArgs, callback?: ConnectionCallback): undefined {
@@ -59,9 +59,9 @@ export class HttpsTunnelAgent extends https.Agent {
   readonly proxyOptions: HttpProxyOptions;
 
   constructor(options: HttpsTunnelAgentOptions) {
-    const { proxy, proxyTls, proxyHeaders, connectTimeoutMs, ...agentOptions } = options;
+    const [agentOptions, proxyOptions] = splitOptions(options);
     super(agentOptions);
-    this.proxyOptions = proxyOptionsOf({ proxy, proxyTls, proxyHeaders, connectTimeoutMs });
+    this.proxyOptions = proxyOptions;
   }
 
   override createConnection(options: https.RequestOptions, callback?: ConnectionCallback): undefined {
@@ -89,18 +89,21 @@ export function createHttpsTunnelAgent(options: HttpsTunnelAgentOptions): HttpsT
   return new HttpsTunnelAgent(options);
 }
 
-function proxyOptionsOf(o: {
-  proxy: HttpProxyOptions['proxy'];
-  proxyTls: HttpProxyOptions['tls'];
-  proxyHeaders: HttpProxyOptions['headers'];
-  connectTimeoutMs: number | undefined;
-}): HttpProxyOptions {
-  return {
-    proxy: o.proxy,
-    ...(o.proxyTls === undefined ? {} : { tls: o.proxyTls }),
-    ...(o.proxyHeaders === undefined ? {} : { headers: o.proxyHeaders }),
-    ...(o.connectTimeoutMs === undefined ? {} : { timeoutMs: o.connectTimeoutMs }),
+/**
+ * Split the proxy fields from the Agent's own options, so Node does not merge them into every request's options
+ * (and from there into tls.connect).
+ */
+function splitOptions<T extends TunnelAgentOptions | HttpsTunnelAgentOptions>(
+  options: T,
+): [Omit<T, 'proxy' | 'proxyTls' | 'proxyHeaders' | 'connectTimeoutMs'>, HttpProxyOptions] {
+  const { proxy, proxyTls, proxyHeaders, connectTimeoutMs, ...agentOptions } = options;
+  const proxyOptions: HttpProxyOptions = {
+    proxy,
+    ...(proxyTls === undefined ? {} : { tls: proxyTls }),
+    ...(proxyHeaders === undefined ? {} : { headers: proxyHeaders }),
+    ...(connectTimeoutMs === undefined ? {} : { timeoutMs: connectTimeoutMs }),
   };
+  return [agentOptions, proxyOptions];
 }
 
 /** The CONNECT for one request's `host:port`, aborted with the request's signal. */

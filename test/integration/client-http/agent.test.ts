@@ -10,26 +10,11 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createHttpsTunnelAgent, createTunnelAgent } from '../../../src/client/http-agent.js';
 import { ErrorCode } from '../../../src/protocol/errors.js';
-import { createHttpConnectFrontend, type HttpConnectDialer, type HttpConnectFrontend } from '../../../src/server/frontends/http-connect/index.js';
-import { Engine } from '../../helpers/engine.js';
+import { createHttpConnectFrontend, type HttpConnectFrontend } from '../../../src/server/frontends/http-connect/index.js';
 import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
-import { fakeDialer } from '../http-connect/helpers.js';
+import { BACKENDS, type Backend } from '../http-connect/helpers.js';
 
 const fixture = (name: string): Buffer => readFileSync(new URL(`../http-connect/fixtures/${name}`, import.meta.url));
-
-interface Backend {
-  dialer: HttpConnectDialer;
-  close(): Promise<void>;
-}
-
-const BACKENDS: Record<string, () => Promise<Backend>> = {
-  fake: async () => ({ dialer: fakeDialer(), close: async () => {} }),
-  engine: async () => {
-    const engine = new Engine();
-    await engine.agent();
-    return { dialer: engine.server, close: () => engine.close() };
-  },
-};
 
 /** GET `url` and resolve with the status and body. */
 function get(url: string, options: https.RequestOptions): Promise<{ status: number; body: string }> {

@@ -6,29 +6,10 @@
 import { once } from 'node:events';
 import type { AddressInfo, Socket } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createHttpConnectFrontend, type HttpConnectDialer, type HttpConnectFrontend } from '../../../src/server/frontends/http-connect/index.js';
-import { Engine, receiveAll, sendPattern } from '../../helpers/engine.js';
+import { createHttpConnectFrontend, type HttpConnectFrontend } from '../../../src/server/frontends/http-connect/index.js';
+import { receiveAll, sendPattern } from '../../helpers/engine.js';
 import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
-import { echoServer, fakeDialer, listenTcp, rawConnect, readUntil, type TestServer } from './helpers.js';
-
-interface Backend {
-  dialer: HttpConnectDialer;
-  close(): Promise<void>;
-}
-
-const BACKENDS: Record<string, () => Promise<Backend>> = {
-  fake: async () => ({ dialer: fakeDialer(), close: async () => {} }),
-  engine: async () => {
-    const engine = new Engine();
-    await engine.agent();
-    return { dialer: engine.server, close: () => engine.close() };
-  },
-  'engine (substreams)': async () => {
-    const engine = new Engine({ substreams: true });
-    await engine.agent();
-    return { dialer: engine.server, close: () => engine.close() };
-  },
-};
+import { BACKENDS, echoServer, fakeDialer, listenTcp, rawConnect, readUntil, type Backend, type TestServer } from './helpers.js';
 
 const MiB = 1024 * 1024;
 

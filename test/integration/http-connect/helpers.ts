@@ -7,6 +7,7 @@ import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ErrorCode, KonnectivityError } from '../../../src/protocol/errors.js';
 import type { HttpConnectDialer } from '../../../src/server/frontends/http-connect/index.js';
+import { Engine } from '../../helpers/engine.js';
 
 /** Hosts the fake dialer answers with an engine error instead of dialing. */
 export const FAKE_ERRORS: Readonly<Record<string, () => KonnectivityError>> = {
@@ -187,3 +188,25 @@ export function pattern(size: number, seed = 'seed'): Buffer {
 export function sha256(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
 }
+
+/** What the frontend dials through in a test, and how to shut it down. */
+export interface Backend {
+  dialer: HttpConnectDialer;
+  close(): Promise<void>;
+}
+
+async function engineBackend(substreams: boolean): Promise<Backend> {
+  const engine = new Engine({ substreams });
+  await engine.agent();
+  return { dialer: engine.server, close: () => engine.close() };
+}
+
+/**
+ * The dialers the same tests run over: the fake (TCP straight to the target) and the real engine (ProxyServer and
+ * Agent on an in-memory pair), with and without per-connection substreams.
+ */
+export const BACKENDS: Readonly<Record<string, () => Promise<Backend>>> = {
+  fake: async () => ({ dialer: fakeDialer(), close: async () => {} }),
+  engine: () => engineBackend(false),
+  'engine (substreams)': () => engineBackend(true),
+};

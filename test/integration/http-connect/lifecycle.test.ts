@@ -39,6 +39,17 @@ async function listenTcp(): Promise<number> {
   return (frontend.address() as net.AddressInfo).port;
 }
 
+/** One open tunnel and one dial that never completes; `closed` resolves once both clients have closed. */
+async function openTunnelAndPendingDial(port: number): Promise<{ closed: Promise<unknown> }> {
+  const { socket } = await rawConnect(port, `127.0.0.1:${target.port}`);
+  const pending = await rawClient(port, 'CONNECT hang.test:80 HTTP/1.1\r\n\r\n');
+  while (frontend.pendingDials === 0) await new Promise((r) => setImmediate(r));
+  const closed = Promise.all([once(socket, 'close'), once(pending, 'close')]);
+  socket.resume();
+  pending.resume();
+  return { closed };
+}
+
 function connectError(port: number): Promise<NodeJS.ErrnoException> {
   return new Promise((resolve, reject) => {
     const s = net.connect(port, '127.0.0.1');
@@ -69,29 +80,17 @@ describe('HTTP-CONNECT frontend lifecycle', () => {
   });
 
   it('close() destroys what is left when the grace period ends', async () => {
-    const port = await listenTcp();
-    const { socket } = await rawConnect(port, `127.0.0.1:${target.port}`);
-    const pending = await rawClient(port, 'CONNECT hang.test:80 HTTP/1.1\r\n\r\n');
-    while (frontend.pendingDials === 0) await new Promise((r) => setImmediate(r));
-    const clientClosed = Promise.all([once(socket, 'close'), once(pending, 'close')]);
-    socket.resume();
-    pending.resume();
+    const clients = await openTunnelAndPendingDial(await listenTcp());
     await frontend.close({ graceMs: 20 });
-    await clientClosed;
+    await clients.closed;
     expect(dialer.aborted).toBe(1);
   });
 
   it('destroy() closes open tunnels and aborts pending dials at once', async () => {
-    const port = await listenTcp();
-    const { socket } = await rawConnect(port, `127.0.0.1:${target.port}`);
-    const pending = await rawClient(port, 'CONNECT hang.test:80 HTTP/1.1\r\n\r\n');
-    while (frontend.pendingDials === 0) await new Promise((r) => setImmediate(r));
-    const clientClosed = Promise.all([once(socket, 'close'), once(pending, 'close')]);
-    socket.resume();
-    pending.resume();
+    const clients = await openTunnelAndPendingDial(await listenTcp());
     frontend.destroy();
     frontend.destroy(); // idempotent
-    await clientClosed;
+    await clients.closed;
     expect(dialer.aborted).toBe(1);
     expect(dialer.sockets.every((s) => s.destroyed)).toBe(true);
   });
