@@ -3,14 +3,15 @@
  * Agent (no agent, the agent's Go-style dial error, the agent stream dying mid-dial, the server's dial timeout),
  * and a client that leaves mid-dial.
  */
-import type { AddressInfo } from 'node:net';
+import { once } from 'node:events';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ProxyServerOptions } from '../../../src/server/index.js';
 import { createHttpConnectFrontend, type HttpConnectFrontend } from '../../../src/server/frontends/http-connect/index.js';
 import { Engine } from '../../helpers/engine.js';
 import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
-import { rawClient, rawExchange, readUntil } from './helpers.js';
+import { echoServer, listenTcp, rawClient, rawConnect, rawExchange, readUntil } from './helpers.js';
 
 const TEXT_UTF8 = 'Content-Type: text/plain; charset=utf-8';
 
@@ -103,5 +104,59 @@ describe('HTTP-CONNECT over the engine', () => {
     expect((await failed).statusCode).toBeUndefined();
     expect(engine.server.stats.pendingDials).toBe(0);
     expect(frontend.activeTunnels).toBe(0);
+  });
+
+  it('forwards bytes pipelined with the CONNECT header through the agent', async () => {
+    await start();
+    await engine.agent();
+    const target = await echoServer();
+    engine.defer(() => target.close());
+    const socket = await rawClient(port, `CONNECT 127.0.0.1:${target.port} HTTP/1.1\r\n\r\nfirst bytes`);
+    const expected = 'HTTP/1.1 200 Connection Established\r\n\r\nfirst bytes';
+    const got = await readUntil(socket, (d) => d.length >= expected.length);
+    expect(got.toString()).toBe(expected);
+    socket.destroy();
+  });
+
+  it('client EOF closes the endpoint connection; the endpoint closing closes the client', async () => {
+    await start();
+    await engine.agent();
+    const endpoints: Socket[] = [];
+    const target = await listenTcp((s) => endpoints.push(s));
+    engine.defer(() => target.close());
+
+    // Client EOF: CLOSE_REQ to the agent, which closes the endpoint socket.
+    const first = await rawConnect(port, `127.0.0.1:${target.port}`);
+    await until(() => endpoints.length === 1);
+    const endpointEnded = once(endpoints[0]!, 'end');
+    first.socket.end();
+    first.socket.resume();
+    await endpointEnded;
+    await once(first.socket, 'close');
+
+    // Endpoint close: CLOSE_RSP from the agent, and the frontend closes the client.
+    const second = await rawConnect(port, `127.0.0.1:${target.port}`);
+    await until(() => endpoints.length === 2);
+    endpoints[1]!.end('bye');
+    const rest = await readUntil(second.socket, () => false);
+    expect(Buffer.concat([second.rest, rest]).toString()).toBe('bye');
+    if (!second.socket.closed) await once(second.socket, 'close');
+  });
+
+  it('serves 100 concurrent CONNECTs', async () => {
+    await start();
+    await engine.agent();
+    const target = await echoServer();
+    engine.defer(() => target.close());
+    await Promise.all(
+      Array.from({ length: 100 }, async (_, i) => {
+        const { socket } = await rawConnect(port, `127.0.0.1:${target.port}`);
+        socket.write(`conn ${i}`);
+        expect((await readUntil(socket, (d) => d.length >= `conn ${i}`.length)).toString()).toBe(`conn ${i}`);
+        socket.end();
+        socket.resume();
+        if (!socket.closed) await once(socket, 'close');
+      }),
+    );
   });
 });
