@@ -1,12 +1,11 @@
+/** The yamux transport: our own yamux (hashicorp/yamux wire format) and the tunnel over it. */
 export { YamuxSession } from './session.js';
 export type { YamuxSessionInit, YamuxSessionEventMap } from './session.js';
 export { YamuxStream } from './stream.js';
-export { YAMUX_DEFAULTS, INITIAL_WINDOW_BYTES, resolveYamuxOptions } from './config.js';
+export { YAMUX_DEFAULTS, INITIAL_WINDOW_BYTES as YAMUX_INITIAL_WINDOW_BYTES, resolveYamuxOptions } from './config.js';
 export type { YamuxSessionOptions } from './config.js';
-export { FrameDecoder, FrameType, Flag, GoAwayCode, HEADER_BYTES, encodeFrame, encodeHeader, decodeHeader } from './frame.js';
-export type { Frame, FrameHeader, FrameDecoderOptions } from './frame.js';
-export { YamuxPacketStream, encodeDelimitedPacket, DEFAULT_MAX_PACKET_BYTES } from './packet-stream.js';
-export { acceptYamuxTunnel, yamuxAgentConnector, carrierAddress, HANDSHAKE_VERSION } from './tunnel.js';
+export { YamuxPacketStream } from './packet-stream.js';
+export { acceptYamuxTunnel, yamuxAgentConnector, HANDSHAKE_VERSION as YAMUX_HANDSHAKE_VERSION } from './tunnel.js';
 export type { YamuxTunnelOptions, YamuxAgentConnectorOptions } from './tunnel.js';
 export { tcpCarrier, tlsCarrier, webSocketCarrier, webSocketDuplex, createYamuxServer, serveYamuxCarrier } from './carriers.js';
 export type { CarrierConnect, YamuxServerOptions } from './carriers.js';

@@ -16,7 +16,7 @@ import { createInterface } from 'node:readline';
 import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { INITIAL_WINDOW_BYTES, YamuxSession } from '../../../src/transport/yamux/index.js';
+import { YAMUX_INITIAL_WINDOW_BYTES as INITIAL_WINDOW_BYTES, YamuxSession } from '../../../src/transport/yamux/index.js';
 import { expectNoLeaks, snapshotResources } from '../../helpers/leaks.js';
 
 const GOPATH = '/usr/share/gocode';
