@@ -66,10 +66,17 @@ describe('the built package', () => {
       main: string;
       module?: string;
       types: string;
+      bin?: string | Record<string, string>;
       exports: Record<string, unknown>;
     };
     for (const field of [manifest.main, manifest.module, manifest.types]) {
       if (field) expect(existsSync(join(pkg, field)), field).toBe(true);
+    }
+    // Command-line entry points, when the package declares them, must be built and start with a shebang.
+    const bins = typeof manifest.bin === 'string' ? [manifest.bin] : Object.values(manifest.bin ?? {});
+    for (const bin of bins) {
+      expect(existsSync(join(pkg, bin)), `bin ${bin}`).toBe(true);
+      expect(readFileSync(join(pkg, bin), 'utf8').startsWith('#!'), `bin ${bin} starts with #!`).toBe(true);
     }
     const root = manifest.exports['.'] as Record<string, Record<string, string>>;
     for (const condition of ['import', 'require'] as const) {
