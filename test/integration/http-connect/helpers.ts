@@ -7,6 +7,10 @@ import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ErrorCode, KonnectivityError } from '../../../src/protocol/errors.js';
 import type { HttpConnectDialer } from '../../../src/server/frontends/http-connect/index.js';
+import { Agent } from '../../../src/agent/index.js';
+import { ProxyServer } from '../../../src/server/index.js';
+import { createGrpcServer, grpcAgentConnector } from '../../../src/transport/grpc/index.js';
+import { createYamuxServer, tcpCarrier, yamuxAgentConnector } from '../../../src/transport/yamux/index.js';
 import { Engine } from '../../helpers/engine.js';
 
 /** Hosts the fake dialer answers with an engine error instead of dialing. */
@@ -201,12 +205,48 @@ async function engineBackend(substreams: boolean): Promise<Backend> {
   return { dialer: engine.server, close: () => engine.close() };
 }
 
+/** A ProxyServer whose agent comes in over gRPC on loopback TCP (the reference's agent transport). */
+async function grpcBackend(): Promise<Backend> {
+  const server = new ProxyServer();
+  const listener = await createGrpcServer({ port: 0, agent: (incoming) => void server.acceptAgent(incoming) });
+  const agent = new Agent({ agentID: 'grpc-agent' });
+  await agent.connect(grpcAgentConnector({ address: `127.0.0.1:${listener.port}` }));
+  return {
+    dialer: server,
+    close: async () => {
+      agent.destroy();
+      server.destroy();
+      await listener.close({ graceMs: 0 });
+    },
+  };
+}
+
+/** A ProxyServer whose agent comes in over yamux on loopback TCP (one yamux stream per connection). */
+async function yamuxBackend(): Promise<Backend> {
+  const server = new ProxyServer();
+  const listener = createYamuxServer({ onTunnel: (incoming) => void server.acceptAgent(incoming) });
+  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+  const agent = new Agent({ agentID: 'yamux-agent' });
+  const port = (listener.address() as net.AddressInfo).port;
+  await agent.connect(yamuxAgentConnector({ connect: tcpCarrier({ host: '127.0.0.1', port }) }));
+  return {
+    dialer: server,
+    close: async () => {
+      agent.destroy();
+      server.destroy();
+      await new Promise<void>((resolve) => listener.close(() => resolve()));
+    },
+  };
+}
+
 /**
  * The dialers the same tests run over: the fake (TCP straight to the target) and the real engine (ProxyServer and
- * Agent on an in-memory pair), with and without per-connection substreams.
+ * Agent on an in-memory pair, with and without per-connection substreams; over gRPC; over yamux).
  */
 export const BACKENDS: Readonly<Record<string, () => Promise<Backend>>> = {
   fake: async () => ({ dialer: fakeDialer(), close: async () => {} }),
   engine: () => engineBackend(false),
   'engine (substreams)': () => engineBackend(true),
+  'engine over gRPC': grpcBackend,
+  'engine over yamux': yamuxBackend,
 };
