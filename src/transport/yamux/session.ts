@@ -80,7 +80,7 @@ export class YamuxSession extends EventEmitter<YamuxSessionEventMap> implements 
     socket.on('close', this.onSocketClose);
     if (this.options.keepAliveIntervalMs > 0) {
       this.keepAliveTimer = setInterval(() => {
-        if (this.pings.size === 0) this.ping().catch(() => undefined);
+        if (this.pings.size === 0 && !this.closing) this.ping().catch(() => undefined);
       }, this.options.keepAliveIntervalMs);
       this.keepAliveTimer.unref();
     }
@@ -160,7 +160,9 @@ export class YamuxSession extends EventEmitter<YamuxSessionEventMap> implements 
 
   /** Send a ping and resolve with the round-trip time in ms; fails the session after `pingTimeoutMs`. */
   ping(): Promise<number> {
-    if (this.done) return Promise.reject(this.error ?? new KonnectivityError(ErrorCode.SHUTTING_DOWN, 'yamux: session is closed'));
+    if (this.done || this.socket.writableEnded) {
+      return Promise.reject(this.error ?? new KonnectivityError(ErrorCode.SHUTTING_DOWN, 'yamux: session is closed'));
+    }
     const id = this.nextPingID;
     this.nextPingID = (this.nextPingID + 1) >>> 0;
     return new Promise<number>((resolve, reject) => {
@@ -255,7 +257,8 @@ export class YamuxSession extends EventEmitter<YamuxSessionEventMap> implements 
   // ---- writing --------------------------------------------------------------------------------------------------
 
   private writeFrame(type: number, flags: number, streamID: number, length: number): void {
-    if (this.done) return;
+    // After a graceful close ended the carrier, nothing more may go out (a late ping answer, say).
+    if (this.done || this.socket.writableEnded) return;
     this.socket.write(encodeHeader({ type, flags, streamID, length }));
   }
 
@@ -372,8 +375,15 @@ export class YamuxSession extends EventEmitter<YamuxSessionEventMap> implements 
       this.protocolFailure(protocolError(`stream ${id} exceeded its receive window`));
       return;
     }
-    if (f.flags & Flag.RST) s.onReset();
-    else if (f.flags & Flag.FIN) s.onFin();
+    if (f.flags & Flag.RST) {
+      const i = this.backlog.indexOf(s);
+      if (i < 0) s.onReset();
+      else {
+        // Nobody holds a stream that was never accepted: drop it quietly.
+        this.backlog.splice(i, 1);
+        s.abort(undefined);
+      }
+    } else if (f.flags & Flag.FIN) s.onFin();
   }
 
   /** A SYN arrived: register the stream, or refuse it. Returns false when the session failed. */
