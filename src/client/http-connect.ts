@@ -126,8 +126,8 @@ export function httpConnectError(statusCode: number, statusText: string, body: s
  * Open a tunnel through an HTTP-CONNECT proxy. Resolves with the raw socket (a `tls.TLSSocket` when `tls` is set)
  * once the proxy answered 200; any bytes that came with the answer are put back to be read first. Rejects with a
  * KonnectivityError: an {@link HttpConnectError} for a non-200 answer, ERR_DIAL_TIMEOUT, ERR_ABORTED,
- * ERR_TUNNEL_CLOSED (the proxy could not be reached or closed before answering), ERR_PROTOCOL (not HTTP),
- * ERR_INVALID_OPTION.
+ * ERR_TUNNEL_CLOSED (the proxy could not be reached or closed before answering), ERR_UNAUTHENTICATED (a TLS alert
+ * refusing our client certificate), ERR_PROTOCOL (not HTTP), ERR_INVALID_OPTION.
  */
 export function connectViaHttpProxy(options: ConnectViaHttpProxyOptions): Promise<net.Socket | tls.TLSSocket> {
   let request: string;
@@ -168,8 +168,12 @@ export function connectViaHttpProxy(options: ConnectViaHttpProxyOptions): Promis
       timeoutMs,
     );
     timer.unref();
-    const onError = (err: Error): void =>
-      fail(new KonnectivityError(ErrorCode.TUNNEL_CLOSED, `HTTP-CONNECT proxy at ${where}: ${err.message}`, { cause: err, reason: 'unknown' }));
+    const onError = (err: NodeJS.ErrnoException): void => {
+      // A TLS alert about our certificate: the proxy refused our credentials.
+      const refused = /ALERT_(CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_UNKNOWN|ACCESS_DENIED)/.test(err.code ?? '');
+      const code = refused ? ErrorCode.UNAUTHENTICATED : ErrorCode.TUNNEL_CLOSED;
+      fail(new KonnectivityError(code, `HTTP-CONNECT proxy at ${where}: ${err.message}`, { cause: err, reason: 'unknown' }));
+    };
     // The answer is complete once the proxy closes (our servers delimit error bodies that way) or sent Content-Length.
     const onEnd = (): void => {
       if (head) return failWith(head);
