@@ -97,6 +97,8 @@ export class MemoryPacketStream extends AbstractPacketStream {
   private peerEnded = false;
   /** Set once finish() or destroy() ran: nothing more to do. */
   private torn = false;
+  /** @internal Held: received packets and the end wait (a substream not yet handed to onStream). */
+  held = false;
 
   constructor(
     private readonly hwm: number,
@@ -160,10 +162,7 @@ export class MemoryPacketStream extends AbstractPacketStream {
     });
   }
 
-  /** Held: received packets and the end wait (a substream not yet handed to onStream). */
-  held = false;
-
-  /** Start delivering what a held stream received (after the handler attached its listeners). */
+  /** @internal Start delivering what a held stream received (after the handler attached its listeners). */
   release(): void {
     if (!this.held) return;
     this.held = false;
