@@ -1,0 +1,103 @@
+/** The tunnel core's accounting, over an in-memory pair: credit bounds, ordering of the finishing packet, legacy pause. */
+import { describe, expect, it } from 'vitest';
+import { once } from 'node:events';
+import {
+  PacketType,
+  Tunnel,
+  closeRequest,
+  createMemoryPair,
+  type Packet,
+  type TunnelConnection,
+} from '../../../src/index.js';
+
+const KiB = 1024;
+const turn = () => new Promise((r) => setImmediate(r));
+async function settle(n = 20): Promise<void> {
+  for (let i = 0; i < n; i++) await turn();
+}
+
+function pair(windowBytes: number | undefined, bufferBytes = 64 * KiB) {
+  const [a, b] = createMemoryPair({ encode: true });
+  const seenB: Packet[] = [];
+  const ta = new Tunnel(a, { windowBytes, bufferBytes, onPacket: () => {} });
+  const tb = new Tunnel(b, { windowBytes, bufferBytes, onPacket: (p) => seenB.push(p) });
+  return { a, b, ta, tb, seenB };
+}
+
+describe('Tunnel credit regime', () => {
+  it('a sender never has more than the window unacknowledged; consumption returns credit', async () => {
+    const { ta, tb, a, b } = pair(64 * KiB);
+    const held: number[] = [];
+    const receiver: TunnelConnection = tb.open(1n, { onData: (d) => held.push(d.length), onWritable() {} });
+    let writable = 0;
+    const sender = ta.open(1n, { onData() {}, onWritable: () => writable++ });
+    expect(sender.sendData(Buffer.alloc(200 * KiB))).toBe(false);
+    await settle();
+    expect(receiver.bytesReceived).toBe(64 * KiB);
+    expect(sender.bytesSent).toBe(64 * KiB);
+    // Consuming a quarter of the window returns it as one WINDOW_UPDATE.
+    receiver.consumed(held.splice(0).reduce((x, y) => x + y, 0));
+    await settle();
+    expect(receiver.bytesReceived).toBe(128 * KiB);
+    receiver.consumed(held.splice(0).reduce((x, y) => x + y, 0));
+    await settle();
+    receiver.consumed(held.splice(0).reduce((x, y) => x + y, 0));
+    await settle();
+    expect(receiver.bytesReceived).toBe(200 * KiB);
+    expect(writable).toBe(1);
+    a.destroy();
+    b.destroy();
+  });
+
+  it('the finishing packet goes after queued data when graceful, at once otherwise', async () => {
+    const { ta, tb, seenB, a, b } = pair(32 * KiB);
+    const receiver = tb.open(1n, { onData() {}, onWritable() {} });
+    const sender = ta.open(1n, { onData() {}, onWritable() {} });
+    sender.sendData(Buffer.alloc(64 * KiB));
+    let finished = false;
+    sender.finish(closeRequest(1n), true, () => (finished = true));
+    await settle();
+    expect(finished).toBe(false); // waits behind data that waits for credit
+    expect(seenB).toEqual([]);
+    receiver.consumed(32 * KiB);
+    await settle();
+    expect(finished).toBe(true);
+    expect(seenB.map((p) => p.type)).toEqual([PacketType.CLOSE_REQ]);
+    expect(receiver.bytesReceived).toBe(64 * KiB);
+
+    const s2 = ta.open(2n, { onData() {}, onWritable() {} });
+    tb.open(2n, { onData() {}, onWritable() {} });
+    s2.sendData(Buffer.alloc(64 * KiB));
+    s2.finish(closeRequest(2n), false);
+    await settle();
+    expect(seenB.filter((p) => p.type === PacketType.CLOSE_REQ)).toHaveLength(2);
+    a.destroy();
+    b.destroy();
+  });
+});
+
+describe('Tunnel legacy regime', () => {
+  it('pauses the stream while a connection holds more than its buffer, resumes at half', async () => {
+    const { ta, tb, a, b } = pair(undefined, 64 * KiB);
+    let got = 0;
+    const receiver = tb.open(1n, { onData: (d) => (got += d.length), onWritable() {} });
+    const sender = ta.open(1n, { onData() {}, onWritable() {} });
+    sender.sendData(Buffer.alloc(256 * KiB));
+    await settle();
+    expect(b.isPaused).toBe(true);
+    expect(got).toBeGreaterThan(64 * KiB);
+    expect(got).toBeLessThan(256 * KiB);
+    // Each time the owner catches up, delivery resumes, and pauses again past the limit.
+    let consumed = 0;
+    for (let i = 0; i < 20 && got < 256 * KiB; i++) {
+      receiver.consumed(got - consumed);
+      consumed = got;
+      await settle();
+      expect(got - consumed).toBeLessThanOrEqual(64 * KiB + 32 * KiB);
+    }
+    expect(got).toBe(256 * KiB);
+    a.destroy();
+    b.destroy();
+    await once(b, 'close');
+  });
+});
