@@ -131,56 +131,72 @@ const PATHS: PathDef[] = [
 
 /** The processes of one path: `workload` runs the client side of every scenario. */
 interface Topology {
+  path: PathDef;
+  tag: string;
   workload: RoleProcess;
   server: RoleProcess | undefined;
   agent: RoleProcess | undefined;
+  /** The server's listening ports. */
+  info: { agentPort?: number; httpConnectPort?: number; grpcFrontendPort?: number };
   all: RoleProcess[];
 }
 
 let opts: Options;
 const log = (...a: unknown[]) => opts.verbose && console.error('[bench]', ...a);
-
 const PROFILE_DIR = resolve('bench/results/profiles');
 
-function spawn(role: string, args: Record<string, unknown>, all: RoleProcess[], tag: string): RoleProcess {
-  const p = new RoleProcess(role, args, { profile: opts.cpuProf, profileDir: PROFILE_DIR, profileName: `${tag}-${role}` });
-  all.push(p);
+function spawn(role: string, args: Record<string, unknown>, t: { all: RoleProcess[]; tag: string }): RoleProcess {
+  const p = new RoleProcess(role, args, { profile: opts.cpuProf, profileDir: PROFILE_DIR, profileName: `${t.tag}-${role}` });
+  t.all.push(p);
   return p;
 }
 
-async function startPath(p: PathDef, targetPort: number, relayDelayMs?: number): Promise<Topology> {
-  const all: RoleProcess[] = [];
-  const tag = relayDelayMs === undefined ? p.name : `${p.name}-longlink`;
+async function startPath(p: PathDef, targetPort: number): Promise<Topology> {
+  const tag = { all: [] as RoleProcess[], tag: p.name };
   const targetAddress = `127.0.0.1:${targetPort}`;
   try {
-    const relayTo = async (port: number) => {
-      if (relayDelayMs === undefined) return port;
-      const relay = spawn('relay', { upstreamPort: port, delayMs: relayDelayMs }, all, tag);
-      return ((await relay.ready) as { port: number }).port;
-    };
     if (p.frontend === 'raw') {
-      const client = spawn('client', { kind: 'raw', port: await relayTo(targetPort), targetAddress }, all, tag);
+      const client = spawn('client', { kind: 'raw', port: targetPort, targetAddress }, tag);
       await client.ready;
-      return { workload: client, server: undefined, agent: undefined, all };
+      return { ...tag, path: p, workload: client, server: undefined, agent: undefined, info: {} };
     }
     const frontends = p.frontend === 'programmatic' ? [] : [p.frontend];
-    const server = spawn('server', { leg: p.leg, frontends, targetAddress }, all, tag);
-    const info = (await server.ready) as { agentPort?: number; httpConnectPort?: number; grpcFrontendPort?: number };
+    const server = spawn('server', { leg: p.leg, frontends, targetAddress }, tag);
+    const info = (await server.ready) as Topology['info'];
     let agent: RoleProcess | undefined;
     if (p.leg !== 'memory') {
-      agent = spawn('agent', { leg: p.leg, port: await relayTo(info.agentPort!) }, all, tag);
+      agent = spawn('agent', { leg: p.leg, port: info.agentPort }, tag);
       await agent.ready;
     }
     await server.call('waitReady', {}, 30_000);
-    if (p.frontend === 'programmatic') return { workload: server, server, agent, all };
+    if (p.frontend === 'programmatic') return { ...tag, path: p, workload: server, server, agent, info };
     const port = p.frontend === 'http-connect' ? info.httpConnectPort! : info.grpcFrontendPort!;
-    const client = spawn('client', { kind: p.frontend, port, targetAddress }, all, tag);
+    const client = spawn('client', { kind: p.frontend, port, targetAddress }, tag);
     await client.ready;
-    return { workload: client, server, agent, all };
+    return { ...tag, path: p, workload: client, server, agent, info };
   } catch (err) {
-    await Promise.all(all.map((r) => r.stop(500)));
+    await Promise.all(tag.all.map((r) => r.stop(500)));
     throw err;
   }
+}
+
+/**
+ * Put the delaying relay on the agent-to-server hop (on the client-to-target hop for raw TCP): the agent is
+ * replaced by one that connects through the relay. The other processes stay, which saves their start-up.
+ */
+async function moveToLongLink(t: Topology, targetPort: number, delayMs: number): Promise<void> {
+  const upstreamPort = t.path.frontend === 'raw' ? targetPort : t.info.agentPort!;
+  const relay = spawn('relay', { upstreamPort, delayMs }, t);
+  const { port } = (await relay.ready) as { port: number };
+  if (t.path.frontend === 'raw') {
+    await t.workload.call('retarget', { port });
+    return;
+  }
+  await t.agent!.stop();
+  await t.server!.call('waitAgents', { count: 0 }, 30_000);
+  t.agent = spawn('agent', { leg: t.path.leg, port }, { all: t.all, tag: `${t.tag}-longlink` });
+  await t.agent.ready;
+  await t.server!.call('waitReady', {}, 30_000);
 }
 
 /** Run `fn`, logging how long it took (with --verbose). */
@@ -483,7 +499,6 @@ async function main(): Promise<void> {
 
   const results: PathResult[] = [];
   const latency: PathResult[] = [];
-  const pathScenarios = (['bulk', 'dial', 'idle', 'slow'] as const).filter(has);
   try {
     for (const p of selected) {
       const r: PathResult = { name: p.name, label: p.label, status: 'ok' };
@@ -493,8 +508,10 @@ async function main(): Promise<void> {
         Object.assign(r, { status: 'n/a', note: `not built: ${missing.join(', ')}` });
         continue;
       }
-      if (!pathScenarios.length) continue;
+      const longLink = has('latency') && p.leg !== 'memory';
+      if (!longLink && !(['bulk', 'dial', 'idle', 'slow'] as const).some(has)) continue;
       let t: Topology | undefined;
+      const lr: PathResult = { name: p.name, label: p.label, status: 'ok' };
       try {
         log('starting', p.name);
         const top = (t = await timed(`${p.name} start`, () => startPath(p, targetPort)));
@@ -502,31 +519,17 @@ async function main(): Promise<void> {
         if (has('dial')) await timed(`${p.name} dial`, () => runDial(top, r));
         if (has('idle')) await timed(`${p.name} idle`, () => runIdle(top, target, r));
         if (has('slow')) await timed(`${p.name} slow`, () => runSlow(top, target, r));
+        if (longLink) {
+          latency.push(lr);
+          await timed(`${p.name} long-link switch`, () => moveToLongLink(top, targetPort, opts.latencyDelayMs));
+          await timed(`${p.name} long link`, () => runLatency(top, lr));
+        }
       } catch (err) {
-        Object.assign(r, { status: 'failed', note: (err as Error).message.split('\n')[0] });
+        const failed = { status: 'failed' as const, note: (err as Error).message.split('\n')[0] };
+        Object.assign(latency.includes(lr) ? lr : r, failed);
         console.error(`[bench] ${p.name} failed:`, err);
       } finally {
         if (t) await stopPath(t);
-      }
-    }
-    if (has('latency')) {
-      for (const p of selected.filter((x) => x.leg !== 'memory')) {
-        const r: PathResult = { name: p.name, label: p.label, status: 'ok' };
-        latency.push(r);
-        if (p.needs.some((n) => !avail[n])) {
-          Object.assign(r, { status: 'n/a', note: 'not built' });
-          continue;
-        }
-        let t: Topology | undefined;
-        try {
-          const top = (t = await timed(`${p.name} long-link start`, () => startPath(p, targetPort, opts.latencyDelayMs)));
-          await timed(`${p.name} long link`, () => runLatency(top, r));
-        } catch (err) {
-          Object.assign(r, { status: 'failed', note: (err as Error).message.split('\n')[0] });
-          console.error(`[bench] ${p.name} (long link) failed:`, err);
-        } finally {
-          if (t) await stopPath(t);
-        }
       }
     }
   } finally {

@@ -14,10 +14,11 @@ export interface ClientArgs {
   targetAddress: string;
 }
 const args = roleArgs<ClientArgs>();
+let port = args.port;
 
 function rawDial(): Promise<Duplex> {
   return new Promise((resolve, reject) => {
-    const s = net.connect({ port: args.port, host: '127.0.0.1', noDelay: true });
+    const s = net.connect({ port, host: '127.0.0.1', noDelay: true });
     s.once('connect', () => (s.off('error', reject), resolve(s)));
     s.once('error', reject);
   });
@@ -32,5 +33,9 @@ async function grpcDial(): Promise<Dial> {
 const dial: Dial =
   args.kind === 'raw' ? rawDial : args.kind === 'http-connect' ? () => connectVia(args.port, args.targetAddress) : await grpcDial();
 
-const role = serveRole(workloadHandlers(dial));
+const role = serveRole({
+  ...workloadHandlers(dial),
+  /** Dial another port from now on (raw TCP through the long-link relay). */
+  retarget: (a: { port: number }) => ((port = a.port), true),
+});
 role.ready({ pid: process.pid });

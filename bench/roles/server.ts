@@ -82,6 +82,11 @@ const role = serveRole({
   /** Resolves once an agent is connected (the readiness the reference's /readyz reports). */
   waitReady: () =>
     server.ready ? true : new Promise((resolve) => server.once('agentConnected', () => resolve(true))),
+  /** Resolves once exactly `count` agents are connected. */
+  waitAgents: async ({ count }: { count: number }) => {
+    while (server.agentCount !== count) await new Promise((r) => setTimeout(r, 20));
+    return true;
+  },
   serverStats: () => ({ ...server.stats, packets: undefined, agents: server.agentCount }),
   shutdown: async () => {
     for (const c of closers) await c();
