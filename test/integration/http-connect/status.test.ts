@@ -161,4 +161,22 @@ describe('HTTP-CONNECT statuses', () => {
     expect(dialer.aborted).toBe(1);
     expect(frontend.pendingDials).toBe(0);
   });
+
+  it('502 when the dialer throws instead of rejecting, and serves on', async () => {
+    const throwing = createHttpConnectFrontend({
+      server: {
+        dial: (address, opts) => {
+          if (address.startsWith('boom')) throw new Error('dialer bug');
+          return dialer.dial(address, opts);
+        },
+      },
+    });
+    await throwing.listen({ port: 0, host: '127.0.0.1' });
+    const throwingPort = (throwing.address() as AddressInfo).port;
+    const response = await rawExchange(throwingPort, 'CONNECT boom.test:80 HTTP/1.1\r\n\r\n');
+    expect(response).toBe(`HTTP/1.1 502 Bad Gateway\r\n${TEXT_UTF8}\r\n\r\nFailed to tunnel dial request: dialer bug`);
+    const { socket } = await rawConnect(throwingPort, `127.0.0.1:${target.port}`);
+    socket.destroy();
+    await throwing.close();
+  });
 });

@@ -261,7 +261,7 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
       abort.abort(new KonnectivityError(ErrorCode.ABORTED, why, { reason: 'context' })),
     );
     const started = Date.now();
-    this.dialer.dial(address, { signal: abort.signal, timeoutMs: this.options.dialTimeoutMs }).then(
+    this.dialThrough(address, abort.signal).then(
       (tunnel) => {
         this.pending -= 1;
         const { chunks } = early.release();
@@ -343,6 +343,15 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
   }
 
   // ---- internals -----------------------------------------------------------------------------------------------
+
+  /** The dialer's promise; a dialer that throws instead of rejecting fails that one CONNECT, not the process. */
+  private dialThrough(address: string, signal: AbortSignal): Promise<Duplex> {
+    try {
+      return this.dialer.dial(address, { signal, timeoutMs: this.options.dialTimeoutMs });
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
 
   private stopListening(): Promise<void> {
     if (!this.http.listening) return Promise.resolve();
