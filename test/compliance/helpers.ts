@@ -16,6 +16,7 @@ import {
   type Packet,
 } from '../../src/protocol/index.js';
 import type { PacketStream } from '../../src/transport/packet-stream.js';
+import { expectNoLeaks, type ResourceSnapshot } from '../helpers/leaks.js';
 
 /** How long any single wait may take before it fails with a message naming what it waited for. */
 export const WAIT_MS = 10_000;
@@ -194,4 +195,39 @@ export function expectSamePackets(got: readonly Packet[], want: readonly Packet[
       throw new Error(`packet ${i} differs: got type ${got[i]!.type} (${g.length} bytes), want type ${want[i]!.type} (${w.length} bytes)`);
     }
   }
+}
+
+/** What a test leaves behind: its streams, the harness cleanup, and the resources that were active before it. */
+export interface Teardown {
+  /** Every recorded stream of the test, read after the body ran. */
+  streams: () => readonly Recorded[];
+  cleanup: (() => Promise<void>) | undefined;
+  before: ResourceSnapshot;
+  ignoreResources: readonly string[] | undefined;
+}
+
+/**
+ * Run a test body, then always tear down: destroy what is still open (which also ends a close() still waiting for
+ * its peer), wait until every stream is closed, run the cleanup, and check for leaks. A failure of the body wins.
+ */
+export async function runThenTearDown(body: () => Promise<void>, t: Teardown): Promise<void> {
+  let failure: unknown;
+  try {
+    await body();
+  } catch (err) {
+    failure = err;
+  }
+  try {
+    const streams = t.streams();
+    for (const r of streams) if (r.closeCount === 0) r.stream.destroy();
+    // Wait on `closed`, not on 'close': a stream may have closed before it was recorded. Then one turn for the
+    // 'close' events that destroy() defers.
+    await until(() => streams.every((r) => r.stream.closed), 'every stream closed after teardown');
+    await turn();
+    await withTimeout(t.cleanup?.() ?? Promise.resolve(), 'cleanup()');
+    await expectNoLeaks(t.before, t.ignoreResources ? { ignore: t.ignoreResources } : {});
+  } catch (err) {
+    failure ??= err;
+  }
+  if (failure !== undefined) throw failure;
 }

@@ -29,13 +29,14 @@ import {
   type Packet,
 } from '../../src/protocol/index.js';
 import type { Metadata, PacketStream } from '../../src/transport/packet-stream.js';
-import { expectNoLeaks, snapshotResources } from '../helpers/leaks.js';
+import { snapshotResources } from '../helpers/leaks.js';
 import {
   expectSamePackets,
   iterate,
   mixedPackets,
   pattern,
   record,
+  runThenTearDown,
   turn,
   until,
   waitEvent,
@@ -96,29 +97,18 @@ export function describePacketStreamCompliance(
     }
   }
 
-  /** Run `body` with a fresh pair; always tear it down and check for leaks. A failure of the body wins. */
+  /** Run `body` with a fresh pair; always tear it down and check for leaks (runThenTearDown). */
   async function withPair(body: (a: Recorded, b: Recorded) => Promise<void>): Promise<void> {
     const before = snapshotResources();
     const pair = await withTimeout(makePair(), 'makePair()');
     const a = record(pair.a);
     const b = record(pair.b);
-    let failure: unknown;
-    try {
-      await body(a, b);
-    } catch (err) {
-      failure = err;
-    }
-    try {
-      // Tear down what the test left open (destroy() also ends a close() still waiting for the peer), then wait
-      // for both 'close' events so nothing runs after the leak check.
-      for (const s of [a, b]) if (s.closeCount === 0) s.stream.destroy();
-      await until(() => a.closeCount > 0 && b.closeCount > 0, "'close' on both sides after teardown");
-      await withTimeout(pair.cleanup?.() ?? Promise.resolve(), 'cleanup()');
-      await expectNoLeaks(before, options.ignoreResources ? { ignore: options.ignoreResources } : {});
-    } catch (err) {
-      failure ??= err;
-    }
-    if (failure !== undefined) throw failure;
+    await runThenTearDown(() => body(a, b), {
+      streams: () => [a, b],
+      cleanup: pair.cleanup,
+      before,
+      ignoreResources: options.ignoreResources,
+    });
   }
 
   describe(`PacketStream compliance: ${name}`, () => {

@@ -16,8 +16,18 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, isKonnectivityError, KonnectivityError } from '../../src/protocol/index.js';
 import type { IncomingPacketStream, Metadata, TunnelConnector } from '../../src/transport/packet-stream.js';
-import { expectNoLeaks, snapshotResources } from '../helpers/leaks.js';
-import { expectSamePackets, mixedPackets, record, turn, until, withTimeout, writeAll, type Recorded } from './helpers.js';
+import { snapshotResources } from '../helpers/leaks.js';
+import {
+  expectSamePackets,
+  mixedPackets,
+  record,
+  runThenTearDown,
+  turn,
+  until,
+  withTimeout,
+  writeAll,
+  type Recorded,
+} from './helpers.js';
 
 /** What `setup` returns. */
 export interface ConnectorHarness {
@@ -52,24 +62,12 @@ export function describeTunnelConnectorCompliance(
     const before = snapshotResources();
     const harness = await withTimeout(setup((incoming) => handler(incoming)), 'setup()');
     const tracked: Recorded[] = [];
-    let failure: unknown;
-    try {
-      await body(harness, (r) => (tracked.push(r), r));
-    } catch (err) {
-      failure = err;
-    }
-    try {
-      // A stream may have closed before it was recorded (a late accept()), so wait on `closed`, then a turn for the
-      // 'close' events that destroy() defers.
-      for (const r of tracked) if (r.closeCount === 0) r.stream.destroy();
-      await until(() => tracked.every((r) => r.stream.closed), 'every stream closed after teardown');
-      await turn();
-      await withTimeout(harness.cleanup?.() ?? Promise.resolve(), 'cleanup()');
-      await expectNoLeaks(before, options.ignoreResources ? { ignore: options.ignoreResources } : {});
-    } catch (err) {
-      failure ??= err;
-    }
-    if (failure !== undefined) throw failure;
+    await runThenTearDown(() => body(harness, (r) => (tracked.push(r), r)), {
+      streams: () => tracked,
+      cleanup: harness.cleanup,
+      before,
+      ignoreResources: options.ignoreResources,
+    });
   }
 
   describe(`TunnelConnector compliance: ${name}`, () => {
