@@ -6,6 +6,7 @@
 import { EventEmitter } from 'node:events';
 import http2, { type ClientHttp2Session } from 'node:http2';
 import net from 'node:net';
+import tls from 'node:tls';
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
 import type { Metadata, PacketStream, TunnelConnector } from '../packet-stream.js';
 import { headersFromMetadata } from './headers.js';
@@ -128,6 +129,7 @@ export class GrpcConnection extends EventEmitter<GrpcConnectionEvents> {
   private failure: Error | undefined;
   private closePromise: Promise<void> | undefined;
   private readonly remoteAddress: string;
+  private readonly destroySocket: () => void;
 
   constructor(options: GrpcClientOptions, /** @internal */ resolved?: ResolvedClientOptions) {
     super();
@@ -136,22 +138,28 @@ export class GrpcConnection extends EventEmitter<GrpcConnectionEvents> {
     this.remoteAddress = o.socketPath !== undefined ? `unix:${o.socketPath}` : `${o.host}:${o.port}`;
     const settings = http2Settings(o.stream.windowBytes);
     const common = { settings, maxSessionMemory: maxSessionMemoryMiB(o.stream.windowBytes) };
-    if (o.socketPath !== undefined) {
-      const path = o.socketPath;
-      this.session = http2.connect(o.authority, { ...common, createConnection: () => net.connect(path) });
-    } else if (o.tls) {
-      const t = o.tls;
-      this.session = http2.connect(o.authority, {
-        ...common,
-        ca: t.ca,
-        cert: t.cert,
-        key: t.key,
-        servername: t.servername ?? (net.isIP(o.host) ? undefined : o.host),
-        ALPNProtocols: ['h2'],
-      } as http2.SecureClientSessionOptions);
-    } else {
-      this.session = http2.connect(o.authority, common);
-    }
+    // We open the socket ourselves so we can always close it: node leaves a TLS socket open when the handshake
+    // fails under a session (a server refusing our client certificate).
+    let socket: net.Socket | undefined;
+    const createConnection = (): net.Socket => {
+      if (o.socketPath !== undefined) socket = net.connect(o.socketPath);
+      else if (o.tls) {
+        const t = o.tls;
+        socket = tls.connect({
+          host: o.host,
+          port: o.port,
+          ca: t.ca,
+          cert: t.cert,
+          key: t.key,
+          servername: t.servername ?? (net.isIP(o.host) ? undefined : o.host),
+          ALPNProtocols: ['h2'],
+        });
+      } else socket = net.connect({ host: o.host, port: o.port });
+      return socket;
+    };
+    this.session = http2.connect(o.authority, { ...common, createConnection });
+    this.session.once('close', () => socket?.destroy());
+    this.destroySocket = () => socket?.destroy();
     const session = this.session;
     const timer = setTimeout(() => {
       this.fail(new KonnectivityError(ErrorCode.TUNNEL_CLOSED, `connecting to ${this.remoteAddress} timed out after ${o.connectTimeoutMs} ms`));
@@ -229,6 +237,7 @@ export class GrpcConnection extends EventEmitter<GrpcConnectionEvents> {
   destroy(err?: Error): void {
     if (err) this.failure ??= err;
     if (!this.session.destroyed) this.session.destroy();
+    this.destroySocket();
   }
 
   private fail(err: Error): void {

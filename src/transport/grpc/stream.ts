@@ -255,6 +255,7 @@ export class GrpcClientStream extends GrpcPacketStreamBase {
   /** Resolves when the server's response headers arrive; rejects when the call fails first. */
   readonly ready: Promise<void>;
   private statusSeen = false;
+  private responded = false;
 
   constructor(
     h2: ClientHttp2Stream,
@@ -279,6 +280,7 @@ export class GrpcClientStream extends GrpcPacketStreamBase {
   }
 
   private onResponse(headers: IncomingHttpHeaders, metadata: Metadata, endStream: boolean): Error | undefined {
+    this.responded = true;
     const status = Number(headers[':status']);
     if (status !== 200) {
       const err = new KonnectivityError(ErrorCode.PROTOCOL, `gRPC server answered HTTP status ${status}`);
@@ -315,17 +317,46 @@ export class GrpcClientStream extends GrpcPacketStreamBase {
 
   protected override onH2Error(err: Error): void {
     const failure = this.connectionFailure();
-    if (failure) this.destroy(failure);
-    else super.onH2Error(err);
+    if (failure) {
+      this.destroy(failure);
+      return;
+    }
+    // node cancels the streams of a connection that failed (TLS handshake, refused, reset) with this code.
+    if ((err as NodeJS.ErrnoException).code === 'ERR_HTTP2_STREAM_CANCEL' || !this.responded) {
+      const cause = (err as { cause?: unknown }).cause;
+      const text = cause instanceof Error ? cause.message : err.message;
+      this.destroy(new KonnectivityError(ErrorCode.TUNNEL_CLOSED, `gRPC connection to ${this.remoteAddress} failed: ${text}`, { cause: err }));
+      return;
+    }
+    super.onH2Error(err);
   }
 
   protected remoteEndedCleanly(): boolean {
     return this.statusSeen;
   }
 
+  protected override onH2Close(): void {
+    const session = this.h2.session;
+    if (!this.responded && !this.closed && !this.connectionFailure() && (!session || session.destroyed)) {
+      // The connection failed under the call (a TLS alert after the handshake, a reset socket): node closes the
+      // streams before it reports the session's error, so look again once it has.
+      setImmediate(() => super.onH2Close());
+      return;
+    }
+    super.onH2Close();
+  }
+
   protected override resetError(): KonnectivityError {
     const failure = this.connectionFailure();
     if (failure instanceof KonnectivityError) return failure;
+    const session = this.h2.session;
+    if (!this.responded && (!session || session.destroyed)) {
+      // E.g. a server that refused our TLS client certificate: TLS 1.3 reports that only by closing.
+      return new KonnectivityError(
+        ErrorCode.TUNNEL_CLOSED,
+        `the gRPC connection to ${this.remoteAddress} closed before the server answered the call`,
+      );
+    }
     if (!this.statusSeen && (this.h2.rstCode ?? h2c.NGHTTP2_NO_ERROR) === h2c.NGHTTP2_NO_ERROR) {
       return streamClosedError('the server closed the stream without a gRPC status');
     }
