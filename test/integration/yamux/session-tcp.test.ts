@@ -1,29 +1,12 @@
 /** The yamux session over real loopback TCP: many streams, memory bound behind a stalled reader, keepalive, limits. */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
-import type { Duplex } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { YAMUX_INITIAL_WINDOW_BYTES, YamuxSession, type YamuxSessionOptions, type YamuxStream } from '../../../src/transport/yamux/index.js';
+import { until } from '../../compliance/helpers.js';
 import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
-
-function sha(b: Buffer): string {
-  return createHash('sha256').update(b).digest('hex');
-}
-
-async function readAll(s: Duplex): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of s) parts.push(c as Buffer);
-  return Buffer.concat(parts);
-}
-
-async function until(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}
+import { readAll, sha } from '../../unit/transport/yamux/bytes.js';
 
 function closeOf(s: YamuxSession): Promise<Error | undefined> {
   return s.closed ? Promise.resolve(s.errored) : new Promise((r) => s.once('close', r));

@@ -6,18 +6,18 @@
  * Skipped, saying why, when Go or the package is missing, unless KONNECTIVITY_REQUIRE_INTEROP=1 (then it fails).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { once } from 'node:events';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { YAMUX_INITIAL_WINDOW_BYTES as INITIAL_WINDOW_BYTES, YamuxSession } from '../../../src/transport/yamux/index.js';
 import { expectNoLeaks, snapshotResources } from '../../helpers/leaks.js';
+import { readAll, sha } from '../../unit/transport/yamux/bytes.js';
 
 const GOPATH = '/usr/share/gocode';
 const YAMUX_SRC = path.join(GOPATH, 'src/github.com/hashicorp/yamux');
@@ -39,16 +39,6 @@ if (missing) {
 
 let tmp: string;
 let peerBin: string;
-
-function sha(b: Buffer): string {
-  return createHash('sha256').update(b).digest('hex');
-}
-
-async function readAll(s: Duplex): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of s) parts.push(c as Buffer);
-  return Buffer.concat(parts);
-}
 
 /** Start the Go echo server; resolves with its address and the process. */
 async function startGoServer(): Promise<{ proc: ChildProcess; port: number }> {

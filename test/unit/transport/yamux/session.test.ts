@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { YamuxSession } from '../../../../src/transport/yamux/session.js';
@@ -7,6 +7,7 @@ import type { YamuxStream } from '../../../../src/transport/yamux/stream.js';
 import { encodeHeader, FrameDecoder, FrameType, Flag, type Frame } from '../../../../src/transport/yamux/frame.js';
 import { INITIAL_WINDOW_BYTES, resolveYamuxOptions } from '../../../../src/transport/yamux/config.js';
 import { duplexPair } from './pipe.js';
+import { readAll, sha } from './bytes.js';
 
 function pair(options: { keepAliveIntervalMs?: number } = {}): [YamuxSession, YamuxSession] {
   const [a, b] = duplexPair();
@@ -14,12 +15,6 @@ function pair(options: { keepAliveIntervalMs?: number } = {}): [YamuxSession, Ya
     new YamuxSession(a, { client: true, keepAliveIntervalMs: 0, ...options }),
     new YamuxSession(b, { client: false, keepAliveIntervalMs: 0, ...options }),
   ];
-}
-
-async function readAll(s: Duplex): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of s) parts.push(c as Buffer);
-  return Buffer.concat(parts);
 }
 
 /** Read exactly `n` bytes in paused mode. */
@@ -49,10 +44,6 @@ function quiet(...streams: Duplex[]): void {
 /** Let I/O run until `cond` holds (the pipe delivers on setImmediate). */
 async function until(cond: () => boolean): Promise<void> {
   while (!cond()) await new Promise((r) => setImmediate(r));
-}
-
-function sha(b: Buffer): string {
-  return createHash('sha256').update(b).digest('hex');
 }
 
 /** Watch what one side writes to the carrier, as frames. */
