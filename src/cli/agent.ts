@@ -11,7 +11,6 @@
 import { Registry } from 'prom-client';
 import { Agent, type AgentTunnel } from '../agent/index.js';
 import { AgentClientSet } from '../agent/client-set.js';
-import { grpcAgentConnector } from '../transport/grpc/index.js';
 import type { TunnelConnector } from '../transport/packet-stream.js';
 import { agentAdminHandler, agentHealthHandler, listenOps, type OpsServer } from '../ops/health.js';
 import type { Logger } from '../ops/logger.js';
@@ -21,6 +20,7 @@ import { joinHostPort, listenOnBindAddress } from './listen.js';
 import { processIO, runProgram, tokenFileReader, type ProgramIO } from './process.js';
 import { loadClientTls } from './tls.js';
 import { yamuxConnector } from './yamux.js';
+import { agentGrpcConnector } from './grpc-connector.js';
 
 const PROGRAM = 'konnectivity-agent';
 const SUMMARY =
@@ -59,7 +59,7 @@ function connectors(o: AgentOptions, log: Logger): { connector: TunnelConnector 
   const make = (host: string, port: number): TunnelConnector =>
     o.transport === 'yamux'
       ? yamuxConnector(host, port, tls)
-      : grpcAgentConnector({ address: joinHostPort(host, port), ...(tls ? { tls } : {}), keepaliveTimeMs });
+      : agentGrpcConnector({ address: joinHostPort(host, port), ...(tls ? { tls } : {}), keepaliveTimeMs });
   if (o.proxyServerAddresses.length > 0) return { connectors: o.proxyServerAddresses.map((a) => make(a.host, a.port)) };
   return { connector: make(o.proxyServerHost, o.proxyServerPort) };
 }
@@ -68,7 +68,7 @@ function logAgentEvents(agent: Agent, clientSet: AgentClientSet<AgentTunnel>, lo
   clientSet.on('tunnelAdded', (t) => log.v(2).info('connected to proxy server', { serverID: t.serverID, serverCount: t.serverCount }));
   clientSet.on('tunnelRemoved', (t, err) => log.v(2).info('tunnel to proxy server closed', { serverID: t.serverID, err: err?.message }));
   clientSet.on('duplicate', (serverID) => log.v(3).info('tunnel reached a server already connected; closed it', { serverID }));
-  clientSet.on('connectFailed', (err, retryInMs) => log.error('cannot connect to a proxy server', err, { retryInMs }));
+  clientSet.on('connectFailed', (err, retryInMs) => log.error('cannot connect to a proxy server', err, { retryInMs: Math.round(retryInMs) }));
   clientSet.on('readyChange', (ready) => log.info(ready ? 'ready: a tunnel is up' : 'not ready: no tunnel is up'));
   agent.on('connectionOpened', (e) => log.v(3).info('endpoint connection opened', { dialAddress: e.address, connectionID: e.connectID }));
   agent.on('dialFailed', (e) => log.v(2).info('endpoint dial failed', { dialAddress: e.address, err: e.error }));

@@ -275,12 +275,13 @@ describe('konnectivity-server and konnectivity-agent as processes', () => {
     expect(m.get(`${S}dial_duration_seconds_count`)).toBe(1);
     expect(m.get(`${S}stream_packets_total{segment="from_client",packet_type="DIAL_REQ"}`)).toBe(1);
 
-    server.child.kill('SIGTERM');
-    expect(await server.exited).toBe(0);
     agent.child.kill('SIGTERM');
+    await agent.waitFor(/draining/);
     agent.child.kill('SIGTERM');
     const code = await agent.exited;
     expect(code, agent.output()).toBe(0);
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
   });
 
   it('http-connect mode on TCP with mTLS on both legs, as kube-apiserver connects', async () => {
@@ -348,6 +349,19 @@ describe('konnectivity-server and konnectivity-agent as processes', () => {
     agent.child.kill('SIGTERM');
     agent.child.kill('SIGTERM');
     expect(await agent.exited).toBe(0);
+  });
+
+  it('an agent started before its server keeps retrying and connects once the server is up', async () => {
+    // Learn a free agent port from a first server, then stop it: the agent starts with nothing listening there.
+    const first = start('konnectivity-server', serverFlags(['--mode=http-connect']));
+    const { agent: agentPort } = await first.ports(['agent']);
+    await first.kill();
+    const agent = start('konnectivity-agent', agentFlags(agentPort!, []));
+    await agent.waitFor(/cannot connect to a proxy server/, 2);
+    const server = start('konnectivity-server', serverFlags(['--mode=http-connect', `--agent-port=${agentPort}`]));
+    const sp = await server.ports(['frontend-http-connect']);
+    await agent.waitFor(/ready: a tunnel is up/);
+    expect((await connectRequest(sp['frontend-http-connect']!, `127.0.0.1:${echoPort}`, 'late server')).echoed).toBe('late server');
   });
 
   it('server graceful shutdown keeps open tunnels working; a second signal exits 1 at once', async () => {
