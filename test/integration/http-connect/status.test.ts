@@ -9,11 +9,13 @@ import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../h
 import {
   echoServer,
   fakeDialer,
+  pattern,
   rawClient,
   rawConnect,
   rawExchange,
   readHeader,
   readUntil,
+  sha256,
   type FakeDialer,
   type TestServer,
 } from './helpers.js';
@@ -147,6 +149,23 @@ describe('HTTP-CONNECT statuses', () => {
     socket.end('C');
     const all = await readUntil(socket, () => false);
     expect(all.toString()).toBe('HTTP/1.1 200 Connection Established\r\n\r\nABC');
+    socket.destroy();
+    await slow.close();
+  });
+
+  it('holds 1 MiB sent before the 200 (past the early-data cap) and forwards all of it', async () => {
+    const slow = createHttpConnectFrontend({
+      server: { dial: (address, opts) => new Promise((r) => setTimeout(r, 50)).then(() => dialer.dial(address, opts)) },
+      maxEarlyDataBytes: 16 * 1024,
+    });
+    await slow.listen({ port: 0, host: '127.0.0.1' });
+    const data = pattern(1024 * 1024);
+    const header = 'HTTP/1.1 200 Connection Established\r\n\r\n';
+    const socket = await rawClient((slow.address() as AddressInfo).port, `CONNECT 127.0.0.1:${target.port} HTTP/1.1\r\n\r\n`);
+    socket.write(data);
+    const all = await readUntil(socket, (d) => d.length >= header.length + data.length);
+    expect(all.subarray(0, header.length).toString()).toBe(header);
+    expect(sha256(all.subarray(header.length))).toBe(sha256(data));
     socket.destroy();
     await slow.close();
   });

@@ -107,6 +107,8 @@ export interface HttpConnectFrontendEventMap {
   dialFailed: [info: HttpConnectDialFailedInfo];
   /** A request refused before any dial (malformed, oversized, not CONNECT) or a TLS handshake failure. */
   clientError: [err: Error, remoteAddress: string];
+  /** The listening socket failed to accept a connection (e.g. EMFILE); the frontend keeps listening. */
+  serverError: [err: Error];
 }
 
 /** One CONNECT socket being served: the abort of its dial, its tunnel once open, and its end. */
@@ -132,7 +134,7 @@ export function createHttpConnectFrontend(options: HttpConnectFrontendOptions): 
 }
 
 /**
- * The HTTP-CONNECT frontend. Events: `tunnelOpened`, `tunnelClosed`, `dialFailed`, `clientError`.
+ * The HTTP-CONNECT frontend. Events: `tunnelOpened`, `tunnelClosed`, `dialFailed`, `clientError`, `serverError`.
  * {@link handleConnect} may also be wired to the 'connect' event of an HTTP server the caller owns.
  */
 export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMap> {
@@ -369,6 +371,8 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
       this.http.once('error', onError);
       this.http.listen(options, () => {
         this.http.off('error', onError);
+        // Accept errors come as 'error' on the server; never let one crash the process.
+        this.http.on('error', (err) => this.emit('serverError', err));
         resolve();
       });
     });
