@@ -12,7 +12,7 @@ import { createHttpsTunnelAgent, createTunnelAgent } from '../../../src/client/h
 import { ErrorCode } from '../../../src/protocol/errors.js';
 import { createHttpConnectFrontend, type HttpConnectFrontend } from '../../../src/server/frontends/http-connect/index.js';
 import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
-import { BACKENDS, type Backend } from '../http-connect/helpers.js';
+import { BACKENDS, fakeDialer, type Backend } from '../http-connect/helpers.js';
 
 const fixture = (name: string): Buffer => readFileSync(new URL(`../http-connect/fixtures/${name}`, import.meta.url));
 
@@ -100,3 +100,32 @@ describe.each(Object.keys(BACKENDS))('tunnel agents over %s', (name) => {
     agent.destroy();
   });
 });
+
+describe('tunnel agents through an mTLS proxy', () => {
+  it('http.get with proxyTls (client certificate to the proxy) and a proxy header', async () => {
+    const before = snapshotResources();
+    const frontend = createHttpConnectFrontend({
+      server: fakeDialer(),
+      tls: { key: fixture('server-key.pem'), cert: fixture('server.pem'), ca: fixture('ca.pem') },
+    });
+    await frontend.listen({ port: 0, host: '127.0.0.1' });
+    const server = http.createServer(handler);
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const port = (server.address() as AddressInfo).port;
+    const agent = createTunnelAgent({
+      proxy: { host: '127.0.0.1', port: (frontend.address() as AddressInfo).port },
+      proxyTls: { ca: fixture('ca.pem'), cert: fixture('client.pem'), key: fixture('client-key.pem') },
+      proxyHeaders: { 'User-Agent': 'konnectivity-ts-test' },
+    });
+    const res = await get(`http://127.0.0.1:${port}/mtls`, { agent });
+    expect(res).toEqual({ status: 200, body: `hello /mtls from 127.0.0.1:${port}` });
+    agent.destroy();
+    server.closeAllConnections();
+    server.close();
+    await once(server, 'close');
+    await frontend.close({ graceMs: 1000 });
+    await expectNoLeaks(before);
+  });
+});
+

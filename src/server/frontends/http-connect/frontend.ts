@@ -135,7 +135,10 @@ export function createHttpConnectFrontend(options: HttpConnectFrontendOptions): 
 
 /**
  * The HTTP-CONNECT frontend. Events: `tunnelOpened`, `tunnelClosed`, `dialFailed`, `clientError`, `serverError`.
- * {@link handleConnect} may also be wired to the 'connect' event of an HTTP server the caller owns.
+ *
+ * {@link handleConnect} may also be wired to the 'connect' event of an HTTP server the caller owns, e.g. to check
+ * `Proxy-Authorization` or the client certificate first (the reference has no such check: mTLS is its only gate);
+ * close() and destroy() then cover those tunnels too.
  */
 export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMap> {
   private readonly dialer: HttpConnectDialer;
