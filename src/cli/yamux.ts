@@ -2,10 +2,9 @@
  * The yamux agent leg for the programs (`--agent-transport=yamux` on the server, `--transport=yamux` on the
  * agent): a TCP or TLS listener whose every connection carries one yamux tunnel, and the matching connector.
  */
-import { createServer as createTcpServer, connect as tcpConnect, type AddressInfo, type Server, type Socket } from 'node:net';
-import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
-import type { Duplex } from 'node:stream';
-import { acceptYamuxTunnel, yamuxAgentConnector } from '../transport/yamux/tunnel.js';
+import { createServer as createTcpServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
+import { serveYamuxCarrier, tcpCarrier, tlsCarrier, yamuxAgentConnector } from '../transport/yamux/index.js';
 import type { IncomingPacketStream, TunnelConnector } from '../transport/packet-stream.js';
 import type { ClientTlsOptions, ServerTlsOptions } from './tls.js';
 
@@ -34,10 +33,12 @@ export function listenYamuxAgents(options: YamuxAgentListenerOptions): Promise<Y
   const onCarrier = (socket: Socket): void => {
     carriers.add(socket);
     socket.once('close', () => carriers.delete(socket));
+    socket.setNoDelay(true);
     const remote = `${socket.remoteAddress ?? ''}:${socket.remotePort ?? ''}`;
-    acceptYamuxTunnel(socket)
-      .then((incoming) => options.onIncoming(incoming))
-      .catch((err: unknown) => options.onRefused?.(err as Error, remote));
+    serveYamuxCarrier(socket, {
+      onTunnel: (incoming) => void Promise.resolve(options.onIncoming(incoming)).catch(() => undefined),
+      onError: (err) => options.onRefused?.(err, remote),
+    });
   };
   const server: Server = options.tls ? createTlsServer(options.tls, onCarrier) : createTcpServer(onCarrier);
   // A failed TLS handshake is the peer's problem, not ours.
@@ -69,25 +70,5 @@ export function listenYamuxAgents(options: YamuxAgentListenerOptions): Promise<Y
 
 /** The agent side: a new TCP or TLS carrier per tunnel attempt, so a load balancer can spread them. */
 export function yamuxConnector(host: string, port: number, tls: ClientTlsOptions | undefined): TunnelConnector {
-  return yamuxAgentConnector({
-    connect: ({ signal }) =>
-      new Promise<Duplex>((resolve, reject) => {
-        const socket = tls ? tlsConnect({ host, port, ...tls }) : tcpConnect({ host, port });
-        const onAbort = (): void => {
-          socket.destroy();
-          reject(signal.reason as Error);
-        };
-        signal.addEventListener('abort', onAbort, { once: true });
-        socket.once(tls ? 'secureConnect' : 'connect', () => {
-          signal.removeEventListener('abort', onAbort);
-          socket.off('error', onError);
-          resolve(socket);
-        });
-        const onError = (err: Error): void => {
-          signal.removeEventListener('abort', onAbort);
-          reject(err);
-        };
-        socket.once('error', onError);
-      }),
-  });
+  return yamuxAgentConnector({ connect: tls ? tlsCarrier({ host, port, ...tls }) : tcpCarrier({ host, port }) });
 }
