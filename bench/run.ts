@@ -46,7 +46,7 @@ const USAGE = `usage: npm run bench -- [options]
   --repeats=3             repeats per case (median)      --dial-ms=1500    duration of each dial-rate run
   --idle=10000            idle connections               --slow-bytes=1G   what the stalled reader's sender pushes
   --latency-bytes=32M     bytes per long-link case       --delay-ms=10     relay delay each way
-  --micro-ms=300          time per micro-benchmark       --cpu-prof        write .cpuprofile files per role
+  --micro-ms=300          time per micro-benchmark       --cpu-prof        profile each scenario in each role
   --verbose               log progress and why a path is n/a`;
 
 function parseSize(v: string): number {
@@ -132,7 +132,6 @@ const PATHS: PathDef[] = [
 /** The processes of one path: `workload` runs the client side of every scenario. */
 interface Topology {
   path: PathDef;
-  tag: string;
   workload: RoleProcess;
   server: RoleProcess | undefined;
   agent: RoleProcess | undefined;
@@ -145,14 +144,14 @@ let opts: Options;
 const log = (...a: unknown[]) => opts.verbose && console.error('[bench]', ...a);
 const PROFILE_DIR = resolve('bench/results/profiles');
 
-function spawn(role: string, args: Record<string, unknown>, t: { all: RoleProcess[]; tag: string }): RoleProcess {
-  const p = new RoleProcess(role, args, { profile: opts.cpuProf, profileDir: PROFILE_DIR, profileName: `${t.tag}-${role}` });
+function spawn(role: string, args: Record<string, unknown>, t: { all: RoleProcess[] }): RoleProcess {
+  const p = new RoleProcess(role, args);
   t.all.push(p);
   return p;
 }
 
 async function startPath(p: PathDef, targetPort: number): Promise<Topology> {
-  const tag = { all: [] as RoleProcess[], tag: p.name };
+  const tag = { all: [] as RoleProcess[] };
   const targetAddress = `127.0.0.1:${targetPort}`;
   try {
     if (p.frontend === 'raw') {
@@ -194,7 +193,7 @@ async function moveToLongLink(t: Topology, targetPort: number, delayMs: number):
   }
   await t.agent!.stop();
   await t.server!.call('waitAgents', { count: 0 }, 30_000);
-  t.agent = spawn('agent', { leg: t.path.leg, port }, { all: t.all, tag: `${t.tag}-longlink` });
+  t.agent = spawn('agent', { leg: t.path.leg, port }, t);
   await t.agent.ready;
   await t.server!.call('waitReady', {}, 30_000);
 }
@@ -206,6 +205,19 @@ async function timed<T>(what: string, fn: () => Promise<T>): Promise<T> {
     return await fn();
   } finally {
     log(`${what}: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  }
+}
+
+/** Run one scenario of a path, timed, and with --cpu-prof under the CPU profiler of every role of the path. */
+async function scenario<T>(t: Topology, target: RoleProcess, name: string, fn: () => Promise<T>): Promise<T> {
+  if (!opts.cpuProf) return timed(`${t.path.name} ${name}`, fn);
+  const roles = Object.entries({ server: t.server, agent: t.agent, client: t.workload === t.server ? undefined : t.workload, target });
+  const live = roles.filter((e): e is [string, RoleProcess] => e[1] !== undefined);
+  await Promise.all(live.map(([, r]) => r.call('profileStart')));
+  try {
+    return await timed(`${t.path.name} ${name}`, fn);
+  } finally {
+    await Promise.all(live.map(([role, r]) => r.call('profileStop', { file: resolve(PROFILE_DIR, `${t.path.name}-${name}-${role}.cpuprofile`) })));
   }
 }
 
@@ -494,7 +506,7 @@ async function main(): Promise<void> {
   if (unknown.length) throw new Error(`unknown path ${unknown.join(', ')}; known: ${PATHS.map((p) => p.name).join(', ')}`);
   const has = (s: Scenario) => opts.scenarios.includes(s);
 
-  const target = new RoleProcess('target', {}, { profile: opts.cpuProf, profileDir: PROFILE_DIR, profileName: 'target' });
+  const target = new RoleProcess('target', {});
   const { port: targetPort } = (await target.ready) as { port: number };
 
   const results: PathResult[] = [];
@@ -515,14 +527,14 @@ async function main(): Promise<void> {
       try {
         log('starting', p.name);
         const top = (t = await timed(`${p.name} start`, () => startPath(p, targetPort)));
-        if (has('bulk')) await timed(`${p.name} bulk`, () => runBulk(top, r));
-        if (has('dial')) await timed(`${p.name} dial`, () => runDial(top, r));
-        if (has('idle')) await timed(`${p.name} idle`, () => runIdle(top, target, r));
-        if (has('slow')) await timed(`${p.name} slow`, () => runSlow(top, target, r));
+        if (has('bulk')) await scenario(top, target, 'bulk', () => runBulk(top, r));
+        if (has('dial')) await scenario(top, target, 'dial', () => runDial(top, r));
+        if (has('idle')) await scenario(top, target, 'idle', () => runIdle(top, target, r));
+        if (has('slow')) await scenario(top, target, 'slow', () => runSlow(top, target, r));
         if (longLink) {
           latency.push(lr);
           await timed(`${p.name} long-link switch`, () => moveToLongLink(top, targetPort, opts.latencyDelayMs));
-          await timed(`${p.name} long link`, () => runLatency(top, lr));
+          await scenario(top, target, 'longlink', () => runLatency(top, lr));
         }
       } catch (err) {
         const failed = { status: 'failed' as const, note: (err as Error).message.split('\n')[0] };

@@ -3,6 +3,9 @@
  * Every role also samples its own RSS so the orchestrator can ask for the peak over a window.
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { writeFileSync, mkdirSync } from 'node:fs';
+import { Session } from 'node:inspector';
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** What a role reports about itself. */
@@ -37,14 +40,44 @@ export function selfStats(): ProcessStats {
   return { rss: m.rss, peakRss, heapUsed: m.heapUsed, cpu: process.cpuUsage() };
 }
 
+/** The V8 CPU profiler of this process, driven over the inspector protocol so a profile covers one scenario only. */
+const profiler = {
+  session: undefined as Session | undefined,
+  post(method: string, params?: object): Promise<any> {
+    return new Promise((resolve, reject) =>
+      this.session!.post(method, params ?? {}, (err, result) => (err ? reject(err) : resolve(result))),
+    );
+  },
+  async start(): Promise<boolean> {
+    if (!this.session) {
+      this.session = new Session();
+      this.session.connect();
+      await this.post('Profiler.enable');
+    }
+    await this.post('Profiler.start');
+    return true;
+  },
+  async stop(file: string): Promise<boolean> {
+    if (!this.session) return false;
+    const { profile } = (await this.post('Profiler.stop')) as { profile: unknown };
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, JSON.stringify(profile));
+    return true;
+  },
+};
+
 /**
- * Serve RPC requests from the parent. Built-in commands: `stats`, `gc`, `resetPeak`, `exit`.
+ * Serve RPC requests from the parent. Built-in commands: `stats`, `gc`, `resetPeak`, `profileStart`, `profileStop`, `exit`.
  * Call `ready(info)` once the role has bound its ports.
  */
 export function serveRole(handlers: Record<string, Handler>): { ready(info: unknown): void } {
   if (!process.send) throw new Error('role processes must be started by bench/run.ts (no IPC channel)');
   // Sample RSS often enough to catch peaks during a scenario; unref so it never holds the process open.
-  setInterval(() => selfStats(), 20).unref();
+  // memoryUsage.rss() only: the full memoryUsage() walks the heap and would show up in the profiles.
+  setInterval(() => {
+    const rss = process.memoryUsage.rss();
+    if (rss > peakRss) peakRss = rss;
+  }, 20).unref();
   const builtins: Record<string, Handler> = {
     stats: () => selfStats(),
     gc: async () => {
@@ -55,6 +88,8 @@ export function serveRole(handlers: Record<string, Handler>): { ready(info: unkn
       }
       return selfStats();
     },
+    profileStart: () => profiler.start(),
+    profileStop: ({ file }: { file: string }) => profiler.stop(file),
     resetPeak: () => {
       peakRss = 0;
       return selfStats();
@@ -98,13 +133,8 @@ export class RoleProcess {
   constructor(
     readonly role: string,
     args: Record<string, unknown>,
-    options: { profile?: boolean; profileDir?: string; profileName?: string } = {},
   ) {
     const execArgv = ['--import', 'tsx', '--expose-gc'];
-    if (options.profile) {
-      execArgv.push('--cpu-prof', '--cpu-prof-dir', options.profileDir ?? 'bench/results/profiles');
-      execArgv.push('--cpu-prof-name', `${options.profileName ?? role}.cpuprofile`);
-    }
     this.child = fork(`${ROLE_DIR}${role}.ts`, [JSON.stringify(args)], {
       execArgv,
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -152,7 +182,7 @@ export class RoleProcess {
     return this.call('stats');
   }
 
-  /** Ask politely (so --cpu-prof can write its profile), then kill after a grace period. */
+  /** Ask politely, then kill after a grace period. */
   async stop(graceMs = 2000): Promise<void> {
     if (this.exited) return;
     const gone = new Promise<void>((r) => this.child.once('exit', () => r()));
