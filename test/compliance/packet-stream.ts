@@ -477,6 +477,32 @@ export function describePacketStreamCompliance(
         });
       });
 
+      it('many substreams at once each carry their own packets and close cleanly', async () => {
+        await withPair(async (a, b) => {
+          const count = 50;
+          const accepted: Recorded[] = [];
+          b.stream.substreams!.onStream((s) => {
+            const r = record(s);
+            accepted.push(r);
+            r.stream.once('end', () => void r.stream.close());
+          });
+          const opened = Array.from({ length: count }, () => record(a.stream.substreams!.open()));
+          // Each substream's first packet names it; then a few more of its own.
+          const sent = opened.map((_, i) => [closeRequest(BigInt(i)), ...mixedPackets(5, 100 + i, 8 * 1024)]);
+          await Promise.all(opened.map((s, i) => writeAll(s.stream, sent[i]!)));
+          await Promise.all(opened.map((s) => s.stream.close()));
+          await until(() => accepted.length === count && accepted.every((r) => r.closeCount > 0), 'every substream closed');
+          for (const r of accepted) {
+            const i = Number((r.packets[0] as ReturnType<typeof closeRequest>).closeRequest!.connectID);
+            expectSamePackets(r.packets, sent[i]!);
+            expect(r.errors).toEqual([]);
+          }
+          expect(new Set(accepted.map((r) => encodePacket(r.packets[0]!).toString('hex'))).size).toBe(count);
+          expect(a.stream.write(drainPacket())).toBe(true);
+          await until(() => b.packets.length === 1, 'the tunnel to carry a packet after');
+        });
+      });
+
       it('destroying the tunnel destroys its substreams on both sides', async () => {
         await withPair(async (a, b) => {
           const accepted: Recorded[] = [];
