@@ -4,8 +4,10 @@
  */
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import * as http from 'node:http';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
+import type { Duplex } from 'node:stream';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ErrorCode, KonnectivityError } from '../../../src/protocol/errors.js';
@@ -167,6 +169,42 @@ describe('HTTP-CONNECT header timeout', () => {
     expect((await readUntil(socket, (d) => d.length >= 5)).toString()).toBe('alive');
     socket.destroy();
     await frontend.close();
+    await target.close();
+    await expectNoLeaks(before);
+  });
+});
+
+describe('HTTP-CONNECT embedded in a server the caller owns', () => {
+  it('serves CONNECTs handed over by handleConnect after the caller’s own check', async () => {
+    const before = snapshotResources();
+    const target = await echoServer();
+    const frontend = createHttpConnectFrontend({ server: fakeDialer() });
+    const own = http.createServer();
+    own.on('connect', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      if (req.headers['proxy-authorization'] !== 'Bearer good') {
+        socket.end('HTTP/1.1 407 Proxy Authentication Required\r\n\r\n');
+        return;
+      }
+      frontend.handleConnect(req, socket, head);
+    });
+    own.listen(0, '127.0.0.1');
+    await once(own, 'listening');
+    const port = (own.address() as net.AddressInfo).port;
+
+    const refused = await rawClient(port, `CONNECT 127.0.0.1:${target.port} HTTP/1.1\r\n\r\n`);
+    expect((await readUntil(refused, () => false)).toString()).toMatch(/^HTTP\/1\.1 407 /);
+    refused.destroy();
+
+    const socket = await rawClient(port, `CONNECT 127.0.0.1:${target.port} HTTP/1.1\r\nProxy-Authorization: Bearer good\r\n\r\nok`);
+    const expected = 'HTTP/1.1 200 Connection Established\r\n\r\nok';
+    expect((await readUntil(socket, (d) => d.length >= expected.length)).toString()).toBe(expected);
+    expect(frontend.activeTunnels).toBe(1);
+    const closed = once(socket, 'close');
+    socket.resume();
+    frontend.destroy();
+    await closed;
+    own.close();
+    await once(own, 'close');
     await target.close();
     await expectNoLeaks(before);
   });
