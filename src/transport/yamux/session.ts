@@ -34,6 +34,9 @@ const GO_AWAY_TEXT: Record<number, string> = {
   [GoAwayCode.INTERNAL_ERROR]: 'internal error',
 };
 
+/** Unsent bytes, in multiples of writeHighWaterMarkBytes, past which the peer is taken for not reading. */
+const CONTROL_BACKLOG_FACTOR = 16;
+
 function protocolError(message: string): KonnectivityError {
   return new KonnectivityError(ErrorCode.PROTOCOL, `yamux: ${message}`);
 }
@@ -259,6 +262,12 @@ export class YamuxSession extends EventEmitter<YamuxSessionEventMap> implements 
   private writeFrame(type: number, flags: number, streamID: number, length: number): void {
     // After a graceful close ended the carrier, nothing more may go out (a late ping answer, say).
     if (this.done || this.socket.writableEnded) return;
+    // Data stops at the high-water mark, control frames do not; a peer that sends pings but never reads would
+    // grow this buffer without end.
+    if (this.socket.writableLength > CONTROL_BACKLOG_FACTOR * this.options.writeHighWaterMarkBytes) {
+      this.destroy(new KonnectivityError(ErrorCode.TUNNEL_CLOSED, 'yamux: the peer does not read what we send'));
+      return;
+    }
     this.socket.write(encodeHeader({ type, flags, streamID, length }));
   }
 

@@ -21,11 +21,18 @@ for (const kind of CARRIERS) {
     let server: ProxyServer;
     let listener: YamuxListener;
     let agent: Agent;
+    let peerCommonName: string | undefined;
     const cleanups: Array<() => Promise<void>> = [];
 
     beforeEach(async () => {
       before = snapshotResources();
-      server = new ProxyServer({ serverID: 'server-1', serverCount: 1, connectionBufferBytes: 256 * 1024 });
+      peerCommonName = undefined;
+      server = new ProxyServer({
+        serverID: 'server-1',
+        serverCount: 1,
+        connectionBufferBytes: 256 * 1024,
+        authenticateAgent: (ctx) => void (peerCommonName = ctx.peerCommonName),
+      });
       listener = await listenYamux(kind, { onTunnel: (incoming) => void server.acceptAgent(incoming) });
       agent = new Agent({ agentID: 'agent-1', connectionBufferBytes: 256 * 1024 });
     });
@@ -45,6 +52,8 @@ for (const kind of CARRIERS) {
       await until(() => server.ready, 'the server to register the agent');
       expect(server.agents().map((a) => a.agentID)).toEqual(['agent-1']);
       expect(tunnel.stream.substreams).toBeDefined();
+      // mTLS: the server sees the agent certificate's common name.
+      expect(peerCommonName).toBe(kind === 'tls' ? 'client' : undefined);
 
       const echo = await echoServer();
       cleanups.push(() => echo.close());
