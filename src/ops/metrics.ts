@@ -30,7 +30,7 @@ export const SERVER_DIAL_FAILURE_REASONS = [
 export type PacketCounts = Readonly<Record<string, Readonly<Record<string, number>>>>;
 
 /** Something with Node/eventemitter3-style `on`/`off`. */
-export interface EventSource {
+export interface MetricsEventSource {
   // `any` so both typed emitters (eventemitter3, EventEmitter<T>) and plain ones fit.
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   on(event: any, listener: (...args: any[]) => void): unknown;
@@ -39,14 +39,14 @@ export interface EventSource {
 }
 
 /** What the server metrics read from a ProxyServer. */
-export interface ServerMetricsSource extends EventSource {
+export interface ServerMetricsSource extends MetricsEventSource {
   readonly agentCount: number;
   agents(): ReadonlyArray<{ readonly identifiers?: { ipv4?: readonly string[]; ipv6?: readonly string[]; host?: readonly string[]; defaultRoute?: boolean } }>;
   readonly stats: { readonly pendingDials: number; readonly establishedConnections: number; readonly packets?: PacketCounts };
 }
 
 /** What the agent metrics read from an Agent. */
-export interface AgentMetricsSource extends EventSource {
+export interface AgentMetricsSource extends MetricsEventSource {
   readonly tunnels: ReadonlyArray<{ readonly serverCount: number; readonly connectionCount: number }>;
   readonly stats?: { readonly packets?: PacketCounts };
 }
@@ -70,7 +70,7 @@ export interface AgentInstrumentOptions extends InstrumentOptions {
 }
 
 /** Anything that emits 'close' once (a PacketStream, a socket). */
-export interface Closable {
+export interface CloseEmitter {
   once(event: 'close', listener: () => void): unknown;
 }
 
@@ -78,9 +78,9 @@ export interface Closable {
 export interface ServerInstrumentation {
   readonly registry: Registry;
   /** Count an open gRPC stream (`Proxy` frontend or `Connect` agent) until it emits 'close'. */
-  trackGrpcStream(serviceMethod: 'Proxy' | 'Connect', stream: Closable): void;
+  trackGrpcStream(serviceMethod: 'Proxy' | 'Connect', stream: CloseEmitter): void;
   /** Count an open HTTP-CONNECT client connection until it emits 'close'. */
-  trackHttpConnection(socket: Closable): void;
+  trackHttpConnection(socket: CloseEmitter): void;
   /** The `http_connections` gauge itself, for frontends that report opens and closes as events. */
   readonly httpConnections: { inc(): void; dec(): void };
   /** Stop listening to the server's events (the registry keeps its values). */
@@ -131,7 +131,7 @@ function packetsCounter(registry: Registry, subsystem: string, read: () => Packe
   });
 }
 
-function listen(source: EventSource, handlers: Record<string, (...args: never[]) => void>): () => void {
+function listen(source: MetricsEventSource, handlers: Record<string, (...args: never[]) => void>): () => void {
   const entries = Object.entries(handlers) as Array<[string, (...args: unknown[]) => void]>;
   for (const [event, fn] of entries) source.on(event, fn);
   let attached = true;
@@ -232,7 +232,7 @@ export function instrumentServer(server: ServerMetricsSource, registry?: Registr
     },
   });
 
-  const track = (dec: () => void, stream: Closable): void => {
+  const track = (dec: () => void, stream: CloseEmitter): void => {
     let done = false;
     stream.once('close', () => {
       if (done) return;
