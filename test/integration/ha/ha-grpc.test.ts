@@ -7,6 +7,7 @@ import { ProxyServer } from '../../../src/server/index.js';
 import { Agent } from '../../../src/agent/agent.js';
 import { AgentClientSet } from '../../../src/agent/client-set.js';
 import { createGrpcServer, grpcAgentConnector, type GrpcServer } from '../../../src/transport/grpc/index.js';
+import { ErrorCode } from '../../../src/protocol/errors.js';
 import { LoadBalancer } from './load-balancer.js';
 import { echoOnce, startEchoServer, untilSet, useCleanups } from './helpers.js';
 
@@ -51,15 +52,18 @@ describe('HA over gRPC behind a TCP load balancer', () => {
     expect(await echoOnce(await s1.proxy.dial(target.address), 'one')).toBe('one');
     expect(await echoOnce(await s2.proxy.dial(target.address), 'two')).toBe('two');
 
+    // The balancer keeps the dead server in rotation: half the attempts are cut off, the others are duplicates.
+    const failures: Error[] = [];
+    set.on('connectFailed', (err) => failures.push(err));
     s2.kill();
-    // A health-checked balancer takes the dead server out of rotation; attempts now all land on s1 (duplicates).
-    lb.backends.splice(1, 1);
     await untilSet(set, () => set.tunnels.length === 1);
     expect(set.ready).toBe(true);
     expect(await echoOnce(await s1.proxy.dial(target.address), 'survivor')).toBe('survivor');
+    await untilSet(set, () => failures.length >= 2);
+    expect(failures[0]).toMatchObject({ code: ErrorCode.TUNNEL_CLOSED });
 
     const back = await startServer('s2');
-    lb.backends.push({ host: '127.0.0.1', port: back.grpc.port });
+    lb.backends[1] = { host: '127.0.0.1', port: back.grpc.port };
     await untilSet(set, () => set.tunnels.length === 2);
     expect(back.proxy.agentCount).toBe(1);
     expect(await echoOnce(await back.proxy.dial(target.address), 'returned')).toBe('returned');
