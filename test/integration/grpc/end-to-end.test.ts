@@ -97,6 +97,39 @@ for (const kind of ['tcp', 'tls', 'uds'] as Kind[]) {
       }
     });
 
+    it('moves 64 MiB each way, checksummed, through one connection', async () => {
+      const client = new GrpcProxyClient(stack.frontendTarget);
+      try {
+        const socket = await client.dial(stack.echo.address);
+        const total = 64 * MiB;
+        const [sent, received] = await Promise.all([sendPattern(socket, total), receiveAll(socket, total)]);
+        expect(received).toBe(sent);
+        socket.destroy();
+        await new Promise<void>((r) => (socket.closed ? r() : socket.once('close', () => r())));
+      } finally {
+        await client.close();
+      }
+    });
+
+    it(`runs ${kind === 'tcp' ? 1000 : 200} sequential dials on a reusable client, then 50 single-use ones`, async () => {
+      const once = async (client: GrpcProxyClient, i: number): Promise<void> => {
+        const socket = await client.dial(stack.echo.address);
+        const [sent, received] = await Promise.all([sendPattern(socket, 100 + i), receiveAll(socket, 100 + i)]);
+        expect(received).toBe(sent);
+        socket.destroy();
+        await new Promise<void>((r) => (socket.closed ? r() : socket.once('close', () => r())));
+      };
+      const reusable = new GrpcProxyClient(stack.frontendTarget);
+      const singleUse = new GrpcProxyClient({ ...stack.frontendTarget, singleUse: true });
+      try {
+        for (let i = 0; i < (kind === 'tcp' ? 1000 : 200); i++) await once(reusable, i);
+        for (let i = 0; i < 50; i++) await once(singleUse, i);
+        await until(() => stack.proxy.stats.establishedConnections === 0, 'every connection to be closed on the server');
+      } finally {
+        await Promise.all([reusable.close(), singleUse.close()]);
+      }
+    });
+
     it('reports the agent dial error text for a refused endpoint', async () => {
       const client = new GrpcProxyClient(stack.frontendTarget);
       try {
