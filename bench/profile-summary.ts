@@ -1,6 +1,7 @@
 /**
- * Summarise .cpuprofile files (from `npm run bench -- --cpu-prof`): where each role's CPU time goes, by function
- * and by source file, self time only. Usage: `npx tsx bench/profile-summary.ts [--top=20] file.cpuprofile...`
+ * Summarise .cpuprofile files (from `npm run bench -- --cpu-prof`): where each role's CPU time goes during one
+ * scenario, by function and by source file, self time only.
+ * Usage: `npx tsx bench/profile-summary.ts [--top=20] file.cpuprofile...`
  */
 import { readFileSync } from 'node:fs';
 import { basename, relative } from 'node:path';
@@ -31,7 +32,8 @@ export function summarise(profile: Profile): { total: number; idle: number; byFu
     }
     total += dt;
     const where = f.url ? shortUrl(f.url) : '';
-    const key = `${f.functionName || '(anonymous)'} ${where}${where ? `:${f.lineNumber + 1}` : ''}`;
+    // tsx's output keeps a module on few lines, so line 1 says nothing; function names do.
+    const key = `${f.functionName || '(anonymous)'} ${where}${where && f.lineNumber > 0 ? `:${f.lineNumber + 1}` : ''}`;
     fn.set(key, (fn.get(key) ?? 0) + dt);
     const fileKey = where || f.functionName;
     file.set(fileKey, (file.get(fileKey) ?? 0) + dt);
