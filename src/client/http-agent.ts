@@ -5,7 +5,7 @@
  */
 import * as http from 'node:http';
 import * as https from 'node:https';
-import { isIP } from 'node:net';
+import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import * as tls from 'node:tls';
 import { connectViaHttpProxy, type ConnectViaHttpProxyOptions } from './http-connect.js';
@@ -46,10 +46,7 @@ export class HttpTunnelAgent extends http.Agent {
   }
 
   override createConnection(options: http.ClientRequestArgs, callback?: ConnectionCallback): undefined {
-    tunnelFor(this.proxyOptions, options).then(
-      (socket) => callback?.(null, socket),
-      (err: Error) => callback?.(err, undefined as unknown as Duplex),
-    );
+    connectTunnel(this.proxyOptions, options, callback, (socket) => socket);
     return undefined;
   }
 }
@@ -65,16 +62,12 @@ export class HttpsTunnelAgent extends https.Agent {
   }
 
   override createConnection(options: https.RequestOptions, callback?: ConnectionCallback): undefined {
-    tunnelFor(this.proxyOptions, options).then(
-      (socket) => {
-        // `options` holds the request's and the agent's TLS settings (ca, rejectUnauthorized, ...), merged by Node.
-        const host = options.hostname ?? options.host ?? 'localhost';
-        const servername = options.servername ?? (isIP(host) ? undefined : host);
-        const secure = tls.connect({ ...(options as tls.ConnectionOptions), socket, ...(servername ? { servername } : {}) });
-        callback?.(null, secure);
-      },
-      (err: Error) => callback?.(err, undefined as unknown as Duplex),
-    );
+    connectTunnel(this.proxyOptions, options, callback, (socket) => {
+      // `options` holds the request's and the agent's TLS settings (ca, rejectUnauthorized, ...), merged by Node.
+      const host = options.hostname ?? options.host ?? 'localhost';
+      const servername = options.servername ?? (net.isIP(host) ? undefined : host);
+      return tls.connect({ ...(options as tls.ConnectionOptions), socket, ...(servername ? { servername } : {}) });
+    });
     return undefined;
   }
 }
@@ -106,10 +99,32 @@ function splitOptions<T extends TunnelAgentOptions | HttpsTunnelAgentOptions>(
   return [agentOptions, proxyOptions];
 }
 
-/** The CONNECT for one request's `host:port`, aborted with the request's signal. */
-function tunnelFor(proxy: HttpProxyOptions, options: http.ClientRequestArgs): Promise<Duplex> {
+/**
+ * The CONNECT for one request's `host:port`, aborted with the request's signal; `wrap` turns the tunnel into the
+ * request's socket (itself, or a TLS session over it). Node's Agent takes the socket through `callback`.
+ */
+function connectTunnel(
+  proxy: HttpProxyOptions,
+  options: http.ClientRequestArgs,
+  callback: ConnectionCallback | undefined,
+  wrap: (socket: net.Socket) => Duplex,
+): void {
   const host = options.hostname ?? options.host ?? 'localhost';
   const port = options.port ?? (options.protocol === 'https:' ? 443 : 80);
   const target = host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
-  return connectViaHttpProxy({ ...proxy, target, ...(options.signal ? { signal: options.signal } : {}) });
+  connectViaHttpProxy({ ...proxy, target, ...(options.signal ? { signal: options.signal } : {}) }).then(
+    (socket) => {
+      let wrapped: Duplex;
+      try {
+        wrapped = wrap(socket);
+      } catch (err) {
+        // Bad TLS options throw from tls.connect; fail this request, never the process.
+        socket.destroy();
+        callback?.(err as Error, undefined as unknown as Duplex);
+        return;
+      }
+      callback?.(null, wrapped);
+    },
+    (err: Error) => callback?.(err, undefined as unknown as Duplex),
+  );
 }
