@@ -170,6 +170,14 @@ function quietSession(session: YamuxSession): void {
   session.on('error', () => undefined);
 }
 
+/** Close gracefully (the peer reads our last words), but cut a peer that does not hang up in time. */
+function closeSoon(session: YamuxSession): void {
+  session.close().catch(() => undefined);
+  const timer = setTimeout(() => session.destroy(), session.options.closeTimeoutMs);
+  timer.unref();
+  session.once('close', () => clearTimeout(timer));
+}
+
 /**
  * Server side: run a yamux session on an accepted carrier and wait for the agent's control stream and handshake.
  * Resolves with the tunnel as an IncomingPacketStream (give it to `ProxyServer.acceptAgent`); rejects, and
@@ -196,8 +204,8 @@ export async function acceptYamuxTunnel(carrier: Duplex, options: YamuxTunnelOpt
     if (isKonnectivityError(e, ErrorCode.PROTOCOL) && control) {
       // Tell the peer why, then go.
       control.end(encodeHandshake({ konnectivity: HANDSHAKE_VERSION, error: { code: e.code, message: e.message } }));
-      void session.close();
-      setTimeout(() => session.destroy(), 1000).unref();
+      control.resume();
+      closeSoon(session);
     } else session.destroy(e);
     throw e;
   } finally {
@@ -227,8 +235,7 @@ export async function acceptYamuxTunnel(carrier: Duplex, options: YamuxTunnelOpt
       answered = true;
       ctl.end(encodeHandshake({ konnectivity: HANDSHAKE_VERSION, error: { code: err.code, message: err.message } }));
       ctl.resume();
-      void session.close();
-      // A peer that never closes its side is cut off after the session's close timeout.
+      closeSoon(session);
     },
   };
 }
