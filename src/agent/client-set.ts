@@ -92,12 +92,13 @@ export class AgentClientSet<T extends ClientSetTunnel = ClientSetTunnel> extends
   private readonly connector: TunnelConnector | undefined;
   private readonly connectors: readonly TunnelConnector[] | undefined;
   private readonly random: () => number;
-  private readonly held = new Map<string, { tunnel: T; removed: Promise<void> }>();
+  private readonly held = new Map<string, T>();
   /** Aborted on drain, close and destroy: stops every loop, sleep and attempt in flight. */
   private readonly stop = new AbortController();
   private changeWaiters: Array<() => void> = [];
   private loops: Promise<void>[] = [];
   private state: 'idle' | 'running' | 'draining' | 'closed' = 'idle';
+  private drained = false;
   private lastReceivedServerCount = 0;
   private closing: Promise<void> | undefined;
   /** Settles when the set stops dialling. */
@@ -121,11 +122,15 @@ export class AgentClientSet<T extends ClientSetTunnel = ClientSetTunnel> extends
     this.connectTimeoutMs = options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs;
     this.syncForever = options.syncForever ?? false;
     this.random = options.random ?? Math.random;
-    if (!(this.syncIntervalMs >= 0)) throw invalidOption(`syncIntervalMs must be >= 0, got ${this.syncIntervalMs}`);
-    if (!(this.syncIntervalCapMs >= this.syncIntervalMs)) {
+    if (!(Number.isFinite(this.syncIntervalMs) && this.syncIntervalMs >= 0)) {
+      throw invalidOption(`syncIntervalMs must be a finite number >= 0, got ${this.syncIntervalMs}`);
+    }
+    if (!(Number.isFinite(this.syncIntervalCapMs) && this.syncIntervalCapMs >= this.syncIntervalMs)) {
       throw invalidOption(`syncIntervalCapMs must be >= syncIntervalMs, got ${this.syncIntervalCapMs}`);
     }
-    if (!(this.connectTimeoutMs > 0)) throw invalidOption(`connectTimeoutMs must be > 0, got ${this.connectTimeoutMs}`);
+    if (!(Number.isFinite(this.connectTimeoutMs) && this.connectTimeoutMs > 0)) {
+      throw invalidOption(`connectTimeoutMs must be a finite number > 0, got ${this.connectTimeoutMs}`);
+    }
     this.whenStopped = new Promise<void>((resolve) =>
       this.stop.signal.addEventListener(
         'abort',
@@ -150,12 +155,12 @@ export class AgentClientSet<T extends ClientSetTunnel = ClientSetTunnel> extends
 
   /** True once `drain()` was called. */
   get draining(): boolean {
-    return this.state === 'draining';
+    return this.drained;
   }
 
   /** The tunnels held, one per server. */
   get tunnels(): T[] {
-    return [...this.held.values()].map((h) => h.tunnel);
+    return [...this.held.values()];
   }
 
   /** The server IDs the set holds a tunnel to. */
@@ -213,6 +218,7 @@ export class AgentClientSet<T extends ClientSetTunnel = ClientSetTunnel> extends
   drain(): void {
     if (this.state === 'draining' || this.state === 'closed') return;
     this.state = 'draining';
+    this.drained = true;
     this.stop.abort(shuttingDown('draining'));
     this.agent.drain();
   }
@@ -332,14 +338,14 @@ export class AgentClientSet<T extends ClientSetTunnel = ClientSetTunnel> extends
       (err) => this.release(serverID, tunnel, err),
       (err: unknown) => this.release(serverID, tunnel, asError(err)),
     );
-    this.held.set(serverID, { tunnel, removed });
+    this.held.set(serverID, tunnel);
     this.emit('tunnelAdded', tunnel);
     if (this.held.size === 1) this.emit('readyChange', true);
     return removed;
   }
 
   private release(serverID: string, tunnel: T, err: Error | undefined): void {
-    if (this.held.get(serverID)?.tunnel !== tunnel) return;
+    if (this.held.get(serverID) !== tunnel) return;
     this.held.delete(serverID);
     this.emit('tunnelRemoved', tunnel, err);
     if (this.held.size === 0) this.emit('readyChange', false);

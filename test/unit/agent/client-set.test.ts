@@ -287,6 +287,8 @@ describe('AgentClientSet lifecycle', () => {
     expect(calls.n).toBe(before);
     expect(set.serverIDs).toEqual(['a']);
     expect(set.ready).toBe(true);
+    await set.close();
+    expect(set.draining).toBe(true);
   });
 
   it('drain() aborts an attempt in flight and drops a tunnel that opens after it', async () => {
@@ -358,6 +360,7 @@ describe('AgentClientSet lifecycle', () => {
     ['a bad sync interval', { connector: async () => ({}) as PacketStream, syncIntervalMs: -1 }],
     ['a cap below the interval', { connector: async () => ({}) as PacketStream, syncIntervalMs: 10, syncIntervalCapMs: 5 }],
     ['a zero connect timeout', { connector: async () => ({}) as PacketStream, connectTimeoutMs: 0 }],
+    ['an infinite sync interval', { connector: async () => ({}) as PacketStream, syncIntervalMs: Infinity }],
   ])('refuses %s', (_name, options) => {
     expect(() => new AgentClientSet(new FakeAgent(), options)).toThrow(
       expect.objectContaining({ code: ErrorCode.INVALID_OPTION }) as unknown as Error,
