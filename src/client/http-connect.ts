@@ -163,10 +163,11 @@ export function connectViaHttpProxy(options: ConnectViaHttpProxyOptions): Promis
       reject(err);
     };
     const onAbort = (): void => fail(abortError(signal!));
-    const timer = setTimeout(
-      () => fail(new KonnectivityError(ErrorCode.DIAL_TIMEOUT, `no answer from the HTTP-CONNECT proxy at ${where} within ${timeoutMs} ms`, { reason: 'timeout' })),
-      timeoutMs,
-    );
+    const timer = setTimeout(() => {
+      // An error answer whose body never ended (chunked, kept alive): report the status we have.
+      if (head) return failWith(head);
+      fail(new KonnectivityError(ErrorCode.DIAL_TIMEOUT, `no answer from the HTTP-CONNECT proxy at ${where} within ${timeoutMs} ms`, { reason: 'timeout' }));
+    }, timeoutMs);
     timer.unref();
     const onError = (err: NodeJS.ErrnoException): void => {
       // A TLS alert about our certificate: the proxy refused our credentials.

@@ -160,6 +160,18 @@ describe('connectViaHttpProxy', () => {
     expect((err as HttpConnectError).body).toBe('auth');
   });
 
+  it('reports an error status whose body never ends once the timeout expires', async () => {
+    const proxy = await listenTcp((socket) => {
+      socket.once('data', () => socket.write('HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nnope!\r\n'));
+    });
+    cleanups.push(() => proxy.close());
+    const err = await rejection(
+      connectViaHttpProxy({ proxy: { host: '127.0.0.1', port: proxy.port }, target: 'x.test:1', timeoutMs: 100 }),
+    );
+    expect(err.code).toBe(ErrorCode.UNAUTHENTICATED);
+    expect((err as HttpConnectError).statusCode).toBe(403);
+  });
+
   it('fails with ERR_PROTOCOL when the proxy does not speak HTTP', async () => {
     const proxy = await listenTcp((socket) => socket.end('SSH-2.0-OpenSSH\r\n\r\n'));
     cleanups.push(() => proxy.close());
