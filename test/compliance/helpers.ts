@@ -10,8 +10,10 @@ import {
   dataPacket,
   dialRequest,
   dialResponse,
+  drainPacket,
   encodePacket,
   PacketType,
+  windowUpdate,
   type DataPacket,
   type Packet,
 } from '../../src/protocol/index.js';
@@ -148,7 +150,10 @@ export function pattern(length: number, i: number): Uint8Array {
   return out;
 }
 
-/** A deterministic mix of every packet type, with int64 fields beyond 2^53 and DATA of varied sizes up to maxData. */
+/**
+ * A deterministic mix of every packet type (WINDOW_UPDATE included), with int64 fields beyond 2^53, and DATA of
+ * varied sizes with one at `maxData`.
+ */
 export function mixedPackets(count: number, seed: number, maxData: number): Packet[] {
   let state = seed * 2654435761;
   const next = (n: number): number => {
@@ -162,7 +167,7 @@ export function mixedPackets(count: number, seed: number, maxData: number): Pack
       out.push(dataPacket(big(i), pattern(maxData, i))); // one packet at the largest size
       continue;
     }
-    switch (next(8)) {
+    switch (next(10)) {
       case 0:
         out.push(dialRequest(`10.0.${seed}.${i % 256}:443`, big(i)));
         break;
@@ -177,6 +182,13 @@ export function mixedPackets(count: number, seed: number, maxData: number): Pack
         break;
       case 4:
         out.push(closeDial(big(i)));
+        break;
+      case 5:
+        out.push(drainPacket());
+        break;
+      case 6:
+        // The credit extension travels on the same streams to konnectivity-ts peers.
+        out.push(windowUpdate(BigInt(i), 65536 + i));
         break;
       default:
         out.push(dataPacket(BigInt(i), pattern(next(4) === 0 ? next(Math.min(maxData, 256 * 1024)) : next(2048), i)));
