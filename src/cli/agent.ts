@@ -20,7 +20,7 @@ import { joinHostPort, listenOnBindAddress } from './listen.js';
 import { processIO, runProgram, tokenFileReader, type ProgramIO } from './process.js';
 import { loadClientTls } from './tls.js';
 import { yamuxConnector } from './yamux.js';
-import { agentGrpcConnector } from './grpc-connector.js';
+import { grpcAgentConnector } from '../transport/grpc/index.js';
 
 const PROGRAM = 'konnectivity-agent';
 const SUMMARY =
@@ -59,7 +59,7 @@ function connectors(o: AgentOptions, log: Logger): { connector: TunnelConnector 
   const make = (host: string, port: number): TunnelConnector =>
     o.transport === 'yamux'
       ? yamuxConnector(host, port, tls)
-      : agentGrpcConnector({ address: joinHostPort(host, port), ...(tls ? { tls } : {}), keepaliveTimeMs });
+      : grpcAgentConnector({ address: joinHostPort(host, port), ...(tls ? { tls } : {}), keepaliveTimeMs });
   if (o.proxyServerAddresses.length > 0) return { connectors: o.proxyServerAddresses.map((a) => make(a.host, a.port)) };
   return { connector: make(o.proxyServerHost, o.proxyServerPort) };
 }

@@ -346,7 +346,9 @@ describe('konnectivity-server and konnectivity-agent as processes', () => {
     // A second refusal shows the agent survived the first and retries.
     await agent.waitFor(/cannot connect to a proxy server.*invalid bearer token/, 2);
     expect(await httpGet(ap['health']!, '/readyz')).toEqual({ status: 503, body: '[+]ping ok\n[-]server-connected failed: no servers connected\n' });
+    // Two signals sent at once may merge into one: send the second once the first was handled.
     agent.child.kill('SIGTERM');
+    await agent.waitFor(/draining/);
     agent.child.kill('SIGTERM');
     expect(await agent.exited).toBe(0);
   });
