@@ -50,7 +50,7 @@ export function startProgram(entry: 'konnectivity-server' | 'konnectivity-agent'
     }),
   );
 
-  const waitFor = (re: RegExp, count = 1, timeoutMs = 20_000): Promise<string> =>
+  const waitFor = (re: RegExp, count = 1, timeoutMs = 30_000): Promise<string> =>
     new Promise((resolve, reject) => {
       const check = (): void => {
         const line = out.split('\n').filter((l) => re.test(l))[count - 1];
