@@ -250,3 +250,24 @@ function openSocket(options: ConnectViaHttpProxyOptions): net.Socket | tls.TLSSo
 function abortError(signal: AbortSignal): KonnectivityError {
   return new KonnectivityError(ErrorCode.ABORTED, 'connect aborted', { reason: 'context', cause: signal.reason });
 }
+
+/** Options of {@link createHttpConnectDialer}: how to reach the proxy, for every dial. */
+export type HttpConnectDialerOptions = Omit<ConnectViaHttpProxyOptions, 'target' | 'signal'>;
+
+/**
+ * A dialer bound to one HTTP-CONNECT proxy: `dial(address, { signal, timeoutMs })` resolves with the tunnel socket.
+ * It has the shape the HTTP-CONNECT frontend and the agent's dialers expect, so a proxy can be chained behind one.
+ */
+export function createHttpConnectDialer(options: HttpConnectDialerOptions): {
+  dial(address: string, dialOptions?: { signal?: AbortSignal; timeoutMs?: number }): Promise<net.Socket | tls.TLSSocket>;
+} {
+  return {
+    dial: (address, dialOptions = {}) =>
+      connectViaHttpProxy({
+        ...options,
+        target: address,
+        ...(dialOptions.signal ? { signal: dialOptions.signal } : {}),
+        ...(dialOptions.timeoutMs === undefined ? {} : { timeoutMs: dialOptions.timeoutMs }),
+      }),
+  };
+}

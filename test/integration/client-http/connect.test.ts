@@ -9,7 +9,7 @@ import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { connectViaHttpProxy, HttpConnectError } from '../../../src/client/http-connect.js';
+import { connectViaHttpProxy, createHttpConnectDialer, HttpConnectError } from '../../../src/client/http-connect.js';
 import { ErrorCode, KonnectivityError } from '../../../src/protocol/errors.js';
 import { createHttpConnectFrontend, type HttpConnectFrontend } from '../../../src/server/frontends/http-connect/index.js';
 import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
@@ -127,6 +127,17 @@ describe('connectViaHttpProxy', () => {
     expect((err as HttpConnectError).statusCode).toBe(status);
     expect((err as HttpConnectError).body).toBe(body);
     if (code === ErrorCode.DIAL_FAILED) expect(err.message).toBe(body);
+  });
+
+  it('createHttpConnectDialer chains one frontend behind another', async () => {
+    const innerPort = await tcpFrontend();
+    const outerPort = await tcpFrontend({ server: createHttpConnectDialer({ proxy: { host: '127.0.0.1', port: innerPort } }) });
+    const socket = await connectViaHttpProxy({ proxy: { host: '127.0.0.1', port: outerPort }, target: `127.0.0.1:${target.port}` });
+    expect(await roundTrip(socket as net.Socket, 'two hops')).toBe('two hops');
+    // The inner proxy's refusal reaches the outer one as ERR_DIAL_FAILED with the agent's text, and so the client.
+    const err = await rejection(connectViaHttpProxy({ proxy: { host: '127.0.0.1', port: outerPort }, target: '127.0.0.1:1' }));
+    expect((err as HttpConnectError).statusCode).toBe(502);
+    expect(err.message).toBe('dial tcp 127.0.0.1:1: connect: connection refused');
   });
 
   it('keeps bytes that arrive with the 200 (an endpoint that speaks first)', async () => {
