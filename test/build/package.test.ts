@@ -4,7 +4,17 @@
  * ESM `import`, CJS `require`, and TypeScript type resolution through the `exports` map.
  */
 import { execFile } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, copyFileSync, writeFileSync, readFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -87,37 +97,32 @@ describe('the built package', () => {
   });
 
   it('npm pack ships the builds, their types, the proto schema and the docs', async () => {
-    const { stdout } = await run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: pkg, timeout: 30_000 });
+    const args = ['pack', '--dry-run', '--json', '--ignore-scripts'];
+    const { stdout } = await run('npm', args, { cwd: pkg, timeout: 30_000 });
     const files = (JSON.parse(stdout) as Array<{ files: Array<{ path: string }> }>)[0]!.files.map((f) => f.path);
-    for (const file of ['dist/index.js', 'dist/index.cjs', 'dist/index.d.ts', 'dist/index.d.cts', 'proto/konnectivity.proto', 'README.md', 'CHANGELOG.md']) {
+    const wanted = ['index.js', 'index.cjs', 'index.d.ts', 'index.d.cts'].map((f) => `dist/${f}`);
+    for (const file of [...wanted, 'proto/konnectivity.proto', 'README.md', 'CHANGELOG.md']) {
       expect(files, file).toContain(file);
     }
   });
 
   it('loads with ESM import and CJS require by package name, with the same exports', async () => {
-    const esm = await node<{ keys: string[]; roundTrip: string; code: string }>(
-      'esm.mjs',
-      `import * as k from '${NAME}';
-const bytes = k.encodePacket(k.dataPacket(7n, new Uint8Array([1, 2, 3])));
-const back = k.decodePacket(bytes);
-const err = new k.KonnectivityError(k.ErrorCode.PROTOCOL, 'x');
-const [a, b] = k.createMemoryPair();
-a.destroy(); b.destroy();
-console.log(JSON.stringify({ keys: Object.keys(k), roundTrip: String(back.data.connectID) + ':' + [...back.data.data].join(','),
-  code: err instanceof Error ? err.code : 'not an Error' }));
-`,
-    );
-    const cjs = await node<{ keys: string[]; roundTrip: string; code: string }>(
-      'cjs.cjs',
-      `const k = require('${NAME}');
+    // The same probe for both module systems; only the line that loads the package differs.
+    const probe = (load: string): string => `${load}
 const back = k.decodePacket(k.encodePacket(k.dataPacket(7n, new Uint8Array([1, 2, 3]))));
 const err = new k.KonnectivityError(k.ErrorCode.PROTOCOL, 'x');
 const [a, b] = k.createMemoryPair();
-a.destroy(); b.destroy();
-console.log(JSON.stringify({ keys: Object.keys(k), roundTrip: String(back.data.connectID) + ':' + [...back.data.data].join(','),
-  code: err instanceof Error ? err.code : 'not an Error' }));
-`,
-    );
+a.destroy();
+b.destroy();
+console.log(JSON.stringify({
+  keys: Object.keys(k),
+  roundTrip: String(back.data.connectID) + ':' + [...back.data.data].join(','),
+  code: err instanceof Error ? err.code : 'not an Error',
+}));
+`;
+    type Probe = { keys: string[]; roundTrip: string; code: string };
+    const esm = await node<Probe>('esm.mjs', probe(`import * as k from '${NAME}';`));
+    const cjs = await node<Probe>('cjs.cjs', probe(`const k = require('${NAME}');`));
     for (const result of [esm, cjs]) {
       for (const name of REQUIRED) expect(result.keys).toContain(name);
       expect(result.roundTrip).toBe('7:1,2,3');
@@ -146,7 +151,16 @@ const p: Packet = decodePacket(bytes);
 const pair: [PacketStream, PacketStream] = createMemoryPair();
 export { e, p, pair };
 `;
-    const names = `KonnectivityError, ErrorCode, encodePacket, decodePacket, dataPacket, createMemoryPair, type Packet, type PacketStream`;
+    const names = [
+      'KonnectivityError',
+      'ErrorCode',
+      'encodePacket',
+      'decodePacket',
+      'dataPacket',
+      'createMemoryPair',
+      'type Packet',
+      'type PacketStream',
+    ].join(', ');
     writeFileSync(join(consumer, 'esm.mts'), `import { ${names} } from '${NAME}';\n${use}`);
     writeFileSync(join(consumer, 'cjs.cts'), `import { ${names} } from '${NAME}';\n${use}`);
     const args = [

@@ -204,7 +204,8 @@ export function expectSamePackets(got: readonly Packet[], want: readonly Packet[
     const g = Buffer.from(encodePacket(got[i]!));
     const w = Buffer.from(encodePacket(want[i]!));
     if (!g.equals(w)) {
-      throw new Error(`packet ${i} differs: got type ${got[i]!.type} (${g.length} bytes), want type ${want[i]!.type} (${w.length} bytes)`);
+      const what = (p: Packet, b: Buffer): string => `type ${p.type} (${b.length} bytes)`;
+      throw new Error(`packet ${i} differs: got ${what(got[i]!, g)}, want ${what(want[i]!, w)}`);
     }
   }
 }

@@ -11,9 +11,11 @@
  *
  * `makePair` is called once per test and must give two fresh, open ends of one stream (`a.write()` reaches `b`
  * and back). `a` is the end that opened it (a gRPC client, the agent's side), `b` the end that accepted it: a few
- * tests are one-way because a gRPC server's close() ends the whole call, while a client's close() is a half-close. `cleanup` (optional) releases whatever else the pair needed (servers, sockets); it runs after both
- * ends are closed or destroyed. Every test checks for leaked handles and timers (test/helpers/leaks.ts) from before
- * `makePair` to after `cleanup`.
+ * tests are one-way because a gRPC server's close() ends the whole call, while a client's close() is a half-close.
+ * `cleanup` (optional) releases whatever else the pair needed (servers, sockets); it runs after both ends are
+ * closed or destroyed. Every test checks for leaked handles and timers (test/helpers/leaks.ts) from before
+ * `makePair` to after `cleanup`. Options: `supportsSubstreams` runs the substream tests; `highWaterMarkBytes` and
+ * `inFlightBytes` set the backpressure bound; `remoteMetadata` is what each end must see from its peer.
  *
  * Backpressure bound: a writer that waits for 'drain' after write() returned false may have at most
  * `highWaterMarkBytes + inFlightBytes + one packet` of payload that the peer has not yet read. `inFlightBytes` is
@@ -434,7 +436,10 @@ export function describePacketStreamCompliance(
             const theirs = accepted[0]!;
             const down = mixedPackets(30, 8, 32 * 1024);
             await Promise.all([writeAll(mine.stream, up.slice(1)), writeAll(theirs.stream, down)]);
-            await until(() => theirs.packets.length === up.length && mine.packets.length === down.length, 'substream data');
+            await until(
+              () => theirs.packets.length === up.length && mine.packets.length === down.length,
+              'substream data both ways',
+            );
             expectSamePackets(theirs.packets, up);
             expectSamePackets(mine.packets, down);
             // Closing a substream leaves the tunnel open.
@@ -491,7 +496,8 @@ export function describePacketStreamCompliance(
           const sent = opened.map((_, i) => [closeRequest(BigInt(i)), ...mixedPackets(5, 100 + i, 8 * 1024)]);
           await Promise.all(opened.map((s, i) => writeAll(s.stream, sent[i]!)));
           await Promise.all(opened.map((s) => s.stream.close()));
-          await until(() => accepted.length === count && accepted.every((r) => r.closeCount > 0), 'every substream closed');
+          const allClosed = (): boolean => accepted.length === count && accepted.every((r) => r.closeCount > 0);
+          await until(allClosed, 'every substream closed');
           for (const r of accepted) {
             const i = Number((r.packets[0] as ReturnType<typeof closeRequest>).closeRequest!.connectID);
             expectSamePackets(r.packets, sent[i]!);

@@ -42,7 +42,11 @@ export interface TunnelConnectorComplianceOptions {
 }
 
 /** Metadata an agent sends: lower-case keys, one of them with two values. */
-const AGENT_METADATA: Metadata = { agentid: ['agent-1'], agentidentifiers: ['host=node-1'], 'x-konnectivity-test': ['one', 'two'] };
+const AGENT_METADATA: Metadata = {
+  agentid: ['agent-1'],
+  agentidentifiers: ['host=node-1'],
+  'x-konnectivity-test': ['one', 'two'],
+};
 const SERVER_METADATA: Metadata = { serverid: ['server-1'], servercount: ['2'] };
 
 /** Register the connector tests for a transport. See the module comment. */
