@@ -82,4 +82,40 @@ describe('HA over gRPC behind a TCP load balancer', () => {
     await untilSet(set, () => set.tunnels.length === 2);
     expect(s1.proxy.ready && s2.proxy.ready).toBe(true);
   });
+
+  it('DRAIN from one agent steers new dials to the other; readiness flips when both leave', async () => {
+    const target = await startEchoServer();
+    defer(() => target.close());
+    const s = await startServer('s1');
+    const connector = grpcAgentConnector({ address: `127.0.0.1:${s.grpc.port}` });
+    const sets = ['agent-draining', 'agent-other'].map((agentID) => {
+      const agent = new Agent({ agentID });
+      defer(() => agent.destroy());
+      const set = new AgentClientSet(agent, { connector, ...FAST }).start();
+      defer(() => set.close());
+      return set;
+    });
+    expect(s.proxy.ready).toBe(false);
+    await Promise.all(sets.map((set) => set.whenReady()));
+    expect(s.proxy.ready).toBe(true);
+
+    const drained = new Promise((resolve) => s.proxy.once('agentDraining', resolve));
+    sets[0]!.drain();
+    await drained;
+    for (let i = 0; i < 4; i++) {
+      const socket = await s.proxy.dial(target.address);
+      expect(socket.agentID).toBe('agent-other');
+      expect(await echoOnce(socket, `dial ${i}`)).toBe(`dial ${i}`);
+    }
+
+    const gone = new Promise<void>((resolve) => {
+      const check = (): void => {
+        if (s.proxy.agentCount === 0) resolve();
+      };
+      s.proxy.on('agentDisconnected', check);
+    });
+    await Promise.all(sets.map((set) => set.close()));
+    await gone;
+    expect(s.proxy.ready).toBe(false);
+  });
 });
