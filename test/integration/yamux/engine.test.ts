@@ -86,6 +86,20 @@ for (const kind of CARRIERS) {
       await Promise.all([once(a, 'close'), once(b, 'close')]);
     });
 
+    it('a graceful server close ends the tunnel cleanly on both sides', async () => {
+      const tunnel = await agent.connect(yamuxAgentConnector({ connect: listener.connect }));
+      await until(() => server.ready, 'the server to register the agent');
+      const echo = await echoServer();
+      cleanups.push(() => echo.close());
+      const socket = await server.dial(echo.address);
+      socket.write('ping');
+      await once(socket, 'data');
+      socket.destroy();
+      await once(socket, 'close');
+      await server.close({ graceMs: 1000 });
+      expect(await tunnel.done).toBeUndefined();
+    });
+
     it('a refused agent gets the server error code through the handshake', async () => {
       server.destroy();
       server = new ProxyServer({
