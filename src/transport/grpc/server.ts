@@ -116,7 +116,10 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> {
     (server as Http2Server).on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: unknown) =>
       this.onStream(stream, headers, rawHeaders as string[]),
     );
-    server.on('error', (err) => this.emit('error', err));
+    // Listen errors reject createGrpcServer(); later ones go to 'error' listeners, if any.
+    server.on('error', (err) => {
+      if (this.listenerCount('error') > 0) this.emit('error', err);
+    });
     // Unreachable in h2-only servers, but an HTTP/1 probe must not crash us.
     server.on('unknownProtocol', (socket) => socket.destroy());
   }

@@ -1,0 +1,151 @@
+/**
+ * The gRPC server's life: Unix socket file handling, graceful close (GOAWAY), grace expiry, destroy, non-gRPC
+ * requests, keepalive pings, option checks.
+ */
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import http2 from 'node:http2';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ErrorCode, KonnectivityError, dataPacket } from '../../../src/protocol/index.js';
+import {
+  GrpcConnection,
+  createGrpcServer,
+  grpcAgentConnector,
+  openProxyStream,
+  parseAddress,
+  type GrpcServer,
+} from '../../../src/transport/grpc/index.js';
+import type { PacketStream } from '../../../src/transport/packet-stream.js';
+import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
+import { tempSocketPath } from './helpers.js';
+
+function closeEvent(stream: PacketStream): Promise<Error | undefined> {
+  return new Promise((resolve) => (stream.closed && !stream.listenerCount('close') ? resolve(stream.errored) : stream.once('close', resolve)));
+}
+
+describe('gRPC server lifecycle', () => {
+  let before: ResourceSnapshot;
+  let server: GrpcServer | undefined;
+  let accepted: PacketStream[];
+
+  beforeEach(() => {
+    before = snapshotResources();
+    accepted = [];
+  });
+  afterEach(async () => {
+    server?.destroy();
+    await server?.close();
+    server = undefined;
+    await expectNoLeaks(before, { timeoutMs: 5000 });
+  });
+
+  async function start(extra: Parameters<typeof createGrpcServer>[0] = {}): Promise<GrpcServer> {
+    server = await createGrpcServer({
+      port: 0,
+      agent: (incoming) => {
+        const s = incoming.accept({ serverid: ['s'] });
+        s.on('error', () => {});
+        s.on('end', () => void s.close());
+        accepted.push(s);
+      },
+      ...extra,
+    });
+    return server;
+  }
+
+  it('creates the Unix socket with mode 0770 and replaces a stale socket file', async () => {
+    const path = tempSocketPath();
+    // A socket file left by a process that died (Python binds and exits without unlinking).
+    const py = spawnSync('/usr/bin/python3', ['-c', `import socket; socket.socket(socket.AF_UNIX).bind(${JSON.stringify(path)})`]);
+    if (py.status === 0) expect(fs.lstatSync(path).isSocket()).toBe(true);
+    await start({ socketPath: path });
+    expect(fs.statSync(path).mode & 0o777).toBe(0o770);
+    const stream = await grpcAgentConnector({ socketPath: path })({ agentid: ['a'] }, {});
+    expect(stream.remoteAddress).toBe(`unix:${path}`);
+    await stream.close();
+  });
+
+  it('refuses to remove a file that is not a socket', async () => {
+    const path = tempSocketPath();
+    fs.writeFileSync(path, 'not a socket');
+    await expect(createGrpcServer({ socketPath: path })).rejects.toThrow();
+    expect(fs.readFileSync(path, 'utf8')).toBe('not a socket');
+  });
+
+  it('close() lets open calls finish and refuses new connections', async () => {
+    const srv = await start();
+    const connect = grpcAgentConnector({ address: `127.0.0.1:${srv.port}` });
+    const stream = await connect({ agentid: ['a'] }, {});
+    stream.on('error', () => {});
+    const closing = srv.close({ graceMs: 10_000 });
+    // The call keeps working during the grace period.
+    const echoed = new Promise((resolve) => accepted[0]!.once('packet', resolve));
+    stream.write(dataPacket(1n, Buffer.from('still open')));
+    await echoed;
+    await expect(connect({ agentid: ['b'] }, {})).rejects.toBeInstanceOf(KonnectivityError);
+    await stream.close();
+    await closing;
+  });
+
+  it('close() destroys calls still open when the grace period ends', async () => {
+    const srv = await start();
+    const stream = await grpcAgentConnector({ address: `127.0.0.1:${srv.port}` })({ agentid: ['a'] }, {});
+    stream.on('error', () => {});
+    const closed = closeEvent(stream);
+    await srv.close({ graceMs: 50 });
+    expect(await closed).toBeInstanceOf(KonnectivityError);
+  });
+
+  it('destroy() ends every call at once with an error on the client', async () => {
+    const srv = await start();
+    const stream = await grpcAgentConnector({ address: `127.0.0.1:${srv.port}` })({ agentid: ['a'] }, {});
+    stream.on('error', () => {});
+    const closed = closeEvent(stream);
+    srv.destroy();
+    const err = await closed;
+    expect(err).toBeInstanceOf(KonnectivityError);
+  });
+
+  it('answers non-gRPC requests with HTTP errors and a call to a missing handler with UNIMPLEMENTED', async () => {
+    const srv = await start();
+    const session = http2.connect(`http://127.0.0.1:${srv.port}`);
+    const status = (headers: http2.OutgoingHttpHeaders): Promise<http2.IncomingHttpHeaders> =>
+      new Promise((resolve, reject) => {
+        const req = session.request(headers);
+        req.on('response', resolve);
+        req.on('error', reject);
+        req.resume();
+        req.end();
+      });
+    expect((await status({ ':method': 'GET', ':path': '/AgentService/Connect' }))[':status']).toBe(405);
+    expect((await status({ ':method': 'POST', ':path': '/AgentService/Connect', 'content-type': 'text/plain' }))[':status']).toBe(415);
+    const unimplemented = await status({ ':method': 'POST', ':path': '/ProxyService/Proxy', 'content-type': 'application/grpc' });
+    expect(unimplemented['grpc-status']).toBe('12');
+    session.close();
+    // Through our own client: a frontend call to a server that only serves agents.
+    const proxy = openProxyStream({ address: `127.0.0.1:${srv.port}` });
+    proxy.on('error', () => {});
+    await expect(proxy.ready).rejects.toMatchObject({ code: ErrorCode.PROTOCOL, message: expect.stringMatching(/UNIMPLEMENTED/) });
+  });
+
+  it('pings clients every keepaliveTimeMs', async () => {
+    const srv = await start({ keepaliveTimeMs: 20 });
+    const session = http2.connect(`http://127.0.0.1:${srv.port}`);
+    await new Promise<void>((resolve) => session.once('ping', () => resolve()));
+    session.close();
+  });
+
+  it('checks options', async () => {
+    await expect(createGrpcServer({ port: 70000 })).rejects.toMatchObject({ code: ErrorCode.INVALID_OPTION });
+    await expect(createGrpcServer({ socketPath: '/tmp/x.sock', tls: { key: '', cert: '' } })).rejects.toMatchObject({
+      code: ErrorCode.INVALID_OPTION,
+    });
+    await expect(createGrpcServer({ windowBytes: 10 })).rejects.toMatchObject({ code: ErrorCode.INVALID_OPTION });
+    expect(() => grpcAgentConnector({})).toThrow(KonnectivityError);
+    expect(() => grpcAgentConnector({ address: '127.0.0.1:1', socketPath: '/x' })).toThrow(/exactly one/);
+    expect(() => grpcAgentConnector({ address: '127.0.0.1:1', keepaliveTimeMs: 1000 })).toThrow(/keepaliveTimeMs/);
+    expect(() => new GrpcConnection({ address: 'nohost' })).toThrow(/host:port/);
+    expect(parseAddress('[::1]:8091')).toEqual({ host: '::1', port: 8091 });
+    expect(parseAddress('example.com:443')).toEqual({ host: 'example.com', port: 443 });
+  });
+});
