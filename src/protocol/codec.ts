@@ -50,10 +50,16 @@ function varint32Size(v: number): number {
 }
 
 const TWO_32 = 0x1_0000_0000n;
+const INT64_MAX = 0x7fff_ffff_ffff_ffffn;
+const INT64_MIN = -0x8000_0000_0000_0000n;
 
 /** Size of an int64 (two's complement, as protobuf encodes negative int64) varint. */
 function int64Size(v: bigint): number {
   if (v >= 0n && v < 0x80000000n) return varint32Size(Number(v));
+  if (v < INT64_MIN || v > INT64_MAX) {
+    // Wrapping would put a different ID on the wire.
+    throw new KonnectivityError(ErrorCode.INVALID_OPTION, `int64 field out of range: ${v}`);
+  }
   let u = BigInt.asUintN(64, v);
   let n = 0;
   if (u >= TWO_32) {

@@ -172,3 +172,20 @@ describe('packet helpers', () => {
     expect(isUnknownPacket(drainPacket())).toBe(false);
   });
 });
+
+describe('int64 range', () => {
+  it('refuses an int64 field outside the signed 64-bit range instead of wrapping it', async () => {
+    const { encodePacket, dataPacket, dialRequest, isKonnectivityError } = await import('../../../src/index.js');
+    for (const p of [dataPacket(1n << 70n, new Uint8Array(1)), dialRequest('a:1', -(1n << 63n) - 1n)]) {
+      let err: unknown;
+      try {
+        encodePacket(p);
+      } catch (e) {
+        err = e;
+      }
+      expect(isKonnectivityError(err, 'ERR_INVALID_OPTION')).toBe(true);
+    }
+    expect(() => encodePacket(dialRequest('a:1', (1n << 63n) - 1n))).not.toThrow();
+    expect(() => encodePacket(dialRequest('a:1', -(1n << 63n)))).not.toThrow();
+  });
+});
