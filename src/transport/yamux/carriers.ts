@@ -9,6 +9,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocket, createWebSocketStream, type ClientOptions } from 'ws';
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
 import type { IncomingPacketStream } from '../packet-stream.js';
+import { resolveYamuxOptions } from './config.js';
 import { acceptYamuxTunnel, type YamuxTunnelOptions } from './tunnel.js';
 
 /** Opens one carrier; `signal` aborts the attempt. */
@@ -116,6 +117,8 @@ export interface YamuxServerOptions extends YamuxTunnelOptions {
  * stops accepting (open tunnels live on until their owner closes them).
  */
 export function createYamuxServer(options: YamuxServerOptions): net.Server {
+  // Bad options fail here, not on every connection.
+  resolveYamuxOptions(options.yamux);
   const onCarrier = (socket: net.Socket): void => {
     socket.setNoDelay(true);
     serveYamuxCarrier(socket, options);

@@ -15,7 +15,7 @@ import { TLSSocket } from 'node:tls';
 import { ErrorCode, KonnectivityError, isKonnectivityError } from '../../protocol/errors.js';
 import { DelimitedMessageDecoder, delimitedPrefix } from '../../protocol/framing.js';
 import type { IncomingPacketStream, Metadata, PacketStream, TunnelConnector } from '../packet-stream.js';
-import type { YamuxSessionOptions } from './config.js';
+import { resolveYamuxOptions, type YamuxSessionOptions } from './config.js';
 import { DEFAULT_MAX_PACKET_BYTES, YamuxPacketStream } from './packet-stream.js';
 import { YamuxSession } from './session.js';
 import type { YamuxStream } from './stream.js';
@@ -186,7 +186,13 @@ function closeSoon(session: YamuxSession): void {
 export async function acceptYamuxTunnel(carrier: Duplex, options: YamuxTunnelOptions = {}): Promise<IncomingPacketStream> {
   const maxPacketBytes = options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES;
   const remoteAddress = options.remoteAddress ?? carrierAddress(carrier);
-  const session = new YamuxSession(carrier, { ...options.yamux, client: false });
+  let session: YamuxSession;
+  try {
+    session = new YamuxSession(carrier, { ...options.yamux, client: false });
+  } catch (err) {
+    carrier.destroy();
+    throw err;
+  }
   quietSession(session);
   const { signal, done } = deadline(options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS, 'waiting for the agent');
   let control: YamuxStream | undefined;
@@ -251,6 +257,8 @@ export interface YamuxAgentConnectorOptions extends YamuxTunnelOptions {
  * the server's error code (e.g. ERR_UNAUTHENTICATED).
  */
 export function yamuxAgentConnector(options: YamuxAgentConnectorOptions): TunnelConnector {
+  // Bad options fail here, not on every connect.
+  resolveYamuxOptions(options.yamux);
   const maxPacketBytes = options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES;
   return async (metadata, { signal: outer } = {}) => {
     const { signal, done } = deadline(options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS, 'connecting to the server', outer);

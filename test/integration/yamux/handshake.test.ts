@@ -6,7 +6,7 @@ import { ErrorCode, KonnectivityError } from '../../../src/protocol/errors.js';
 import { delimitedPrefix } from '../../../src/protocol/framing.js';
 import { dataPacket } from '../../../src/protocol/packet.js';
 import type { IncomingPacketStream } from '../../../src/transport/packet-stream.js';
-import { acceptYamuxTunnel, tcpCarrier, yamuxAgentConnector, YamuxSession } from '../../../src/transport/yamux/index.js';
+import { acceptYamuxTunnel, createYamuxServer, tcpCarrier, yamuxAgentConnector, YamuxSession } from '../../../src/transport/yamux/index.js';
 import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
 
 function delimited(text: string): Buffer {
@@ -86,6 +86,15 @@ describe('yamux tunnel handshake', () => {
     // The server saw the handshake but never answered; its side goes when the carrier does.
     const incoming = await accepted;
     incoming.reject(new KonnectivityError(ErrorCode.SHUTTING_DOWN, 'bye'));
+  });
+
+  it('bad yamux options fail when the connector or server is made', () => {
+    expect(() => yamuxAgentConnector({ connect: tcpCarrier({ port }), yamux: { acceptBacklog: -1 } })).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_OPTION' }),
+    );
+    expect(() => createYamuxServer({ onTunnel: () => undefined, yamux: { maxStreamWindowBytes: 1 } })).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_OPTION' }),
+    );
   });
 
   it('an aborted connect rejects with ERR_ABORTED', async () => {
