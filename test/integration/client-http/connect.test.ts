@@ -45,7 +45,7 @@ async function tcpFrontend(options: Partial<Parameters<typeof createHttpConnectF
   return (f.address() as net.AddressInfo).port;
 }
 
-/** Echo `text` through a connected socket and close it (no half-close: TLS sockets do not keep one). */
+/** Echo `text` through a connected socket, then close it. */
 async function roundTrip(socket: net.Socket, text: string): Promise<string> {
   socket.write(text);
   const got = await readUntil(socket, (d) => d.length >= text.length);

@@ -4,8 +4,10 @@
  * (ProxyServer and Agent joined by an in-memory pair, with and without per-connection substreams).
  */
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import type { AddressInfo, Socket } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { connectViaHttpProxy } from '../../../src/client/http-connect.js';
 import { createHttpConnectFrontend, type HttpConnectFrontend } from '../../../src/server/frontends/http-connect/index.js';
 import { receiveAll, sendPattern } from '../../helpers/engine.js';
 import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
@@ -114,16 +116,24 @@ describe.each(Object.keys(BACKENDS))('HTTP-CONNECT data over %s', (name) => {
 });
 
 describe('HTTP-CONNECT half-close (fake dialer: TCP carries it)', () => {
-  it('client EOF reaches the target, which still answers', async () => {
+  const fixture = (name: string): Buffer => readFileSync(new URL(`./fixtures/${name}`, import.meta.url));
+  it.each(['tcp', 'tls'])('client EOF reaches the target, which still answers (%s)', async (kind) => {
     const before = snapshotResources();
-    const frontend = createHttpConnectFrontend({ server: fakeDialer() });
+    const frontend = createHttpConnectFrontend({
+      server: fakeDialer(),
+      ...(kind === 'tls' ? { tls: { key: fixture('server-key.pem'), cert: fixture('server.pem') } } : {}),
+    });
     await frontend.listen({ port: 0, host: '127.0.0.1' });
     const target = await listenTcp((socket) => {
       let n = 0;
       socket.on('data', (d: Buffer) => (n += d.length));
       socket.on('end', () => socket.end(`got ${n}`));
     });
-    const { socket } = await rawConnect((frontend.address() as AddressInfo).port, `127.0.0.1:${target.port}`);
+    const port = (frontend.address() as AddressInfo).port;
+    const socket =
+      kind === 'tls'
+        ? await connectViaHttpProxy({ proxy: { host: '127.0.0.1', port }, tls: { ca: fixture('ca.pem') }, target: `127.0.0.1:${target.port}` })
+        : (await rawConnect(port, `127.0.0.1:${target.port}`)).socket;
     socket.end('12345');
     expect((await readUntil(socket, () => false)).toString()).toBe('got 5');
     socket.destroy();

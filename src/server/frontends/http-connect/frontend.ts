@@ -180,7 +180,8 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
       connectionsCheckingInterval: Math.min(30_000, Math.max(50, Math.floor(this.options.headersTimeoutMs / 4))),
     };
     this.http = options.tls
-      ? https.createServer({ minVersion: 'TLSv1.2', ...mtls(options.tls), ...serverOptions })
+      ? // allowHalfOpen as node:http has it, so a client's EOF over TLS half-closes instead of closing.
+        https.createServer({ minVersion: 'TLSv1.2', ...mtls(options.tls), ...serverOptions, allowHalfOpen: true })
       : http.createServer(serverOptions);
     this.http.on('connection', (socket: Socket) => {
       this.connections.add(socket);
