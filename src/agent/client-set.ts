@@ -101,8 +101,6 @@ export class AgentClientSet<T extends ClientSetTunnel = ClientSetTunnel> extends
   private drained = false;
   private lastReceivedServerCount = 0;
   private closing: Promise<void> | undefined;
-  /** Settles when the set stops dialling. */
-  private readonly whenStopped: Promise<void>;
 
   constructor(agent: ClientSetAgent<T>, options: AgentClientSetOptions) {
     super();
@@ -131,16 +129,7 @@ export class AgentClientSet<T extends ClientSetTunnel = ClientSetTunnel> extends
     if (!(Number.isFinite(this.connectTimeoutMs) && this.connectTimeoutMs > 0)) {
       throw invalidOption(`connectTimeoutMs must be a finite number > 0, got ${this.connectTimeoutMs}`);
     }
-    this.whenStopped = new Promise<void>((resolve) =>
-      this.stop.signal.addEventListener(
-        'abort',
-        () => {
-          this.notifyChange();
-          resolve();
-        },
-        { once: true },
-      ),
-    );
+    this.stop.signal.addEventListener('abort', () => this.notifyChange(), { once: true });
     const signal = options.signal;
     if (signal) {
       if (signal.aborted) void this.close();
@@ -284,7 +273,7 @@ export class AgentClientSet<T extends ClientSetTunnel = ClientSetTunnel> extends
       if (attempt.kind === 'stopped') return;
       if (attempt.kind === 'added') {
         backoff.reset();
-        await Promise.race([attempt.removed, this.whenStopped]);
+        await this.untilRemoved(attempt.removed);
         delay = backoff.interval();
       } else {
         delay = backoff.next();
@@ -371,6 +360,20 @@ export class AgentClientSet<T extends ClientSetTunnel = ClientSetTunnel> extends
   private async pause(ms: number): Promise<void> {
     if (this.stopped) return;
     await sleep(ms, undefined, { ref: false, signal: this.stop.signal }).catch(() => undefined);
+  }
+
+  /** Resolves when `removed` does or the set stops; leaves no listener behind (a tunnel may live for months). */
+  private untilRemoved(removed: Promise<void>): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const signal = this.stop.signal;
+      const onStop = (): void => resolve();
+      signal.addEventListener('abort', onStop, { once: true });
+      void removed.then(() => {
+        signal.removeEventListener('abort', onStop);
+        resolve();
+      });
+    });
   }
 
   /** Resolves when a tunnel is removed or the set stops. */
