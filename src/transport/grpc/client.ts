@@ -73,7 +73,7 @@ interface ResolvedClientOptions {
 }
 
 /** Split `host:port` / `[v6]:port`. */
-export function parseAddress(address: string): { host: string; port: number } {
+export function parseGrpcAddress(address: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(address);
   if (!m) throw invalidOption(`address must be host:port, got ${JSON.stringify(address)}`);
   const port = Number(m[3]);
@@ -89,7 +89,7 @@ function resolveClientOptions(o: GrpcClientOptions, defaultKeepaliveMs: number |
   const keepalive = o.keepaliveTimeMs ?? defaultKeepaliveMs;
   let host = 'localhost';
   let port = 0;
-  if (o.address !== undefined) ({ host, port } = parseAddress(o.address));
+  if (o.address !== undefined) ({ host, port } = parseGrpcAddress(o.address));
   const scheme = o.tls ? 'https' : 'http';
   const authority =
     o.socketPath !== undefined ? 'http://localhost' : `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`;

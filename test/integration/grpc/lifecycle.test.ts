@@ -12,7 +12,7 @@ import {
   createGrpcServer,
   grpcAgentConnector,
   openProxyStream,
-  parseAddress,
+  parseGrpcAddress,
   type GrpcServer,
 } from '../../../src/transport/grpc/index.js';
 import type { PacketStream } from '../../../src/transport/packet-stream.js';
@@ -145,7 +145,7 @@ describe('gRPC server lifecycle', () => {
     expect(() => grpcAgentConnector({ address: '127.0.0.1:1', socketPath: '/x' })).toThrow(/exactly one/);
     expect(() => grpcAgentConnector({ address: '127.0.0.1:1', keepaliveTimeMs: 1000 })).toThrow(/keepaliveTimeMs/);
     expect(() => new GrpcConnection({ address: 'nohost' })).toThrow(/host:port/);
-    expect(parseAddress('[::1]:8091')).toEqual({ host: '::1', port: 8091 });
-    expect(parseAddress('example.com:443')).toEqual({ host: 'example.com', port: 443 });
+    expect(parseGrpcAddress('[::1]:8091')).toEqual({ host: '::1', port: 8091 });
+    expect(parseGrpcAddress('example.com:443')).toEqual({ host: 'example.com', port: 443 });
   });
 });
