@@ -8,6 +8,7 @@ import net from 'node:net';
 import { once } from 'node:events';
 import {
   Agent,
+  GrpcConnection,
   ProxyServer,
   createGrpcServer,
   dialOverStream,
@@ -33,9 +34,11 @@ const frontendListener = await createGrpcServer({ port: 0, frontend: (stream) =>
 const agent = new Agent({ agentID: 'grpc-example-agent' });
 await agent.connect(grpcAgentConnector({ address: `127.0.0.1:${agentListener.port}` }));
 
-// Each dial is one `/ProxyService/Proxy` call on a connection of its own (a single-use tunnel).
+// Each dial is one `/ProxyService/Proxy` call. Here both share one HTTP/2 connection (a reusable tunnel); give
+// openProxyStream() the options instead of a connection for a connection per dial (a single-use tunnel).
+const connection = new GrpcConnection({ address: `127.0.0.1:${frontendListener.port}` });
 for (const word of ['hello', 'konnectivity']) {
-  const stream = openProxyStream({ address: `127.0.0.1:${frontendListener.port}` });
+  const stream = openProxyStream(connection);
   const socket = await dialOverStream(stream, targetAddress, { timeoutMs: 5000 });
   console.log(`dialed ${targetAddress} through the tunnel (connectID ${socket.connectID})`);
   socket.setEncoding('utf8');
@@ -46,6 +49,7 @@ for (const word of ['hello', 'konnectivity']) {
   await once(socket, 'close');
 }
 
+await connection.close();
 await agent.close();
 await server.close();
 await Promise.all([agentListener.close(), frontendListener.close()]);
