@@ -275,18 +275,19 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
           // The client left while the dial completed (#404): close the connection on the agent at once.
           tunnel.destroy();
           socket.destroy();
-          this.emit('dialFailed', { address, remoteAddress, statusCode: undefined, error: abortReason(abort.signal) });
           end();
+          this.emit('dialFailed', { address, remoteAddress, statusCode: undefined, error: abortReason(abort.signal) });
           return;
         }
         entry.tunnel = tunnel;
         socket.write(CONNECT_ESTABLISHED);
         for (const chunk of chunks) tunnel.write(chunk);
-        this.emit('tunnelOpened', { address, remoteAddress, durationMs: Date.now() - started });
         void relay(socket, tunnel, this.options).then((result) => {
           end();
           this.emit('tunnelClosed', { ...result, address, remoteAddress });
         });
+        // Events go out after the bookkeeping, so a listener that throws cannot leave a socket unserved.
+        this.emit('tunnelOpened', { address, remoteAddress, durationMs: Date.now() - started });
       },
       (err: unknown) => {
         this.pending -= 1;
@@ -300,9 +301,9 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
           statusCode = response.statusCode;
           this.respondAndClose(socket, response);
         }
-        this.emit('dialFailed', { address, remoteAddress, statusCode, error });
         if (socket.closed) end();
         else socket.once('close', end);
+        this.emit('dialFailed', { address, remoteAddress, statusCode, error });
       },
     );
   }
