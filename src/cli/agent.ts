@@ -44,11 +44,11 @@ export interface RunningAgent {
 
 /** One connector per server address (server-list mode) or one for the load balancer. */
 function connectors(o: AgentOptions, log: Logger): { connector: TunnelConnector } | { connectors: TunnelConnector[] } {
+  // The server is verified as the host dialled (--proxy-server-host, or each list entry), as the reference does.
   const tls = loadClientTls({
     ca: o.caCert,
     cert: o.agentCert,
     key: o.agentKey,
-    ...(o.agentCert ? { servername: o.proxyServerHost } : {}),
   });
   if (!tls) log.warn('connecting without TLS: no --ca-cert given (the reference agent always uses TLS)');
   let keepaliveTimeMs = o.keepaliveTimeMs;
