@@ -9,17 +9,19 @@ import { ProxyServer } from '../../../src/server/index.js';
 import { createGrpcServer, grpcAgentConnector, type GrpcServer } from '../../../src/transport/grpc/index.js';
 import { echoServer, receiveAll, sendPattern } from '../../helpers/engine.js';
 import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
-import { clientTarget, serverListen, type Kind } from './helpers.js';
+import { clientTarget, serverListen, until, type Kind } from './helpers.js';
 
 const MiB = 1024 * 1024;
 
-async function until(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
+/** Dial the echo server through `client`, round-trip `bytes` checksummed, and close the connection. */
+async function echoThrough(client: GrpcProxyClient, address: string, bytes: number): Promise<void> {
+  const socket = await client.dial(address);
+  const [sent, received] = await Promise.all([sendPattern(socket, bytes), receiveAll(socket, bytes)]);
+  expect(received).toBe(sent);
+  socket.destroy();
+  await new Promise<void>((r) => (socket.closed ? r() : socket.once('close', () => r())));
 }
+
 
 /** A server with both gRPC listeners, an agent tunnelled to it over `kind`, and an echo endpoint. */
 async function startStack(kind: Kind) {
@@ -68,12 +70,7 @@ for (const kind of ['tcp', 'tls', 'uds'] as Kind[]) {
       it(`round-trips 8 MiB through a ${singleUse ? 'single-use' : 'reusable'} client tunnel`, async () => {
         const client = new GrpcProxyClient({ ...stack.frontendTarget, singleUse });
         try {
-          const socket = await client.dial(stack.echo.address);
-          const total = 8 * MiB;
-          const [sent, received] = await Promise.all([sendPattern(socket, total), receiveAll(socket, total)]);
-          expect(received).toBe(sent);
-          socket.destroy();
-          await new Promise<void>((r) => (socket.closed ? r() : socket.once('close', () => r())));
+          await echoThrough(client, stack.echo.address, 8 * MiB);
         } finally {
           await client.close();
         }
@@ -83,15 +80,8 @@ for (const kind of ['tcp', 'tls', 'uds'] as Kind[]) {
     it('serves many dials on one reusable connection, concurrently and in sequence', async () => {
       const client = new GrpcProxyClient(stack.frontendTarget);
       try {
-        const one = async (i: number): Promise<void> => {
-          const socket = await client.dial(stack.echo.address);
-          const [sent, received] = await Promise.all([sendPattern(socket, 64 * 1024 + i), receiveAll(socket, 64 * 1024 + i)]);
-          expect(received).toBe(sent);
-          socket.destroy();
-          await new Promise<void>((r) => (socket.closed ? r() : socket.once('close', () => r())));
-        };
-        await Promise.all(Array.from({ length: 20 }, (_, i) => one(i)));
-        for (let i = 0; i < 50; i++) await one(i);
+        await Promise.all(Array.from({ length: 20 }, (_, i) => echoThrough(client, stack.echo.address, 64 * 1024 + i)));
+        for (let i = 0; i < 50; i++) await echoThrough(client, stack.echo.address, 64 * 1024 + i);
       } finally {
         await client.close();
       }
@@ -100,30 +90,18 @@ for (const kind of ['tcp', 'tls', 'uds'] as Kind[]) {
     it('moves 64 MiB each way, checksummed, through one connection', async () => {
       const client = new GrpcProxyClient(stack.frontendTarget);
       try {
-        const socket = await client.dial(stack.echo.address);
-        const total = 64 * MiB;
-        const [sent, received] = await Promise.all([sendPattern(socket, total), receiveAll(socket, total)]);
-        expect(received).toBe(sent);
-        socket.destroy();
-        await new Promise<void>((r) => (socket.closed ? r() : socket.once('close', () => r())));
+        await echoThrough(client, stack.echo.address, 64 * MiB);
       } finally {
         await client.close();
       }
     });
 
     it(`runs ${kind === 'tcp' ? 1000 : 200} sequential dials on a reusable client, then 50 single-use ones`, async () => {
-      const once = async (client: GrpcProxyClient, i: number): Promise<void> => {
-        const socket = await client.dial(stack.echo.address);
-        const [sent, received] = await Promise.all([sendPattern(socket, 100 + i), receiveAll(socket, 100 + i)]);
-        expect(received).toBe(sent);
-        socket.destroy();
-        await new Promise<void>((r) => (socket.closed ? r() : socket.once('close', () => r())));
-      };
       const reusable = new GrpcProxyClient(stack.frontendTarget);
       const singleUse = new GrpcProxyClient({ ...stack.frontendTarget, singleUse: true });
       try {
-        for (let i = 0; i < (kind === 'tcp' ? 1000 : 200); i++) await once(reusable, i);
-        for (let i = 0; i < 50; i++) await once(singleUse, i);
+        for (let i = 0; i < (kind === 'tcp' ? 1000 : 200); i++) await echoThrough(reusable, stack.echo.address, 100 + i);
+        for (let i = 0; i < 50; i++) await echoThrough(singleUse, stack.echo.address, 100 + i);
         await until(() => stack.proxy.stats.establishedConnections === 0, 'every connection to be closed on the server');
       } finally {
         await Promise.all([reusable.close(), singleUse.close()]);

@@ -9,15 +9,8 @@ import { ProxyServer } from '../../../src/server/index.js';
 import { createGrpcServer, grpcAgentConnector, type GrpcClientOptions, type GrpcServer } from '../../../src/transport/grpc/index.js';
 import { echoServer, receiveAll, sendPattern } from '../../helpers/engine.js';
 import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
-import { serverListen, testPki } from './helpers.js';
+import { serverListen, testPki, until } from './helpers.js';
 
-async function until(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 async function refusal(promise: Promise<unknown>): Promise<KonnectivityError> {
   const err = await promise.then(

@@ -13,7 +13,7 @@ import { ProxyServer } from '../../../src/server/index.js';
 import { createGrpcServer, grpcAgentConnector, type GrpcServer } from '../../../src/transport/grpc/index.js';
 import { echoServer, receiveAll, sendPattern } from '../../helpers/engine.js';
 import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
-import { tempSocketPath } from '../../integration/grpc/helpers.js';
+import { tempSocketPath, until } from '../../integration/grpc/helpers.js';
 
 const PYTHON = '/usr/bin/python3';
 const PEER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'peer.py');
@@ -26,13 +26,6 @@ if (!available && !required) {
 
 const MiB = 1024 * 1024;
 
-async function until(cond: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 /** Start peer.py; resolves with the process and a reader of its JSON lines. */
 function startPeer(args: string[]): { child: ChildProcess; nextLine: () => Promise<Record<string, unknown>>; stderr: () => string } {
