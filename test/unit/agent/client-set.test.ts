@@ -353,6 +353,18 @@ describe('AgentClientSet lifecycle', () => {
     await expect(stopped).rejects.toMatchObject({ code: ErrorCode.SHUTTING_DOWN });
   });
 
+  it('does not dial when started after close() or with an aborted signal', async () => {
+    const calls = { n: 0 };
+    const a = new FakeServer('a', 1);
+    const closed = makeSet(new FakeAgent(), { connector: balancer([a], calls) });
+    await closed.close();
+    closed.start();
+    const aborted = makeSet(new FakeAgent(), { connector: balancer([a], calls), signal: AbortSignal.abort() });
+    aborted.start();
+    await expect(aborted.whenReady()).rejects.toMatchObject({ code: ErrorCode.SHUTTING_DOWN });
+    expect(calls.n).toBe(0);
+  });
+
   it.each<[string, AgentClientSetOptions]>([
     ['neither connector', {}],
     ['both connectors', { connector: async () => ({}) as PacketStream, connectors: [async () => ({}) as PacketStream] }],
