@@ -1,2 +1,3 @@
 export * from './packet-stream.js';
 export * from './memory/index.js';
+export * from './yamux/index.js';
