@@ -109,7 +109,7 @@ abstract class GrpcPacketStreamBase extends AbstractPacketStream {
   }
 
   private onRemoteEnd(): void {
-    if (this.remoteEnd || this.closed && this.errored) return;
+    if (this.remoteEnd || (this.closed && this.errored)) return;
     if (!this.remoteEndedCleanly()) {
       if (this.h2.closed || this.h2.destroyed) this.onH2Close();
       return;

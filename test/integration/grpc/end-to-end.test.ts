@@ -9,7 +9,7 @@ import { ProxyServer } from '../../../src/server/index.js';
 import { createGrpcServer, grpcAgentConnector, type GrpcServer } from '../../../src/transport/grpc/index.js';
 import { echoServer, receiveAll, sendPattern } from '../../helpers/engine.js';
 import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
-import { clientTarget, serverListen, until, type Kind } from './helpers.js';
+import { clientTarget, serverListen, tempSocketPath, until, type Kind } from './helpers.js';
 
 const MiB = 1024 * 1024;
 
@@ -118,3 +118,32 @@ for (const kind of ['tcp', 'tls', 'uds'] as Kind[]) {
     });
   });
 }
+
+describe('reusable gRPC client after the server restarts', () => {
+  it('opens a new connection once the old one is gone', async () => {
+    const before = snapshotResources();
+    const proxy = new ProxyServer({ serverID: 'restart' });
+    const agentListener = await createGrpcServer({ port: 0, agent: (i) => proxy.acceptAgent(i) });
+    const socketPath = tempSocketPath();
+    let frontendListener = await createGrpcServer({ socketPath, frontend: (s) => proxy.acceptFrontend(s) });
+    const agent = new Agent({ agentID: 'agent-1' });
+    await agent.connect(grpcAgentConnector({ address: `127.0.0.1:${agentListener.port}` }));
+    await until(() => proxy.ready, 'the agent');
+    const echo = await echoServer();
+    const client = new GrpcProxyClient({ socketPath });
+    try {
+      await echoThrough(client, echo.address, 1000);
+      // The frontend listener goes away (GOAWAY, then the connection closes) and comes back on the same path.
+      await frontendListener.close({ graceMs: 100 });
+      frontendListener = await createGrpcServer({ socketPath, frontend: (s) => proxy.acceptFrontend(s) });
+      await echoThrough(client, echo.address, 1000);
+    } finally {
+      await client.close();
+      await agent.close();
+      await proxy.close({ graceMs: 1000 });
+      await Promise.all([agentListener.close({ graceMs: 1000 }), frontendListener.close({ graceMs: 1000 })]);
+      await echo.close();
+    }
+    await expectNoLeaks(before, { timeoutMs: 5000 });
+  });
+});
