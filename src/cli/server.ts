@@ -7,6 +7,7 @@
  * 0 was asked for. First SIGTERM/SIGINT: graceful shutdown up to `--graceful-shutdown-timeout`, exit 0; a second
  * one exits 1 at once.
  */
+import type { RequestListener } from 'node:http';
 import type { SecureVersion } from 'node:tls';
 import { Registry } from 'prom-client';
 import { ProxyServer } from '../server/index.js';
@@ -75,6 +76,89 @@ function logServerEvents(proxy: ProxyServer, log: Logger): void {
   );
 }
 
+/** A started listener: where it is and how it stops. */
+interface Listener {
+  name: string;
+  address: string;
+  port: number;
+  close(graceMs: number): Promise<void>;
+}
+
+/** What the listener builders share. */
+interface Context {
+  o: ServerOptions;
+  proxy: ProxyServer;
+  metrics: ServerInstrumentation;
+  log: Logger;
+}
+
+/** The frontend of `--mode`: gRPC `ProxyService` or HTTP-CONNECT, on `--uds-name` or TCP. */
+async function startFrontend({ o, proxy, metrics, log }: Context): Promise<Listener> {
+  const tls = loadServerTls({ cert: o.serverCert, key: o.serverKey, ca: o.serverCaCert, minVersion: o.tlsMinVersion as SecureVersion });
+  if (!o.udsName && !tls) log.warn('frontend on TCP without TLS: anyone who reaches the port can dial through the tunnels (the reference requires --server-cert/--server-key/--server-ca-cert)');
+  const uds = `unix:${o.udsName}`;
+  if (o.mode === 'grpc') {
+    const onFrontend = (stream: PacketStream): void => {
+      metrics.trackGrpcStream('Proxy', stream);
+      proxy.acceptFrontend(stream);
+    };
+    const common = { frontend: onFrontend, keepaliveTimeMs: o.frontendKeepaliveTimeMs };
+    const server: GrpcServer = o.udsName
+      ? await createGrpcServer({ ...common, socketPath: o.udsName, deleteExistingSocket: o.deleteExistingUdsFile })
+      : await listenOnBindAddress(o.serverBindAddress, (host) => createGrpcServer({ ...common, host, port: o.serverPort, ...(tls ? { tls: grpcTls(tls, log) } : {}) }));
+    return { name: 'frontend-grpc', address: o.udsName ? uds : (server.address.host ?? ''), port: server.port, close: (graceMs) => server.close({ graceMs }) };
+  }
+  const frontend: HttpConnectFrontend = createHttpConnectFrontend({
+    server: proxy,
+    ...(tls ? { tls } : {}),
+    ...(o.backendDialTimeoutMs > 0 ? { dialTimeoutMs: o.backendDialTimeoutMs } : {}),
+    deleteExistingSocket: o.deleteExistingUdsFile,
+  });
+  frontend.on('tunnelOpened', (e) => {
+    metrics.httpConnections.inc();
+    log.v(3).info('http-connect tunnel opened', { dialAddress: e.address, remoteAddress: e.remoteAddress });
+  });
+  frontend.on('tunnelClosed', (e) => {
+    metrics.httpConnections.dec();
+    log.v(4).info('http-connect tunnel closed', { dialAddress: e.address, remoteAddress: e.remoteAddress });
+  });
+  frontend.on('dialFailed', (e) => log.v(2).info('http-connect dial failed', { dialAddress: e.address, status: e.statusCode, err: e.error.message }));
+  if (o.udsName) await frontend.listen({ path: o.udsName });
+  else await listenOnBindAddress(o.serverBindAddress, (host) => frontend.listen({ host, port: o.serverPort }));
+  const addr = frontend.address();
+  const tcp = addr !== null && typeof addr === 'object' ? addr : undefined;
+  return { name: 'frontend-http-connect', address: tcp?.address ?? uds, port: tcp?.port ?? 0, close: (graceMs) => frontend.close({ graceMs }) };
+}
+
+/** The agent listener: gRPC `AgentService` or yamux (`--agent-transport`), TLS with the `--cluster-*` files. */
+async function startAgentListener({ o, proxy, metrics, log }: Context): Promise<Listener> {
+  const tls = loadServerTls({ cert: o.clusterCert, key: o.clusterKey, ca: o.clusterCaCert, minVersion: o.tlsMinVersion as SecureVersion });
+  if (!tls) log.warn('agent listener without TLS (the reference requires --cluster-cert/--cluster-key)');
+  const acceptAgent = (incoming: IncomingPacketStream): Promise<void> => proxy.acceptAgent(trackedIncoming(incoming, metrics));
+  if (o.agentTransport === 'yamux') {
+    const listener = await listenOnBindAddress(o.agentBindAddress, (host) =>
+      listenYamuxAgents({
+        host,
+        port: o.agentPort,
+        ...(tls ? { tls } : {}),
+        onIncoming: acceptAgent,
+        onRefused: (err, remoteAddress) => log.v(2).info('agent tunnel refused', { remoteAddress, err: err.message }),
+      }),
+    );
+    return { name: 'agent', address: listener.address, port: listener.port, close: (graceMs) => listener.close(graceMs) };
+  }
+  const server = await listenOnBindAddress(o.agentBindAddress, (host) =>
+    createGrpcServer({ host, port: o.agentPort, ...(tls ? { tls: grpcTls(tls, log) } : {}), keepaliveTimeMs: o.keepaliveTimeMs, agent: acceptAgent }),
+  );
+  return { name: 'agent', address: server.address.host ?? '', port: server.port, close: (graceMs) => server.close({ graceMs }) };
+}
+
+/** An ops HTTP server as a Listener. */
+async function startOps(name: string, bindAddress: string, port: number, handler: RequestListener): Promise<Listener> {
+  const ops: OpsServer = await listenOnBindAddress(bindAddress, (host) => listenOps(handler, host, port));
+  return { name, address: ops.address, port: ops.port, close: () => ops.close() };
+}
+
 /** Start every listener of the server. On failure, what was started is closed again and the error thrown. */
 export async function startServer(o: ServerOptions, log: Logger): Promise<RunningServer> {
   const registry = new Registry();
@@ -91,100 +175,32 @@ export async function startServer(o: ServerOptions, log: Logger): Promise<Runnin
   });
   const metrics = instrumentServer(proxy, registry, { strategies: o.proxyStrategies, defaultMetrics: true });
   logServerEvents(proxy, log);
+  const ctx: Context = { o, proxy, metrics, log };
 
-  const closers: Array<(graceMs: number) => Promise<void>> = [];
-  const listening = (listener: string, address: string, port: number): void => log.info('listening', { listener, address, port });
+  const closers: Array<(graceMs: number) => Promise<void>> = [(graceMs) => proxy.close({ graceMs })];
+  const add = (l: Listener): Listener => {
+    closers.push((graceMs) => l.close(graceMs));
+    log.info('listening', { listener: l.name, address: l.address, port: l.port });
+    return l;
+  };
   try {
-    let frontendPort = 0;
-    let agentPort = 0;
-    const frontendTls = loadServerTls({ cert: o.serverCert, key: o.serverKey, ca: o.serverCaCert, minVersion: o.tlsMinVersion as SecureVersion });
-    if (!o.udsName && !frontendTls) log.warn('frontend on TCP without TLS: anyone who reaches the port can dial through the tunnels (the reference requires --server-cert/--server-key/--server-ca-cert)');
-    if (o.mode === 'grpc') {
-      const onFrontend = (stream: PacketStream): void => {
-        metrics.trackGrpcStream('Proxy', stream);
-        proxy.acceptFrontend(stream);
-      };
-      const frontend: GrpcServer = o.udsName
-        ? await createGrpcServer({ socketPath: o.udsName, deleteExistingSocket: o.deleteExistingUdsFile, frontend: onFrontend, keepaliveTimeMs: o.frontendKeepaliveTimeMs })
-        : await listenOnBindAddress(o.serverBindAddress, (host) =>
-            createGrpcServer({ host, port: o.serverPort, ...(frontendTls ? { tls: grpcTls(frontendTls, log) } : {}), frontend: onFrontend, keepaliveTimeMs: o.frontendKeepaliveTimeMs }),
-          );
-      closers.push((graceMs) => frontend.close({ graceMs }));
-      frontendPort = frontend.port;
-      listening('frontend-grpc', o.udsName ? `unix:${o.udsName}` : frontend.address.host ?? '', frontendPort);
-    } else {
-      const frontend: HttpConnectFrontend = createHttpConnectFrontend({
-        server: proxy,
-        ...(frontendTls ? { tls: frontendTls } : {}),
-        ...(o.backendDialTimeoutMs > 0 ? { dialTimeoutMs: o.backendDialTimeoutMs } : {}),
-        deleteExistingSocket: o.deleteExistingUdsFile,
-      });
-      frontend.on('tunnelOpened', (e) => {
-        metrics.httpConnections.inc();
-        log.v(3).info('http-connect tunnel opened', { dialAddress: e.address, remoteAddress: e.remoteAddress });
-      });
-      frontend.on('tunnelClosed', (e) => {
-        metrics.httpConnections.dec();
-        log.v(4).info('http-connect tunnel closed', { dialAddress: e.address, remoteAddress: e.remoteAddress });
-      });
-      frontend.on('dialFailed', (e) => log.v(2).info('http-connect dial failed', { dialAddress: e.address, status: e.statusCode, err: e.error.message }));
-      if (o.udsName) await frontend.listen({ path: o.udsName });
-      else await listenOnBindAddress(o.serverBindAddress, (host) => frontend.listen({ host, port: o.serverPort }));
-      closers.push((graceMs) => frontend.close({ graceMs }));
-      const addr = frontend.address();
-      frontendPort = addr !== null && typeof addr === 'object' ? addr.port : 0;
-      listening('frontend-http-connect', o.udsName ? `unix:${o.udsName}` : addr !== null && typeof addr === 'object' ? addr.address : '', frontendPort);
-    }
-
-    closers.push((graceMs) => proxy.close({ graceMs }));
-
-    const agentTls = loadServerTls({ cert: o.clusterCert, key: o.clusterKey, ca: o.clusterCaCert, minVersion: o.tlsMinVersion as SecureVersion });
-    if (!agentTls) log.warn('agent listener without TLS (the reference requires --cluster-cert/--cluster-key)');
-    const acceptAgent = (incoming: IncomingPacketStream): Promise<void> => proxy.acceptAgent(trackedIncoming(incoming, metrics));
-    if (o.agentTransport === 'yamux') {
-      const agentListener = await listenOnBindAddress(o.agentBindAddress, (host) =>
-        listenYamuxAgents({
-          host,
-          port: o.agentPort,
-          ...(agentTls ? { tls: agentTls } : {}),
-          onIncoming: acceptAgent,
-          onRefused: (err, remoteAddress) => log.v(2).info('agent tunnel refused', { remoteAddress, err: err.message }),
-        }),
-      );
-      closers.push((graceMs) => agentListener.close(graceMs));
-      listening('agent', agentListener.address, agentListener.port);
-      agentPort = agentListener.port;
-    } else {
-      const agentServer = await listenOnBindAddress(o.agentBindAddress, (host) =>
-        createGrpcServer({ host, port: o.agentPort, ...(agentTls ? { tls: grpcTls(agentTls, log) } : {}), keepaliveTimeMs: o.keepaliveTimeMs, agent: acceptAgent }),
-      );
-      closers.push((graceMs) => agentServer.close({ graceMs }));
-      listening('agent', agentServer.address.host ?? '', agentServer.port);
-      agentPort = agentServer.port;
-    }
-
-    const health: OpsServer = await listenOnBindAddress(o.healthBindAddress, (host) =>
-      listenOps(serverHealthHandler({ ready: () => proxy.ready, registry }), host, o.healthPort),
-    );
-    closers.push(() => health.close());
-    listening('health', health.address, health.port);
-    const admin = await listenOnBindAddress(o.adminBindAddress, (host) => listenOps(adminHandler(registry), host, o.adminPort));
-    closers.push(() => admin.close());
-    listening('admin', admin.address, admin.port);
-
+    const frontend = add(await startFrontend(ctx));
+    const agent = add(await startAgentListener(ctx));
+    const health = add(await startOps('health', o.healthBindAddress, o.healthPort, serverHealthHandler({ ready: () => proxy.ready, registry })));
+    const admin = add(await startOps('admin', o.adminBindAddress, o.adminPort, adminHandler(registry)));
     let shuttingDown: Promise<void> | undefined;
     return {
       proxy,
       registry,
-      ports: { agent: agentPort, frontend: frontendPort, health: health.port, admin: admin.port },
+      ports: { agent: agent.port, frontend: frontend.port, health: health.port, admin: admin.port },
       shutdown(graceMs) {
         shuttingDown ??= runClosers(closers, graceMs).finally(() => metrics.detach());
         return shuttingDown;
       },
     };
   } catch (err) {
-    await runClosers(closers, 0);
     proxy.destroy();
+    await runClosers(closers, 0);
     metrics.detach();
     throw err;
   }
