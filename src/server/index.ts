@@ -11,3 +11,4 @@ export {
   type DialHandle,
 } from './proxy-server.js';
 export { AgentRegistry, AGENT_STRATEGIES, parseStrategies, hostOf, type AgentStrategy } from './agent-registry.js';
+export * from './frontends/http-connect/index.js';
