@@ -11,6 +11,7 @@
 import { Registry } from 'prom-client';
 import { Agent, type AgentTunnel } from '../agent/index.js';
 import { AgentClientSet } from '../agent/client-set.js';
+import { grpcAgentConnector } from '../transport/grpc/index.js';
 import type { TunnelConnector } from '../transport/packet-stream.js';
 import { agentAdminHandler, agentHealthHandler, listenOps, type OpsServer } from '../ops/health.js';
 import type { Logger } from '../ops/logger.js';
@@ -20,7 +21,6 @@ import { joinHostPort, listenOnBindAddress } from './listen.js';
 import { processIO, runProgram, tokenFileReader, type ProgramIO } from './process.js';
 import { loadClientTls } from './tls.js';
 import { yamuxConnector } from './yamux.js';
-import { grpcAgentConnector } from '../transport/grpc/index.js';
 
 const PROGRAM = 'konnectivity-agent';
 const SUMMARY =
@@ -45,11 +45,7 @@ export interface RunningAgent {
 /** One connector per server address (server-list mode) or one for the load balancer. */
 function connectors(o: AgentOptions, log: Logger): { connector: TunnelConnector } | { connectors: TunnelConnector[] } {
   // The server is verified as the host dialled (--proxy-server-host, or each list entry), as the reference does.
-  const tls = loadClientTls({
-    ca: o.caCert,
-    cert: o.agentCert,
-    key: o.agentKey,
-  });
+  const tls = loadClientTls({ ca: o.caCert, cert: o.agentCert, key: o.agentKey });
   if (!tls) log.warn('connecting without TLS: no --ca-cert given (the reference agent always uses TLS)');
   let keepaliveTimeMs = o.keepaliveTimeMs;
   if (keepaliveTimeMs < MIN_KEEPALIVE_MS) {
