@@ -128,6 +128,27 @@ describe('gRPC server lifecycle', () => {
     await expect(proxy.ready).rejects.toMatchObject({ code: ErrorCode.PROTOCOL, message: expect.stringMatching(/UNIMPLEMENTED/) });
   });
 
+  it('answers garbage with an error status and keeps serving', async () => {
+    const srv = await start({ frontend: (s) => void s.on('error', () => {}) });
+    const session = http2.connect(`http://127.0.0.1:${srv.port}`);
+    const call = (body: Buffer): Promise<string | undefined> =>
+      new Promise((resolve, reject) => {
+        const req = session.request({ ':method': 'POST', ':path': '/ProxyService/Proxy', 'content-type': 'application/grpc', te: 'trailers' });
+        req.on('trailers', (t) => resolve(t['grpc-status'] as string | undefined));
+        req.on('response', (h) => h['grpc-status'] !== undefined && resolve(h['grpc-status'] as string));
+        req.on('error', reject);
+        req.resume();
+        req.end(body);
+      });
+    // A compressed message (none was negotiated), a message that is not a Packet, and a truncated message.
+    expect(await call(Buffer.from([1, 0, 0, 0, 1, 0]))).toBe(String(3));
+    expect(await call(Buffer.from([0, 0, 0, 0, 2, 0xff, 0xff]))).toBe(String(3));
+    expect(await call(Buffer.from([0, 0, 0, 0, 9, 8]))).toBe(String(3));
+    session.close();
+    const stream = await grpcAgentConnector({ address: `127.0.0.1:${srv.port}` })({ agentid: ['a'] }, {});
+    await stream.close();
+  });
+
   it('pings clients every keepaliveTimeMs', async () => {
     const srv = await start({ keepaliveTimeMs: 20 });
     const session = http2.connect(`http://127.0.0.1:${srv.port}`);
