@@ -47,6 +47,16 @@ const cases: Array<[name: string, expected: RegExp[], env?: Record<string, strin
     [/tunnel up to server-a/, /tunnel up to server-b/, /server-a: hello through the tunnel/, /tunnel to server-b lost/, /agent ready: true, tunnels: server-a/, /server-b again: hello through the tunnel/, /agent draining: server-a was told/],
   ],
   [
+    'http-connect',
+    [
+      /HTTP-CONNECT frontend on 127\.0\.0\.1:\d+/,
+      /raw tunnel: HTTP\/1\.1 200 OK \.\.\. hello from behind the tunnel, you asked for \/raw/,
+      /http\.get: 200 hello from behind the tunnel, you asked for \/agent/,
+      /dial 127\.0\.0\.1:1 -> 502 ERR_DIAL_FAILED: dial tcp 127\.0\.0\.1:1: connect: connection refused/,
+    ],
+  ],
+  ['yamux', [/agent connected to server yamux-example over yamux on ws:/, /target replied: HELLO OVER YAMUX/]],
+  [
     'demo',
     [
       /HTTP-CONNECT frontend\s+GET \/hello -> 200 "hello from the target: GET \/hello/,

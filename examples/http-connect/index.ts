@@ -67,3 +67,4 @@ await frontend.close();
 agent.destroy();
 server.destroy();
 web.close();
+console.log('done');

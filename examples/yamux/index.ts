@@ -49,3 +49,4 @@ for (const ws of wss.clients) ws.terminate();
 wss.close();
 httpServer.close();
 target.close();
+console.log('done');
