@@ -42,10 +42,10 @@ const USAGE = `usage: npm run bench -- [options]
   --scenario=a,b          ${SCENARIOS.join(', ')} (default: all)
   --path=a,b              path names (default: all that exist); see bench/README.md
   --json=file             also write the results as JSON
-  --bytes=128M            bytes per bulk case            --conns=1,8,64    connections per bulk case
-  --repeats=3             repeats per case (median)      --dial-ms=1500    duration of each dial-rate run
+  --bytes=64M             bytes per bulk case            --conns=1,8,64    connections per bulk case
+  --repeats=3             repeats per case (median)      --dial-ms=1000    duration of each dial-rate run
   --idle=10000            idle connections               --slow-bytes=1G   what the stalled reader's sender pushes
-  --latency-bytes=32M     bytes per long-link case       --delay-ms=10     relay delay each way
+  --latency-bytes=16M     bytes per long-link case       --delay-ms=10     relay delay each way
   --micro-ms=300          time per micro-benchmark       --cpu-prof        profile each scenario in each role
   --verbose               log progress and why a path is n/a`;
 
@@ -63,13 +63,13 @@ function parseOptions(argv: string[]): Options {
     scenarios: [...SCENARIOS],
     paths: undefined,
     json: undefined,
-    bulkBytes: quick ? 16 << 20 : 128 << 20,
+    bulkBytes: quick ? 8 << 20 : 64 << 20,
     conns: [1, 8, 64],
     repeats: quick ? 1 : 3,
-    dialMs: quick ? 400 : 1500,
+    dialMs: quick ? 300 : 1000,
     idleConns: quick ? 500 : 10_000,
-    slowBytes: quick ? 256 << 20 : 1 << 30,
-    latencyBytes: quick ? 8 << 20 : 32 << 20,
+    slowBytes: quick ? 128 << 20 : 1 << 30,
+    latencyBytes: quick ? 4 << 20 : 16 << 20,
     latencyDelayMs: 10,
     microMs: quick ? 60 : 300,
     cpuProf: false,
@@ -259,9 +259,12 @@ interface PathResult {
     pushedBytes: number;
     /** Bytes the stalled connection holds between the target's socket buffer and the stalled reader. */
     heldBytes: number;
-    /** RSS growth with the stalled connection settled, before the other connection runs. */
-    serverRssDelta?: number;
-    agentRssDelta?: number;
+    /**
+     * Growth of what the JS side holds (heap + external buffers) with the stalled connection settled, before the
+     * other connection runs. RSS is too coarse here: the allocator returns memory from earlier scenarios late.
+     */
+    serverHeldDelta?: number;
+    agentHeldDelta?: number;
     /** Peak RSS growth over the whole scenario, the other connection's transfer included. */
     serverPeakRssDelta?: number;
     agentPeakRssDelta?: number;
@@ -356,6 +359,9 @@ async function runIdle(t: Topology, target: RoleProcess, r: PathResult): Promise
   log(r.name, 'idle', r.idle);
 }
 
+/** What the JS side of a process holds: heap and buffers outside it. */
+const held = (s: ProcessStats) => s.heapUsed + s.external;
+
 async function runSlow(t: Topology, target: RoleProcess, r: PathResult): Promise<void> {
   await Promise.all([t.server?.call('gc'), t.agent?.call('gc')]);
   const [s0, a0] = await Promise.all([t.server?.call<ProcessStats>('resetPeak'), t.agent?.call<ProcessStats>('resetPeak')]);
@@ -379,8 +385,8 @@ async function runSlow(t: Topology, target: RoleProcess, r: PathResult): Promise
   r.slow = {
     pushedBytes: st.pushed,
     heldBytes: st.pushed - st.queued,
-    serverRssDelta: s0 && s1 ? s1.rss - s0.rss : undefined,
-    agentRssDelta: a0 && a1 ? a1.rss - a0.rss : undefined,
+    serverHeldDelta: s0 && s1 ? held(s1) - held(s0) : undefined,
+    agentHeldDelta: a0 && a1 ? held(a1) - held(a0) : undefined,
     serverPeakRssDelta: s0 && s2 ? s2.peakRss - s0.rss : undefined,
     agentPeakRssDelta: a0 && a2 ? a2.peakRss - a0.rss : undefined,
     otherRate: other.rate,
@@ -459,7 +465,7 @@ function report(results: PathResult[], latency: PathResult[], micro: MicroResult
     out.push(table(rows));
   }
   if (ok.some((r) => r.slow)) {
-    const rows = [['stalled reader', 'pushed', 'held in path', 'server +RSS', 'agent +RSS', 'peak: server', 'agent', 'other conn', 'vs unstalled']];
+    const rows = [['stalled reader', 'pushed', 'held in path', 'server +heap', 'agent +heap', 'peak +RSS: server', 'agent', 'other conn', 'vs unstalled']];
     for (const r of ok) {
       if (!r.slow) continue;
       const s = r.slow;
@@ -468,8 +474,8 @@ function report(results: PathResult[], latency: PathResult[], micro: MicroResult
         r.label,
         mib(s.pushedBytes),
         mib(s.heldBytes),
-        mib(s.serverRssDelta),
-        mib(s.agentRssDelta),
+        mib(s.serverHeldDelta),
+        mib(s.agentHeldDelta),
         mib(s.serverPeakRssDelta),
         mib(s.agentPeakRssDelta),
         `${mb(s.otherRate)}${s.otherVerified ? '' : ' BAD'}`,

@@ -13,6 +13,8 @@ export interface ProcessStats {
   rss: number;
   peakRss: number;
   heapUsed: number;
+  /** Memory of buffers outside the V8 heap (ArrayBuffers included). */
+  external: number;
   /** process.cpuUsage() in microseconds. */
   cpu: { user: number; system: number };
 }
@@ -37,7 +39,7 @@ let peakRss = 0;
 export function selfStats(): ProcessStats {
   const m = process.memoryUsage();
   if (m.rss > peakRss) peakRss = m.rss;
-  return { rss: m.rss, peakRss, heapUsed: m.heapUsed, cpu: process.cpuUsage() };
+  return { rss: m.rss, peakRss, heapUsed: m.heapUsed, external: m.external, cpu: process.cpuUsage() };
 }
 
 /** The V8 CPU profiler of this process, driven over the inspector protocol so a profile covers one scenario only. */
