@@ -121,3 +121,47 @@ describe('serverFlagWarnings', () => {
     expect(serverFlagWarnings(parse(['--enable-lease-controller']))[0]).toMatch(/lease/);
   });
 });
+
+describe('deployment manifests run unchanged', () => {
+  it('takes the reference kubernetes example flags for the server and the agent', async () => {
+    const { serverFlagWarnings } = await import('../../../src/cli/server.js');
+    const { parseAgentOptions } = await import('../../../src/cli/agent-options.js');
+    // The flag lists of the reference's examples/kubernetes manifests (paths shortened).
+    const server = parseServerOptions(
+      [
+        '--logtostderr=true',
+        '--uds-name=/etc/kubernetes/konnectivity-server/konnectivity-server.socket',
+        '--delete-existing-uds-file',
+        '--cluster-cert=/etc/kubernetes/pki/apiserver.crt',
+        '--cluster-key=/etc/kubernetes/pki/apiserver.key',
+        '--server-port=0',
+        '--agent-port=8091',
+        '--health-port=8092',
+        '--admin-port=8093',
+        '--keepalive-time=1h',
+        '--mode=grpc',
+        '--agent-namespace=kube-system',
+        '--agent-service-account=konnectivity-agent',
+        '--kubeconfig=/etc/kubernetes/admin.conf',
+        '--authentication-audience=system:konnectivity-server',
+      ],
+      {},
+    );
+    expect(server.options).toMatchObject({ mode: 'grpc', serverPort: 0, agentPort: 8091, adminPort: 8093, deleteExistingUdsFile: true, keepaliveTimeMs: 3_600_000 });
+    expect(serverFlagWarnings(server.parsed)[0]).toMatch(/AGENTS ARE NOT AUTHENTICATED/);
+    const agent = parseAgentOptions(
+      [
+        '--logtostderr=true',
+        '--ca-cert=/var/run/secrets/kubernetes.io/serviceaccount/ca.crt',
+        '--proxy-server-host=konnectivity-server.kube-system.svc.cluster.local',
+        '--proxy-server-port=8091',
+        '--admin-server-port=8133',
+        '--health-server-port=8134',
+        '--service-account-token-path=/var/run/secrets/tokens/konnectivity-agent-token',
+      ],
+      {},
+    );
+    expect(agent.options).toMatchObject({ proxyServerPort: 8091, adminServerPort: 8133, healthServerPort: 8134, transport: 'grpc' });
+    expect(agent.parsed.warnings).toEqual([]);
+  });
+});
