@@ -21,11 +21,10 @@ export const DEFAULT_HIGH_WATER_MARK_BYTES = 256 * 1024;
 export const DEFAULT_MAX_FRAME_BYTES = 64 * 1024;
 /** How long a keepalive ping may stay unanswered before the connection is dropped. */
 export const DEFAULT_KEEPALIVE_TIMEOUT_MS = 20_000;
-/** The agent leg: a Go server enforces 30 s between pings (GOAWAY `too_many_pings`). */
-export const MIN_AGENT_KEEPALIVE_MS = 30_000;
-/** The frontend leg: grpc-go's default enforcement is 5 min between pings. */
-export const MIN_FRONTEND_KEEPALIVE_MS = 5 * 60_000;
-/** The reference agent's default keepalive time (1 h). */
+/**
+ * The reference agent's default keepalive time (1 h). A Go server answers pings more often than every 30 s on the
+ * agent leg, or every 5 min on the frontend leg, with GOAWAY `too_many_pings`: never configure less there.
+ */
 export const DEFAULT_AGENT_KEEPALIVE_MS = 60 * 60_000;
 
 /** Flow-control and size settings common to both ends. */
