@@ -3,6 +3,8 @@ import { defineConfig } from 'tsup';
 export default defineConfig({
   entry: {
     index: 'src/index.ts',
+    'cli/konnectivity-server': 'src/cli/konnectivity-server.ts',
+    'cli/konnectivity-agent': 'src/cli/konnectivity-agent.ts',
   },
   format: ['esm', 'cjs'],
   dts: { entry: { index: 'src/index.ts' } },

@@ -5,3 +5,4 @@ export * from './tunnel/index.js';
 export * from './server/index.js';
 export * from './agent/index.js';
 export * from './client/index.js';
+export * from './ops/index.js';
