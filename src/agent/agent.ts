@@ -13,6 +13,7 @@ import {
   connectIDOf,
   dialResponse,
   drainPacket,
+  packetTypeName,
   randomOf,
   type DialRequestPacket,
   type Packet,
@@ -44,6 +45,13 @@ export interface AgentConnectionEvent {
   address: string;
   connectID: bigint;
   serverID: string | undefined;
+  /** connectionOpened: how long the endpoint dial took. */
+  durationMs?: number;
+}
+
+/** Packets by direction (`fromServer`/`toServer`, from the agent's side) and type name. */
+export interface AgentStats {
+  packets: Record<'fromServer' | 'toServer', Record<string, number>>;
 }
 
 export interface AgentEvents {
@@ -65,6 +73,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private readonly live = new Set<AgentTunnel>();
   private draining = false;
   private closing = false;
+  private readonly packetCounts: AgentStats['packets'] = { fromServer: {}, toServer: {} };
 
   constructor(options: AgentOptions) {
     super();
@@ -125,6 +134,18 @@ export class Agent extends EventEmitter<AgentEvents> {
     return this.draining;
   }
 
+  /** Packet counts over every tunnel this agent served. */
+  get stats(): AgentStats {
+    return { packets: { fromServer: { ...this.packetCounts.fromServer }, toServer: { ...this.packetCounts.toServer } } };
+  }
+
+  /** @internal */
+  count(direction: 'sent' | 'received', p: Packet): void {
+    const r = direction === 'sent' ? this.packetCounts.toServer : this.packetCounts.fromServer;
+    const name = packetTypeName(p.type);
+    r[name] = (r[name] ?? 0) + 1;
+  }
+
   get tunnels(): readonly AgentTunnel[] {
     return [...this.live];
   }
@@ -181,6 +202,7 @@ export class AgentTunnel {
       windowBytes,
       bufferBytes: agent.bufferBytes,
       onPacket: (p) => this.handle(p, this.tunnel),
+      onCount: (dir, p) => agent.count(dir, p),
     });
     stream.substreams?.onStream((sub) => this.serveSubstream(sub));
     stream.on('error', noop);
@@ -263,6 +285,7 @@ export class AgentTunnel {
     const { address, protocol, random } = req;
     const connectID = ++this.nextConnectID;
     const pd: PendingEndpointDial = { controller: new AbortController(), cancelled: false };
+    const startedAt = performance.now();
     this.pending.set(random, pd);
     // User dialers get the same deadline as the default one.
     const timer = setTimeout(() => pd.controller.abort(), this.agent.dialTimeoutMs + 100).unref();
@@ -278,7 +301,7 @@ export class AgentTunnel {
           if (via !== this.tunnel) void via.stream.close().catch(noop);
           return;
         }
-        this.established(endpoint, address, random, connectID, via);
+        this.established(endpoint, address, random, connectID, via, performance.now() - startedAt);
       },
       (err: unknown) => {
         finished();
@@ -296,7 +319,7 @@ export class AgentTunnel {
     );
   }
 
-  private established(endpoint: Duplex, address: string, random: bigint, connectID: bigint, via: Tunnel): void {
+  private established(endpoint: Duplex, address: string, random: bigint, connectID: bigint, via: Tunnel, durationMs: number): void {
     const conn = via.open(connectID);
     // DIAL_RSP goes before any DATA the endpoint may already have sent: both happen in this tick, in this order.
     via.send(dialResponse(random, connectID));
@@ -312,12 +335,16 @@ export class AgentTunnel {
       }),
     };
     this.endpoints.set(connectID, ep);
-    this.agent.emit('connectionOpened', event);
+    this.agent.emit('connectionOpened', { ...event, durationMs });
   }
 
   /** A per-connection stream (yamux): its packets are handled like the tunnel's, its window is its own. */
   private serveSubstream(sub: PacketStream): void {
-    const t: Tunnel = new Tunnel(sub, { bufferBytes: this.agent.bufferBytes, onPacket: (p) => this.handle(p, t) });
+    const t: Tunnel = new Tunnel(sub, {
+      bufferBytes: this.agent.bufferBytes,
+      onPacket: (p) => this.handle(p, t),
+      onCount: (dir, p) => this.agent.count(dir, p),
+    });
     this.subTunnels.add(t);
     sub.on('error', noop);
     sub.on('end', () => void sub.close().catch(noop));
