@@ -151,30 +151,22 @@ function spawn(role: string, args: Record<string, unknown>, t: { all: RoleProces
 }
 
 async function startPath(p: PathDef, targetPort: number): Promise<Topology> {
-  const tag = { all: [] as RoleProcess[] };
+  const t = { all: [] as RoleProcess[] };
   const targetAddress = `127.0.0.1:${targetPort}`;
   try {
-    if (p.frontend === 'raw') {
-      const client = spawn('client', { kind: 'raw', port: targetPort, targetAddress }, tag);
-      await client.ready;
-      return { ...tag, path: p, workload: client, server: undefined, agent: undefined, info: {} };
-    }
-    const frontends = p.frontend === 'programmatic' ? [] : [p.frontend];
-    const server = spawn('server', { leg: p.leg, frontends, targetAddress }, tag);
-    const info = (await server.ready) as Topology['info'];
-    let agent: RoleProcess | undefined;
-    if (p.leg !== 'memory') {
-      agent = spawn('agent', { leg: p.leg, port: info.agentPort }, tag);
-      await agent.ready;
-    }
-    await server.call('waitReady', {}, 30_000);
-    if (p.frontend === 'programmatic') return { ...tag, path: p, workload: server, server, agent, info };
-    const port = p.frontend === 'http-connect' ? info.httpConnectPort! : info.grpcFrontendPort!;
-    const client = spawn('client', { kind: p.frontend, port, targetAddress }, tag);
-    await client.ready;
-    return { ...tag, path: p, workload: client, server, agent, info };
+    // Every process starts at once (start-up is mostly module loading); they learn their ports afterwards.
+    const frontends = p.frontend === 'programmatic' || p.frontend === 'raw' ? [] : [p.frontend];
+    const server = p.frontend === 'raw' ? undefined : spawn('server', { leg: p.leg, frontends, targetAddress }, t);
+    const agent = p.leg && p.leg !== 'memory' ? spawn('agent', {}, t) : undefined;
+    const client = p.frontend === 'programmatic' ? undefined : spawn('client', {}, t);
+    const [info = {}] = (await Promise.all([server?.ready, agent?.ready, client?.ready])) as unknown as [Topology['info'] | undefined];
+    await agent?.call('connect', { leg: p.leg, port: info.agentPort }, 30_000);
+    await server?.call('waitReady', {}, 30_000);
+    const port = p.frontend === 'raw' ? targetPort : p.frontend === 'http-connect' ? info.httpConnectPort : info.grpcFrontendPort;
+    await client?.call('configure', { kind: p.frontend, port, targetAddress });
+    return { ...t, path: p, workload: (client ?? server)!, server, agent, info };
   } catch (err) {
-    await Promise.all(tag.all.map((r) => r.stop(500)));
+    await Promise.all(t.all.map((r) => r.stop(500)));
     throw err;
   }
 }
@@ -186,15 +178,16 @@ async function startPath(p: PathDef, targetPort: number): Promise<Topology> {
 async function moveToLongLink(t: Topology, targetPort: number, delayMs: number): Promise<void> {
   const upstreamPort = t.path.frontend === 'raw' ? targetPort : t.info.agentPort!;
   const relay = spawn('relay', { upstreamPort, delayMs }, t);
-  const { port } = (await relay.ready) as { port: number };
   if (t.path.frontend === 'raw') {
-    await t.workload.call('retarget', { port });
+    const { port } = (await relay.ready) as { port: number };
+    await t.workload.call('configure', { kind: 'raw', port, targetAddress: `127.0.0.1:${targetPort}` });
     return;
   }
-  await t.agent!.stop();
+  const agent = spawn('agent', {}, t);
+  const [{ port }] = (await Promise.all([relay.ready, agent.ready, t.agent!.stop()])) as unknown as [{ port: number }];
   await t.server!.call('waitAgents', { count: 0 }, 30_000);
-  t.agent = spawn('agent', { leg: t.path.leg, port }, t);
-  await t.agent.ready;
+  t.agent = agent;
+  await agent.call('connect', { leg: t.path.leg, port }, 30_000);
   await t.server!.call('waitReady', {}, 30_000);
 }
 

@@ -1,22 +1,26 @@
-/** The frontend client (kube-apiserver's place): runs the workloads over raw TCP, HTTP-CONNECT or the gRPC frontend. */
+/**
+ * The frontend client (kube-apiserver's place): runs the workloads over raw TCP, HTTP-CONNECT or the gRPC frontend.
+ * It starts unconfigured and learns where to dial from the `configure` command, so its start-up overlaps the
+ * server's.
+ */
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { connectVia } from '../lib/connect.js';
 import { loadLib } from '../lib/engine.js';
-import { roleArgs, serveRole } from '../lib/ipc.js';
-import { workloadHandlers, type Dial } from '../lib/workloads.js';
+import { serveRole } from '../lib/ipc.js';
+import { workloadHandlers } from '../lib/workloads.js';
 
-export interface ClientArgs {
+export interface ClientConfig {
   kind: 'raw' | 'http-connect' | 'grpc';
-  /** The target's port (raw), or the proxy server's frontend port. */
+  /** The target's port (raw; the relay's for the long link), or the proxy server's frontend port. */
   port: number;
   /** host:port the agent dials. */
   targetAddress: string;
 }
-const args = roleArgs<ClientArgs>();
-let port = args.port;
+let config: ClientConfig | undefined;
+const lib = await loadLib();
 
-function rawDial(): Promise<Duplex> {
+function rawDial(port: number): Promise<Duplex> {
   return new Promise((resolve, reject) => {
     const s = net.connect({ port, host: '127.0.0.1', noDelay: true });
     s.once('connect', () => (s.off('error', reject), resolve(s)));
@@ -24,18 +28,17 @@ function rawDial(): Promise<Duplex> {
   });
 }
 
-async function grpcDial(): Promise<Dial> {
-  const lib = await loadLib();
-  // One gRPC ProxyService stream per dial, as kube-apiserver's konnectivity-client does.
-  return () => lib.dialOverStream(lib.openProxyStream({ address: `127.0.0.1:${args.port}` }), args.targetAddress);
+function dial(): Promise<Duplex> {
+  if (!config) return Promise.reject(new Error('client not configured'));
+  const { kind, port, targetAddress } = config;
+  if (kind === 'raw') return rawDial(port);
+  if (kind === 'http-connect') return connectVia(port, targetAddress);
+  // One gRPC ProxyService stream on its own HTTP/2 connection per dial, as kube-apiserver's konnectivity-client.
+  return lib.dialOverStream(lib.openProxyStream({ address: `127.0.0.1:${port}` }), targetAddress);
 }
-
-const dial: Dial =
-  args.kind === 'raw' ? rawDial : args.kind === 'http-connect' ? () => connectVia(args.port, args.targetAddress) : await grpcDial();
 
 const role = serveRole({
   ...workloadHandlers(dial),
-  /** Dial another port from now on (raw TCP through the long-link relay). */
-  retarget: (a: { port: number }) => ((port = a.port), true),
+  configure: (c: ClientConfig) => ((config = c), true),
 });
 role.ready({ pid: process.pid });
