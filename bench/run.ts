@@ -374,7 +374,7 @@ async function runSlow(t: Topology, target: RoleProcess, r: PathResult): Promise
   const [s1, a1] = await Promise.all([gcStats(t.server), gcStats(t.agent)]);
   const other = await t.workload.call<BulkResult>('bulk', { dir: 'down', conns: 1, bytes: opts.bulkBytes }, 300_000);
   const st = await target.call<{ pushed: number; queued: number }>('slowStatus');
-  const [s2, a2] = await Promise.all([t.server?.stats(), t.agent?.stats()]);
+  const [s2, a2] = await Promise.all([t.server?.call<ProcessStats>('stopPeak'), t.agent?.call<ProcessStats>('stopPeak')]);
   r.slow = {
     pushedBytes: st.pushed,
     heldBytes: st.pushed - st.queued,

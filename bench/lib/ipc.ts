@@ -69,17 +69,14 @@ const profiler = {
 };
 
 /**
- * Serve RPC requests from the parent. Built-in commands: `stats`, `gc`, `resetPeak`, `profileStart`, `profileStop`, `exit`.
+ * Serve RPC requests from the parent. Built-in commands: `stats`, `gc`, `resetPeak`, `stopPeak`, `profileStart`, `profileStop`, `exit`.
  * Call `ready(info)` once the role has bound its ports.
  */
 export function serveRole(handlers: Record<string, Handler>): { ready(info: unknown): void } {
   if (!process.send) throw new Error('role processes must be started by bench/run.ts (no IPC channel)');
-  // Sample RSS often enough to catch peaks during a scenario; unref so it never holds the process open.
-  // memoryUsage.rss() only: the full memoryUsage() walks the heap and would show up in the profiles.
-  setInterval(() => {
-    const rss = process.memoryUsage.rss();
-    if (rss > peakRss) peakRss = rss;
-  }, 20).unref();
+  // Peak RSS is sampled only between `resetPeak` and `stopPeak` (the stalled-reader scenario): even
+  // memoryUsage.rss() shows up in the profiles when it runs all the time. Unref'd: it never holds the process open.
+  let sampler: NodeJS.Timeout | undefined;
   const builtins: Record<string, Handler> = {
     stats: () => selfStats(),
     gc: async () => {
@@ -94,6 +91,16 @@ export function serveRole(handlers: Record<string, Handler>): { ready(info: unkn
     profileStop: ({ file }: { file: string }) => profiler.stop(file),
     resetPeak: () => {
       peakRss = 0;
+      clearInterval(sampler);
+      sampler = setInterval(() => {
+        const rss = process.memoryUsage.rss();
+        if (rss > peakRss) peakRss = rss;
+      }, 20).unref();
+      return selfStats();
+    },
+    stopPeak: () => {
+      clearInterval(sampler);
+      sampler = undefined;
       return selfStats();
     },
     exit: () => {
