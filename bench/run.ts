@@ -356,6 +356,8 @@ async function runIdle(t: Topology, target: RoleProcess, r: PathResult): Promise
 const held = (s: ProcessStats) => s.heapUsed + s.external;
 
 async function runSlow(t: Topology, target: RoleProcess, r: PathResult): Promise<void> {
+  // Let the previous scenario's closed connections finish tearing down, so their memory is not counted here.
+  await new Promise((res) => setTimeout(res, 1000));
   await Promise.all([t.server?.call('gc'), t.agent?.call('gc')]);
   const [s0, a0] = await Promise.all([t.server?.call<ProcessStats>('resetPeak'), t.agent?.call<ProcessStats>('resetPeak')]);
   await target.call('resetSlow');
