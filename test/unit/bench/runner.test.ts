@@ -36,24 +36,46 @@ describe('bench PatternCheck', () => {
   });
 });
 
+interface PathJson {
+  name: string;
+  status: string;
+  note?: string;
+  bulk?: Array<{ verified: boolean; rate: number }>;
+  dial?: Array<{ rate: number; errors: number }>;
+  slow?: { otherVerified: boolean };
+}
+
+/** Run the runner with `extra` options; resolves with its stdout and the JSON it wrote. */
+async function runBench(name: string, extra: string[]): Promise<{ out: string; paths: PathJson[] }> {
+  const json = join(dir, `${name}.json`);
+  const args = ['--import', 'tsx', 'bench/run.ts', '--repeats=1', '--dial-ms=50', `--json=${json}`, ...extra];
+  const out = await new Promise<string>((res, rej) =>
+    execFile(process.execPath, args, { cwd: ROOT, timeout: 60_000 }, (err, stdout, stderr) =>
+      err ? rej(new Error(`${err.message}\n${stderr}`)) : res(stdout),
+    ),
+  );
+  return { out, paths: (JSON.parse(readFileSync(json, 'utf8')) as { paths: PathJson[] }).paths };
+}
+
 describe('bench runner', () => {
   it('runs the raw TCP baseline end to end and writes JSON', async () => {
-    const json = join(dir, 'r.json');
-    const args = ['--import', 'tsx', 'bench/run.ts', '--path=raw', '--scenario=bulk,dial', '--bytes=256K', '--conns=1,2',
-      '--repeats=1', '--dial-ms=50', `--json=${json}`];
-    const out = await new Promise<string>((res, rej) =>
-      execFile(process.execPath, args, { cwd: ROOT, timeout: 60_000 }, (err, stdout, stderr) =>
-        err ? rej(new Error(`${err.message}\n${stderr}`)) : res(stdout),
-      ),
-    );
+    const { out, paths } = await runBench('raw', ['--path=raw', '--scenario=bulk,dial', '--bytes=256K', '--conns=1,2']);
     expect(out).toContain('raw TCP (baseline)');
-    const result = JSON.parse(readFileSync(json, 'utf8')) as {
-      paths: Array<{ name: string; status: string; bulk: Array<{ verified: boolean; rate: number }>; dial: Array<{ dials?: number; rate: number }> }>;
-    };
-    const raw = result.paths.find((p) => p.name === 'raw')!;
+    const raw = paths.find((p) => p.name === 'raw')!;
     expect(raw.status).toBe('ok');
     expect(raw.bulk).toHaveLength(4);
-    for (const c of raw.bulk) expect(c.verified).toBe(true);
+    for (const c of raw.bulk!) expect(c.verified).toBe(true);
     expect(raw.dial).toHaveLength(2);
+  });
+
+  it('drives the real engine over the in-memory leg (server and agent in one process)', async () => {
+    const { paths } = await runBench('memory', [
+      '--path=memory', '--scenario=bulk,dial,slow', '--bytes=256K', '--conns=1,2', '--slow-bytes=2M',
+    ]);
+    const mem = paths.find((p) => p.name === 'memory')!;
+    expect(mem.status, mem.note).toBe('ok');
+    for (const c of mem.bulk!) expect(c.verified).toBe(true);
+    for (const d of mem.dial!) expect(d.errors).toBe(0);
+    expect(mem.slow!.otherVerified).toBe(true);
   });
 });
