@@ -579,7 +579,8 @@ export function decodePacket(bytes: Uint8Array, options?: DecodeOptions): Packet
     } else r.skip(wt);
   }
   const p = buildPacket(type, member === 0 ? undefined : decodeMember(buf, member, memberStart, memberEnd));
-  if (options?.keepEncoded) (p as WithEncoded)[ENCODED] = buf;
+  // Not enumerable: the kept bytes are a transport detail, invisible to equality checks and spreads.
+  if (options?.keepEncoded) Object.defineProperty(p, ENCODED, { value: buf, writable: true, configurable: true });
   return p;
 }
 

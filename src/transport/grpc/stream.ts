@@ -7,10 +7,10 @@
  */
 import { constants as h2c, type Http2Stream, type ServerHttp2Stream, type ClientHttp2Stream } from 'node:http2';
 import type { IncomingHttpHeaders } from 'node:http2';
-import { decodePacket, encodePacket } from '../../protocol/codec.js';
+import { ENCODED, decodePacket, encodeDataHeader, encodePacket } from '../../protocol/codec.js';
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
-import { GRPC_PREFIX_BYTES, GrpcMessageDecoder, writeGrpcPrefix } from '../../protocol/framing.js';
-import type { Packet } from '../../protocol/packet.js';
+import { GRPC_PREFIX_BYTES, GrpcMessageDecoder, grpcPrefix, writeGrpcPrefix } from '../../protocol/framing.js';
+import { PacketType, type DataPacket, type Packet } from '../../protocol/packet.js';
 import { AbstractPacketStream, streamClosedError, type Metadata } from '../packet-stream.js';
 import { headerValue, metadataFromRawHeaders } from './headers.js';
 import type { ResolvedStreamOptions } from './options.js';
@@ -18,6 +18,8 @@ import { GrpcStatus, decodeGrpcMessage, encodeGrpcMessage, errorForStatus, statu
 
 /** How long a server stream that failed waits for its error status to reach the peer before it is reset. */
 const STATUS_FLUSH_TIMEOUT_MS = 1000;
+/** DATA payloads from this size up are written beside their envelope rather than copied into it. */
+const SEPARATE_PAYLOAD_BYTES = 4096;
 
 /** The common part of both ends: framing, backpressure, pause. */
 abstract class GrpcPacketStreamBase extends AbstractPacketStream {
@@ -50,8 +52,24 @@ abstract class GrpcPacketStreamBase extends AbstractPacketStream {
 
   protected sendPacket(packet: Packet): boolean {
     if (this.h2.destroyed || !this.h2.writable) return false;
-    const buf = encodePacket(packet, { reserve: GRPC_PREFIX_BYTES });
-    const length = buf.length - GRPC_PREFIX_BYTES;
+    // Large payloads are never copied: the envelope and the payload (or a forwarded packet's received bytes) go
+    // out as two buffers in one writev.
+    const kept = (packet as { [ENCODED]?: Uint8Array })[ENCODED];
+    const data = packet.type === PacketType.DATA ? (packet as DataPacket).data : undefined;
+    let head: Buffer;
+    let body: Uint8Array | undefined;
+    if (kept !== undefined) {
+      head = grpcPrefix(kept.length);
+      body = kept;
+    } else if (data && data.data.length >= SEPARATE_PAYLOAD_BYTES && data.error === '') {
+      head = encodeDataHeader(data.connectID, data.data.length, GRPC_PREFIX_BYTES);
+      body = data.data;
+      writeGrpcPrefix(head, head.length - GRPC_PREFIX_BYTES + body.length);
+    } else {
+      head = encodePacket(packet, { reserve: GRPC_PREFIX_BYTES });
+      writeGrpcPrefix(head, head.length - GRPC_PREFIX_BYTES);
+    }
+    const length = head.length - GRPC_PREFIX_BYTES + (body?.length ?? 0);
     if (length > this.maxSendBytes) {
       // The peer would refuse it and fail the whole call; fail here with a clear error instead.
       const err = new KonnectivityError(
@@ -61,9 +79,15 @@ abstract class GrpcPacketStreamBase extends AbstractPacketStream {
       queueMicrotask(() => this.destroy(err));
       return false;
     }
-    writeGrpcPrefix(buf, length);
+    if (body === undefined) {
+      this.h2.write(head);
+    } else {
+      this.h2.cork();
+      this.h2.write(head);
+      this.h2.write(body);
+      this.h2.uncork();
+    }
     // node counts what its socket has not taken yet; its 'drain' follows once that is written.
-    this.h2.write(buf);
     return this.h2.writableLength <= this.hwm;
   }
 
@@ -87,7 +111,8 @@ abstract class GrpcPacketStreamBase extends AbstractPacketStream {
     for (const m of messages) {
       let packet: Packet;
       try {
-        packet = decodePacket(m);
+        // Keep the received bytes, so a packet forwarded unchanged (agent DATA to a gRPC frontend) is not re-encoded.
+        packet = decodePacket(m, { keepEncoded: true });
       } catch (err) {
         this.destroy(
           new KonnectivityError(ErrorCode.MALFORMED_PACKET, `grpc: failed to unmarshal the received message: ${(err as Error).message}`, {
