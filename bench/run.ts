@@ -113,7 +113,7 @@ type Need = keyof ReturnType<typeof availability>;
 interface PathDef {
   name: string;
   label: string;
-  frontend: 'raw' | 'programmatic' | 'http-connect' | 'grpc';
+  frontend: 'raw' | 'programmatic' | 'http-connect' | 'grpc' | 'grpc-shared';
   leg?: 'memory' | 'grpc' | 'yamux';
   needs: Need[];
 }
@@ -125,6 +125,7 @@ const PATHS: PathDef[] = [
   { name: 'grpc', label: 'dial(), gRPC leg', frontend: 'programmatic', leg: 'grpc', needs: ['grpcLeg'] },
   { name: 'connect-grpc', label: 'HTTP-CONNECT, gRPC leg', frontend: 'http-connect', leg: 'grpc', needs: ['httpConnect', 'grpcLeg'] },
   { name: 'grpcfe-grpc', label: 'gRPC frontend, gRPC leg', frontend: 'grpc', leg: 'grpc', needs: ['grpcFrontend', 'grpcLeg'] },
+  { name: 'grpcfe1-grpc', label: 'gRPC frontend (1 conn), gRPC leg', frontend: 'grpc-shared', leg: 'grpc', needs: ['grpcFrontend', 'grpcLeg'] },
   { name: 'yamux', label: 'dial(), yamux leg', frontend: 'programmatic', leg: 'yamux', needs: ['yamuxLeg'] },
   { name: 'connect-yamux', label: 'HTTP-CONNECT, yamux leg', frontend: 'http-connect', leg: 'yamux', needs: ['httpConnect', 'yamuxLeg'] },
 ];
@@ -155,7 +156,7 @@ async function startPath(p: PathDef, targetPort: number): Promise<Topology> {
   const targetAddress = `127.0.0.1:${targetPort}`;
   try {
     // Every process starts at once (start-up is mostly module loading); they learn their ports afterwards.
-    const frontends = p.frontend === 'programmatic' || p.frontend === 'raw' ? [] : [p.frontend];
+    const frontends = p.frontend === 'programmatic' || p.frontend === 'raw' ? [] : [p.frontend === 'http-connect' ? p.frontend : 'grpc'];
     const server = p.frontend === 'raw' ? undefined : spawn('server', { leg: p.leg, frontends, targetAddress }, t);
     const agent = p.leg && p.leg !== 'memory' ? spawn('agent', {}, t) : undefined;
     const client = p.frontend === 'programmatic' ? undefined : spawn('client', {}, t);

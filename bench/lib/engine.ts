@@ -13,6 +13,7 @@ export interface Lib {
   createGrpcServer?: any;
   grpcAgentConnector?: any;
   openProxyStream?: any;
+  GrpcConnection?: any;
   dialOverStream?: any;
   createYamuxServer?: any;
   yamuxAgentConnector?: any;
@@ -61,6 +62,6 @@ export function availability(lib: Lib): Record<'engine' | 'grpcLeg' | 'yamuxLeg'
     grpcLeg: engine && fn(lib.createGrpcServer) && fn(lib.grpcAgentConnector),
     yamuxLeg: engine && fn(lib.createYamuxServer) && fn(lib.yamuxAgentConnector) && fn(lib.tcpCarrier),
     httpConnect: engine && fn(lib.createHttpConnectFrontend),
-    grpcFrontend: engine && fn(lib.createGrpcServer) && fn(lib.openProxyStream) && fn(lib.dialOverStream),
+    grpcFrontend: engine && fn(lib.createGrpcServer) && fn(lib.openProxyStream) && fn(lib.dialOverStream) && fn(lib.GrpcConnection),
   };
 }

@@ -11,7 +11,8 @@ import { serveRole } from '../lib/ipc.js';
 import { workloadHandlers } from '../lib/workloads.js';
 
 export interface ClientConfig {
-  kind: 'raw' | 'http-connect' | 'grpc';
+  /** `grpc`: one HTTP/2 connection per dial (kube-apiserver's way); `grpc-shared`: every dial on one connection. */
+  kind: 'raw' | 'http-connect' | 'grpc' | 'grpc-shared';
   /** The target's port (raw; the relay's for the long link), or the proxy server's frontend port. */
   port: number;
   /** host:port the agent dials. */
@@ -33,12 +34,23 @@ function dial(): Promise<Duplex> {
   const { kind, port, targetAddress } = config;
   if (kind === 'raw') return rawDial(port);
   if (kind === 'http-connect') return connectVia(port, targetAddress);
+  const address = `127.0.0.1:${port}`;
+  if (kind === 'grpc-shared') {
+    if (!shared || shared.closed) shared = new lib.GrpcConnection({ address });
+    return lib.dialOverStream(lib.openProxyStream(shared), targetAddress);
+  }
   // One gRPC ProxyService stream on its own HTTP/2 connection per dial, as kube-apiserver's konnectivity-client.
-  return lib.dialOverStream(lib.openProxyStream({ address: `127.0.0.1:${port}` }), targetAddress);
+  return lib.dialOverStream(lib.openProxyStream({ address }), targetAddress);
 }
+let shared: any;
 
 const role = serveRole({
   ...workloadHandlers(dial),
-  configure: (c: ClientConfig) => ((config = c), true),
+  configure: (c: ClientConfig) => {
+    shared?.destroy();
+    shared = undefined;
+    config = c;
+    return true;
+  },
 });
 role.ready({ pid: process.pid });
