@@ -344,10 +344,17 @@ export class AgentTunnel {
       bufferBytes: this.agent.bufferBytes,
       onPacket: (p) => this.handle(p, t),
       onCount: (dir, p) => this.agent.count(dir, p),
+      halfClose: true,
     });
     this.subTunnels.add(t);
     sub.on('error', noop);
-    sub.on('end', () => void sub.close().catch(noop));
+    sub.on('end', () => {
+      // The server's FIN is the client's end(): pass it to the endpoint and keep relaying its answer.
+      const [conn] = t.connections.values();
+      const ep = conn ? this.endpoints.get(conn.connectID) : undefined;
+      if (ep && ep.via === t) ep.binding.halfClose();
+      else void sub.close().catch(noop);
+    });
     sub.once('close', (err) => {
       this.subTunnels.delete(t);
       t.clear(err ?? new KonnectivityError(ErrorCode.TUNNEL_CLOSED, 'substream closed'));

@@ -545,6 +545,7 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
       bufferBytes: this.bufferBytes,
       onPacket: (p) => this.onAgentPacket(p, backend, t),
       onCount: (dir, p) => this.count(dir === 'sent' ? 'toAgent' : 'fromAgent', p),
+      halfClose: true,
     });
     backend.subTunnels.add(t);
     sub.on('error', noop);

@@ -12,6 +12,8 @@ import type { TunnelConnection } from './tunnel.js';
 export interface EndpointBinding {
   /** The peer closed the connection: flush what is queued to the endpoint, end it, then send `reply`. */
   closeByPeer(reply: Packet): void;
+  /** The peer ended its direction (yamux FIN): end the endpoint's write side; its answer keeps flowing back. */
+  halfClose(): void;
   /** Tear down at once (DIAL_CLS, tunnel gone). */
   destroy(err?: Error): void;
 }
@@ -72,6 +74,10 @@ export function bindEndpoint(
       // Queued writes reach the endpoint before its FIN; there is no half-close, so it is destroyed after.
       endpoint.end(() => endpoint.destroy());
       connection.finish(reply, true, finishOnce);
+    },
+    halfClose() {
+      if (done || endpoint.writableEnded) return;
+      endpoint.end();
     },
     destroy(err) {
       if (done) return;

@@ -46,7 +46,8 @@ export class TunnelSocket extends Duplex {
     private readonly connection: TunnelConnection,
     info: TunnelSocketInfo,
   ) {
-    super({ allowHalfOpen: false, readableHighWaterMark: 64 * 1024, writableHighWaterMark: 64 * 1024 });
+    // Half-open only where the transport carries half-close (yamux substreams); otherwise EOF closes both ways.
+    super({ allowHalfOpen: connection.tunnel.halfClose, readableHighWaterMark: 64 * 1024, writableHighWaterMark: 64 * 1024 });
     this.connectID = connection.connectID;
     this.address = info.address;
     this.agentID = info.agentID;
@@ -80,8 +81,13 @@ export class TunnelSocket extends Duplex {
     if (this.remoteDone) return;
     this.remoteDone = true;
     this.connection.detach();
-    if (error) this.destroy(new KonnectivityError(ErrorCode.REMOTE, error));
-    else this.push(null);
+    if (error) {
+      this.destroy(new KonnectivityError(ErrorCode.REMOTE, error));
+      return;
+    }
+    this.push(null);
+    // The endpoint is gone: nothing more can be written, even where half-close is carried.
+    if (!this.writableEnded) this.end();
   }
 
   /** The tunnel under the connection failed. */
@@ -133,8 +139,13 @@ export class TunnelSocket extends Duplex {
 
   override _final(callback: (err?: Error | null) => void): void {
     if (!this.remoteDone) {
-      this.connection.finish(closeRequest(this.connectID), true);
-      this.closeTimer = setTimeout(() => this.destroy(), CLOSE_TIMEOUT_MS).unref();
+      if (this.connection.tunnel.halfClose) {
+        // Our FIN reaches the endpoint; its answer keeps coming until it closes (no close timer: it may take long).
+        this.connection.endStream();
+      } else {
+        this.connection.finish(closeRequest(this.connectID), true);
+        this.closeTimer = setTimeout(() => this.destroy(), CLOSE_TIMEOUT_MS).unref();
+      }
     }
     callback();
   }

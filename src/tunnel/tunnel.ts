@@ -27,6 +27,11 @@ export interface TunnelOptions {
   /** Every packet the tunnel does not route itself (it routes DATA and WINDOW_UPDATE of known connections). */
   onPacket: (packet: Packet) => void;
   onCount?: PacketCounter | undefined;
+  /**
+   * The stream carries one connection and can end one direction (a yamux substream): `end()` on a TunnelSocket
+   * then ends the stream instead of sending CLOSE_REQ, and the response keeps flowing back.
+   */
+  halfClose?: boolean;
 }
 
 /** What a connection's owner provides. */
@@ -50,6 +55,7 @@ export class Tunnel {
   readonly connections = new Map<bigint, TunnelConnection>();
   readonly windowBytes: number | undefined;
   readonly bufferBytes: number;
+  readonly halfClose: boolean;
   /** Connections waiting for the stream's 'drain'. */
   private readonly waiting = new Set<TunnelConnection>();
   private blockers = 0;
@@ -64,6 +70,7 @@ export class Tunnel {
     this.bufferBytes = options.bufferBytes ?? DEFAULT_CONNECTION_BUFFER_BYTES;
     this.onPacket = options.onPacket;
     this.onCount = options.onCount;
+    this.halfClose = options.halfClose ?? false;
     stream.on('packet', (p) => this.dispatch(p));
     stream.on('drain', () => this.flushWaiting());
   }
@@ -151,13 +158,16 @@ export class Tunnel {
   }
 }
 
+/** Queue marker: end our direction of a per-connection stream once the data before it is out. */
+const END_STREAM = Symbol('end-stream');
+
 /** One proxied connection on a tunnel stream. */
 export class TunnelConnection {
   /** Bytes of DATA payload sent and received. */
   bytesSent = 0;
   bytesReceived = 0;
   /** Queued DATA payloads and the packets ordered after them. */
-  private queue: Array<Uint8Array | Packet> = [];
+  private queue: Array<Uint8Array | Packet | typeof END_STREAM> = [];
   private credit: number;
   /** Bytes received and not yet consumed by the owner. */
   private buffered = 0;
@@ -224,6 +234,13 @@ export class TunnelConnection {
       this.queue = [];
       this.writePacket(this.finishPacket);
     }
+  }
+
+  /** Half-close (tunnels with `halfClose` only): end the stream after the queued data; reads go on. */
+  endStream(): void {
+    if (this.detached || this.finishPacket || this.queue.includes(END_STREAM)) return;
+    this.queue.push(END_STREAM);
+    this.flush();
   }
 
   /** Write a packet now, ahead of the queue (used for replies that are about the other direction). */
@@ -299,6 +316,9 @@ export class TunnelConnection {
         this.credit -= n;
         this.bytesSent += n;
         this.tunnel.send(dataPacket(this.connectID, n === head.length ? head : head.subarray(0, n)));
+      } else if (head === END_STREAM) {
+        this.queue.shift();
+        void this.tunnel.stream.close().catch(() => {});
       } else {
         this.queue.shift();
         this.writePacket(head);

@@ -86,6 +86,23 @@ for (const kind of CARRIERS) {
       await Promise.all([once(a, 'close'), once(b, 'close')]);
     });
 
+    it("end() is a half-close: the endpoint sees EOF and its answer still flows back", async () => {
+      await agent.connect(yamuxAgentConnector({ connect: listener.connect }));
+      await until(() => server.ready, 'the server to register the agent');
+      const target = await tcpServer((s) => {
+        let n = 0;
+        s.on('data', (d: Buffer) => (n += d.length));
+        s.on('end', () => s.end(`got ${n} bytes`));
+      });
+      cleanups.push(() => target.close());
+      const socket = await server.dial(target.address);
+      const chunks: Buffer[] = [];
+      socket.on('data', (d: Buffer) => chunks.push(d));
+      socket.end(Buffer.alloc(3 * MiB, 7));
+      await once(socket, 'close');
+      expect(Buffer.concat(chunks).toString()).toBe(`got ${3 * MiB} bytes`);
+    });
+
     it('a graceful server close ends the tunnel cleanly on both sides', async () => {
       const tunnel = await agent.connect(yamuxAgentConnector({ connect: listener.connect }));
       await until(() => server.ready, 'the server to register the agent');
