@@ -96,11 +96,11 @@ for (const kind of ['tcp', 'tls', 'uds'] as Kind[]) {
       }
     });
 
-    it(`runs ${kind === 'tcp' ? 1000 : 200} sequential dials on a reusable client, then 50 single-use ones`, async () => {
+    it('runs 1000 sequential dials on a reusable client, then 50 single-use ones', async () => {
       const reusable = new GrpcProxyClient(stack.frontendTarget);
       const singleUse = new GrpcProxyClient({ ...stack.frontendTarget, singleUse: true });
       try {
-        for (let i = 0; i < (kind === 'tcp' ? 1000 : 200); i++) await echoThrough(reusable, stack.echo.address, 100 + i);
+        for (let i = 0; i < 1000; i++) await echoThrough(reusable, stack.echo.address, 100 + i);
         for (let i = 0; i < 50; i++) await echoThrough(singleUse, stack.echo.address, 100 + i);
         await until(() => stack.proxy.stats.establishedConnections === 0, 'every connection to be closed on the server');
       } finally {
