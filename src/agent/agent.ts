@@ -228,7 +228,10 @@ export class AgentTunnel {
 
   /** Close the endpoints (each gets its CLOSE_RSP out), then end the stream. */
   async close(): Promise<void> {
-    for (const ep of [...this.endpoints.values()]) ep.binding.destroy();
+    for (const [id, ep] of [...this.endpoints]) {
+      ep.binding.destroy();
+      ep.via.send(closeResponse(id));
+    }
     for (const p of this.pending.values()) p.controller.abort();
     await this.stream.close().catch(noop);
   }

@@ -139,3 +139,26 @@ describe('agent loss, strategies, drain, events', () => {
     await closing;
   });
 });
+
+describe('agent.close()', () => {
+  it('closes its endpoints and tells the server (CLOSE_RSP), so server sockets end cleanly', async () => {
+    const before = snapshotResources();
+    const engine = new Engine();
+    try {
+      const echo = await echoServer();
+      engine.defer(() => echo.close());
+      const { agent } = await engine.agent();
+      const socket = await engine.server.dial(echo.address);
+      socket.resume();
+      const closed = once(socket, 'close');
+      await agent.close();
+      await closed;
+      expect(socket.errored).toBeNull();
+      // The target sees its connection closed too.
+      while (echo.sockets.size > 0) await new Promise((r) => setTimeout(r, 5));
+    } finally {
+      await engine.close();
+      await expectNoLeaks(before);
+    }
+  });
+});
