@@ -33,17 +33,38 @@ function tooLarge(len: number, max: number): never {
   );
 }
 
+/**
+ * A streaming decoder that turns byte chunks into items and, once it has thrown, keeps throwing: a framing error
+ * leaves the byte stream out of step for good. Subclasses implement `consume`.
+ */
+export abstract class StickyDecoder<T> {
+  private failed: Error | undefined;
+
+  /** Feed a chunk split at any offset; returns the items it completes. */
+  push(chunk: Uint8Array): T[] {
+    if (this.failed) throw this.failed;
+    try {
+      return this.consume(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+    } catch (err) {
+      this.failed = err as Error;
+      throw err;
+    }
+  }
+
+  protected abstract consume(chunk: Buffer): T[];
+}
+
 /** Shared body assembly: holds the partial message once its length is known. */
-abstract class LengthPrefixedDecoder {
+abstract class LengthPrefixedDecoder extends StickyDecoder<Buffer> {
   protected readonly maxMessageBytes: number;
   /** Bytes of the prefix read so far (prefixes are at most 10 bytes). */
   protected readonly prefix = Buffer.alloc(10);
   protected prefixLength = 0;
   private body: Buffer | undefined;
   private bodyFilled = 0;
-  private failed: Error | undefined;
 
   constructor(options?: FramerOptions) {
+    super();
     this.maxMessageBytes = checkMax(options);
   }
 
@@ -63,18 +84,7 @@ abstract class LengthPrefixedDecoder {
     return this.prefixLength === 0 && this.body === undefined;
   }
 
-  push(chunk: Uint8Array): Buffer[] {
-    if (this.failed) throw this.failed;
-    try {
-      return this.consume(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-    } catch (err) {
-      // A framing error leaves the byte stream out of step for good.
-      this.failed = err as Error;
-      throw err;
-    }
-  }
-
-  private consume(chunk: Buffer): Buffer[] {
+  protected consume(chunk: Buffer): Buffer[] {
     const out: Buffer[] = [];
     let pos = 0;
     const n = chunk.length;

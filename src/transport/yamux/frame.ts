@@ -4,6 +4,7 @@
  * they complete; a payload wholly inside one chunk is returned as a view of it (no copy).
  */
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
+import { StickyDecoder } from '../../protocol/framing.js';
 
 /** The only protocol version. */
 export const YAMUX_VERSION = 0;
@@ -97,7 +98,7 @@ export interface FrameDecoderOptions {
 const DEFAULT_MAX_PAYLOAD = 16 * 1024 * 1024;
 
 /** Sans-I/O frame parser. After it throws once, it keeps throwing: the byte stream is out of step for good. */
-export class FrameDecoder {
+export class FrameDecoder extends StickyDecoder<Frame> {
   private readonly maxPayloadBytes: number;
   private readonly head = Buffer.alloc(HEADER_BYTES);
   private headFilled = 0;
@@ -105,9 +106,9 @@ export class FrameDecoder {
   private current: FrameHeader | undefined;
   private parts: Buffer[] = [];
   private partsBytes = 0;
-  private failed: Error | undefined;
 
   constructor(options: FrameDecoderOptions = {}) {
+    super();
     const max = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD;
     if (!Number.isInteger(max) || max < 0 || max > 0xffffffff) {
       throw new KonnectivityError(ErrorCode.INVALID_OPTION, `maxPayloadBytes must be an integer in [0, 2^32), got ${max}`);
@@ -125,17 +126,7 @@ export class FrameDecoder {
     return this.headFilled === 0 && this.current === undefined;
   }
 
-  push(chunk: Uint8Array): Frame[] {
-    if (this.failed) throw this.failed;
-    try {
-      return this.consume(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-    } catch (err) {
-      this.failed = err as Error;
-      throw err;
-    }
-  }
-
-  private consume(chunk: Buffer): Frame[] {
+  protected consume(chunk: Buffer): Frame[] {
     const out: Frame[] = [];
     let pos = 0;
     const n = chunk.length;
