@@ -45,6 +45,8 @@ export interface AgentConnectionEvent {
   address: string;
   connectID: bigint;
   serverID: string | undefined;
+  /** The dial's `random`. */
+  dialID: bigint;
   /** connectionOpened: how long the endpoint dial took. */
   durationMs?: number;
 }
@@ -59,7 +61,7 @@ export interface AgentEvents {
   tunnelClosed: [tunnel: AgentTunnel, err: Error | undefined];
   connectionOpened: [event: AgentConnectionEvent];
   connectionClosed: [event: AgentConnectionEvent];
-  dialFailed: [event: { address: string; error: string; serverID: string | undefined }];
+  dialFailed: [event: { address: string; error: string; serverID: string | undefined; dialID: bigint }];
 }
 
 export class Agent extends EventEmitter<AgentEvents> {
@@ -316,7 +318,7 @@ export class AgentTunnel {
           ? `dial ${protocol || 'tcp'} ${address}: i/o timeout`
           : err instanceof Error ? err.message : String(err);
         via.send(dialResponse(random, 0n, text));
-        this.agent.emit('dialFailed', { address, error: text, serverID: this.serverID });
+        this.agent.emit('dialFailed', { address, error: text, serverID: this.serverID, dialID: random });
         if (via !== this.tunnel) void via.stream.close().catch(noop);
       },
     );
@@ -326,7 +328,7 @@ export class AgentTunnel {
     const conn = via.open(connectID);
     // DIAL_RSP goes before any DATA the endpoint may already have sent: both happen in this tick, in this order.
     via.send(dialResponse(random, connectID));
-    const event: AgentConnectionEvent = { address, connectID, serverID: this.serverID };
+    const event: AgentConnectionEvent = { address, connectID, serverID: this.serverID, dialID: random };
     const ep: Endpoint = {
       address,
       random,

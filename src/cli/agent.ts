@@ -66,8 +66,8 @@ function logAgentEvents(agent: Agent, clientSet: AgentClientSet<AgentTunnel>, lo
   clientSet.on('duplicate', (serverID) => log.v(3).info('tunnel reached a server already connected; closed it', { serverID }));
   clientSet.on('connectFailed', (err, retryInMs) => log.error('cannot connect to a proxy server', err, { retryInMs: Math.round(retryInMs) }));
   clientSet.on('readyChange', (ready) => log.info(ready ? 'ready: a tunnel is up' : 'not ready: no tunnel is up'));
-  agent.on('connectionOpened', (e) => log.v(3).info('endpoint connection opened', { dialAddress: e.address, connectionID: e.connectID }));
-  agent.on('dialFailed', (e) => log.v(2).info('endpoint dial failed', { dialAddress: e.address, err: e.error }));
+  agent.on('connectionOpened', (e) => log.v(3).info('endpoint connection opened', { dialID: e.dialID, dialAddress: e.address, connectionID: e.connectID }));
+  agent.on('dialFailed', (e) => log.v(2).info('endpoint dial failed', { dialID: e.dialID, dialAddress: e.address, err: e.error }));
   agent.on('connectionClosed', (e) => log.v(4).info('endpoint connection closed', { dialAddress: e.address, connectionID: e.connectID }));
 }
 

@@ -69,8 +69,8 @@ function logServerEvents(proxy: ProxyServer, log: Logger): void {
   proxy.on('agentConnected', (info) => log.v(2).info('agent connected', { agentID: info.agentID, remoteAddress: info.remoteAddress }));
   proxy.on('agentDisconnected', (info, err) => log.v(2).info('agent disconnected', { agentID: info.agentID, err: err?.message }));
   proxy.on('agentDraining', (info) => log.v(2).info('agent draining', { agentID: info.agentID }));
-  proxy.on('dialSucceeded', (e) => log.v(3).info('dial succeeded', { dialAddress: e.address, agentID: e.agentID, frontend: e.frontend, durationMs: e.durationMs }));
-  proxy.on('dialFailed', (e) => log.v(2).info('dial failed', { dialAddress: e.address, frontend: e.frontend, reason: e.reason, err: e.error?.message }));
+  proxy.on('dialSucceeded', (e) => log.v(3).info('dial succeeded', { dialID: e.dialID, connectionID: e.connectionID, dialAddress: e.address, agentID: e.agentID, frontend: e.frontend, durationMs: e.durationMs }));
+  proxy.on('dialFailed', (e) => log.v(2).info('dial failed', { dialID: e.dialID, dialAddress: e.address, frontend: e.frontend, reason: e.reason, err: e.error?.message }));
   proxy.on('connectionClosed', (e) =>
     log.v(4).info('connection closed', { agentID: e.agentID, connectionID: e.connectID, bytesFromAgent: e.bytesFromAgent, bytesToAgent: e.bytesToAgent }),
   );

@@ -84,8 +84,13 @@ export interface ProxyServerEvents {
   agentConnected: [info: AgentInfo];
   agentDisconnected: [info: AgentInfo, err: Error | undefined];
   agentDraining: [info: AgentInfo];
-  dialSucceeded: [event: { address: string; agentID: string; frontend: FrontendKind; durationMs: number }];
-  dialFailed: [event: { address: string; frontend: FrontendKind; reason: DialFailureKind; error: KonnectivityError }];
+  /** `dialID` is the dial's `random`; `connectionID` the agent's connectID. */
+  dialSucceeded: [
+    event: { address: string; agentID: string; frontend: FrontendKind; durationMs: number; dialID: bigint; connectionID: bigint },
+  ];
+  dialFailed: [
+    event: { address: string; frontend: FrontendKind; reason: DialFailureKind; error: KonnectivityError; dialID: bigint },
+  ];
   connectionClosed: [event: { agentID: string; connectID: bigint; bytesFromAgent: number; bytesToAgent: number }];
 }
 
@@ -361,7 +366,7 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
   ): DialHandle | KonnectivityError {
     const { address, random } = request;
     const refuse = (err: KonnectivityError, reason: DialFailureKind): KonnectivityError => {
-      this.emit('dialFailed', { address, frontend, reason, error: err });
+      this.emit('dialFailed', { address, frontend, reason, error: err, dialID: random });
       return err;
     };
     if (this.state !== 'open') {
@@ -385,11 +390,18 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
       timer: undefined,
       succeed: (connection) => {
         this.established++;
-        this.emit('dialSucceeded', { address, agentID: backend.agentID, frontend, durationMs: performance.now() - pd.startedAt });
+        this.emit('dialSucceeded', {
+          address,
+          agentID: backend.agentID,
+          frontend,
+          durationMs: performance.now() - pd.startedAt,
+          dialID: random,
+          connectionID: connection.connectID,
+        });
         callbacks.succeed(connection, backend.agentID);
       },
       fail: (err) => {
-        this.emit('dialFailed', { address, frontend, reason: failureKind(err), error: err });
+        this.emit('dialFailed', { address, frontend, reason: failureKind(err), error: err, dialID: random });
         if (via !== backend.tunnel) void via.stream.close().catch(noop);
         callbacks.fail(err);
       },
@@ -416,6 +428,7 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
           frontend,
           reason: 'frontend_close',
           error: new KonnectivityError(ErrorCode.ABORTED, 'dial cancelled by the frontend', { reason: 'context' }),
+          dialID: random,
         });
         if (via !== backend.tunnel) void via.stream.close().catch(noop);
       },

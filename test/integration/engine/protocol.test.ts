@@ -196,7 +196,7 @@ describe('frontend leg (gRPC-style stream) with dialOverStream', () => {
     stream.write(closeDial(77n));
     await aborted;
     const [e] = await failed;
-    expect(e).toMatchObject({ reason: 'frontend_close', frontend: 'grpc' });
+    expect(e).toMatchObject({ reason: 'frontend_close', frontend: 'grpc', dialID: 77n });
     expect(server.stats.pendingDials).toBe(0);
     stream.destroy();
   });
