@@ -212,6 +212,11 @@ export class AgentTunnel {
     this.done = new Promise((resolve) => stream.once('close', (err) => resolve(this.onClosed(err))));
   }
 
+  /** The connection under the tunnel can carry new work (see PacketStream.transportReady). */
+  get transportReady(): boolean {
+    return this.stream.transportReady;
+  }
+
   /** Connections open on this tunnel. */
   get connectionCount(): number {
     return this.endpoints.size;

@@ -24,6 +24,8 @@ export interface ClientSetTunnel {
   readonly serverCount: number;
   /** Settles when the tunnel has ended, with its error if it failed. */
   readonly done: Promise<Error | undefined>;
+  /** False once the connection under the tunnel cannot carry new work; the probe then retires the tunnel. */
+  readonly transportReady?: boolean;
   close(): Promise<void>;
   destroy(err?: Error): void;
 }
@@ -50,6 +52,11 @@ export interface AgentClientSetOptions {
   syncForever?: boolean;
   /** How long one attempt may take to open a tunnel, in ms (default 30000). */
   connectTimeoutMs?: number;
+  /**
+   * How often each tunnel's connection is checked, in ms (`--probe-interval`, default 1000). A tunnel whose
+   * connection is no longer ready (closed, or told to go away) is closed, and the set dials again.
+   */
+  probeIntervalMs?: number;
   /** Aborting it closes the set, as `close()` does. */
   signal?: AbortSignal;
   /** Randomness for jitter, in [0, 1) (default Math.random). */
@@ -68,6 +75,8 @@ export interface AgentClientSetEvents<T extends ClientSetTunnel> {
   connectFailed: [err: Error, retryInMs: number];
   /** Readiness changed: true once a tunnel is up, false when the last one ends. */
   readyChange: [ready: boolean];
+  /** The probe found a tunnel whose connection is not ready any more and closed it. */
+  probeFailed: [tunnel: T];
 }
 
 type Attempt<T> =
@@ -76,7 +85,7 @@ type Attempt<T> =
   | { kind: 'error'; error: Error }
   | { kind: 'stopped' };
 
-const DEFAULTS = { syncIntervalMs: 1000, syncIntervalCapMs: 10_000, connectTimeoutMs: 30_000 };
+const DEFAULTS = { syncIntervalMs: 1000, syncIntervalCapMs: 10_000, connectTimeoutMs: 30_000, probeIntervalMs: 1000 };
 
 /**
  * Keeps an agent's tunnels to every server (see the module comment). `start()` begins dialling; `ready` is true
@@ -87,7 +96,9 @@ export class AgentClientSet<T extends ClientSetTunnel = ClientSetTunnel> extends
   readonly syncIntervalCapMs: number;
   readonly syncForever: boolean;
   readonly connectTimeoutMs: number;
+  readonly probeIntervalMs: number;
 
+  private probeTimer: NodeJS.Timeout | undefined;
   private readonly agent: ClientSetAgent<T>;
   private readonly connector: TunnelConnector | undefined;
   private readonly connectors: readonly TunnelConnector[] | undefined;
@@ -118,6 +129,7 @@ export class AgentClientSet<T extends ClientSetTunnel = ClientSetTunnel> extends
     this.syncIntervalMs = options.syncIntervalMs ?? DEFAULTS.syncIntervalMs;
     this.syncIntervalCapMs = options.syncIntervalCapMs ?? DEFAULTS.syncIntervalCapMs;
     this.connectTimeoutMs = options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs;
+    this.probeIntervalMs = options.probeIntervalMs ?? DEFAULTS.probeIntervalMs;
     this.syncForever = options.syncForever ?? false;
     this.random = options.random ?? Math.random;
     if (!(Number.isFinite(this.syncIntervalMs) && this.syncIntervalMs >= 0)) {
@@ -125,6 +137,9 @@ export class AgentClientSet<T extends ClientSetTunnel = ClientSetTunnel> extends
     }
     if (!(Number.isFinite(this.syncIntervalCapMs) && this.syncIntervalCapMs >= this.syncIntervalMs)) {
       throw invalidOption(`syncIntervalCapMs must be >= syncIntervalMs, got ${this.syncIntervalCapMs}`);
+    }
+    if (!(Number.isFinite(this.probeIntervalMs) && this.probeIntervalMs > 0)) {
+      throw invalidOption(`probeIntervalMs must be a finite number > 0, got ${this.probeIntervalMs}`);
     }
     if (!(Number.isFinite(this.connectTimeoutMs) && this.connectTimeoutMs > 0)) {
       throw invalidOption(`connectTimeoutMs must be a finite number > 0, got ${this.connectTimeoutMs}`);
@@ -168,7 +183,17 @@ export class AgentClientSet<T extends ClientSetTunnel = ClientSetTunnel> extends
     this.state = 'running';
     if (this.connector) this.loops.push(this.guard(this.syncLoop(this.connector)));
     else for (const c of this.connectors!) this.loops.push(this.guard(this.serverLoop(c)));
+    this.probeTimer = setInterval(() => this.probe(), this.probeIntervalMs).unref();
     return this;
+  }
+
+  /** The reference's probe: retire tunnels whose connection is not ready; the loops then dial again. */
+  private probe(): void {
+    for (const t of this.held.values()) {
+      if (t.transportReady !== false) continue;
+      this.emit('probeFailed', t);
+      t.destroy(new KonnectivityError(ErrorCode.TUNNEL_CLOSED, `probe: the connection to server ${t.serverID} is not ready`));
+    }
   }
 
   /** Resolve once a tunnel is up; reject when the set closes or `signal` aborts first. */
@@ -214,6 +239,7 @@ export class AgentClientSet<T extends ClientSetTunnel = ClientSetTunnel> extends
 
   /** Stop dialling and close every tunnel of the set gracefully (idempotent). The agent itself stays open. */
   close(): Promise<void> {
+    clearInterval(this.probeTimer);
     if (!this.closing) {
       this.state = 'closed';
       this.stop.abort(shuttingDown('closed'));
@@ -225,6 +251,7 @@ export class AgentClientSet<T extends ClientSetTunnel = ClientSetTunnel> extends
 
   /** Stop dialling and destroy every tunnel of the set at once (idempotent). */
   destroy(err?: Error): void {
+    clearInterval(this.probeTimer);
     this.state = 'closed';
     this.stop.abort(err ?? shuttingDown('destroyed'));
     for (const t of this.tunnels) t.destroy(err);

@@ -65,6 +65,7 @@ function logAgentEvents(agent: Agent, clientSet: AgentClientSet<AgentTunnel>, lo
   clientSet.on('tunnelRemoved', (t, err) => log.v(2).info('tunnel to proxy server closed', { serverID: t.serverID, err: err?.message }));
   clientSet.on('duplicate', (serverID) => log.v(3).info('tunnel reached a server already connected; closed it', { serverID }));
   clientSet.on('connectFailed', (err, retryInMs) => log.error('cannot connect to a proxy server', err, { retryInMs: Math.round(retryInMs) }));
+  clientSet.on('probeFailed', (t) => log.v(2).info('probe: connection to proxy server not ready; closing the tunnel', { serverID: t.serverID }));
   clientSet.on('readyChange', (ready) => log.info(ready ? 'ready: a tunnel is up' : 'not ready: no tunnel is up'));
   agent.on('connectionOpened', (e) => log.v(3).info('endpoint connection opened', { dialID: e.dialID, dialAddress: e.address, connectionID: e.connectID }));
   agent.on('dialFailed', (e) => log.v(2).info('endpoint dial failed', { dialID: e.dialID, dialAddress: e.address, err: e.error }));
@@ -84,6 +85,7 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
     syncIntervalMs: o.syncIntervalMs,
     syncIntervalCapMs: o.syncIntervalCapMs,
     syncForever: o.syncForever,
+    probeIntervalMs: o.probeIntervalMs,
   });
   // Server-list mode knows its servers from the list; behind a load balancer, from the `servercount` received.
   const listed = o.proxyServerAddresses.length;

@@ -55,6 +55,12 @@ export interface PacketStream extends EventEmitter<PacketStreamEventMap> {
   readonly closed: boolean;
   /** The error the stream failed with, if any. */
   readonly errored: Error | undefined;
+  /**
+   * True while the connection under the stream can carry new work: false once it is closed or the peer told it to
+   * go away (HTTP/2 GOAWAY, yamux Go Away). The agent's probe (`--probe-interval`) retires tunnels on false, as the
+   * reference retires a ClientConn that is not READY.
+   */
+  readonly transportReady: boolean;
 
   /**
    * Queue a packet. Returns false when the caller should wait for 'drain'. After close or destroy the packet is
@@ -108,6 +114,9 @@ export abstract class AbstractPacketStream extends EventEmitter<PacketStreamEven
   }
   get writableNeedDrain(): boolean {
     return this.needDrain;
+  }
+  get transportReady(): boolean {
+    return this.state === 'open';
   }
 
   // ---- hooks for transports ------------------------------------------------------------------------------------

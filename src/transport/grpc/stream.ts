@@ -277,6 +277,13 @@ export function respondTrailersOnly(h2: ServerHttp2Stream, code: number, message
  */
 export class GrpcClientStream extends GrpcPacketStreamBase {
   remoteMetadata: Metadata = {};
+
+  /** The HTTP/2 connection is open and not going away (node closes a session once GOAWAY arrives). */
+  override get transportReady(): boolean {
+    const session = this.h2.session;
+    return super.transportReady && session !== undefined && !session.closed && !session.destroyed;
+  }
+
   /** Resolves when the server's response headers arrive; rejects when the call fails first. */
   readonly ready: Promise<void>;
   private statusSeen = false;

@@ -67,6 +67,12 @@ export class YamuxPacketStream extends AbstractPacketStream {
   private readonly provider: SubstreamProvider | undefined;
   private finished = false;
 
+  /** The session is alive and the peer has not sent Go Away. */
+  override get transportReady(): boolean {
+    const session = this.session;
+    return super.transportReady && (session === undefined || (!session.closed && !session.remoteGoAway));
+  }
+
   constructor(stream: YamuxStream, init: YamuxPacketStreamInit) {
     super();
     this.stream = stream;

@@ -87,6 +87,21 @@ describe('gRPC server lifecycle', () => {
     await closing;
   });
 
+  it("a call's transport is no longer ready once the server sends GOAWAY, while the call itself still works", async () => {
+    const srv = await start();
+    const stream = await grpcAgentConnector({ address: `127.0.0.1:${srv.port}` })({ agentid: ['a'] }, {});
+    stream.on('error', () => {});
+    expect(stream.transportReady).toBe(true);
+    const closing = srv.close({ graceMs: 10_000 });
+    while (stream.transportReady) await new Promise((r) => setTimeout(r, 5));
+    expect(stream.closed).toBe(false);
+    const echoed = new Promise((resolve) => accepted[0]!.once('packet', resolve));
+    stream.write(dataPacket(1n, Buffer.from('still open')));
+    await echoed;
+    await stream.close();
+    await closing;
+  });
+
   it('close() destroys calls still open when the grace period ends', async () => {
     const srv = await start();
     const stream = await grpcAgentConnector({ address: `127.0.0.1:${srv.port}` })({ agentid: ['a'] }, {});

@@ -27,6 +27,8 @@ class FakeTunnel implements ClientSetTunnel {
   readonly done: Promise<Error | undefined>;
   closed = false;
   destroyed = false;
+  /** What the probe reads; a test flips it to mimic a GOAWAY or a dead connection. */
+  transportReady = true;
   private finish!: (err: Error | undefined) => void;
   constructor(readonly server: FakeServer) {
     this.done = new Promise((resolve) => (this.finish = resolve));
@@ -392,5 +394,32 @@ describe('AgentClientSet lifecycle', () => {
     set.start();
     await set.whenReady();
     expect(codes).toEqual([ErrorCode.UNAUTHENTICATED, ErrorCode.UNAUTHENTICATED]);
+  });
+});
+
+describe('AgentClientSet probe (--probe-interval)', () => {
+  it('closes a tunnel whose connection is no longer ready and dials its server again', async () => {
+    const a = new FakeServer('a', 1);
+    const set = makeSet(new FakeAgent(), { connector: balancer([a]), probeIntervalMs: 5 });
+    set.start();
+    await until(set, () => set.tunnels.length === 1);
+    const first = set.tunnels[0]!;
+    const probed = once(set as never, 'probeFailed');
+    first.transportReady = false;
+    await probed;
+    expect(first.destroyed).toBe(true);
+    await until(set, () => set.tunnels.length === 1 && set.tunnels[0] !== first);
+    expect(set.serverIDs).toEqual(['a']);
+  });
+
+  it('leaves ready tunnels alone and refuses a bad interval', async () => {
+    const a = new FakeServer('a', 1);
+    const set = makeSet(new FakeAgent(), { connector: balancer([a]), probeIntervalMs: 2 });
+    set.start();
+    await until(set, () => set.tunnels.length === 1);
+    const t = set.tunnels[0]!;
+    await sleep(20);
+    expect(t.destroyed).toBe(false);
+    expect(() => new AgentClientSet(new FakeAgent(), { connector: balancer([a]), probeIntervalMs: 0 })).toThrow(/probeIntervalMs/);
   });
 });
