@@ -3,7 +3,7 @@
  * we accept and ignore, and our own additions, each marked in --help.
  */
 import { randomUUID } from 'node:crypto';
-import { FlagError, parseFlags, parseGoBool, type FlagSpec, type ParsedFlags } from './flags.js';
+import { FlagError, connectionBufferFromFlags, parseFlags, parseGoBool, xfrChannelSizeFlag, type FlagSpec, type ParsedFlags } from './flags.js';
 import { klogFlags } from './klog-flags.js';
 import { IDENTIFIER_KEYS, parseAgentIdentifiers as parseIdentifierQuery, type AgentIdentifiers } from '../protocol/identifiers.js';
 
@@ -31,6 +31,8 @@ export interface AgentOptions {
   keepaliveTimeMs: number;
   syncForever: boolean;
   transport: 'grpc' | 'yamux';
+  /** From `--xfr-channel-size` when given; otherwise the library default (1 MiB). */
+  connectionBufferBytes: number | undefined;
   verbosity: number;
   logFormat: 'text' | 'json';
 }
@@ -111,7 +113,7 @@ export function agentFlagSpecs(): FlagSpec[] {
     ign('server-count-source', 'string', 'default', 'server count source: default or max'),
     ign('kubeconfig', 'string', '', 'kubeconfig for leases'),
     ign('kube-api-content-type', 'string', 'application/vnd.kubernetes.protobuf', 'Kubernetes API content type'),
-    ign('xfr-channel-size', 'int', 150, 'per-connection queue size (our buffers are byte-bounded)'),
+    xfrChannelSizeFlag(150),
     ign('warn-on-channel-limit', 'bool', false, 'warn when a queue is full'),
     ign('enable-profiling', 'bool', false, 'serve /debug/pprof'),
     ign('enable-contention-profiling', 'bool', false, 'contention profiling'),
@@ -164,6 +166,7 @@ export function parseAgentOptions(argv: readonly string[], env: NodeJS.ProcessEn
     keepaliveTimeMs: v['keepalive-time'] as number,
     syncForever: v['sync-forever'] as boolean,
     transport: v['transport'] as AgentOptions['transport'],
+    connectionBufferBytes: connectionBufferFromFlags(parsed),
     verbosity: v['v'] as number,
     logFormat: v['log-format'] as AgentOptions['logFormat'],
   };

@@ -79,6 +79,7 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
     agentID: o.agentID,
     identifiers: o.identifiers,
     ...(o.serviceAccountTokenPath ? { token: tokenFileReader(o.serviceAccountTokenPath) } : {}),
+    ...(o.connectionBufferBytes ? { connectionBufferBytes: o.connectionBufferBytes } : {}),
   });
   const clientSet = new AgentClientSet(agent, {
     ...connectors(o, log),

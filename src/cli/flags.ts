@@ -32,6 +32,27 @@ export interface ParsedFlags {
   help: boolean;
 }
 
+/**
+ * `--xfr-channel-size`: the reference's per-stream queue length, in packets. Our buffers are per connection and
+ * bounded in bytes, so N packets become N × 32 KiB (the largest DATA we send), kept within 64 KiB and 64 MiB.
+ */
+export function xfrChannelSizeFlag(def: number): FlagSpec {
+  return {
+    name: 'xfr-channel-size',
+    type: 'int',
+    default: def,
+    usage: 'per-connection buffer and credit window, in 32 KiB packets (unset: 1 MiB)',
+    validate: (v) => ((v as number) < 1 ? 'must be >= 1' : undefined),
+  };
+}
+
+/** The connection buffer `--xfr-channel-size` asks for, or undefined when the flag was not given. */
+export function connectionBufferFromFlags(parsed: ParsedFlags): number | undefined {
+  if (!parsed.set.has('xfr-channel-size')) return undefined;
+  const bytes = (parsed.values['xfr-channel-size'] as number) * 32 * 1024;
+  return Math.min(64 * 1024 * 1024, Math.max(64 * 1024, bytes));
+}
+
 /** A bad command line; `exitCode` is 2 like Go's flag package. */
 export class FlagError extends Error {
   override readonly name = 'FlagError';

@@ -3,7 +3,7 @@
  * we accept and ignore, and our own additions, each marked in --help.
  */
 import { randomUUID } from 'node:crypto';
-import { FlagError, parseFlags, type FlagSpec, type ParsedFlags } from './flags.js';
+import { FlagError, connectionBufferFromFlags, parseFlags, xfrChannelSizeFlag, type FlagSpec, type ParsedFlags } from './flags.js';
 import { klogFlags } from './klog-flags.js';
 
 /** Everything the server program needs, typed. Durations are in milliseconds. */
@@ -35,6 +35,8 @@ export interface ServerOptions {
   tlsMinVersion: string;
   agentTransport: 'grpc' | 'yamux';
   agentTokenFile: string;
+  /** From `--xfr-channel-size` when given; otherwise the library default (1 MiB). */
+  connectionBufferBytes: number | undefined;
   verbosity: number;
   logFormat: 'text' | 'json';
 }
@@ -83,7 +85,7 @@ export function serverFlagSpecs(): FlagSpec[] {
     { name: 'backend-dial-timeout', type: 'duration', default: 0, usage: 'fail a dial the agent has not answered in this time (0 = off)', validate: nonNegative },
     { name: 'graceful-shutdown-timeout', type: 'duration', default: 0, usage: 'on SIGTERM, wait this long for connections before closing (0 = at once)', validate: nonNegative },
     { name: 'tls-min-version', type: 'string', default: '', usage: 'minimum TLS version: VersionTLS10..VersionTLS13 (empty: TLS 1.2)', validate: (v) => (String(v) in TLS_VERSIONS ? undefined : 'must be VersionTLS10, VersionTLS11, VersionTLS12 or VersionTLS13') },
-    ign('xfr-channel-size', 'int', 10, 'size of the per-stream receive queue (our buffers are per connection and byte-bounded)'),
+    xfrChannelSizeFlag(10),
     ign('cipher-suites', 'string', '', 'Go TLS cipher suite names (Node\'s defaults are used)'),
     ign('agent-namespace', 'string', '', 'agent service account namespace for TokenReview'),
     ign('agent-service-account', 'string', '', 'agent service account for TokenReview'),
@@ -142,6 +144,7 @@ export function parseServerOptions(argv: readonly string[], env: NodeJS.ProcessE
     tlsMinVersion: TLS_VERSIONS[v['tls-min-version'] as string]!,
     agentTransport: v['agent-transport'] as ServerOptions['agentTransport'],
     agentTokenFile: v['agent-token-file'] as string,
+    connectionBufferBytes: connectionBufferFromFlags(parsed),
     verbosity: v['v'] as number,
     logFormat: v['log-format'] as ServerOptions['logFormat'],
   };

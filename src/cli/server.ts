@@ -172,6 +172,7 @@ export async function startServer(o: ServerOptions, log: Logger): Promise<Runnin
     // dial() (HTTP-CONNECT): the flag when set, else the library's bound.
     ...(o.backendDialTimeoutMs > 0 ? { dialTimeoutMs: o.backendDialTimeoutMs } : {}),
     ...(verifyToken ? { authenticateAgent: verifyToken } : {}),
+    ...(o.connectionBufferBytes ? { connectionBufferBytes: o.connectionBufferBytes } : {}),
   });
   const metrics = instrumentServer(proxy, registry, { strategies: o.proxyStrategies, defaultMetrics: true });
   logServerEvents(proxy, log);

@@ -254,7 +254,9 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
         return;
       }
     }
-    const window = this.credits ? offeredWindow(incoming.metadata) : undefined;
+    // Credit both ways is bounded by the smaller of the two buffers.
+    const offered = this.credits ? offeredWindow(incoming.metadata) : undefined;
+    const window = offered === undefined ? undefined : Math.min(offered, this.bufferBytes);
     const response: Record<string, string[]> = { serverid: [this.serverID], servercount: [String(this.serverCount)] };
     if (window !== undefined) response[WINDOW_METADATA_KEY] = [String(window)];
     const stream = incoming.accept(response);

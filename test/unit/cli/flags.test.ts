@@ -128,7 +128,10 @@ describe('server options', () => {
       {},
     );
     expect(options).toMatchObject({ mode: 'http-connect', udsName: '/tmp/x.sock', serverID: 's1', serverCount: 3, proxyStrategies: ['destHost', 'default'], backendDialTimeoutMs: 5000, verbosity: 5, keepaliveTimeMs: 1_800_000 });
-    expect(parsed.warnings.map((w) => w.split(' ')[1])).toEqual(['--xfr-channel-size', '--kubeconfig', '--enable-profiling']);
+    expect(parsed.warnings.map((w) => w.split(' ')[1])).toEqual(['--kubeconfig', '--enable-profiling']);
+    // --xfr-channel-size is honoured: 20 packets of 32 KiB per connection.
+    expect(options.connectionBufferBytes).toBe(20 * 32 * 1024);
+    expect(parseServerOptions([], {}).options.connectionBufferBytes).toBeUndefined();
   });
   it('rejects bad combinations and values', () => {
     expect(() => parseServerOptions(['--uds-name=/x', '--server-port=8090'], {})).toThrow(/must be 0/);
@@ -183,6 +186,7 @@ describe('agent options', () => {
     );
     expect(options).toMatchObject({ agentID: 'a', proxyServerHost: 'localhost', proxyServerPort: 9000, syncIntervalMs: 100, syncIntervalCapMs: 1000, probeIntervalMs: 200, syncForever: true });
     expect(parsed.warnings).toHaveLength(1);
+    expect(options.connectionBufferBytes).toBe(150 * 32 * 1024);
     expect(() => parseAgentOptions(['--sync-interval=2s', '--sync-interval-cap=1s'], {})).toThrow(/sync-interval-cap/);
   });
 });
