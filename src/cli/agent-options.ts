@@ -173,6 +173,9 @@ export function parseAgentOptions(argv: readonly string[], env: NodeJS.ProcessEn
   if (!parsed.help) {
     if (Boolean(options.agentCert) !== Boolean(options.agentKey)) throw new FlagError('--agent-cert and --agent-key must be given together');
     if (options.syncIntervalCapMs < options.syncIntervalMs) throw new FlagError('--sync-interval-cap must not be less than --sync-interval');
+    if (v['count-server-leases']) {
+      throw new FlagError('--count-server-leases is not supported by konnectivity-ts: servers send their count in the servercount header');
+    }
   }
   return { options, parsed };
 }

@@ -6,6 +6,7 @@ import { FlagError, formatHelp, type FlagSpec, type ParsedFlags } from './flags.
 import { createLogger, type LogFields, type LogFormat, type Logger } from '../ops/logger.js';
 import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
 import type { Metadata } from '../transport/packet-stream.js';
+import { bearerToken } from '../server/token-review.js';
 
 /** Where a program writes and how it exits; replaced in tests. */
 export interface ProgramIO {
@@ -159,11 +160,8 @@ export function tokenFileVerifier(path: string): (ctx: { metadata: Metadata; age
         .map((l) => l.trim())
         .filter((l) => l !== '' && !l.startsWith('#')),
     );
-    const values = metadata['authorization'] ?? [];
-    const header = values.length === 1 ? values[0]! : '';
-    // The token file may end with a newline that the agent sends verbatim: compare trimmed.
-    const token = header.startsWith('Bearer ') ? header.slice('Bearer '.length).trim() : '';
-    if (token === '' || !accepted.has(token)) {
+    const token = bearerToken(metadata);
+    if (token === undefined || !accepted.has(token)) {
       throw new KonnectivityError(ErrorCode.UNAUTHENTICATED, `agent ${agentID}: missing or invalid bearer token`);
     }
   };

@@ -37,6 +37,8 @@ export interface ServerOptions {
   agentTokenFile: string;
   /** From `--xfr-channel-size` when given; otherwise the library default (1 MiB). */
   connectionBufferBytes: number | undefined;
+  /** TokenReview agent authentication, when `--agent-namespace` etc. are given. */
+  tokenReview: { namespace: string; serviceAccount: string; audience: string; kubeconfig: string } | undefined;
   verbosity: number;
   logFormat: 'text' | 'json';
 }
@@ -87,10 +89,10 @@ export function serverFlagSpecs(): FlagSpec[] {
     { name: 'tls-min-version', type: 'string', default: '', usage: 'minimum TLS version: VersionTLS10..VersionTLS13 (empty: TLS 1.2)', validate: (v) => (String(v) in TLS_VERSIONS ? undefined : 'must be VersionTLS10, VersionTLS11, VersionTLS12 or VersionTLS13') },
     xfrChannelSizeFlag(10),
     ign('cipher-suites', 'string', '', 'Go TLS cipher suite names (Node\'s defaults are used)'),
-    ign('agent-namespace', 'string', '', 'agent service account namespace for TokenReview'),
-    ign('agent-service-account', 'string', '', 'agent service account for TokenReview'),
-    ign('authentication-audience', 'string', '', 'TokenReview audience'),
-    ign('kubeconfig', 'string', '', 'kubeconfig for TokenReview and leases'),
+    { name: 'agent-namespace', type: 'string', default: '', usage: 'authenticate agents by TokenReview: their service account namespace' },
+    { name: 'agent-service-account', type: 'string', default: '', usage: 'authenticate agents by TokenReview: their service account' },
+    { name: 'authentication-audience', type: 'string', default: '', usage: 'authenticate agents by TokenReview: the token audience' },
+    { name: 'kubeconfig', type: 'string', default: '', usage: 'kubeconfig for TokenReview (empty: in-cluster configuration)' },
     ign('kubeconfig-qps', 'int', 0, 'Kubernetes client QPS'),
     ign('kubeconfig-burst', 'int', 0, 'Kubernetes client burst'),
     ign('kube-api-content-type', 'string', 'application/vnd.kubernetes.protobuf', 'Kubernetes API content type'),
@@ -145,6 +147,14 @@ export function parseServerOptions(argv: readonly string[], env: NodeJS.ProcessE
     agentTransport: v['agent-transport'] as ServerOptions['agentTransport'],
     agentTokenFile: v['agent-token-file'] as string,
     connectionBufferBytes: connectionBufferFromFlags(parsed),
+    tokenReview: v['agent-namespace'] || v['agent-service-account'] || v['authentication-audience']
+      ? {
+          namespace: v['agent-namespace'] as string,
+          serviceAccount: v['agent-service-account'] as string,
+          audience: v['authentication-audience'] as string,
+          kubeconfig: v['kubeconfig'] as string,
+        }
+      : undefined,
     verbosity: v['v'] as number,
     logFormat: v['log-format'] as ServerOptions['logFormat'],
   };
@@ -161,4 +171,16 @@ function validateServer(o: ServerOptions, parsed: ParsedFlags): void {
   if (Boolean(o.clusterCert) !== Boolean(o.clusterKey)) throw new FlagError('--cluster-cert and --cluster-key must be given together');
   if (o.serverCaCert && !o.serverCert) throw new FlagError('--server-ca-cert needs --server-cert and --server-key');
   if (o.clusterCaCert && !o.clusterCert) throw new FlagError('--cluster-ca-cert needs --cluster-cert and --cluster-key');
+  const tr = o.tokenReview;
+  if (tr) {
+    // As the reference: the three go together, and agents are checked by TokenReview or by mTLS, not both.
+    if (!tr.namespace || !tr.serviceAccount || !tr.audience) {
+      throw new FlagError('--agent-namespace, --agent-service-account and --authentication-audience must be given together');
+    }
+    if (o.clusterCaCert) throw new FlagError('--agent-namespace (TokenReview) cannot be used with --cluster-ca-cert');
+    if (o.agentTokenFile) throw new FlagError('--agent-namespace (TokenReview) cannot be used with --agent-token-file');
+  }
+  if (parsed.values['enable-lease-controller']) {
+    throw new FlagError('--enable-lease-controller is not supported by konnectivity-ts: give each server the same --server-count');
+  }
 }

@@ -10,7 +10,7 @@
 import type { RequestListener } from 'node:http';
 import type { SecureVersion } from 'node:tls';
 import { Registry } from 'prom-client';
-import { ProxyServer } from '../server/index.js';
+import { ProxyServer, inClusterConfig, loadKubeconfig, tokenReviewVerifier } from '../server/index.js';
 import { createGrpcServer, type GrpcServer } from '../transport/grpc/index.js';
 import { createHttpConnectFrontend, type HttpConnectFrontend } from '../server/frontends/http-connect/index.js';
 import type { IncomingPacketStream, PacketStream } from '../transport/packet-stream.js';
@@ -19,7 +19,6 @@ import type { Logger } from '../ops/logger.js';
 import { instrumentServer, type ServerInstrumentation } from '../ops/metrics.js';
 import { joinHostPort, listenOnBindAddress } from './listen.js';
 import { processIO, runProgram, tokenFileVerifier, type ProgramIO } from './process.js';
-import type { ParsedFlags } from './flags.js';
 import { parseServerOptions, serverFlagSpecs, type ServerOptions } from './server-options.js';
 import { loadServerTls, type ServerTlsOptions } from './tls.js';
 import { listenYamuxAgents } from './yamux.js';
@@ -162,7 +161,17 @@ async function startOps(name: string, bindAddress: string, port: number, handler
 /** Start every listener of the server. On failure, what was started is closed again and the error thrown. */
 export async function startServer(o: ServerOptions, log: Logger): Promise<RunningServer> {
   const registry = new Registry();
-  const verifyToken = o.agentTokenFile ? tokenFileVerifier(o.agentTokenFile) : undefined;
+  const tr = o.tokenReview;
+  const verifyToken = tr
+    ? tokenReviewVerifier({
+        api: tr.kubeconfig ? await loadKubeconfig(tr.kubeconfig) : await inClusterConfig(),
+        namespace: tr.namespace,
+        serviceAccount: tr.serviceAccount,
+        audience: tr.audience,
+      })
+    : o.agentTokenFile
+      ? tokenFileVerifier(o.agentTokenFile)
+      : undefined;
   const proxy = new ProxyServer({
     serverID: o.serverID,
     serverCount: o.serverCount,
@@ -216,21 +225,6 @@ async function runClosers(closers: ReadonlyArray<(graceMs: number) => Promise<vo
   await Promise.allSettled(closers.map((close) => close(graceMs)));
 }
 
-/** Loud warnings for reference features an operator may rely on for security and that we do not implement. */
-export function serverFlagWarnings(parsed: ParsedFlags): string[] {
-  const out: string[] = [];
-  const v = parsed.values;
-  if (v['agent-namespace'] || v['agent-service-account'] || v['authentication-audience']) {
-    out.push(
-      v['agent-token-file'] || v['cluster-ca-cert']
-        ? 'agent TokenReview authentication (--agent-namespace/--agent-service-account/--authentication-audience) is not implemented; agents are checked by --agent-token-file / --cluster-ca-cert only'
-        : 'agent TokenReview authentication (--agent-namespace/--agent-service-account/--authentication-audience) is not implemented: AGENTS ARE NOT AUTHENTICATED; use --agent-token-file or --cluster-ca-cert',
-    );
-  }
-  if (v['enable-lease-controller']) out.push('--enable-lease-controller is not implemented: agents count servers from --server-count only');
-  return out;
-}
-
 /** The program: parse flags, start, run until signalled. Resolves when the process should exit. */
 export function main(argv: readonly string[] = process.argv.slice(2), io: ProgramIO = processIO): Promise<void> {
   let shutdownGraceMs = 0;
@@ -242,7 +236,6 @@ export function main(argv: readonly string[] = process.argv.slice(2), io: Progra
       parse: (a) => parseServerOptions(a),
       name: 'server',
       logFields: (o) => ({ serverID: o.serverID }),
-      checkFlags: serverFlagWarnings,
       start: async (o, log) => {
         const running = await startServer(o, log);
         log.info('server started', { serverCount: o.serverCount, mode: o.mode, agentTransport: o.agentTransport });

@@ -12,3 +12,4 @@ export {
 } from './proxy-server.js';
 export { AgentRegistry, AGENT_STRATEGIES, parseStrategies, hostOf, type AgentStrategy } from './agent-registry.js';
 export * from './frontends/http-connect/index.js';
+export * from './token-review.js';

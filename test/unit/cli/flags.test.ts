@@ -128,7 +128,7 @@ describe('server options', () => {
       {},
     );
     expect(options).toMatchObject({ mode: 'http-connect', udsName: '/tmp/x.sock', serverID: 's1', serverCount: 3, proxyStrategies: ['destHost', 'default'], backendDialTimeoutMs: 5000, verbosity: 5, keepaliveTimeMs: 1_800_000 });
-    expect(parsed.warnings.map((w) => w.split(' ')[1])).toEqual(['--kubeconfig', '--enable-profiling']);
+    expect(parsed.warnings.map((w) => w.split(' ')[1])).toEqual(['--enable-profiling']);
     // --xfr-channel-size is honoured: 20 packets of 32 KiB per connection.
     expect(options.connectionBufferBytes).toBe(20 * 32 * 1024);
     expect(parseServerOptions([], {}).options.connectionBufferBytes).toBeUndefined();

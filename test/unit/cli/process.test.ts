@@ -111,20 +111,24 @@ describe('tls files', () => {
   });
 });
 
-describe('serverFlagWarnings', () => {
-  it('warns loudly when TokenReview flags are given without another agent check', async () => {
-    const { serverFlagWarnings } = await import('../../../src/cli/server.js');
-    const parse = (argv: string[]) => parseServerOptions(argv, {}).parsed;
-    expect(serverFlagWarnings(parse([]))).toEqual([]);
-    expect(serverFlagWarnings(parse(['--agent-namespace=kube-system', '--agent-service-account=konnectivity-agent']))[0]).toMatch(/AGENTS ARE NOT AUTHENTICATED/);
-    expect(serverFlagWarnings(parse(['--agent-namespace=kube-system', '--agent-token-file=/x']))[0]).toMatch(/checked by --agent-token-file/);
-    expect(serverFlagWarnings(parse(['--enable-lease-controller']))[0]).toMatch(/lease/);
+describe('TokenReview and lease flags', () => {
+  it('checks the TokenReview flags together and refuses what konnectivity-ts does not do', () => {
+    const parse = (argv: string[]) => parseServerOptions(argv, {}).options;
+    expect(parse([]).tokenReview).toBeUndefined();
+    expect(parse(['--agent-namespace=ns', '--agent-service-account=sa', '--authentication-audience=aud', '--kubeconfig=/k']).tokenReview).toEqual({
+      namespace: 'ns',
+      serviceAccount: 'sa',
+      audience: 'aud',
+      kubeconfig: '/k',
+    });
+    expect(() => parse(['--agent-namespace=ns'])).toThrow(/must be given together/);
+    expect(() => parse(['--agent-namespace=ns', '--agent-service-account=sa', '--authentication-audience=a', '--agent-token-file=/x'])).toThrow(/agent-token-file/);
+    expect(() => parse(['--enable-lease-controller'])).toThrow(/not supported/);
   });
 });
 
 describe('deployment manifests run unchanged', () => {
   it('takes the reference kubernetes example flags for the server and the agent', async () => {
-    const { serverFlagWarnings } = await import('../../../src/cli/server.js');
     const { parseAgentOptions } = await import('../../../src/cli/agent-options.js');
     // The flag lists of the reference's examples/kubernetes manifests (paths shortened).
     const server = parseServerOptions(
@@ -148,7 +152,8 @@ describe('deployment manifests run unchanged', () => {
       {},
     );
     expect(server.options).toMatchObject({ mode: 'grpc', serverPort: 0, agentPort: 8091, adminPort: 8093, deleteExistingUdsFile: true, keepaliveTimeMs: 3_600_000 });
-    expect(serverFlagWarnings(server.parsed)[0]).toMatch(/AGENTS ARE NOT AUTHENTICATED/);
+    // The manifest authenticates agents by TokenReview, and that is what the server will do.
+    expect(server.options.tokenReview).toEqual({ namespace: 'kube-system', serviceAccount: 'konnectivity-agent', audience: 'system:konnectivity-server', kubeconfig: '/etc/kubernetes/admin.conf' });
     const agent = parseAgentOptions(
       [
         '--logtostderr=true',
