@@ -13,13 +13,12 @@ import {
   connectIDOf,
   dialResponse,
   drainPacket,
-  packetTypeName,
   randomOf,
   type DialRequestPacket,
   type Packet,
 } from '../protocol/packet.js';
 import { metadataValue, type Metadata, type PacketStream, type TunnelConnector } from '../transport/packet-stream.js';
-import { Tunnel } from '../tunnel/tunnel.js';
+import { Tunnel, tallyPacket } from '../tunnel/tunnel.js';
 import { bindEndpoint, type EndpointBinding } from '../tunnel/endpoint.js';
 import { WINDOW_METADATA_KEY, offeredWindow, validBufferBytes } from '../tunnel/flow.js';
 import { DEFAULT_DIAL_TIMEOUT_MS, tcpDialer, type Dialer } from './dialer.js';
@@ -143,9 +142,7 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** @internal */
   count(direction: 'sent' | 'received', p: Packet): void {
-    const r = direction === 'sent' ? this.packetCounts.toServer : this.packetCounts.fromServer;
-    const name = packetTypeName(p.type);
-    r[name] = (r[name] ?? 0) + 1;
+    tallyPacket(direction === 'sent' ? this.packetCounts.toServer : this.packetCounts.fromServer, p);
   }
 
   get tunnels(): readonly AgentTunnel[] {

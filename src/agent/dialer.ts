@@ -5,6 +5,7 @@
  */
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
+import { splitHostPort } from '../protocol/address.js';
 
 export interface DialRequestInfo {
   /** `host:port` from the DIAL_REQ. */
@@ -90,7 +91,7 @@ export function tcpDialer(options: TcpDialerOptions = {}): Dialer {
 export function goDialError(protocol: string, address: string, err: NodeJS.ErrnoException & { address?: string; port?: number }): string {
   const code = err.code ?? '';
   if (code === 'ENOTFOUND' || code === 'EAI_NONAME' || code === 'EAI_AGAIN' || code === 'EAI_FAIL') {
-    const { host } = parseHost(address);
+    const { host } = splitHostPort(address);
     const what = code === 'EAI_AGAIN' ? 'server misbehaving' : 'no such host';
     return `dial ${protocol}: lookup ${host}: ${what}`;
   }
@@ -100,19 +101,11 @@ export function goDialError(protocol: string, address: string, err: NodeJS.Errno
   return `dial ${protocol} ${where}: ${text}`;
 }
 
-function parseHost(address: string): { host: string; port: string | undefined } {
-  const v6 = /^\[([^\]]*)\](?::(.*))?$/.exec(address);
-  if (v6) return { host: v6[1]!, port: v6[2] };
-  const i = address.lastIndexOf(':');
-  if (i < 0) return { host: address, port: undefined };
-  return { host: address.slice(0, i), port: address.slice(i + 1) };
-}
-
 /** `host:port` to its parts, or Go's error text for a bad address. */
 function parseAddress(address: string): { host: string; port: number } | string {
-  const { host, port } = parseHost(address);
+  if (!address.startsWith('[') && address.indexOf(':') !== address.lastIndexOf(':')) return `address ${address}: too many colons in address`;
+  const { host, port } = splitHostPort(address);
   if (port === undefined) return `address ${address}: missing port in address`;
-  if (!address.startsWith('[') && host.includes(':')) return `address ${address}: too many colons in address`;
   if (!/^\d{1,5}$/.test(port) || Number(port) > 65535) return `address ${port}: invalid port`;
   return { host: host === '' ? 'localhost' : host, port: Number(port) };
 }

@@ -4,3 +4,4 @@ export * from './codec.js';
 export * from './framing.js';
 export * from './identifiers.js';
 export * from './ids.js';
+export * from './address.js';

@@ -6,6 +6,7 @@
  */
 import type { AgentIdentifiers } from '../protocol/identifiers.js';
 import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
+import { splitHostPort } from '../protocol/address.js';
 
 export const AGENT_STRATEGIES = ['default', 'destHost', 'defaultRoute'] as const;
 export type AgentStrategy = (typeof AGENT_STRATEGIES)[number];
@@ -106,9 +107,5 @@ function advertises(ids: AgentIdentifiers, host: string): boolean {
 
 /** The host of `host:port` / `[v6]:port`, brackets removed; an address without a port is its own host. */
 export function hostOf(address: string): string {
-  const v6 = /^\[([^\]]*)\](?::\d*)?$/.exec(address);
-  if (v6) return v6[1]!;
-  const i = address.lastIndexOf(':');
-  if (i < 0 || address.indexOf(':') !== i) return address;
-  return address.slice(0, i);
+  return splitHostPort(address).host;
 }

@@ -17,7 +17,6 @@ import {
   closeRequest,
   connectIDOf,
   dialRequest,
-  packetTypeName,
   randomOf,
   type DialResponsePacket,
   type Packet,
@@ -28,7 +27,7 @@ import {
   type Metadata,
   type PacketStream,
 } from '../transport/packet-stream.js';
-import { Tunnel, type TunnelConnection } from '../tunnel/tunnel.js';
+import { Tunnel, tallyPacket, type TunnelConnection } from '../tunnel/tunnel.js';
 import { TunnelSocket } from '../tunnel/tunnel-socket.js';
 import { WINDOW_METADATA_KEY, offeredWindow, validBufferBytes } from '../tunnel/flow.js';
 import { AgentRegistry, type AgentStrategy, parseStrategies } from './agent-registry.js';
@@ -336,7 +335,7 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
   }
 
   private agentGone(backend: AgentBackend, err: Error | undefined): void {
-    const wasLast = this.registry.remove(backend);
+    this.registry.remove(backend);
     const reason = new KonnectivityError(
       ErrorCode.TUNNEL_CLOSED,
       `agent ${backend.agentID} tunnel closed${err ? `: ${err.message}` : ''}`,
@@ -349,7 +348,6 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
     }
     for (const t of backend.subTunnels) t.stream.destroy(reason);
     backend.tunnel.clear(reason);
-    void wasLast;
     this.emit('agentDisconnected', backend.info, err);
   }
 
@@ -450,9 +448,7 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
 
   /** @internal */
   count(segment: Segment, p: Packet): void {
-    const name = packetTypeName(p.type);
-    const r = this.packetCounts[segment];
-    r[name] = (r[name] ?? 0) + 1;
+    tallyPacket(this.packetCounts[segment], p);
   }
 
   /**

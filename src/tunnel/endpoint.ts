@@ -2,8 +2,9 @@
  * Joins an endpoint Duplex (the agent's socket to the target) to a tunnel connection.
  *
  * endpoint -> tunnel: 'data' goes out as DATA; when the connection cannot take more, the endpoint is paused (only
- * this endpoint: the others go on). tunnel -> endpoint: each DATA payload is written to the endpoint and its credit
- * is returned once the endpoint has flushed it, so a target that reads slowly holds only its own sender.
+ * this endpoint: the others go on). tunnel -> endpoint: each DATA payload is written to the endpoint; its credit
+ * is returned at once while the endpoint is under its high-water mark, else on 'drain', so a target that reads
+ * slowly holds only its own sender.
  */
 import type { Duplex } from 'node:stream';
 import type { Packet } from '../protocol/packet.js';
@@ -39,14 +40,17 @@ export function bindEndpoint(
   const onData = (chunk: Buffer): void => {
     if (!connection.sendData(chunk)) endpoint.pause();
   };
+  // Bytes written while the endpoint was over its high-water mark: their credit goes back on 'drain'.
+  let held = 0;
+  endpoint.on('drain', () => {
+    const n = held;
+    held = 0;
+    connection.consumed(n);
+  });
   connection.handlers = {
     onData: (data) => {
-      const n = data.length;
-      if (endpoint.writableEnded || endpoint.destroyed) {
-        connection.consumed(n);
-        return;
-      }
-      endpoint.write(data, () => connection.consumed(n));
+      if (!endpoint.writableEnded && !endpoint.destroyed && !endpoint.write(data)) held += data.length;
+      else connection.consumed(data.length);
     },
     onWritable: () => endpoint.resume(),
   };

@@ -1,5 +1,5 @@
-export { Tunnel, TunnelConnection, type ConnectionHandlers, type TunnelOptions, type PacketCounter } from './tunnel.js';
-export { TunnelSocket, CLOSE_TIMEOUT_MS, splitHostPort, type TunnelSocketInfo } from './tunnel-socket.js';
+export { Tunnel, TunnelConnection, tallyPacket, type ConnectionHandlers, type TunnelOptions, type PacketCounter } from './tunnel.js';
+export { TunnelSocket, CLOSE_TIMEOUT_MS, type TunnelSocketInfo } from './tunnel-socket.js';
 export { bindEndpoint, type EndpointBinding } from './endpoint.js';
 export {
   WINDOW_METADATA_KEY,

@@ -9,6 +9,7 @@
 import { Duplex } from 'node:stream';
 import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
 import { closeRequest } from '../protocol/packet.js';
+import { splitHostPort } from '../protocol/address.js';
 import type { TunnelConnection } from './tunnel.js';
 
 /** How long `end()` waits for the peer's CLOSE_RSP before destroying (the reference client's CloseTimeout). */
@@ -53,7 +54,7 @@ export class TunnelSocket extends Duplex {
     this.agentID = info.agentID;
     const { host, port } = splitHostPort(info.address);
     this.remoteAddress = host;
-    this.remotePort = port;
+    this.remotePort = port === undefined || port === '' ? undefined : Number(port);
     this.remoteFamily = host.includes(':') ? 'IPv6' : /^\d+\.\d+\.\d+\.\d+$/.test(host) ? 'IPv4' : undefined;
     this.onCloseHook = info.onClose;
     connection.handlers = {
@@ -183,11 +184,4 @@ export class TunnelSocket extends Duplex {
     if (this.idleTimer) this.idleTimer.refresh();
     else this.idleTimer = setTimeout(() => this.emit('timeout'), this.idleMs).unref();
   }
-}
-
-/** Split `host:port` / `[v6]:port`. */
-export function splitHostPort(address: string): { host: string; port: number | undefined } {
-  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(address) ?? /^([^:]*)(?::(\d+))?$/.exec(address);
-  if (!m) return { host: address, port: undefined };
-  return { host: m[1]!, port: m[2] === undefined ? undefined : Number(m[2]) };
 }
