@@ -29,8 +29,6 @@ export class FrontendSession {
   private handle: DialHandle | undefined;
   private connection: TunnelConnection | undefined;
   private agentID = '';
-  /** Agent bytes written to the frontend while it was over its high-water mark: credited back on 'drain'. */
-  private held = 0;
 
   constructor(
     private readonly server: ProxyServer,
@@ -38,11 +36,7 @@ export class FrontendSession {
     private readonly timeoutMs: number,
   ) {
     stream.on('packet', (p) => this.onPacket(p));
-    stream.on('drain', () => {
-      const n = this.held;
-      this.held = 0;
-      this.connection?.consumed(n);
-    });
+    stream.on('drain', () => this.connection?.release());
     stream.on('error', noop);
     stream.on('end', () => this.frontendGone());
     stream.once('close', () => this.frontendGone());
@@ -132,10 +126,7 @@ export class FrontendSession {
     const id = connection.connectID;
     this.write(dialResponse(this.random, id));
     connection.handlers = {
-      onData: (data, packet) => {
-        if (this.write(packet)) connection.consumed(data.length);
-        else this.held += data.length;
-      },
+      onData: (data, packet) => connection.handedOn(data.length, this.write(packet)),
       onWritable: () => this.stream.resume(),
       onPeerClosed: (error) => this.end(closeResponse(id, error)),
       onTunnelClosed: () => this.end(closeResponse(id)),

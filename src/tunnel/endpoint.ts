@@ -40,17 +40,11 @@ export function bindEndpoint(
   const onData = (chunk: Buffer): void => {
     if (!connection.sendData(chunk)) endpoint.pause();
   };
-  // Bytes written while the endpoint was over its high-water mark: their credit goes back on 'drain'.
-  let held = 0;
-  endpoint.on('drain', () => {
-    const n = held;
-    held = 0;
-    connection.consumed(n);
-  });
+  endpoint.on('drain', () => connection.release());
   connection.handlers = {
     onData: (data) => {
-      if (!endpoint.writableEnded && !endpoint.destroyed && !endpoint.write(data)) held += data.length;
-      else connection.consumed(data.length);
+      const gone = endpoint.writableEnded || endpoint.destroyed;
+      connection.handedOn(data.length, gone || endpoint.write(data));
     },
     onWritable: () => endpoint.resume(),
   };

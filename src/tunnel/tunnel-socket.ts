@@ -35,8 +35,6 @@ export class TunnelSocket extends Duplex {
   readonly remoteFamily: string | undefined;
   /** Set once the peer said the connection is over (CLOSE_RSP or DIAL_CLS). */
   private remoteDone = false;
-  /** Bytes handed to the reader while its buffer was full; their credit is returned when it reads again. */
-  private held = 0;
   private pendingWrite: ((err?: Error | null) => void) | undefined;
   private idleMs = 0;
   private idleTimer: NodeJS.Timeout | undefined;
@@ -121,11 +119,7 @@ export class TunnelSocket extends Duplex {
   }
 
   override _read(): void {
-    if (this.held > 0) {
-      const n = this.held;
-      this.held = 0;
-      this.connection.consumed(n);
-    }
+    this.connection.release();
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, callback: (err?: Error | null) => void): void {
@@ -171,8 +165,7 @@ export class TunnelSocket extends Duplex {
 
   private onData(data: Uint8Array): void {
     this.touch();
-    if (this.push(data)) this.connection.consumed(data.length);
-    else this.held += data.length;
+    this.connection.handedOn(data.length, this.push(data));
   }
 
   private touch(): void {

@@ -179,6 +179,8 @@ export class TunnelConnection {
   private buffered = 0;
   /** Bytes consumed and not yet returned to the peer as credit. */
   private unreturned = 0;
+  /** Bytes handed to a sink that was full: consumed once it has room again (`release()`). */
+  private held = 0;
   private blocking = false;
   private wantWritable = false;
   private detached = false;
@@ -270,6 +272,22 @@ export class TunnelConnection {
       this.unreturned = 0;
       this.tunnel.send(windowUpdate(this.connectID, inc));
     }
+  }
+
+  /**
+   * The owner handed `n` received bytes to its sink; `accepted` is the sink's write()/push() answer. Accepted bytes
+   * are consumed now, the others when the sink has room again and the owner calls `release()`.
+   */
+  handedOn(n: number, accepted: boolean): void {
+    if (accepted) this.consumed(n);
+    else this.held += n;
+  }
+
+  /** The sink has room again ('drain', a read): consume what was held. */
+  release(): void {
+    const n = this.held;
+    this.held = 0;
+    this.consumed(n);
   }
 
   /** Remove the connection from its tunnel; later packets for its connectID are unknown. Idempotent. */
