@@ -1,5 +1,6 @@
 /** Shared helpers for the protocol tests: the golden vectors file and a comparable form of packets. */
-import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PacketType, type Packet } from '../../../src/protocol/index.js';
@@ -7,8 +8,25 @@ import { PacketType, type Packet } from '../../../src/protocol/index.js';
 /** The project root (this file lives in test/unit/protocol). */
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 
-/** The shared golden vectors, read in place (never copied into the project). */
-export const VECTORS_PATH = resolve(ROOT, '../shared/vectors/packets.json');
+/**
+ * The shared golden vectors, read in place (never copied into the project): `$KONNECTIVITY_VECTORS`, else
+ * `../shared/vectors/packets.json` beside this checkout, else beside the checkout it was cloned from (a clean
+ * clone in a temporary folder keeps its origin's path).
+ */
+export const VECTORS_PATH = findVectors();
+
+function findVectors(): string {
+  const relative = '../shared/vectors/packets.json';
+  const candidates = [process.env['KONNECTIVITY_VECTORS'], resolve(ROOT, relative)];
+  try {
+    const origin = execFileSync('git', ['config', '--get', 'remote.origin.url'], { cwd: ROOT, encoding: 'utf8' }).trim();
+    if (origin.startsWith('/')) candidates.push(resolve(origin, relative));
+  } catch {
+    // Not a git checkout, or no origin: only the first two places apply.
+  }
+  const found = candidates.find((c): c is string => !!c && existsSync(c));
+  return found ?? resolve(ROOT, relative);
+}
 
 export interface JsonPacket {
   type: string | number;
