@@ -1,17 +1,20 @@
-/** Dial IDs (`random`): a uniformly random non-negative 63-bit integer, as Go's rand.Int63() gives. */
-import { randomBytes } from 'node:crypto';
+/**
+ * Dial IDs (`random`): a uniformly random non-negative 63-bit integer, as Go's rand.Int63() gives.
+ * The randomness is the global Web Crypto `crypto.getRandomValues` (Node 20+), so protocol/ imports no built-in.
+ */
 
-const POOL_SIZE = 8 * 512;
-let pool = Buffer.alloc(0);
-let poolPos = 0;
+const POOL_SIZE = 512;
+const INT63_MASK = 0x7fff_ffff_ffff_ffffn;
+/** 4 KiB of randomness at a time: one getRandomValues call serves 512 dials. */
+const pool = new BigUint64Array(POOL_SIZE);
+let poolPos = POOL_SIZE;
 
 export function randomDialID(): bigint {
-  if (poolPos + 8 > pool.length) {
-    pool = randomBytes(POOL_SIZE);
+  if (poolPos === POOL_SIZE) {
+    crypto.getRandomValues(pool);
     poolPos = 0;
   }
-  const v = pool.readBigUInt64BE(poolPos) & 0x7fff_ffff_ffff_ffffn;
-  poolPos += 8;
+  const v = pool[poolPos++]! & INT63_MASK;
   // 0 means "none" on the wire.
   return v === 0n ? 1n : v;
 }

@@ -1,6 +1,8 @@
 export * from './packet.js';
 export * from './errors.js';
-export * from './codec.js';
+export * from './encode.js';
+export * from './decode.js';
+export { ENCODED } from './wire.js';
 export * from './framing.js';
 export * from './identifiers.js';
 export * from './ids.js';

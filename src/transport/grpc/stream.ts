@@ -7,10 +7,12 @@
  */
 import { constants as h2c, type Http2Stream, type ServerHttp2Stream, type ClientHttp2Stream } from 'node:http2';
 import type { IncomingHttpHeaders } from 'node:http2';
-import { ENCODED, decodePacket, encodeDataHeader, encodePacket } from '../../protocol/codec.js';
+import { decodePacket } from '../../protocol/decode.js';
+import { encodeDataHeader, encodePacket } from '../../protocol/encode.js';
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
 import { GRPC_PREFIX_BYTES, GrpcMessageDecoder, grpcPrefix, writeGrpcPrefix } from '../../protocol/framing.js';
 import { PacketType, type DataPacket, type Packet } from '../../protocol/packet.js';
+import { ENCODED } from '../../protocol/wire.js';
 import { AbstractPacketStream, streamClosedError, type Metadata } from '../packet-stream.js';
 import { headerValue, metadataFromRawHeaders } from './headers.js';
 import type { ResolvedStreamOptions } from './options.js';

@@ -6,7 +6,8 @@
  */
 import type { Packet } from '../../protocol/packet.js';
 import { PacketType } from '../../protocol/packet.js';
-import { decodePacket, encodePacket } from '../../protocol/codec.js';
+import { decodePacket } from '../../protocol/decode.js';
+import { encodePacket } from '../../protocol/encode.js';
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
 import {
   AbstractPacketStream,

@@ -10,7 +10,8 @@
  * The control stream owns the session: closing it cleanly closes the session gracefully (Go Away, substreams
  * finish), destroying it destroys the session; the session failing fails the control stream.
  */
-import { decodePacket, encodePacket } from '../../protocol/codec.js';
+import { decodePacket } from '../../protocol/decode.js';
+import { encodePacket } from '../../protocol/encode.js';
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
 import { DelimitedMessageDecoder } from '../../protocol/framing.js';
 import type { Packet } from '../../protocol/packet.js';
