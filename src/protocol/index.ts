@@ -3,7 +3,6 @@ export * from './errors.js';
 export * from './encode.js';
 export * from './decode.js';
 export { ENCODED } from './wire.js';
-export * from './framing.js';
 export * from './identifiers.js';
 export * from './ids.js';
 export * from './address.js';

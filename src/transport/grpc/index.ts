@@ -5,3 +5,4 @@ export type { GrpcClientOptions, GrpcClientTlsOptions, GrpcConnectionEvents } fr
 export { GrpcClientStream, GrpcServerPacketStream } from './stream.js';
 export type { GrpcStreamOptions } from './options.js';
 export { GrpcStatus, grpcStatusName } from './status.js';
+export { GrpcMessageDecoder, GRPC_PREFIX_BYTES, writeGrpcPrefix, grpcPrefix } from './framing.js';

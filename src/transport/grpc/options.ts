@@ -2,7 +2,7 @@
  * Defaults shared by the gRPC server and client, and their validation.
  */
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
-import { DEFAULT_MAX_MESSAGE_BYTES } from '../../protocol/framing.js';
+import { DEFAULT_MAX_MESSAGE_BYTES } from '../framing.js';
 
 /**
  * HTTP/2 flow-control window (each stream and the whole connection) over TCP, in bytes. HTTP/2's default of

@@ -10,10 +10,10 @@ import type { IncomingHttpHeaders } from 'node:http2';
 import { decodePacket } from '../../protocol/decode.js';
 import { encodeDataHeader, encodePacket } from '../../protocol/encode.js';
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
-import { GRPC_PREFIX_BYTES, GrpcMessageDecoder, grpcPrefix, writeGrpcPrefix } from '../../protocol/framing.js';
 import { PacketType, type DataPacket, type Packet } from '../../protocol/packet.js';
-import { ENCODED } from '../../protocol/wire.js';
+import { ENCODED, type WithEncoded } from '../../protocol/wire.js';
 import { AbstractPacketStream, streamClosedError, type Metadata } from '../packet-stream.js';
+import { GRPC_PREFIX_BYTES, GrpcMessageDecoder, grpcPrefix, writeGrpcPrefix } from './framing.js';
 import { headerValue, metadataFromRawHeaders } from './headers.js';
 import type { ResolvedStreamOptions } from './options.js';
 import { GrpcStatus, decodeGrpcMessage, encodeGrpcMessage, errorForStatus, statusForError } from './status.js';
@@ -56,7 +56,7 @@ abstract class GrpcPacketStreamBase extends AbstractPacketStream {
     if (this.h2.destroyed || !this.h2.writable) return false;
     // Large payloads are never copied: the envelope and the payload (or a forwarded packet's received bytes) go
     // out as two buffers in one writev.
-    const kept = (packet as { [ENCODED]?: Uint8Array })[ENCODED];
+    const kept = (packet as WithEncoded)[ENCODED];
     const data = packet.type === PacketType.DATA ? (packet as DataPacket).data : undefined;
     let head: Buffer;
     let body: Uint8Array | undefined;

@@ -4,7 +4,7 @@
  * they complete; a payload wholly inside one chunk is returned as a view of it (no copy).
  */
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
-import { StickyDecoder } from '../../protocol/framing.js';
+import { StickyDecoder } from '../framing.js';
 
 /** The only protocol version. */
 export const YAMUX_VERSION = 0;

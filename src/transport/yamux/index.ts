@@ -5,6 +5,7 @@ export { YamuxStream } from './stream.js';
 export { YAMUX_DEFAULTS, INITIAL_WINDOW_BYTES as YAMUX_INITIAL_WINDOW_BYTES, resolveYamuxOptions } from './config.js';
 export type { YamuxSessionOptions } from './config.js';
 export { YamuxPacketStream } from './packet-stream.js';
+export { DelimitedMessageDecoder, delimitedPrefix } from './delimited.js';
 export { acceptYamuxTunnel, yamuxAgentConnector, HANDSHAKE_VERSION as YAMUX_HANDSHAKE_VERSION } from './tunnel.js';
 export type { YamuxTunnelOptions, YamuxAgentConnectorOptions } from './tunnel.js';
 export { tcpCarrier, tlsCarrier, webSocketCarrier, webSocketDuplex, createYamuxServer, serveYamuxCarrier } from './carriers.js';

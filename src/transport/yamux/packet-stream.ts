@@ -11,9 +11,7 @@
  * finish), destroying it destroys the session; the session failing fails the control stream.
  */
 import { decodePacket } from '../../protocol/decode.js';
-import { encodePacket } from '../../protocol/encode.js';
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
-import { DelimitedMessageDecoder } from '../../protocol/framing.js';
 import type { Packet } from '../../protocol/packet.js';
 import {
   AbstractPacketStream,
@@ -22,30 +20,13 @@ import {
   type PacketStream,
   type SubstreamProvider,
 } from '../packet-stream.js';
+import { DEFAULT_MAX_MESSAGE_BYTES } from '../framing.js';
+import { DelimitedMessageDecoder, encodeDelimitedPacket } from './delimited.js';
 import type { YamuxSession } from './session.js';
 import type { YamuxStream } from './stream.js';
 
-/** Largest Packet accepted on a yamux stream, in bytes (as gRPC's default). */
-export const DEFAULT_MAX_PACKET_BYTES = 4 * 1024 * 1024;
-
-/** Space for the longest varint prefix of a message under 2^32 bytes. */
-const PREFIX_ROOM = 5;
-
-/** Encode a packet with its varint length prefix, in one buffer (one copy). */
-export function encodeDelimitedPacket(packet: Packet): Buffer {
-  const buf = encodePacket(packet, { reserve: PREFIX_ROOM });
-  let len = buf.length - PREFIX_ROOM;
-  let size = 1;
-  for (let v = len; v > 0x7f; v = Math.floor(v / 128)) size++;
-  let pos = PREFIX_ROOM - size;
-  const start = pos;
-  while (len > 0x7f) {
-    buf[pos++] = (len & 0x7f) | 0x80;
-    len = Math.floor(len / 128);
-  }
-  buf[pos] = len;
-  return buf.subarray(start);
-}
+/** Largest Packet accepted on a yamux stream, in bytes (gRPC's default). */
+export const DEFAULT_MAX_PACKET_BYTES = DEFAULT_MAX_MESSAGE_BYTES;
 
 export interface YamuxPacketStreamInit {
   remoteMetadata?: Metadata;

@@ -13,8 +13,8 @@
 import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import { ErrorCode, KonnectivityError, isKonnectivityError } from '../../protocol/errors.js';
-import { DelimitedMessageDecoder, delimitedPrefix } from '../../protocol/framing.js';
 import type { IncomingPacketStream, Metadata, PacketStream, TunnelConnector } from '../packet-stream.js';
+import { DelimitedMessageDecoder, delimitedPrefix } from './delimited.js';
 import { resolveYamuxOptions, type YamuxSessionOptions } from './config.js';
 import { DEFAULT_MAX_PACKET_BYTES, YamuxPacketStream } from './packet-stream.js';
 import { YamuxSession } from './session.js';

@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ErrorCode, KonnectivityError } from '../../../src/protocol/errors.js';
-import { delimitedPrefix } from '../../../src/protocol/framing.js';
+import { delimitedPrefix } from '../../../src/transport/yamux/delimited.js';
 import { dataPacket } from '../../../src/protocol/packet.js';
 import type { IncomingPacketStream } from '../../../src/transport/packet-stream.js';
 import { acceptYamuxTunnel, createYamuxServer, tcpCarrier, yamuxAgentConnector, YamuxSession } from '../../../src/transport/yamux/index.js';

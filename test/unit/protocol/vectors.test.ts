@@ -3,15 +3,9 @@
  * framers fed the framed bytes split at every offset, decode-only encodings and malformed input.
  */
 import { describe, expect, it } from 'vitest';
-import {
-  DelimitedMessageDecoder,
-  ErrorCode,
-  GrpcMessageDecoder,
-  KonnectivityError,
-  decodePacket,
-  encodePacket,
-  type Packet,
-} from '../../../src/protocol/index.js';
+import { ErrorCode, KonnectivityError, decodePacket, encodePacket, type Packet } from '../../../src/protocol/index.js';
+import { GrpcMessageDecoder } from '../../../src/transport/grpc/framing.js';
+import { DelimitedMessageDecoder } from '../../../src/transport/yamux/delimited.js';
 import { canon, hex, loadVectors, packetFromJson } from './helpers.js';
 
 const vectors = loadVectors();

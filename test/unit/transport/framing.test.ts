@@ -1,23 +1,14 @@
 /**
- * The streaming framers: split input, many messages per chunk, empty messages, the maximum size refused before
- * anything is buffered, compression refused, and a decoder that stays failed after an error.
+ * The streaming framers (gRPC message prefix, varint-delimited) over their shared base, src/transport/framing.ts:
+ * split input, many messages per chunk, empty messages, the maximum size refused before anything is buffered,
+ * compression refused, and a decoder that stays failed after an error.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import {
-  DEFAULT_MAX_MESSAGE_BYTES,
-  DelimitedMessageDecoder,
-  ErrorCode,
-  GRPC_PREFIX_BYTES,
-  GrpcMessageDecoder,
-  KonnectivityError,
-  decodePacket,
-  delimitedPrefix,
-  encodePacket,
-  dataPacket,
-  grpcPrefix,
-  writeGrpcPrefix,
-} from '../../../src/protocol/index.js';
+import { ErrorCode, KonnectivityError, decodePacket, encodePacket, dataPacket } from '../../../src/protocol/index.js';
+import { DEFAULT_MAX_MESSAGE_BYTES } from '../../../src/transport/framing.js';
+import { GRPC_PREFIX_BYTES, GrpcMessageDecoder, grpcPrefix, writeGrpcPrefix } from '../../../src/transport/grpc/framing.js';
+import { DelimitedMessageDecoder, delimitedPrefix } from '../../../src/transport/yamux/delimited.js';
 
 type Kind = 'grpc' | 'delimited';
 const kinds: Kind[] = ['grpc', 'delimited'];

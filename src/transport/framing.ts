@@ -1,14 +1,14 @@
 /**
- * Streaming framers for the two length-prefixed forms a Packet travels in:
- * - the gRPC message prefix: 1 flag byte (0 = uncompressed), 4-byte big-endian length;
- * - the protobuf varint-delimited form (a varint length, then the message).
+ * The streaming decoders every transport's framer builds on (the gRPC message prefix in grpc/framing.ts, the
+ * varint-delimited Packets and the yamux frame header in yamux/).
  *
- * Both are sans-I/O state machines: `push(chunk)` takes bytes split at any offset and returns the complete messages
+ * They are sans-I/O state machines: `push(chunk)` takes bytes split at any offset and returns the complete items
  * they finish. A message that lies wholly inside one chunk is returned as a view of it (no copy); one split across
  * chunks is assembled once into a buffer of its declared size. A declared length above `maxMessageBytes` is refused
  * before anything is buffered for it.
  */
-import { ErrorCode, KonnectivityError } from './errors.js';
+import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
+import { toBuffer } from '../protocol/wire.js';
 
 /** gRPC's default maximum received message size. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
@@ -26,7 +26,8 @@ function checkMax(options: FramerOptions | undefined): number {
   return max;
 }
 
-function tooLarge(len: number, max: number): never {
+/** Refuse a declared message length above the maximum. */
+export function tooLarge(len: number, max: number): never {
   throw new KonnectivityError(
     ErrorCode.MESSAGE_TOO_LARGE,
     `received message larger than max (${len} vs. ${max})`,
@@ -44,7 +45,7 @@ export abstract class StickyDecoder<T> {
   push(chunk: Uint8Array): T[] {
     if (this.failed) throw this.failed;
     try {
-      return this.consume(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+      return this.consume(toBuffer(chunk));
     } catch (err) {
       this.failed = err as Error;
       throw err;
@@ -54,8 +55,8 @@ export abstract class StickyDecoder<T> {
   protected abstract consume(chunk: Buffer): T[];
 }
 
-/** Shared body assembly: holds the partial message once its length is known. */
-abstract class LengthPrefixedDecoder extends StickyDecoder<Buffer> {
+/** The length-prefixed framers' common part: subclasses parse their prefix; this holds a partial message's body. */
+export abstract class LengthPrefixedDecoder extends StickyDecoder<Buffer> {
   protected readonly maxMessageBytes: number;
   /** Bytes of the prefix read so far (prefixes are at most 10 bytes). */
   protected readonly prefix = Buffer.alloc(10);
@@ -116,62 +117,4 @@ abstract class LengthPrefixedDecoder extends StickyDecoder<Buffer> {
     }
     return out;
   }
-}
-
-/** Decodes the gRPC length-prefixed message stream. Compressed messages (flag 1) are refused: we never negotiate compression. */
-export class GrpcMessageDecoder extends LengthPrefixedDecoder {
-  protected prefixComplete(): number {
-    if (this.prefixLength < 5) return -1;
-    const flag = this.prefix[0]!;
-    if (flag !== 0) {
-      throw new KonnectivityError(
-        ErrorCode.PROTOCOL,
-        flag === 1 ? 'compressed gRPC message received, but no compression was negotiated' : `bad gRPC message flag ${flag}`,
-      );
-    }
-    return this.prefix.readUInt32BE(1);
-  }
-}
-
-/** Decodes a stream of protobuf varint-delimited messages. */
-export class DelimitedMessageDecoder extends LengthPrefixedDecoder {
-  protected prefixComplete(): number {
-    const last = this.prefix[this.prefixLength - 1]!;
-    if (last >= 0x80) {
-      // A length that needs more than 5 bytes exceeds 2^32 and therefore any maximum we accept.
-      if (this.prefixLength >= 5) tooLarge(Number.POSITIVE_INFINITY, this.maxMessageBytes);
-      return -1;
-    }
-    let len = 0;
-    for (let i = 0; i < this.prefixLength; i++) len += (this.prefix[i]! & 0x7f) * 2 ** (7 * i);
-    return len;
-  }
-}
-
-/** Size of the gRPC message prefix. */
-export const GRPC_PREFIX_BYTES = 5;
-
-/** Write a gRPC message prefix (uncompressed) for a message of `length` bytes at `offset` of `buf`. */
-export function writeGrpcPrefix(buf: Buffer, length: number, offset = 0): void {
-  buf[offset] = 0;
-  buf.writeUInt32BE(length, offset + 1);
-}
-
-/** A gRPC message prefix as its own 5-byte buffer. */
-export function grpcPrefix(length: number): Buffer {
-  const b = Buffer.allocUnsafe(GRPC_PREFIX_BYTES);
-  writeGrpcPrefix(b, length);
-  return b;
-}
-
-/** The varint-delimited prefix for a message of `length` bytes. */
-export function delimitedPrefix(length: number): Buffer {
-  const bytes: number[] = [];
-  let v = length;
-  while (v > 0x7f) {
-    bytes.push((v & 0x7f) | 0x80);
-    v = Math.floor(v / 128);
-  }
-  bytes.push(v);
-  return Buffer.from(bytes);
 }
