@@ -1,24 +1,16 @@
 /**
- * Defaults shared by the gRPC server and client, and their validation.
+ * Defaults shared by the gRPC server and client, and their validation. The window and high-water-mark defaults,
+ * and why they are what they are, live in ../windows.ts.
  */
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../framing.js';
+import {
+  DEFAULT_GRPC_HIGH_WATER_MARK_BYTES,
+  DEFAULT_GRPC_UDS_WINDOW_BYTES,
+  DEFAULT_GRPC_WINDOW_BYTES,
+  HTTP2_MAX_FRAME_BYTES,
+} from '../windows.js';
 
-/**
- * HTTP/2 flow-control window (each stream and the whole connection) over TCP, in bytes. HTTP/2's default of
- * 64 KiB caps a connection at 64 KiB per round trip (about 3 MB/s at 20 ms); 2 MiB allows about 100 MB/s there.
- * It is not larger because node's Http2Session reads nothing while one of its socket writes is pending: two node
- * peers that both send more than the kernel's socket buffers hold wait for each other for ever. On loopback
- * that happened with 16 MiB windows over TCP (not with 4 MiB) and with 512 KiB over a Unix socket (not with
- * 256 KiB). A Go peer reads while it writes, so it is never caught in this.
- */
-export const DEFAULT_WINDOW_BYTES = 2 * 1024 * 1024;
-/** The window over a Unix socket, whose buffers are small (about 208 KiB) and whose round trip is near zero. */
-export const DEFAULT_UDS_WINDOW_BYTES = 128 * 1024;
-/** Bytes queued in one stream before `write()` returns false. */
-export const DEFAULT_HIGH_WATER_MARK_BYTES = 256 * 1024;
-/** Largest HTTP/2 frame we accept (we advertise it; peers choose what they send). */
-export const DEFAULT_MAX_FRAME_BYTES = 64 * 1024;
 /** How long a keepalive ping may stay unanswered before the connection is dropped. */
 export const DEFAULT_KEEPALIVE_TIMEOUT_MS = 20_000;
 /**
@@ -58,18 +50,18 @@ export function intOption(name: string, value: number | undefined, dflt: number,
 }
 
 export function resolveStreamOptions(o: GrpcStreamOptions | undefined, unixSocket = false): ResolvedStreamOptions {
-  const defaultWindow = unixSocket ? DEFAULT_UDS_WINDOW_BYTES : DEFAULT_WINDOW_BYTES;
+  const defaultWindow = unixSocket ? DEFAULT_GRPC_UDS_WINDOW_BYTES : DEFAULT_GRPC_WINDOW_BYTES;
   return {
     maxMessageBytes: intOption('maxMessageBytes', o?.maxMessageBytes, DEFAULT_MAX_MESSAGE_BYTES, 16, 0x7fffffff),
     // HTTP/2 caps a window at 2^31-1.
     windowBytes: intOption('windowBytes', o?.windowBytes, defaultWindow, 65535, 0x7fffffff),
-    highWaterMarkBytes: intOption('highWaterMarkBytes', o?.highWaterMarkBytes, DEFAULT_HIGH_WATER_MARK_BYTES, 1, 2 ** 30),
+    highWaterMarkBytes: intOption('highWaterMarkBytes', o?.highWaterMarkBytes, DEFAULT_GRPC_HIGH_WATER_MARK_BYTES, 1, 2 ** 30),
   };
 }
 
 /** HTTP/2 session settings for a window size. */
 export function http2Settings(windowBytes: number): { initialWindowSize: number; maxFrameSize: number; enablePush: boolean } {
-  return { initialWindowSize: windowBytes, maxFrameSize: DEFAULT_MAX_FRAME_BYTES, enablePush: false };
+  return { initialWindowSize: windowBytes, maxFrameSize: HTTP2_MAX_FRAME_BYTES, enablePush: false };
 }
 
 /**

@@ -16,6 +16,7 @@ import {
   type PacketStream,
   type SubstreamProvider,
 } from '../packet-stream.js';
+import { DEFAULT_MEMORY_HIGH_WATER_MARK_BYTES } from '../windows.js';
 
 export interface MemoryPairOptions {
   /** Bytes a side may hold undelivered before the other side's write returns false (default 1 MiB). */
@@ -27,8 +28,6 @@ export interface MemoryPairOptions {
   /** Pass every packet through the codec, as a real transport would (default false: objects pass as they are). */
   encode?: boolean;
 }
-
-const DEFAULT_HWM = 1024 * 1024;
 
 function packetBytes(p: Packet): number {
   return p.type === PacketType.DATA ? 16 + ((p as { data?: { data: Uint8Array } }).data?.data.length ?? 0) : 64;
@@ -207,7 +206,7 @@ export class MemoryPacketStream extends AbstractPacketStream {
 
 /** Create the two ends of an in-memory tunnel: `[a, b]`, where `a.write()` reaches `b` and back. */
 export function createMemoryPair(options: MemoryPairOptions = {}): [MemoryPacketStream, MemoryPacketStream] {
-  const hwm = options.highWaterMarkBytes ?? DEFAULT_HWM;
+  const hwm = options.highWaterMarkBytes ?? DEFAULT_MEMORY_HIGH_WATER_MARK_BYTES;
   if (!Number.isInteger(hwm) || hwm <= 0) {
     throw new KonnectivityError(ErrorCode.INVALID_OPTION, `highWaterMarkBytes must be a positive integer, got ${hwm}`);
   }

@@ -1,11 +1,14 @@
 /**
  * One options object for a yamux session, with defaults matching hashicorp/yamux's `DefaultConfig`, validated at
- * construction.
+ * construction. The window and high-water-mark defaults, and why, are in ../windows.ts.
  */
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
-
-/** The window every stream starts with, in each direction (fixed by the spec). */
-export const INITIAL_WINDOW_BYTES = 256 * 1024;
+import {
+  DEFAULT_YAMUX_MAX_DATA_FRAME_BYTES,
+  DEFAULT_YAMUX_STREAM_HIGH_WATER_MARK_BYTES,
+  DEFAULT_YAMUX_WRITE_HIGH_WATER_MARK_BYTES,
+  YAMUX_INITIAL_WINDOW_BYTES,
+} from '../windows.js';
 
 export interface YamuxSessionOptions {
   /** Streams the peer opened that we have not accepted yet; more are refused with RST (default 256). */
@@ -42,11 +45,11 @@ export const YAMUX_DEFAULTS: ResolvedYamuxOptions = {
   maxStreams: 65536,
   keepAliveIntervalMs: 30_000,
   pingTimeoutMs: 10_000,
-  maxStreamWindowBytes: INITIAL_WINDOW_BYTES,
-  maxDataFrameBytes: 64 * 1024,
-  writeHighWaterMarkBytes: 512 * 1024,
-  streamReadableHighWaterMarkBytes: 64 * 1024,
-  streamWritableHighWaterMarkBytes: 64 * 1024,
+  maxStreamWindowBytes: YAMUX_INITIAL_WINDOW_BYTES,
+  maxDataFrameBytes: DEFAULT_YAMUX_MAX_DATA_FRAME_BYTES,
+  writeHighWaterMarkBytes: DEFAULT_YAMUX_WRITE_HIGH_WATER_MARK_BYTES,
+  streamReadableHighWaterMarkBytes: DEFAULT_YAMUX_STREAM_HIGH_WATER_MARK_BYTES,
+  streamWritableHighWaterMarkBytes: DEFAULT_YAMUX_STREAM_HIGH_WATER_MARK_BYTES,
   streamOpenTimeoutMs: 75_000,
   closeTimeoutMs: 5_000,
 };
@@ -72,7 +75,7 @@ export function resolveYamuxOptions(options: YamuxSessionOptions = {}): Resolved
   int('maxStreams', o.maxStreams, 1, 2 ** 31);
   int('keepAliveIntervalMs', o.keepAliveIntervalMs, 0, 2 ** 31 - 1);
   int('pingTimeoutMs', o.pingTimeoutMs, 1, 2 ** 31 - 1);
-  int('maxStreamWindowBytes', o.maxStreamWindowBytes, INITIAL_WINDOW_BYTES, 2 ** 31);
+  int('maxStreamWindowBytes', o.maxStreamWindowBytes, YAMUX_INITIAL_WINDOW_BYTES, 2 ** 31);
   int('maxDataFrameBytes', o.maxDataFrameBytes, 1, 16 * 1024 * 1024);
   int('writeHighWaterMarkBytes', o.writeHighWaterMarkBytes, 1, 2 ** 31);
   int('streamReadableHighWaterMarkBytes', o.streamReadableHighWaterMarkBytes, 1, o.maxStreamWindowBytes / 2);

@@ -2,7 +2,8 @@
 export { YamuxSession } from './session.js';
 export type { YamuxSessionInit, YamuxSessionEventMap } from './session.js';
 export { YamuxStream } from './stream.js';
-export { YAMUX_DEFAULTS, INITIAL_WINDOW_BYTES as YAMUX_INITIAL_WINDOW_BYTES, resolveYamuxOptions } from './config.js';
+export { YAMUX_DEFAULTS, resolveYamuxOptions } from './config.js';
+export { YAMUX_INITIAL_WINDOW_BYTES } from '../windows.js';
 export type { YamuxSessionOptions } from './config.js';
 export { YamuxPacketStream } from './packet-stream.js';
 export { DelimitedMessageDecoder, delimitedPrefix } from './delimited.js';

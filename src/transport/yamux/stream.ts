@@ -10,7 +10,8 @@
  */
 import { Duplex } from 'node:stream';
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
-import { INITIAL_WINDOW_BYTES, type ResolvedYamuxOptions } from './config.js';
+import type { ResolvedYamuxOptions } from './config.js';
+import { YAMUX_INITIAL_WINDOW_BYTES as INITIAL_WINDOW_BYTES } from '../windows.js';
 import { Flag, FrameType } from './frame.js';
 
 /** What a stream needs from its session (kept as an interface so the two files do not import each other). */

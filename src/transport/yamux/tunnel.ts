@@ -14,6 +14,7 @@ import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import { ErrorCode, KonnectivityError, isKonnectivityError } from '../../protocol/errors.js';
 import type { IncomingPacketStream, Metadata, PacketStream, TunnelConnector } from '../packet-stream.js';
+import { DEFAULT_YAMUX_TUNNEL_STREAM_WINDOW_BYTES } from '../windows.js';
 import { DelimitedMessageDecoder, delimitedPrefix } from './delimited.js';
 import { resolveYamuxOptions, type YamuxSessionOptions } from './config.js';
 import { DEFAULT_MAX_PACKET_BYTES, YamuxPacketStream } from './packet-stream.js';
@@ -37,11 +38,8 @@ export interface YamuxTunnelOptions {
 }
 
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
-/**
- * Tunnel sessions announce a 1 MiB receive window per stream (the engine's per-connection buffer) instead of
- * hashicorp's 256 KiB: one connection gets window / round trip, so 256 KiB caps it near 6 MB/s at 20 ms.
- */
-const TUNNEL_YAMUX_DEFAULTS: YamuxSessionOptions = { maxStreamWindowBytes: 1024 * 1024 };
+/** Tunnel sessions announce a larger receive window per stream than hashicorp's (why: ../windows.ts). */
+const TUNNEL_YAMUX_DEFAULTS: YamuxSessionOptions = { maxStreamWindowBytes: DEFAULT_YAMUX_TUNNEL_STREAM_WINDOW_BYTES };
 
 interface HandshakeMessage {
   konnectivity: number;

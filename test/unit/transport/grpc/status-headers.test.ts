@@ -2,7 +2,11 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, KonnectivityError } from '../../../../src/protocol/errors.js';
 import { headersFromMetadata, metadataFromHeaders, metadataFromRawHeaders } from '../../../../src/transport/grpc/headers.js';
-import { DEFAULT_UDS_WINDOW_BYTES, DEFAULT_WINDOW_BYTES, resolveStreamOptions } from '../../../../src/transport/grpc/options.js';
+import { resolveStreamOptions } from '../../../../src/transport/grpc/options.js';
+import {
+  DEFAULT_GRPC_UDS_WINDOW_BYTES as DEFAULT_UDS_WINDOW_BYTES,
+  DEFAULT_GRPC_WINDOW_BYTES as DEFAULT_WINDOW_BYTES,
+} from '../../../../src/transport/windows.js';
 import {
   GrpcStatus,
   decodeGrpcMessage,

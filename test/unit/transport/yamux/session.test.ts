@@ -5,7 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { YamuxSession } from '../../../../src/transport/yamux/session.js';
 import type { YamuxStream } from '../../../../src/transport/yamux/stream.js';
 import { encodeHeader, FrameDecoder, FrameType, Flag, type Frame } from '../../../../src/transport/yamux/frame.js';
-import { INITIAL_WINDOW_BYTES, resolveYamuxOptions } from '../../../../src/transport/yamux/config.js';
+import { resolveYamuxOptions } from '../../../../src/transport/yamux/config.js';
+import { YAMUX_INITIAL_WINDOW_BYTES as INITIAL_WINDOW_BYTES } from '../../../../src/transport/windows.js';
 import { duplexPair } from './pipe.js';
 import { readAll, sha } from './bytes.js';
 

@@ -1,0 +1,73 @@
+/**
+ * Every flow-control window and high-water mark, in one place, all in bytes. Three layers each bound what is in
+ * flight, and they are different knobs:
+ *
+ * - the **connection** window: per proxied connection, end to end through the tunnel engine, over every transport
+ *   (our credit regime, WINDOW_UPDATE packets). What one slow reader may hold; what one connection can move per
+ *   round trip.
+ * - the **transport** windows: HTTP/2's (per gRPC stream and per HTTP/2 connection) and yamux's (per yamux stream).
+ *   Over gRPC every connection of a tunnel shares one stream, so its window bounds the whole tunnel per round trip;
+ *   over yamux each connection has a stream of its own, so the yamux stream window bounds one connection.
+ * - the **high-water marks**: how much a writer queues locally before `write()` returns false (backpressure); they
+ *   bound memory, not the rate.
+ *
+ * Defaults only: each is an option of its component (named in its doc), validated where the component is built.
+ * A window caps throughput at window / round trip: 1 MiB at a 20 ms round trip is about 50 MB/s.
+ */
+
+// ---- the connection (tunnel engine) ----------------------------------------------------------------------------
+
+/**
+ * Per-connection buffer and credit window (`bufferBytes` of the server and the agent): in the credit regime a
+ * sender never has more than this unacknowledged on one connection; in the legacy regime (Go peer) a connection
+ * that holds more than this pauses the stream, as the reference does.
+ */
+export const DEFAULT_CONNECTION_BUFFER_BYTES = 1024 * 1024;
+/** Smallest per-connection window configured or accepted from a peer's offer: below it, credit round trips dominate. */
+export const MIN_CONNECTION_WINDOW_BYTES = 64 * 1024;
+/** Largest per-connection window configured or accepted from a peer's offer: what one stalled reader may hold. */
+export const MAX_CONNECTION_WINDOW_BYTES = 64 * 1024 * 1024;
+/** Largest DATA payload we send: far below gRPC's 4 MiB message limit, small enough to interleave connections fairly. */
+export const MAX_DATA_CHUNK_BYTES = 32 * 1024;
+
+// ---- gRPC (HTTP/2) ---------------------------------------------------------------------------------------------
+
+/**
+ * HTTP/2 flow-control window (each stream and the whole connection) over TCP (`windowBytes` of the gRPC server and
+ * client). HTTP/2's default of 64 KiB caps a connection at 64 KiB per round trip (about 3 MB/s at 20 ms); 2 MiB
+ * allows about 100 MB/s there. It is not larger because node's Http2Session reads nothing while one of its socket
+ * writes is pending: two node peers that both send more than the kernel's socket buffers hold wait for each other
+ * for ever. On loopback that happened with 16 MiB windows over TCP (not with 4 MiB) and with 512 KiB over a Unix
+ * socket (not with 256 KiB). A Go peer reads while it writes, so it is never caught in this.
+ */
+export const DEFAULT_GRPC_WINDOW_BYTES = 2 * 1024 * 1024;
+/** The HTTP/2 window over a Unix socket, whose buffers are small (about 208 KiB) and whose round trip is near zero. */
+export const DEFAULT_GRPC_UDS_WINDOW_BYTES = 128 * 1024;
+/** Bytes queued in one gRPC stream before `write()` returns false (`highWaterMarkBytes`). */
+export const DEFAULT_GRPC_HIGH_WATER_MARK_BYTES = 256 * 1024;
+/** Largest HTTP/2 frame we accept (we advertise it; peers choose what they send). */
+export const HTTP2_MAX_FRAME_BYTES = 64 * 1024;
+
+// ---- yamux -----------------------------------------------------------------------------------------------------
+
+/** The window every yamux stream starts with, in each direction (fixed by the spec; a larger one is announced). */
+export const YAMUX_INITIAL_WINDOW_BYTES = 256 * 1024;
+/**
+ * The receive window per stream of a yamux tunnel session (its `maxStreamWindowBytes`): the per-connection buffer,
+ * since each connection has its own stream. hashicorp's 256 KiB would cap a connection near 6 MB/s at 20 ms.
+ */
+export const DEFAULT_YAMUX_TUNNEL_STREAM_WINDOW_BYTES = DEFAULT_CONNECTION_BUFFER_BYTES;
+/** Largest yamux Data frame we send (`maxDataFrameBytes`): a bound on how long one stream holds the carrier. */
+export const DEFAULT_YAMUX_MAX_DATA_FRAME_BYTES = 64 * 1024;
+/** Unsent carrier bytes above which a yamux session stops sending Data frames (`writeHighWaterMarkBytes`). */
+export const DEFAULT_YAMUX_WRITE_HIGH_WATER_MARK_BYTES = 512 * 1024;
+/**
+ * Readable and writable high-water mark of each yamux stream (`streamReadableHighWaterMarkBytes`,
+ * `streamWritableHighWaterMarkBytes`); the readable one is at most half the stream window.
+ */
+export const DEFAULT_YAMUX_STREAM_HIGH_WATER_MARK_BYTES = 64 * 1024;
+
+// ---- in-memory pair --------------------------------------------------------------------------------------------
+
+/** Bytes one side of a memory pair may hold undelivered before the other side's write returns false. */
+export const DEFAULT_MEMORY_HIGH_WATER_MARK_BYTES = 1024 * 1024;
