@@ -23,7 +23,7 @@ import {
   type ResolvedStreamOptions,
 } from './options.js';
 import { AGENT_CONNECT_PATH, PROXY_PATH } from './server.js';
-import { GrpcClientStream } from './stream.js';
+import { GrpcClientStream } from './client-stream.js';
 
 /** TLS for a client connection. */
 export interface GrpcClientTlsOptions {

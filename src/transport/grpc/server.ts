@@ -28,7 +28,7 @@ import {
   type GrpcStreamOptions,
   type ResolvedStreamOptions,
 } from './options.js';
-import { GrpcServerPacketStream, respondTrailersOnly } from './stream.js';
+import { GrpcServerPacketStream, respondTrailersOnly } from './server-stream.js';
 import { GrpcStatus, statusForError } from './status.js';
 
 /** The agent leg's method path (no proto package, as in the reference). */

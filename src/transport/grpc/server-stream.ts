@@ -1,0 +1,97 @@
+/** The server end of a gRPC call (`/AgentService/Connect`, `/ProxyService/Proxy`), and the trailers-only refusal. */
+import { constants as h2c, type ServerHttp2Stream } from 'node:http2';
+import { streamClosedError, type Metadata } from '../packet-stream.js';
+import type { ResolvedStreamOptions } from './options.js';
+import { GrpcStatus, encodeGrpcMessage, statusForError } from './status.js';
+import { GrpcPacketStreamBase } from './stream.js';
+
+/** How long a server stream that failed waits for its error status to reach the peer before it is reset. */
+const STATUS_FLUSH_TIMEOUT_MS = 1000;
+
+/**
+ * The server end of a call: answers with response headers at accept time and with `grpc-status` trailers when it
+ * ends (OK on close(), the error's status on destroy(err)).
+ */
+export class GrpcServerPacketStream extends GrpcPacketStreamBase {
+  readonly remoteMetadata: Metadata;
+  private status: { code: number; message: string } = { code: GrpcStatus.OK, message: '' };
+
+  constructor(h2: ServerHttp2Stream, remoteAddress: string, metadata: Metadata, options: ResolvedStreamOptions) {
+    super(h2, remoteAddress, options);
+    this.remoteMetadata = metadata;
+    h2.on('wantTrailers', () => this.sendTrailers());
+    h2.on('close', () => this.onH2Close());
+  }
+
+  /** Send response headers now and start the call. */
+  start(responseHeaders: Record<string, string | string[]>): void {
+    const h2 = this.h2 as ServerHttp2Stream;
+    if (h2.destroyed || h2.closed) {
+      this.destroy(streamClosedError('the peer closed the stream before it was accepted'));
+      return;
+    }
+    h2.respond({ ':status': 200, 'content-type': 'application/grpc', ...responseHeaders }, { waitForTrailers: true });
+    this.startReading();
+  }
+
+  protected endLocal(): void {
+    this.h2.end();
+  }
+
+  protected remoteEndedCleanly(): boolean {
+    const rst = this.h2.rstCode;
+    return rst === undefined || rst === h2c.NGHTTP2_NO_ERROR;
+  }
+
+  protected destroyTransport(err: Error | undefined): void {
+    const h2 = this.h2 as ServerHttp2Stream;
+    if (h2.destroyed || h2.closed) return;
+    if (!err) {
+      // After a clean finish nothing lingers; destroy() without a reason is an abort the peer must notice.
+      h2.close(this.localEnd && this.remoteEnd ? h2c.NGHTTP2_NO_ERROR : h2c.NGHTTP2_CANCEL);
+      return;
+    }
+    this.status = { code: statusForError(err), message: err.message };
+    if (!h2.headersSent) {
+      respondTrailersOnly(h2, this.status.code, this.status.message);
+      return;
+    }
+    // Give the status a moment to reach the peer, then reset whatever is left (a peer that reads nothing).
+    const timer = setTimeout(() => {
+      if (!h2.destroyed) h2.close(h2c.NGHTTP2_CANCEL);
+    }, STATUS_FLUSH_TIMEOUT_MS);
+    timer.unref();
+    h2.once('close', () => clearTimeout(timer));
+    if (h2.writable) h2.end();
+    else h2.close(h2c.NGHTTP2_CANCEL);
+  }
+
+  private sendTrailers(): void {
+    const h2 = this.h2 as ServerHttp2Stream;
+    const trailers: Record<string, string> = { 'grpc-status': String(this.status.code) };
+    if (this.status.message) trailers['grpc-message'] = encodeGrpcMessage(this.status.message);
+    h2.sendTrailers(trailers);
+    // After an error status the call is over even if the peer keeps sending (grpc-go resets with NO_ERROR too).
+    if (this.status.code !== GrpcStatus.OK || this.remoteEnd) {
+      setImmediate(() => {
+        if (!h2.destroyed && !h2.closed) h2.close(h2c.NGHTTP2_NO_ERROR);
+      });
+    }
+  }
+}
+
+/** Answer a call with a status and no messages: one HEADERS frame with END_STREAM. */
+export function respondTrailersOnly(h2: ServerHttp2Stream, code: number, message: string): void {
+  if (h2.destroyed || h2.closed || h2.headersSent) return;
+  const headers: Record<string, string | number> = {
+    ':status': 200,
+    'content-type': 'application/grpc',
+    'grpc-status': String(code),
+  };
+  if (message) headers['grpc-message'] = encodeGrpcMessage(message);
+  h2.respond(headers, { endStream: true });
+  // The peer may still be sending; the call is over.
+  setImmediate(() => {
+    if (!h2.destroyed && !h2.closed) h2.close(h2c.NGHTTP2_NO_ERROR);
+  });
+}
