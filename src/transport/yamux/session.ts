@@ -7,6 +7,11 @@
  * cannot starve the others and the carrier never buffers without bound.
  * Reading: the carrier is never paused; each stream's window bounds what the peer may send, and a peer that
  * exceeds it breaks the protocol (Go Away, then the session fails), as in the reference.
+ *
+ * Kept whole: one state machine. Opening and accepting streams, the Data scheduler, frame dispatch, keepalive and
+ * shutdown all read and change the same session state (the stream table, the ready set, the cork, the Go Away
+ * flags, the waiters); split apart, each part would need that state handed to it and the invariants between them
+ * would no longer be visible in one place.
  */
 import type { Duplex } from 'node:stream';
 import { EventEmitter } from 'node:events';
