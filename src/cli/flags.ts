@@ -4,6 +4,7 @@
  * as Go's `flag` allows), booleans (`--name`, `--name=false`), Go durations (`1m30s`), and `_` read as `-`
  * (klog's normalisation). Errors exit with code 2, as Go does.
  */
+import { MAX_CONNECTION_WINDOW_BYTES, MAX_DATA_CHUNK_BYTES, MIN_CONNECTION_WINDOW_BYTES } from '../transport/windows.js';
 
 /** The value kinds a flag can have. */
 export type FlagType = 'string' | 'int' | 'bool' | 'duration';
@@ -49,8 +50,8 @@ export function xfrChannelSizeFlag(def: number): FlagSpec {
 /** The connection buffer `--xfr-channel-size` asks for, or undefined when the flag was not given. */
 export function connectionBufferFromFlags(parsed: ParsedFlags): number | undefined {
   if (!parsed.set.has('xfr-channel-size')) return undefined;
-  const bytes = (parsed.values['xfr-channel-size'] as number) * 32 * 1024;
-  return Math.min(64 * 1024 * 1024, Math.max(64 * 1024, bytes));
+  const bytes = (parsed.values['xfr-channel-size'] as number) * MAX_DATA_CHUNK_BYTES;
+  return Math.min(MAX_CONNECTION_WINDOW_BYTES, Math.max(MIN_CONNECTION_WINDOW_BYTES, bytes));
 }
 
 /** A bad command line; `exitCode` is 2 like Go's flag package. */

@@ -18,9 +18,10 @@
 // ---- the connection (tunnel engine) ----------------------------------------------------------------------------
 
 /**
- * Per-connection buffer and credit window (`bufferBytes` of the server and the agent): in the credit regime a
- * sender never has more than this unacknowledged on one connection; in the legacy regime (Go peer) a connection
- * that holds more than this pauses the stream, as the reference does.
+ * Per-connection buffer and credit window (`connectionBufferBytes` of the server and the agent; on the command line
+ * `--xfr-channel-size`, in 32 KiB packets). In the credit regime a sender never has more than this unacknowledged
+ * on one connection; in the legacy regime (Go peer) a connection that holds more than this pauses the stream, as
+ * the reference does.
  */
 export const DEFAULT_CONNECTION_BUFFER_BYTES = 1024 * 1024;
 /** Smallest per-connection window configured or accepted from a peer's offer: below it, credit round trips dominate. */
