@@ -3,7 +3,7 @@
  *
  * A tunnel is one yamux session on one carrier (TCP, TLS, WebSocket):
  * - the **control stream** is the first stream, opened by the agent (the yamux client, so stream ID 1). Its first
- *   message each way is a handshake (see handshake.ts); after it, Packets. It carries DRAIN and anything a peer
+ *   message each way is a handshake (see tunnel.ts); after it, Packets. It carries DRAIN and anything a peer
  *   without substreams sends there.
  * - every proxied connection gets a **substream** of its own (opened by the server, one per dial), carrying that
  *   connection's Packets from its first byte, with yamux's per-stream window as its flow control.
