@@ -5,7 +5,7 @@
  */
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { splitHostPort } from '../protocol/address.js';
+import { joinHostPort, splitHostPort } from '../protocol/address.js';
 
 export interface DialRequestInfo {
   /** `host:port` from the DIAL_REQ. */
@@ -96,7 +96,7 @@ export function goDialError(protocol: string, address: string, err: NodeJS.Errno
     return `dial ${protocol}: lookup ${host}: ${what}`;
   }
   // Go names the resolved address, as Node's error carries it.
-  const where = err.address ? (err.address.includes(':') ? `[${err.address}]` : err.address) + (err.port !== undefined ? `:${err.port}` : '') : address;
+  const where = err.address ? joinHostPort(err.address, err.port) : address;
   const text = GO_CONNECT_ERRORS[code] ?? err.message;
   return `dial ${protocol} ${where}: ${text}`;
 }

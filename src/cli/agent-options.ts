@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { FlagError, connectionBufferFromFlags, parseFlags, parseGoBool, xfrChannelSizeFlag, type FlagSpec, type ParsedFlags } from './flags.js';
 import { klogFlags } from './klog-flags.js';
+import { parseHostPort } from '../protocol/address.js';
 import { IDENTIFIER_KEYS, parseAgentIdentifiers as parseIdentifierQuery, type AgentIdentifiers } from '../protocol/identifiers.js';
 
 export type { AgentIdentifiers };
@@ -57,10 +58,9 @@ export function parseAgentIdentifiers(text: string): AgentIdentifiers {
 export function parseServerAddresses(text: string): Array<{ host: string; port: number }> {
   if (text.trim() === '') return [];
   return text.split(',').map((entry) => {
-    const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(entry.trim());
-    const p = m ? Number(m[3]) : NaN;
-    if (!m || !(p > 0 && p < 65536)) throw new Error(`"${entry}" is not host:port`);
-    return { host: (m[1] ?? m[2])!, port: p };
+    const parsed = parseHostPort(entry.trim());
+    if (!parsed || parsed.host === '' || !(parsed.port > 0 && parsed.port < 65536)) throw new Error(`"${entry}" is not host:port`);
+    return parsed;
   });
 }
 

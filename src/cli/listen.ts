@@ -19,7 +19,4 @@ export async function listenOnBindAddress<T>(bindAddress: string, listen: (host:
   }
 }
 
-/** `host:port` with IPv6 in brackets, for logs and connectors. */
-export function joinHostPort(host: string, port: number): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-}
+export { joinHostPort } from '../protocol/address.js';

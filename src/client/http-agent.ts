@@ -8,6 +8,7 @@ import * as https from 'node:https';
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import * as tls from 'node:tls';
+import { joinHostPort } from '../protocol/address.js';
 import { connectViaHttpProxy, type ConnectViaHttpProxyOptions } from './http-connect.js';
 
 /** How the agents reach the proxy: {@link ConnectViaHttpProxyOptions} without the per-request fields. */
@@ -111,7 +112,7 @@ function connectTunnel(
 ): void {
   const host = options.hostname ?? options.host ?? 'localhost';
   const port = options.port ?? (options.protocol === 'https:' ? 443 : 80);
-  const target = host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
+  const target = joinHostPort(host, port);
   connectViaHttpProxy({ ...proxy, target, ...(options.signal ? { signal: options.signal } : {}) }).then(
     (socket) => {
       let wrapped: Duplex;

@@ -4,6 +4,7 @@
  */
 import * as net from 'node:net';
 import * as tls from 'node:tls';
+import { joinHostPort } from '../protocol/address.js';
 import { ErrorCode, KonnectivityError, type DialFailureReason } from '../protocol/errors.js';
 
 /** A proxy reached over TCP. */
@@ -143,7 +144,7 @@ export function connectViaHttpProxy(options: ConnectViaHttpProxyOptions): Promis
 
   return new Promise((resolve, reject) => {
     const socket = openSocket(options);
-    const where = 'socketPath' in options.proxy ? options.proxy.socketPath : `${options.proxy.host}:${options.proxy.port}`;
+    const where = 'socketPath' in options.proxy ? options.proxy.socketPath : joinHostPort(options.proxy.host, options.proxy.port);
     let data: Buffer = Buffer.alloc(0);
     let head: ConnectResponseHead | undefined;
     let settled = false;

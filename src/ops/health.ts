@@ -14,6 +14,7 @@
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
+import { joinHostPort, splitHostPort } from '../protocol/address.js';
 
 /** The server's readiness failure body (reference text). */
 export const SERVER_NOT_READY_BODY = 'no connection to any proxy agent';
@@ -133,18 +134,12 @@ export function agentHealthHandler(options: AgentHealthOptions): RequestListener
 export function agentAdminHandler(healthPort: () => number): RequestListener {
   return router({
     '/metrics': (req, res) => {
-      const host = hostWithoutPort(req.headers.host ?? 'localhost');
-      const location = `http://${host}:${healthPort()}${req.url ?? '/metrics'}`;
+      const { host } = splitHostPort(req.headers.host ?? 'localhost');
+      const location = `http://${joinHostPort(host, healthPort())}${req.url ?? '/metrics'}`;
       res.setHeader('Location', location);
       send(res, 301, `<a href="${location}">Moved Permanently</a>.\n\n`, 'text/html; charset=utf-8');
     },
   });
-}
-
-function hostWithoutPort(host: string): string {
-  if (host.startsWith('[')) return host.slice(0, host.indexOf(']') + 1);
-  const colon = host.lastIndexOf(':');
-  return colon < 0 ? host : host.slice(0, colon);
 }
 
 /**

@@ -8,6 +8,7 @@ import https from 'node:https';
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { joinHostPort } from '../protocol/address.js';
 import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
 import type { Metadata } from '../transport/packet-stream.js';
 import type { AgentAuthContext } from './proxy-server.js';
@@ -86,7 +87,7 @@ export async function inClusterConfig(
     throw new KonnectivityError(ErrorCode.INVALID_OPTION, 'not running in a cluster (KUBERNETES_SERVICE_HOST/PORT unset): give --kubeconfig');
   }
   return {
-    server: `https://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    server: `https://${joinHostPort(host, port)}`,
     ca: await readFile(`${dir}/ca.crt`),
     tokenFile: `${dir}/token`,
   };

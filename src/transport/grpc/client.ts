@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events';
 import http2, { type ClientHttp2Session } from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
+import { joinHostPort, parseHostPort } from '../../protocol/address.js';
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
 import type { Metadata, PacketStream, TunnelConnector } from '../packet-stream.js';
 import { headersFromMetadata } from './headers.js';
@@ -74,11 +75,11 @@ interface ResolvedClientOptions {
 
 /** Split `host:port` / `[v6]:port`. */
 export function parseGrpcAddress(address: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(address);
-  if (!m) throw invalidOption(`address must be host:port, got ${JSON.stringify(address)}`);
-  const port = Number(m[3]);
+  const parsed = parseHostPort(address);
+  if (!parsed) throw invalidOption(`address must be host:port, got ${JSON.stringify(address)}`);
+  const { host, port } = parsed;
   if (port < 1 || port > 65535) throw invalidOption(`port out of range in ${JSON.stringify(address)}`);
-  return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
+  return { host: host || '127.0.0.1', port };
 }
 
 function resolveClientOptions(o: GrpcClientOptions, defaultKeepaliveMs: number | undefined): ResolvedClientOptions {
@@ -92,7 +93,7 @@ function resolveClientOptions(o: GrpcClientOptions, defaultKeepaliveMs: number |
   if (o.address !== undefined) ({ host, port } = parseGrpcAddress(o.address));
   const scheme = o.tls ? 'https' : 'http';
   const authority =
-    o.socketPath !== undefined ? 'http://localhost' : `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+    o.socketPath !== undefined ? 'http://localhost' : `${scheme}://${joinHostPort(host, port)}`;
   return {
     authority,
     socketPath: o.socketPath,
@@ -135,7 +136,7 @@ export class GrpcConnection extends EventEmitter<GrpcConnectionEvents> {
     super();
     const o = resolved ?? resolveClientOptions(options, undefined);
     this.options = o;
-    this.remoteAddress = o.socketPath !== undefined ? `unix:${o.socketPath}` : `${o.host}:${o.port}`;
+    this.remoteAddress = o.socketPath !== undefined ? `unix:${o.socketPath}` : joinHostPort(o.host, o.port);
     const settings = http2Settings(o.stream.windowBytes);
     const common = { settings, maxSessionMemory: maxSessionMemoryMiB(o.stream.windowBytes) };
     // We open the socket ourselves so we can always close it: node leaves a TLS socket open when the handshake

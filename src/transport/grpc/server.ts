@@ -14,6 +14,7 @@ import http2, {
 } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import { joinHostPort } from '../../protocol/address.js';
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
 import type { IncomingPacketStream, Metadata, PacketStream } from '../packet-stream.js';
 import { headersFromMetadata, metadataFromRawHeaders } from './headers.js';
@@ -255,7 +256,7 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> {
     if (this.options.socketPath !== undefined) return `unix:${this.options.socketPath}`;
     const s = session?.socket;
     if (!s?.remoteAddress) return 'unknown';
-    return s.remoteFamily === 'IPv6' ? `[${s.remoteAddress}]:${s.remotePort}` : `${s.remoteAddress}:${s.remotePort}`;
+    return joinHostPort(s.remoteAddress, s.remotePort);
   }
 }
 

@@ -12,6 +12,7 @@
  */
 import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
+import { joinHostPort } from '../../protocol/address.js';
 import { ErrorCode, KonnectivityError, isKonnectivityError } from '../../protocol/errors.js';
 import type { IncomingPacketStream, Metadata, PacketStream, TunnelConnector } from '../packet-stream.js';
 import { DEFAULT_YAMUX_TUNNEL_STREAM_WINDOW_BYTES } from '../windows.js';
@@ -140,7 +141,7 @@ function readFirstMessage(
 export function carrierAddress(carrier: Duplex, fallback = 'yamux'): string {
   const s = carrier as Partial<{ remoteAddress: string; remotePort: number }>;
   if (!s.remoteAddress) return fallback;
-  return s.remoteAddress.includes(':') ? `[${s.remoteAddress}]:${s.remotePort}` : `${s.remoteAddress}:${s.remotePort}`;
+  return joinHostPort(s.remoteAddress, s.remotePort);
 }
 
 function peerCommonName(carrier: Duplex): string | undefined {

@@ -3,6 +3,7 @@
  * `r.Host` gives it to the reference server. Pure: no I/O.
  */
 import { isIPv4, isIPv6 } from 'node:net';
+import { joinHostPort, splitHostPort } from '../../../protocol/address.js';
 
 /** A validated CONNECT target. */
 export interface ConnectAuthority {
@@ -24,27 +25,17 @@ const PORT = /^[0-9]{1,5}$/;
  */
 export function parseConnectAuthority(authority: string | undefined): ConnectAuthority | undefined {
   if (authority === undefined || authority.length === 0 || authority.length > 300) return undefined;
-  let host: string;
-  let portText: string;
+  const { host, port: portText } = splitHostPort(authority);
+  if (portText === undefined || !PORT.test(portText)) return undefined;
   if (authority.startsWith('[')) {
-    const close = authority.indexOf(']');
-    if (close < 0 || authority[close + 1] !== ':') return undefined;
-    host = authority.slice(1, close);
-    portText = authority.slice(close + 2);
     // A zone (`fe80::1%eth0`) is allowed, as Go's SplitHostPort allows it.
     const zone = host.indexOf('%');
     const bare = zone < 0 ? host : host.slice(0, zone);
     if (!isIPv6(bare) || (zone >= 0 && !/^%[A-Za-z0-9_.-]+$/.test(host.slice(zone)))) return undefined;
-  } else {
-    const colon = authority.lastIndexOf(':');
-    if (colon <= 0) return undefined;
-    host = authority.slice(0, colon);
-    portText = authority.slice(colon + 1);
-    if (!isIPv4(host) && !HOST_NAME.test(host)) return undefined;
+  } else if (!isIPv4(host) && !HOST_NAME.test(host)) {
+    return undefined;
   }
-  if (!PORT.test(portText)) return undefined;
   const port = Number(portText);
   if (port < 1 || port > 65535) return undefined;
-  const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-  return { host, port, address };
+  return { host, port, address: joinHostPort(host, port) };
 }

@@ -13,6 +13,7 @@ import * as https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TlsOptions } from 'node:tls';
+import { joinHostPort } from '../../../protocol/address.js';
 import { ErrorCode, KonnectivityError } from '../../../protocol/errors.js';
 import { parseConnectAuthority } from './authority.js';
 import { holdEarlyInput } from './early-input.js';
@@ -438,7 +439,7 @@ function mtls(options: TlsOptions): TlsOptions {
 function remoteAddressOf(socket: Duplex): string {
   const s = socket as Partial<Socket>;
   if (s.remoteAddress === undefined) return 'unix';
-  return s.remotePort === undefined ? s.remoteAddress : `${s.remoteAddress}:${s.remotePort}`;
+  return joinHostPort(s.remoteAddress, s.remotePort);
 }
 
 function abortReason(signal: AbortSignal): Error {
