@@ -7,6 +7,8 @@ import type { Duplex } from 'node:stream';
 import { EventEmitter } from 'eventemitter3';
 import { encodeAgentIdentifiers, type AgentIdentifiers } from '../protocol/identifiers.js';
 import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
+import { checkNumber } from '../protocol/options.js';
+import { noop } from '../protocol/noop.js';
 import {
   PacketType,
   closeResponse,
@@ -83,8 +85,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
     this.agentID = options.agentID;
     this.identifiers = options.identifiers ?? {};
-    this.dialTimeoutMs = options.dialTimeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS;
-    if (!(this.dialTimeoutMs > 0)) throw new KonnectivityError(ErrorCode.INVALID_OPTION, 'dialTimeoutMs must be > 0');
+    this.dialTimeoutMs = checkNumber('dialTimeoutMs', options.dialTimeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS, { above: 0 });
     this.dialer = options.dialer ?? tcpDialer({ timeoutMs: this.dialTimeoutMs });
     this.bufferBytes = validBufferBytes(options.connectionBufferBytes, 'connectionBufferBytes');
     this.credits = options.credits ?? true;
@@ -381,5 +382,3 @@ export class AgentTunnel {
     return err;
   }
 }
-
-function noop(): void {}

@@ -2,7 +2,7 @@
  * Retry delays for the agent's sync loop, after the reference (`wait.Backoff` with factor 1.5, jitter 0.1, from
  * `--sync-interval` up to `--sync-interval-cap`). Pure: no timers; the caller sleeps.
  */
-import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
+import { checkNumber } from '../protocol/options.js';
 
 /** Options for {@link Backoff}. */
 export interface BackoffOptions {
@@ -38,10 +38,10 @@ export class Backoff {
     this.factor = options.factor ?? 1.5;
     this.jitterFraction = options.jitter ?? 0.1;
     this.random = options.random ?? Math.random;
-    if (!(Number.isFinite(this.initialMs) && this.initialMs >= 0)) invalid('initialMs', this.initialMs);
-    if (!(Number.isFinite(this.capMs) && this.capMs >= this.initialMs)) invalid('capMs', this.capMs);
-    if (!(Number.isFinite(this.factor) && this.factor >= 1)) invalid('factor', this.factor);
-    if (!(Number.isFinite(this.jitterFraction) && this.jitterFraction >= 0)) invalid('jitter', this.jitterFraction);
+    checkNumber('backoff: initialMs', this.initialMs, { min: 0 });
+    checkNumber('backoff: capMs', this.capMs, { min: this.initialMs });
+    checkNumber('backoff: factor', this.factor, { min: 1 });
+    checkNumber('backoff: jitter', this.jitterFraction, { min: 0 });
     this.currentMs = this.initialMs;
   }
 
@@ -61,8 +61,4 @@ export class Backoff {
   reset(): void {
     this.currentMs = this.initialMs;
   }
-}
-
-function invalid(name: string, value: number): never {
-  throw new KonnectivityError(ErrorCode.INVALID_OPTION, `backoff: invalid ${name}: ${value}`);
 }

@@ -12,6 +12,8 @@
  */
 import { EventEmitter } from 'eventemitter3';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { abortError } from '../protocol/abort.js';
+import { checkNumber, type NumberRule } from '../protocol/options.js';
 import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
 import type { TunnelConnector } from '../transport/packet-stream.js';
 import { Backoff } from './backoff.js';
@@ -126,24 +128,14 @@ export class AgentClientSet<T extends ClientSetTunnel = ClientSetTunnel> extends
     this.agent = agent;
     this.connector = connector;
     this.connectors = connectors;
-    this.syncIntervalMs = options.syncIntervalMs ?? DEFAULTS.syncIntervalMs;
-    this.syncIntervalCapMs = options.syncIntervalCapMs ?? DEFAULTS.syncIntervalCapMs;
-    this.connectTimeoutMs = options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs;
-    this.probeIntervalMs = options.probeIntervalMs ?? DEFAULTS.probeIntervalMs;
+    const check = (name: string, value: number, rule: NumberRule): number => checkNumber(`AgentClientSet: ${name}`, value, rule);
+    this.syncIntervalMs = check('syncIntervalMs', options.syncIntervalMs ?? DEFAULTS.syncIntervalMs, { min: 0 });
+    // The cap's lower bound is the interval: a cap below it would never be reached.
+    this.syncIntervalCapMs = check('syncIntervalCapMs', options.syncIntervalCapMs ?? DEFAULTS.syncIntervalCapMs, { min: this.syncIntervalMs });
+    this.connectTimeoutMs = check('connectTimeoutMs', options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs, { above: 0 });
+    this.probeIntervalMs = check('probeIntervalMs', options.probeIntervalMs ?? DEFAULTS.probeIntervalMs, { above: 0 });
     this.syncForever = options.syncForever ?? false;
     this.random = options.random ?? Math.random;
-    if (!(Number.isFinite(this.syncIntervalMs) && this.syncIntervalMs >= 0)) {
-      throw invalidOption(`syncIntervalMs must be a finite number >= 0, got ${this.syncIntervalMs}`);
-    }
-    if (!(Number.isFinite(this.syncIntervalCapMs) && this.syncIntervalCapMs >= this.syncIntervalMs)) {
-      throw invalidOption(`syncIntervalCapMs must be >= syncIntervalMs, got ${this.syncIntervalCapMs}`);
-    }
-    if (!(Number.isFinite(this.probeIntervalMs) && this.probeIntervalMs > 0)) {
-      throw invalidOption(`probeIntervalMs must be a finite number > 0, got ${this.probeIntervalMs}`);
-    }
-    if (!(Number.isFinite(this.connectTimeoutMs) && this.connectTimeoutMs > 0)) {
-      throw invalidOption(`connectTimeoutMs must be a finite number > 0, got ${this.connectTimeoutMs}`);
-    }
     this.stop.signal.addEventListener('abort', () => this.notifyChange(), { once: true });
     const signal = options.signal;
     if (signal) {
@@ -213,7 +205,7 @@ export class AgentClientSet<T extends ClientSetTunnel = ClientSetTunnel> extends
       };
       const onAbort = (): void => {
         cleanup();
-        reject(new KonnectivityError(ErrorCode.ABORTED, 'aborted waiting for a tunnel', { cause: signal?.reason }));
+        reject(abortError('aborted waiting for a tunnel', signal));
       };
       // Draining also stops dialling: no tunnel will come.
       const onStop = (): void => {

@@ -3,12 +3,14 @@
  * we accept and ignore, and our own additions, each marked in --help.
  */
 import { randomUUID } from 'node:crypto';
-import { FlagError, connectionBufferFromFlags, parseFlags, parseGoBool, xfrChannelSizeFlag, type FlagSpec, type ParsedFlags } from './flags.js';
+import { FlagError, connectionBufferFromFlags, parseFlags, xfrChannelSizeFlag, type FlagSpec, type ParsedFlags } from './flags.js';
 import { klogFlags } from './klog-flags.js';
 import { parseHostPort } from '../protocol/address.js';
-import { IDENTIFIER_KEYS, parseAgentIdentifiers as parseIdentifierQuery, type AgentIdentifiers } from '../protocol/identifiers.js';
+import { parseAgentIdentifiersFlag as parseAgentIdentifiers, type AgentIdentifiers } from '../protocol/identifiers.js';
 
 export type { AgentIdentifiers };
+/** `--agent-identifiers`, checked as the reference agent checks it (the library's parser for the flag form). */
+export { parseAgentIdentifiers };
 
 /** Everything the agent program needs, typed. Durations are in milliseconds. */
 export interface AgentOptions {
@@ -41,18 +43,6 @@ export interface AgentOptions {
 const port = (v: string | number | boolean): string | undefined =>
   (v as number) < 0 || (v as number) > 65535 ? 'must be a port number 0-65535 (0 picks a free port)' : undefined;
 const positive = (v: string | number | boolean): string | undefined => ((v as number) <= 0 ? 'must be positive' : undefined);
-
-/**
- * Parse `--agent-identifiers` (URL query syntax) and reject what the reference agent's validation rejects: an
- * unknown key (`unknown address type: uid`) or a `default-route` that is not a Go bool.
- */
-export function parseAgentIdentifiers(text: string): AgentIdentifiers {
-  for (const [key, value] of new URLSearchParams(text)) {
-    if (!(IDENTIFIER_KEYS as readonly string[]).includes(key)) throw new Error(`unknown address type: ${key}`);
-    if (key === 'default-route' && parseGoBool(value) === undefined) throw new Error(`invalid default-route value "${value}"`);
-  }
-  return parseIdentifierQuery(text);
-}
 
 /** Parse `host:port,host:port` (IPv6 in brackets). */
 export function parseServerAddresses(text: string): Array<{ host: string; port: number }> {

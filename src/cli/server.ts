@@ -17,7 +17,7 @@ import type { IncomingPacketStream, PacketStream } from '../transport/packet-str
 import { adminHandler, listenOps, serverHealthHandler, type OpsServer } from '../ops/health.js';
 import type { Logger } from '../ops/logger.js';
 import { instrumentServer, type ServerInstrumentation } from '../ops/metrics.js';
-import { joinHostPort, listenOnBindAddress } from './listen.js';
+import { listenOnBindAddress } from './listen.js';
 import { processIO, runProgram, tokenFileVerifier, type ProgramIO } from './process.js';
 import { parseServerOptions, serverFlagSpecs, type ServerOptions } from './server-options.js';
 import { loadServerTls, type ServerTlsOptions } from './tls.js';

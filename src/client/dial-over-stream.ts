@@ -4,6 +4,8 @@
  * connection and is closed with it.
  */
 import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
+import { abortError } from '../protocol/abort.js';
+import { noop } from '../protocol/noop.js';
 import { randomDialID } from '../protocol/ids.js';
 import {
   PacketType,
@@ -107,7 +109,7 @@ export function dialOverStream(stream: PacketStream, address: string, options: D
       void stream.close().catch(noop);
     };
     const onAbort = (): void =>
-      fail(new KonnectivityError(ErrorCode.ABORTED, 'dial aborted', { reason: 'context', cause: signal?.reason }), true);
+      fail(abortError('dial aborted', signal), true);
     const timer = setTimeout(
       () => fail(new KonnectivityError(ErrorCode.DIAL_TIMEOUT, 'dial timeout, backstop', { reason: 'timeout' }), true),
       options.timeoutMs ?? DEFAULT_CLIENT_DIAL_TIMEOUT_MS,
@@ -127,5 +129,3 @@ export function dialOverStream(stream: PacketStream, address: string, options: D
     tunnel.send(dialRequest(address, random, options.protocol ?? 'tcp'));
   });
 }
-
-function noop(): void {}

@@ -5,6 +5,7 @@
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { joinHostPort } from '../protocol/address.js';
+import { abortError } from '../protocol/abort.js';
 import { ErrorCode, KonnectivityError, type DialFailureReason } from '../protocol/errors.js';
 
 /** A proxy reached over TCP. */
@@ -138,7 +139,7 @@ export function connectViaHttpProxy(options: ConnectViaHttpProxyOptions): Promis
     return Promise.reject(err);
   }
   const { signal } = options;
-  if (signal?.aborted) return Promise.reject(abortError(signal));
+  if (signal?.aborted) return Promise.reject(abortError('connect aborted', signal));
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const maxHeaderBytes = options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
 
@@ -163,7 +164,7 @@ export function connectViaHttpProxy(options: ConnectViaHttpProxyOptions): Promis
       socket.destroy();
       reject(err);
     };
-    const onAbort = (): void => fail(abortError(signal!));
+    const onAbort = (): void => fail(abortError('connect aborted', signal));
     const timer = setTimeout(() => {
       // An error answer whose body never ended (chunked, kept alive): report the status we have.
       if (head) return failWith(head);
@@ -246,10 +247,6 @@ function openSocket(options: ConnectViaHttpProxyOptions): net.Socket | tls.TLSSo
   // SNI names only: an IP address is not a valid servername.
   const servername = 'socketPath' in proxy || net.isIP(proxy.host) ? undefined : proxy.host;
   return tls.connect({ ...where, ...(servername ? { servername } : {}), ...extra });
-}
-
-function abortError(signal: AbortSignal): KonnectivityError {
-  return new KonnectivityError(ErrorCode.ABORTED, 'connect aborted', { reason: 'context', cause: signal.reason });
 }
 
 /** Options of {@link createHttpConnectDialer}: how to reach the proxy, for every dial. */

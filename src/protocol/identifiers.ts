@@ -44,15 +44,14 @@ export function parseAgentIdentifiers(value: string | undefined): AgentIdentifie
 }
 
 /**
- * Parse the agent's `--agent-identifiers` flag form (same query syntax), rejecting unknown keys as the reference
- * agent does. Throws an Error naming the bad key.
+ * Parse the agent's `--agent-identifiers` flag form (same query syntax) and refuse what the reference agent's
+ * validation refuses, with its words: an unknown key (`unknown address type: uid`) or a `default-route` that is not
+ * a Go bool. Throws an Error.
  */
 export function parseAgentIdentifiersFlag(value: string): AgentIdentifiers {
-  const q = new URLSearchParams(value);
-  for (const key of q.keys()) {
-    if (!(IDENTIFIER_KEYS as readonly string[]).includes(key)) {
-      throw new Error(`invalid agent identifier key ${JSON.stringify(key)}: expected one of ${IDENTIFIER_KEYS.join(', ')}`);
-    }
+  for (const [key, v] of new URLSearchParams(value)) {
+    if (!(IDENTIFIER_KEYS as readonly string[]).includes(key)) throw new Error(`unknown address type: ${key}`);
+    if (key === 'default-route' && parseGoBool(v) === undefined) throw new Error(`invalid default-route value "${v}"`);
   }
   return parseAgentIdentifiers(value);
 }

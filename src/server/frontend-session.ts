@@ -5,6 +5,7 @@
  * holds back only its own agent connection (credit) and never the agent's other connections.
  */
 import { KonnectivityError } from '../protocol/errors.js';
+import { noop } from '../protocol/noop.js';
 import {
   PacketType,
   closeRequest,
@@ -163,5 +164,3 @@ export class FrontendSession {
     }
   }
 }
-
-function noop(): void {}

@@ -8,6 +8,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'eventemitter3';
+import { abortError } from '../protocol/abort.js';
+import { checkNumber } from '../protocol/options.js';
+import { noop } from '../protocol/noop.js';
 import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
 import { parseAgentIdentifiers, type AgentIdentifiers } from '../protocol/identifiers.js';
 import { randomDialID } from '../protocol/ids.js';
@@ -173,14 +176,11 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
     super();
     this.serverID = options.serverID ?? randomUUID();
     if (this.serverID === '') throw new KonnectivityError(ErrorCode.INVALID_OPTION, 'serverID must not be empty');
-    this.serverCount = options.serverCount ?? 1;
-    if (!Number.isInteger(this.serverCount) || this.serverCount < 1) {
-      throw new KonnectivityError(ErrorCode.INVALID_OPTION, `serverCount must be a positive integer, got ${this.serverCount}`);
-    }
+    this.serverCount = checkNumber('serverCount', options.serverCount ?? 1, { integer: true, min: 1 });
     const s = options.strategies ?? ['default'];
     this.strategies = typeof s === 'string' ? parseStrategies(s) : parseStrategies(s.join(','));
-    this.dialTimeoutMs = positive(options.dialTimeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS, 'dialTimeoutMs', false);
-    this.backendDialTimeoutMs = positive(options.backendDialTimeoutMs ?? 0, 'backendDialTimeoutMs', true);
+    this.dialTimeoutMs = checkNumber('dialTimeoutMs', options.dialTimeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS, { above: 0 });
+    this.backendDialTimeoutMs = checkNumber('backendDialTimeoutMs', options.backendDialTimeoutMs ?? 0, { min: 0 });
     this.bufferBytes = validBufferBytes(options.connectionBufferBytes, 'connectionBufferBytes');
     this.credits = options.credits ?? true;
     this.authenticate = options.authenticateAgent;
@@ -427,7 +427,7 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
           address,
           frontend,
           reason: 'frontend_close',
-          error: new KonnectivityError(ErrorCode.ABORTED, 'dial cancelled by the frontend', { reason: 'context' }),
+          error: abortError('dial cancelled by the frontend'),
           dialID: random,
         });
         if (via !== backend.tunnel) void via.stream.close().catch(noop);
@@ -459,12 +459,12 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
   dial(address: string, options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<TunnelSocket> {
     const { signal } = options;
     if (signal?.aborted) {
-      return Promise.reject(new KonnectivityError(ErrorCode.ABORTED, 'dial aborted', { reason: 'context', cause: signal.reason }));
+      return Promise.reject(abortError('dial aborted', signal));
     }
     return new Promise<TunnelSocket>((resolve, reject) => {
       const onAbort = (): void => {
         if (!(handle instanceof KonnectivityError)) handle.cancel();
-        reject(new KonnectivityError(ErrorCode.ABORTED, 'dial aborted', { reason: 'context', cause: signal?.reason }));
+        reject(abortError('dial aborted', signal));
       };
       const handle = this.beginDial({ address, random: this.newDialID() }, 'programmatic', options.timeoutMs ?? this.dialTimeoutMs, {
         succeed: (connection, agentID) => {
@@ -592,12 +592,3 @@ function failureKind(err: KonnectivityError): DialFailureKind {
       return 'backend_close';
   }
 }
-
-function positive(v: number, name: string, allowZero: boolean): number {
-  if (!Number.isFinite(v) || v < 0 || (!allowZero && v === 0)) {
-    throw new KonnectivityError(ErrorCode.INVALID_OPTION, `${name} must be ${allowZero ? '>= 0' : '> 0'}, got ${v}`);
-  }
-  return v;
-}
-
-function noop(): void {}

@@ -21,6 +21,7 @@
 import { EventEmitter } from 'node:events';
 import type { Packet } from '../protocol/packet.js';
 import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
+import { noop } from '../protocol/noop.js';
 
 /** Metadata exchanged when a stream opens (gRPC metadata / headers). Keys are lower-case. */
 export type Metadata = Readonly<Record<string, readonly string[]>>;
@@ -313,7 +314,6 @@ export abstract class AbstractPacketStream extends EventEmitter<PacketStreamEven
   }
 }
 
-function noop(): void {}
 
 /** The error a stream fails with when its peer or transport goes away without a reason of its own. */
 export function streamClosedError(message = 'stream closed'): KonnectivityError {

@@ -8,6 +8,7 @@ import http2, { type ClientHttp2Session } from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
 import { joinHostPort, parseHostPort } from '../../protocol/address.js';
+import { abortError } from '../../protocol/abort.js';
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
 import type { Metadata, PacketStream, TunnelConnector } from '../packet-stream.js';
 import { headersFromMetadata } from './headers.js';
@@ -256,7 +257,7 @@ export class GrpcConnection extends EventEmitter<GrpcConnectionEvents> {
 export function grpcAgentConnector(options: GrpcClientOptions): TunnelConnector {
   const resolved = resolveClientOptions(options, DEFAULT_AGENT_KEEPALIVE_MS);
   return (metadata, { signal } = {}) => {
-    if (signal?.aborted) return Promise.reject(abortError(signal));
+    if (signal?.aborted) return Promise.reject(abortError('the connect was aborted', signal));
     const conn = new GrpcConnection(options, resolved);
     const stream = conn.openStream(AGENT_CONNECT_PATH, metadata);
     stream.once('close', () => void conn.close());
@@ -265,7 +266,7 @@ export function grpcAgentConnector(options: GrpcClientOptions): TunnelConnector 
     stream.on('error', swallow);
     return new Promise<PacketStream>((resolve, reject) => {
       const onAbort = (): void => {
-        const err = abortError(signal!);
+        const err = abortError('the connect was aborted', signal);
         stream.destroy(err);
         conn.destroy();
         reject(err);
@@ -298,8 +299,4 @@ export function openProxyStream(target: GrpcClientOptions | GrpcConnection, meta
   const stream = conn.openProxyStream(metadata);
   stream.once('close', () => void conn.close());
   return stream;
-}
-
-function abortError(signal: AbortSignal): KonnectivityError {
-  return new KonnectivityError(ErrorCode.ABORTED, 'the connect was aborted', { cause: signal.reason, reason: 'context' });
 }

@@ -3,6 +3,7 @@
  * and why they are what they are, live in ../windows.ts.
  */
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
+import { checkNumber } from '../../protocol/options.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../framing.js';
 import {
   DEFAULT_GRPC_HIGH_WATER_MARK_BYTES,
@@ -42,11 +43,7 @@ export function invalidOption(message: string): KonnectivityError {
 
 /** Check that `value` is an integer within [min, max]; returns it or the default. */
 export function intOption(name: string, value: number | undefined, dflt: number, min: number, max: number): number {
-  if (value === undefined) return dflt;
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw invalidOption(`${name} must be an integer in [${min}, ${max}], got ${String(value)}`);
-  }
-  return value;
+  return checkNumber(name, value ?? dflt, { integer: true, min, max });
 }
 
 export function resolveStreamOptions(o: GrpcStreamOptions | undefined, unixSocket = false): ResolvedStreamOptions {

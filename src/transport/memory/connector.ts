@@ -3,7 +3,7 @@
  * (an agent) gets a `TunnelConnector`, the accepting side (a server) gets each new stream as an
  * `IncomingPacketStream` through `onIncoming`, for example `(incoming) => void server.acceptAgent(incoming)`.
  */
-import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
+import { abortError } from '../../protocol/abort.js';
 import type { IncomingPacketStream, Metadata, TunnelConnector } from '../packet-stream.js';
 import { createMemoryPair, type MemoryPairOptions } from './memory-stream.js';
 
@@ -14,7 +14,7 @@ export function memoryConnector(
   return (metadata: Metadata, { signal } = {}) =>
     new Promise((resolve, reject) => {
       if (signal?.aborted) {
-        reject(new KonnectivityError(ErrorCode.ABORTED, 'connect aborted', { cause: signal.reason }));
+        reject(abortError('connect aborted', signal));
         return;
       }
       const [serverSide, agentSide] = createMemoryPair({ ...options, metadata: { a: metadata } });
@@ -28,8 +28,8 @@ export function memoryConnector(
         if (answered) return;
         answered = true;
         quiet();
-        serverSide.destroy(new KonnectivityError(ErrorCode.ABORTED, 'connect aborted'));
-        reject(new KonnectivityError(ErrorCode.ABORTED, 'connect aborted', { cause: signal?.reason }));
+        serverSide.destroy(abortError('connect aborted'));
+        reject(abortError('connect aborted', signal));
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       onIncoming({

@@ -9,6 +9,8 @@ import { PacketType } from '../../protocol/packet.js';
 import { decodePacket } from '../../protocol/decode.js';
 import { encodePacket } from '../../protocol/encode.js';
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
+import { checkNumber } from '../../protocol/options.js';
+import { noop } from '../../protocol/noop.js';
 import {
   AbstractPacketStream,
   streamClosedError,
@@ -206,10 +208,7 @@ export class MemoryPacketStream extends AbstractPacketStream {
 
 /** Create the two ends of an in-memory tunnel: `[a, b]`, where `a.write()` reaches `b` and back. */
 export function createMemoryPair(options: MemoryPairOptions = {}): [MemoryPacketStream, MemoryPacketStream] {
-  const hwm = options.highWaterMarkBytes ?? DEFAULT_MEMORY_HIGH_WATER_MARK_BYTES;
-  if (!Number.isInteger(hwm) || hwm <= 0) {
-    throw new KonnectivityError(ErrorCode.INVALID_OPTION, `highWaterMarkBytes must be a positive integer, got ${hwm}`);
-  }
+  const hwm = checkNumber('highWaterMarkBytes', options.highWaterMarkBytes ?? DEFAULT_MEMORY_HIGH_WATER_MARK_BYTES, { integer: true, above: 0 });
   const a = new MemoryPacketStream(hwm, options.encode ?? false);
   const b = new MemoryPacketStream(hwm, options.encode ?? false);
   a.peer = b;
@@ -222,5 +221,3 @@ export function createMemoryPair(options: MemoryPairOptions = {}): [MemoryPacket
   }
   return [a, b];
 }
-
-function noop(): void {}

@@ -3,6 +3,7 @@
  * construction. The window and high-water-mark defaults, and why, are in ../windows.ts.
  */
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
+import { checkNumber } from '../../protocol/options.js';
 import {
   DEFAULT_YAMUX_MAX_DATA_FRAME_BYTES,
   DEFAULT_YAMUX_STREAM_HIGH_WATER_MARK_BYTES,
@@ -59,8 +60,7 @@ function invalid(message: string): never {
 }
 
 function int(name: string, v: number, min: number, max: number): number {
-  if (!Number.isInteger(v) || v < min || v > max) invalid(`${name} must be an integer in [${min}, ${max}], got ${v}`);
-  return v;
+  return checkNumber(name, v, { integer: true, min, max });
 }
 
 /** Fill in defaults and check every option; throws ERR_INVALID_OPTION. */

@@ -4,6 +4,7 @@
  * they complete; a payload wholly inside one chunk is returned as a view of it (no copy).
  */
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
+import { checkNumber } from '../../protocol/options.js';
 import { StickyDecoder } from '../framing.js';
 
 /** The only protocol version. */
@@ -109,11 +110,7 @@ export class FrameDecoder extends StickyDecoder<Frame> {
 
   constructor(options: FrameDecoderOptions = {}) {
     super();
-    const max = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD;
-    if (!Number.isInteger(max) || max < 0 || max > 0xffffffff) {
-      throw new KonnectivityError(ErrorCode.INVALID_OPTION, `maxPayloadBytes must be an integer in [0, 2^32), got ${max}`);
-    }
-    this.maxPayloadBytes = max;
+    this.maxPayloadBytes = checkNumber('maxPayloadBytes', options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD, { integer: true, min: 0, max: 0xffffffff });
   }
 
   /** Bytes held for a frame not yet complete. */

@@ -15,6 +15,7 @@
  */
 import type { Duplex } from 'node:stream';
 import { EventEmitter } from 'node:events';
+import { abortError } from '../../protocol/abort.js';
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
 import { resolveYamuxOptions, type ResolvedYamuxOptions, type YamuxSessionOptions } from './config.js';
 import { Flag, FrameDecoder, FrameType, GoAwayCode, encodeHeader, type Frame } from './frame.js';
@@ -140,7 +141,7 @@ export class YamuxSession extends EventEmitter<YamuxSessionEventMap> implements 
       const { signal } = options;
       const onAbort = (): void => {
         this.acceptWaiters = this.acceptWaiters.filter((w) => w !== waiter);
-        reject(new KonnectivityError(ErrorCode.ABORTED, 'yamux: accept aborted', { cause: signal?.reason }));
+        reject(abortError('yamux: accept aborted', signal));
       };
       const waiter = {
         resolve: (st: YamuxStream) => {

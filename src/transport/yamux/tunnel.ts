@@ -13,6 +13,7 @@
 import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import { joinHostPort } from '../../protocol/address.js';
+import { abortError } from '../../protocol/abort.js';
 import { ErrorCode, KonnectivityError, isKonnectivityError } from '../../protocol/errors.js';
 import type { IncomingPacketStream, Metadata, PacketStream, TunnelConnector } from '../packet-stream.js';
 import { DEFAULT_YAMUX_TUNNEL_STREAM_WINDOW_BYTES } from '../windows.js';
@@ -158,7 +159,7 @@ function deadline(ms: number, what: string, outer?: AbortSignal): { signal: Abor
     ms,
   );
   timer.unref();
-  const onOuter = (): void => ctl.abort(new KonnectivityError(ErrorCode.ABORTED, 'yamux handshake aborted', { cause: outer?.reason }));
+  const onOuter = (): void => ctl.abort(abortError('yamux handshake aborted', outer));
   if (outer?.aborted) onOuter();
   outer?.addEventListener('abort', onOuter, { once: true });
   return {

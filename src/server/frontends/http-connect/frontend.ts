@@ -14,6 +14,8 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TlsOptions } from 'node:tls';
 import { joinHostPort } from '../../../protocol/address.js';
+import { abortError } from '../../../protocol/abort.js';
+import { checkNumber } from '../../../protocol/options.js';
 import { ErrorCode, KonnectivityError } from '../../../protocol/errors.js';
 import { parseConnectAuthority } from './authority.js';
 import { holdEarlyInput } from './early-input.js';
@@ -128,6 +130,8 @@ const DEFAULTS = {
   socketMode: 0o770,
   graceMs: 10_000,
 } as const;
+const POSITIVE = { above: 0 };
+const NON_NEGATIVE = { min: 0 };
 
 /** Create an HTTP-CONNECT frontend; call {@link HttpConnectFrontend.listen} to start serving. */
 export function createHttpConnectFrontend(options: HttpConnectFrontendOptions): HttpConnectFrontend {
@@ -162,15 +166,14 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
     }
     this.dialer = options.server;
     this.options = {
-      maxEarlyDataBytes: positive('maxEarlyDataBytes', options.maxEarlyDataBytes, DEFAULTS.maxEarlyDataBytes),
-      maxHeaderSize: positive('maxHeaderSize', options.maxHeaderSize, DEFAULTS.maxHeaderSize),
-      headersTimeoutMs: positive('headersTimeoutMs', options.headersTimeoutMs, DEFAULTS.headersTimeoutMs),
-      lingerMs: nonNegative('lingerMs', options.lingerMs, DEFAULTS.lingerMs),
-      flushTimeoutMs: nonNegative('flushTimeoutMs', options.flushTimeoutMs, DEFAULTS.flushTimeoutMs),
-      socketMode: nonNegative('socketMode', options.socketMode, DEFAULTS.socketMode),
+      maxEarlyDataBytes: checkNumber('maxEarlyDataBytes', options.maxEarlyDataBytes ?? DEFAULTS.maxEarlyDataBytes, POSITIVE),
+      maxHeaderSize: checkNumber('maxHeaderSize', options.maxHeaderSize ?? DEFAULTS.maxHeaderSize, POSITIVE),
+      headersTimeoutMs: checkNumber('headersTimeoutMs', options.headersTimeoutMs ?? DEFAULTS.headersTimeoutMs, POSITIVE),
+      lingerMs: checkNumber('lingerMs', options.lingerMs ?? DEFAULTS.lingerMs, NON_NEGATIVE),
+      flushTimeoutMs: checkNumber('flushTimeoutMs', options.flushTimeoutMs ?? DEFAULTS.flushTimeoutMs, NON_NEGATIVE),
+      socketMode: checkNumber('socketMode', options.socketMode ?? DEFAULTS.socketMode, NON_NEGATIVE),
       deleteExistingSocket: options.deleteExistingSocket ?? true,
-      dialTimeoutMs:
-        options.dialTimeoutMs === undefined ? undefined : positive('dialTimeoutMs', options.dialTimeoutMs, 0),
+      dialTimeoutMs: options.dialTimeoutMs === undefined ? undefined : checkNumber('dialTimeoutMs', options.dialTimeoutMs, POSITIVE),
     };
     const serverOptions: http.ServerOptions = {
       maxHeaderSize: this.options.maxHeaderSize,
@@ -265,7 +268,7 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
     };
     this.pending += 1;
     const early = holdEarlyInput(socket, head, this.options.maxEarlyDataBytes, (why) =>
-      abort.abort(new KonnectivityError(ErrorCode.ABORTED, why, { reason: 'context' })),
+      abort.abort(abortError(why)),
     );
     const started = Date.now();
     this.dialThrough(address, abort.signal).then(
@@ -443,9 +446,7 @@ function remoteAddressOf(socket: Duplex): string {
 }
 
 function abortReason(signal: AbortSignal): Error {
-  return signal.reason instanceof Error
-    ? signal.reason
-    : new KonnectivityError(ErrorCode.ABORTED, 'the dial was aborted');
+  return signal.reason instanceof Error ? signal.reason : abortError('the dial was aborted', signal);
 }
 
 /** Remove a leftover socket file (never a regular file: that is more likely a mistake than a stale socket). */
@@ -456,20 +457,4 @@ async function removeStaleSocket(path: string): Promise<void> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
-}
-
-function positive(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (!Number.isFinite(value) || value <= 0) {
-    throw new KonnectivityError(ErrorCode.INVALID_OPTION, `${name} must be a positive number, got ${value}`);
-  }
-  return value;
-}
-
-function nonNegative(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (!Number.isFinite(value) || value < 0) {
-    throw new KonnectivityError(ErrorCode.INVALID_OPTION, `${name} must be a non-negative number, got ${value}`);
-  }
-  return value;
 }

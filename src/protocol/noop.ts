@@ -1,0 +1,2 @@
+/** The one do-nothing function: for errors reported elsewhere (`.catch(noop)`, `on('error', noop)`). Pure. */
+export function noop(): void {}
