@@ -22,6 +22,7 @@ import {
 import { metadataValue, type Metadata, type PacketStream, type TunnelConnector } from '../transport/packet-stream.js';
 import { Tunnel, tallyPacket } from '../tunnel/tunnel.js';
 import { bindEndpoint, type EndpointBinding } from '../tunnel/endpoint.js';
+import { attachStream, closeStream } from '../tunnel/stream-lifecycle.js';
 import { WINDOW_METADATA_KEY, offeredWindow, validBufferBytes } from '../tunnel/flow.js';
 import { DEFAULT_DIAL_TIMEOUT_MS, tcpDialer, type Dialer } from './dialer.js';
 
@@ -205,9 +206,7 @@ export class AgentTunnel {
       onCount: (dir, p) => agent.count(dir, p),
     });
     stream.substreams?.onStream((sub) => this.serveSubstream(sub));
-    stream.on('error', noop);
-    stream.on('end', () => void stream.close());
-    this.done = new Promise((resolve) => stream.once('close', (err) => resolve(this.onClosed(err))));
+    this.done = new Promise((resolve) => attachStream(stream, { onClose: (err) => resolve(this.onClosed(err)) }));
   }
 
   /** The connection under the tunnel can carry new work (see PacketStream.transportReady). */
@@ -306,7 +305,7 @@ export class AgentTunnel {
         finished();
         if (pd.cancelled || this.ended || via.stream.closed) {
           endpoint.destroy();
-          if (via !== this.tunnel) void via.stream.close().catch(noop);
+          if (via !== this.tunnel) closeStream(via.stream);
           return;
         }
         this.established(endpoint, address, random, connectID, via, performance.now() - startedAt);
@@ -314,7 +313,7 @@ export class AgentTunnel {
       (err: unknown) => {
         finished();
         if (pd.cancelled || this.ended) {
-          if (via !== this.tunnel) void via.stream.close().catch(noop);
+          if (via !== this.tunnel) closeStream(via.stream);
           return;
         }
         const text = pd.controller.signal.aborted
@@ -322,7 +321,7 @@ export class AgentTunnel {
           : err instanceof Error ? err.message : String(err);
         via.send(dialResponse(random, 0n, text));
         this.agent.emit('dialFailed', { address, error: text, serverID: this.serverID, dialID: random });
-        if (via !== this.tunnel) void via.stream.close().catch(noop);
+        if (via !== this.tunnel) closeStream(via.stream);
       },
     );
   }
@@ -339,7 +338,7 @@ export class AgentTunnel {
       binding: bindEndpoint(conn, endpoint, () => closeResponse(connectID), () => {
         this.endpoints.delete(connectID);
         this.agent.emit('connectionClosed', event);
-        if (via !== this.tunnel) void via.stream.close().catch(noop);
+        if (via !== this.tunnel) closeStream(via.stream);
       }),
     };
     this.endpoints.set(connectID, ep);
@@ -355,17 +354,18 @@ export class AgentTunnel {
       halfClose: true,
     });
     this.subTunnels.add(t);
-    sub.on('error', noop);
-    sub.on('end', () => {
-      // The server's FIN is the client's end(): pass it to the endpoint and keep relaying its answer.
-      const [conn] = t.connections.values();
-      const ep = conn ? this.endpoints.get(conn.connectID) : undefined;
-      if (ep && ep.via === t) ep.binding.halfClose();
-      else void sub.close().catch(noop);
-    });
-    sub.once('close', (err) => {
-      this.subTunnels.delete(t);
-      t.clear(err ?? new KonnectivityError(ErrorCode.TUNNEL_CLOSED, 'substream closed'));
+    attachStream(sub, {
+      onEnd: () => {
+        // The server's FIN is the client's end(): pass it to the endpoint and keep relaying its answer.
+        const [conn] = t.connections.values();
+        const ep = conn ? this.endpoints.get(conn.connectID) : undefined;
+        if (ep && ep.via === t) ep.binding.halfClose();
+        else closeStream(sub);
+      },
+      onClose: (err) => {
+        this.subTunnels.delete(t);
+        t.clear(err ?? new KonnectivityError(ErrorCode.TUNNEL_CLOSED, 'substream closed'));
+      },
     });
   }
 

@@ -5,7 +5,6 @@
  */
 import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
 import { abortError } from '../protocol/abort.js';
-import { noop } from '../protocol/noop.js';
 import { randomDialID } from '../protocol/ids.js';
 import {
   PacketType,
@@ -21,6 +20,7 @@ import {
 import type { PacketStream } from '../transport/packet-stream.js';
 import { Tunnel } from '../tunnel/tunnel.js';
 import { TunnelSocket } from '../tunnel/tunnel-socket.js';
+import { attachStream, closeStream } from '../tunnel/stream-lifecycle.js';
 
 /** The reference client's backstop for DIAL_RSP. */
 export const DEFAULT_CLIENT_DIAL_TIMEOUT_MS = 30_000;
@@ -49,7 +49,7 @@ export function dialOverStream(stream: PacketStream, address: string, options: D
       settled = true;
       cleanup();
       if (sendDialClose && !stream.closed) tunnel.send(closeDial(random));
-      void stream.close().catch(noop);
+      closeStream(stream);
       reject(err);
     };
     const onPacket = (p: Packet): void => {
@@ -68,7 +68,7 @@ export function dialOverStream(stream: PacketStream, address: string, options: D
           settled = true;
           cleanup();
           const connection = tunnel.open(rsp.connectID);
-          socket = new TunnelSocket(connection, { address, onClose: () => void stream.close().catch(noop) });
+          socket = new TunnelSocket(connection, { address, onClose: () => closeStream(stream) });
           resolve(socket);
           return;
         }
@@ -106,7 +106,7 @@ export function dialOverStream(stream: PacketStream, address: string, options: D
       // The server ended the stream: whatever connection it carried is over.
       if (!settled) fail(new KonnectivityError(ErrorCode.TUNNEL_CLOSED, 'tunnel closed before the dial completed', { reason: 'tunnelclosed' }), false);
       else if (socket && !socket.destroyed) tunnel.peerClosed(socket.connectID, '');
-      void stream.close().catch(noop);
+      closeStream(stream);
     };
     const onAbort = (): void =>
       fail(abortError('dial aborted', signal), true);
@@ -118,9 +118,7 @@ export function dialOverStream(stream: PacketStream, address: string, options: D
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
     };
-    stream.on('error', noop);
-    stream.on('end', onEnd);
-    stream.once('close', onClose);
+    attachStream(stream, { onEnd, onClose });
     if (signal?.aborted) {
       onAbort();
       return;

@@ -5,7 +5,6 @@
  * holds back only its own agent connection (credit) and never the agent's other connections.
  */
 import { KonnectivityError } from '../protocol/errors.js';
-import { noop } from '../protocol/noop.js';
 import {
   PacketType,
   closeRequest,
@@ -20,6 +19,7 @@ import {
 } from '../protocol/packet.js';
 import type { PacketStream } from '../transport/packet-stream.js';
 import type { TunnelConnection } from '../tunnel/tunnel.js';
+import { attachStream, closeStream } from '../tunnel/stream-lifecycle.js';
 import type { DialHandle, ProxyServer } from './proxy-server.js';
 
 type State = 'idle' | 'dialing' | 'established' | 'closing' | 'done';
@@ -38,9 +38,7 @@ export class FrontendSession {
   ) {
     stream.on('packet', (p) => this.onPacket(p));
     stream.on('drain', () => this.connection?.release());
-    stream.on('error', noop);
-    stream.on('end', () => this.frontendGone());
-    stream.once('close', () => this.frontendGone());
+    attachStream(stream, { onEnd: () => this.frontendGone(), onClose: () => this.frontendGone() });
   }
 
   destroy(err: Error): void {
@@ -140,13 +138,12 @@ export class FrontendSession {
       this.handle?.cancel();
     } else if ((this.state === 'established' || this.state === 'closing') && this.connection) {
       const c = this.connection;
-      // Keep the entry until the agent's CLOSE_RSP so that data in flight is dropped quietly.
-      c.handlers = { onData: (d) => c.consumed(d.length), onWritable: noop };
+      c.discardIncoming();
       c.finish(closeRequest(c.connectID), this.state === 'closing');
     }
     this.finishConnection();
     this.state = 'done';
-    if (!this.stream.closed) void this.stream.close().catch(noop);
+    if (!this.stream.closed) closeStream(this.stream);
   }
 
   /** Send a last packet (if any) and end the stream. */
@@ -155,7 +152,7 @@ export class FrontendSession {
     this.finishConnection();
     this.state = 'done';
     if (last) this.write(last);
-    void this.stream.close().catch(noop);
+    closeStream(this.stream);
   }
 
   private finishConnection(): void {

@@ -10,7 +10,6 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'eventemitter3';
 import { abortError } from '../protocol/abort.js';
 import { checkNumber } from '../protocol/options.js';
-import { noop } from '../protocol/noop.js';
 import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
 import { parseAgentIdentifiers, type AgentIdentifiers } from '../protocol/identifiers.js';
 import { randomDialID } from '../protocol/ids.js';
@@ -32,6 +31,7 @@ import {
 } from '../transport/packet-stream.js';
 import { Tunnel, tallyPacket, type TunnelConnection } from '../tunnel/tunnel.js';
 import { TunnelSocket } from '../tunnel/tunnel-socket.js';
+import { attachStream, closeStream, whenClosed } from '../tunnel/stream-lifecycle.js';
 import { WINDOW_METADATA_KEY, offeredWindow, validBufferBytes } from '../tunnel/flow.js';
 import { AgentRegistry, type AgentStrategy, parseStrategies } from './agent-registry.js';
 import { FrontendSession } from './frontend-session.js';
@@ -261,9 +261,7 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
     const stream = incoming.accept(response);
     const backend = new AgentBackend(agentID, identifiers, stream);
     backend.tunnel = this.agentTunnel(backend, stream, window);
-    stream.on('error', noop);
-    stream.on('end', () => void stream.close().catch(noop));
-    stream.once('close', (err) => this.agentGone(backend, err));
+    attachStream(stream, { onClose: (err) => this.agentGone(backend, err) });
     if (stream.closed) return;
     this.registry.add(backend);
     this.emit('agentConnected', backend.info);
@@ -319,7 +317,7 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
       case PacketType.CLOSE_RSP: {
         const rsp = (p as { closeResponse?: { connectID: bigint; error: string } }).closeResponse;
         via.peerClosed(rsp?.connectID ?? 0n, rsp?.error ?? '');
-        if (via !== backend.tunnel) void via.stream.close().catch(noop);
+        if (via !== backend.tunnel) closeStream(via.stream);
         return;
       }
       case PacketType.DRAIN:
@@ -402,7 +400,7 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
       },
       fail: (err) => {
         this.emit('dialFailed', { address, frontend, reason: failureKind(err), error: err, dialID: random });
-        if (via !== backend.tunnel) void via.stream.close().catch(noop);
+        if (via !== backend.tunnel) closeStream(via.stream);
         callbacks.fail(err);
       },
     };
@@ -430,7 +428,7 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
           error: abortError('dial cancelled by the frontend'),
           dialID: random,
         });
-        if (via !== backend.tunnel) void via.stream.close().catch(noop);
+        if (via !== backend.tunnel) closeStream(via.stream);
       },
     };
   }
@@ -510,7 +508,7 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
     }
     const session = new FrontendSession(this, stream, this.backendDialTimeoutMs);
     this.frontends.add(session);
-    stream.once('close', () => this.frontends.delete(session));
+    whenClosed(stream, () => this.frontends.delete(session));
   }
 
   // ---- shutdown ----
@@ -542,7 +540,7 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
     for (const f of [...this.frontends]) f.destroy(reason);
     for (const b of this.registry.backends()) {
       if (err) b.stream.destroy(err);
-      else void b.stream.close().catch(noop);
+      else closeStream(b.stream);
     }
   }
 
@@ -559,17 +557,17 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
       halfClose: true,
     });
     backend.subTunnels.add(t);
-    sub.on('error', noop);
-    sub.on('end', () => void sub.close().catch(noop));
-    sub.once('close', (err) => {
-      backend.subTunnels.delete(t);
-      const reason = new KonnectivityError(ErrorCode.TUNNEL_CLOSED, `agent ${backend.agentID} stream closed`, err ? { cause: err } : {});
-      for (const pd of [...this.pending.values()]) {
-        if (pd.via !== t) continue;
-        this.settle(pd);
-        pd.fail(reason);
-      }
-      t.clear(reason);
+    attachStream(sub, {
+      onClose: (err) => {
+        backend.subTunnels.delete(t);
+        const reason = new KonnectivityError(ErrorCode.TUNNEL_CLOSED, `agent ${backend.agentID} stream closed`, err ? { cause: err } : {});
+        for (const pd of [...this.pending.values()]) {
+          if (pd.via !== t) continue;
+          this.settle(pd);
+          pd.fail(reason);
+        }
+        t.clear(reason);
+      },
     });
     return t;
   }

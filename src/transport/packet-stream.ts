@@ -54,6 +54,8 @@ export interface PacketStream extends EventEmitter<PacketStreamEventMap> {
   readonly writableNeedDrain: boolean;
   /** True once close() or destroy() was called or the stream failed. */
   readonly closed: boolean;
+  /** True once 'close' was emitted: the stream is over and emits nothing more (an owner attached now hears nothing). */
+  readonly closeEmitted: boolean;
   /** The error the stream failed with, if any. */
   readonly errored: Error | undefined;
   /**
@@ -101,11 +103,15 @@ export abstract class AbstractPacketStream extends EventEmitter<PacketStreamEven
   private localEnded = false;
   private remoteEnded = false;
   private endDelivered = false;
+  private closeDone = false;
   private closeWaiters: Array<{ resolve: () => void; reject: (err: Error) => void }> = [];
   protected needDrain = false;
 
   get closed(): boolean {
     return this.state !== 'open';
+  }
+  get closeEmitted(): boolean {
+    return this.closeDone;
   }
   get errored(): Error | undefined {
     return this.error;
@@ -308,6 +314,7 @@ export abstract class AbstractPacketStream extends EventEmitter<PacketStreamEven
       else w.resolve();
     }
     process.nextTick(() => {
+      this.closeDone = true;
       if (err) this.emit('error', err);
       this.emit('close', err);
     });

@@ -149,11 +149,7 @@ export class TunnelSocket extends Duplex {
     clearTimeout(this.idleTimer);
     clearTimeout(this.closeTimer);
     if (!this.remoteDone) {
-      // Keep the entry until the peer's CLOSE_RSP so that data still in flight is dropped quietly.
-      this.connection.handlers = {
-        onData: (data) => this.connection.consumed(data.length),
-        onWritable() {},
-      };
+      this.connection.discardIncoming();
       this.remoteDone = true;
       this.connection.finish(closeRequest(this.connectID), false);
     }

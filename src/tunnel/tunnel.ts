@@ -14,7 +14,9 @@
 import type { DataPacket, Packet } from '../protocol/packet.js';
 import { PacketType, dataOf, dataPacket, packetTypeName, windowUpdate } from '../protocol/packet.js';
 import type { PacketStream } from '../transport/packet-stream.js';
+import { noop } from '../protocol/noop.js';
 import { DEFAULT_CONNECTION_BUFFER_BYTES, MAX_DATA_CHUNK_BYTES } from './flow.js';
+import { closeStream } from './stream-lifecycle.js';
 
 /** Add one to `counts[type name of packet]` (the packet counts that metrics read). */
 export function tallyPacket(counts: Record<string, number>, packet: Packet): void {
@@ -290,6 +292,14 @@ export class TunnelConnection {
     this.consumed(n);
   }
 
+  /**
+   * The owner went away before the peer's CLOSE_RSP: keep the entry until then, so that data still in flight is
+   * dropped quietly (its credit returned) rather than answered as an unknown connection.
+   */
+  discardIncoming(): void {
+    this.handlers = { onData: (data) => this.consumed(data.length), onWritable: noop };
+  }
+
   /** Remove the connection from its tunnel; later packets for its connectID are unknown. Idempotent. */
   detach(): void {
     if (this.detached) return;
@@ -342,7 +352,7 @@ export class TunnelConnection {
         this.tunnel.send(dataPacket(this.connectID, n === head.length ? head : head.subarray(0, n)));
       } else if (head === END_STREAM) {
         this.queue.shift();
-        void this.tunnel.stream.close().catch(() => {});
+        closeStream(this.tunnel.stream);
       } else {
         this.queue.shift();
         this.writePacket(head);

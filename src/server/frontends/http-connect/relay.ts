@@ -4,6 +4,7 @@
  * and never slows any other connection.
  */
 import type { Duplex } from 'node:stream';
+import { whenClosed } from '../../../tunnel/stream-lifecycle.js';
 
 /** What one relay moved and how it ended. */
 export interface RelayResult {
@@ -98,15 +99,10 @@ export function relay(client: Duplex, tunnel: Duplex, options: RelayOptions = {}
     pump(tunnel, client, (n) => (result.bytesToClient += n));
     client.on('error', fail);
     tunnel.on('error', fail);
+    // Either side may have closed already (a race with the dial).
     whenClosed(client, onClosed(client, tunnel));
     whenClosed(tunnel, onClosed(tunnel, client));
     client.resume();
     tunnel.resume();
   });
-}
-
-/** Call `fn` once `stream` has emitted 'close', also when that happened already (a race with the dial). */
-function whenClosed(stream: Duplex, fn: () => void): void {
-  if (stream.closed) queueMicrotask(fn);
-  else stream.once('close', fn);
 }
