@@ -3,24 +3,15 @@
  * DIAL_REQ on a stream, wait for DIAL_RSP, then relay the connection as a TunnelSocket. The stream carries this one
  * connection and is closed with it.
  */
-import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
 import { abortError } from '../protocol/abort.js';
-import { randomDialID } from '../protocol/ids.js';
-import {
-  PacketType,
-  closeDial,
-  closeRequest,
-  connectIDOf,
-  dialRequest,
-  randomOf,
-  type CloseResponsePacket,
-  type DialResponsePacket,
-  type Packet,
-} from '../protocol/packet.js';
+import type { KonnectivityError } from '../protocol/errors.js';
+import { PacketType, closeDial, closeRequest, dialRequest, randomOf, type DialResponsePacket } from '../protocol/packet.js';
 import type { PacketStream } from '../transport/packet-stream.js';
+import { packetSwitch, peerClosed, refuseUnknownData } from '../tunnel/packet-switch.js';
+import { DialFailure, PendingDials, type PendingDial } from '../tunnel/pending-dials.js';
+import { attachStream, closeStream } from '../tunnel/stream-lifecycle.js';
 import { Tunnel } from '../tunnel/tunnel.js';
 import { TunnelSocket } from '../tunnel/tunnel-socket.js';
-import { attachStream, closeStream } from '../tunnel/stream-lifecycle.js';
 
 /** The reference client's backstop for DIAL_RSP. */
 export const DEFAULT_CLIENT_DIAL_TIMEOUT_MS = 30_000;
@@ -38,92 +29,86 @@ export interface DialOverStreamOptions {
  * available`), ERR_DIAL_TIMEOUT, ERR_DIAL_CLOSED, ERR_TUNNEL_CLOSED or ERR_ABORTED; the stream is closed then.
  */
 export function dialOverStream(stream: PacketStream, address: string, options: DialOverStreamOptions = {}): Promise<TunnelSocket> {
-  const { signal } = options;
-  const random = randomDialID();
-  let socket: TunnelSocket | undefined;
-  let settled = false;
+  return new Promise<TunnelSocket>((resolve, reject) => new StreamDial(stream, address, options, resolve, reject));
+}
 
-  return new Promise<TunnelSocket>((resolve, reject) => {
-    const fail = (err: KonnectivityError, sendDialClose: boolean): void => {
-      if (settled) return;
-      settled = true;
-      cleanup();
-      if (sendDialClose && !stream.closed) tunnel.send(closeDial(random));
-      closeStream(stream);
-      reject(err);
-    };
-    const onPacket = (p: Packet): void => {
-      switch (p.type) {
-        case PacketType.DIAL_RSP: {
-          const rsp = (p as DialResponsePacket).dialResponse;
-          if (settled || rsp?.random !== random) {
-            // An answer to a dial we never made: the reference closes the tunnel.
-            if (!settled) fail(new KonnectivityError(ErrorCode.PROTOCOL, 'DIAL_RSP for an unknown dial'), false);
-            return;
-          }
-          if (rsp.error) {
-            fail(new KonnectivityError(ErrorCode.DIAL_FAILED, rsp.error, { reason: 'endpoint' }), false);
-            return;
-          }
-          settled = true;
-          cleanup();
-          const connection = tunnel.open(rsp.connectID);
-          socket = new TunnelSocket(connection, { address, onClose: () => closeStream(stream) });
-          resolve(socket);
-          return;
-        }
-        case PacketType.DIAL_CLS:
-          if (!settled && randomOf(p) === random) {
-            fail(new KonnectivityError(ErrorCode.DIAL_CLOSED, 'dial closed', { reason: 'dialclosed' }), false);
-          }
-          return;
-        case PacketType.CLOSE_RSP: {
-          const rsp = (p as CloseResponsePacket).closeResponse;
-          tunnel.peerClosed(rsp?.connectID ?? 0n, rsp?.error ?? '');
-          return;
-        }
-        case PacketType.DATA: {
-          // DATA for a connection we do not have: ask the server to close it (connectID 0 is ignored).
-          const id = connectIDOf(p);
-          if (id !== 0n) tunnel.send(closeRequest(id));
-          return;
-        }
-        default:
-          return;
-      }
-    };
-    const tunnel = new Tunnel(stream, { onPacket });
-    const onClose = (err: Error | undefined): void => {
-      const reason = new KonnectivityError(
-        ErrorCode.TUNNEL_CLOSED,
-        `tunnel closed${err ? `: ${err.message}` : ''}`,
-        { reason: 'tunnelclosed', ...(err ? { cause: err } : {}) },
-      );
-      fail(reason, false);
-      tunnel.clear(reason);
-    };
-    const onEnd = (): void => {
-      // The server ended the stream: whatever connection it carried is over.
-      if (!settled) fail(new KonnectivityError(ErrorCode.TUNNEL_CLOSED, 'tunnel closed before the dial completed', { reason: 'tunnelclosed' }), false);
-      else if (socket && !socket.destroyed) tunnel.peerClosed(socket.connectID, '');
-      closeStream(stream);
-    };
-    const onAbort = (): void =>
-      fail(abortError('dial aborted', signal), true);
-    const timer = setTimeout(
-      () => fail(new KonnectivityError(ErrorCode.DIAL_TIMEOUT, 'dial timeout, backstop', { reason: 'timeout' }), true),
-      options.timeoutMs ?? DEFAULT_CLIENT_DIAL_TIMEOUT_MS,
-    ).unref();
-    const cleanup = (): void => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
-    };
-    attachStream(stream, { onEnd, onClose });
+/** One dial and, once it is answered, its connection, on a stream of its own. */
+class StreamDial {
+  private static readonly packets = packetSwitch<StreamDial, Tunnel>({
+    [PacketType.DIAL_RSP]: (d, p) => d.answered(p),
+    [PacketType.DIAL_CLS]: (d, p) => {
+      if (d.dials.has(randomOf(p))) d.fail(DialFailure.closed(), false);
+    },
+    [PacketType.CLOSE_RSP]: (_d, p, via) => peerClosed(p, via),
+    // DATA for a connection we do not have: ask the server to close it.
+    [PacketType.DATA]: refuseUnknownData(closeRequest),
+  });
+
+  private readonly dials = new PendingDials<undefined>();
+  private readonly dial: PendingDial<undefined>;
+  private readonly tunnel: Tunnel;
+  private socket: TunnelSocket | undefined;
+  private readonly onAbort = (): void => this.fail(abortError('dial aborted', this.options.signal), true);
+
+  constructor(
+    private readonly stream: PacketStream,
+    private readonly address: string,
+    private readonly options: DialOverStreamOptions,
+    private readonly resolve: (socket: TunnelSocket) => void,
+    private readonly reject: (err: KonnectivityError) => void,
+  ) {
+    this.tunnel = new Tunnel(stream, { onPacket: (p) => StreamDial.packets(this, p, this.tunnel) });
+    const random = this.dials.newDialID();
+    this.dial = this.dials.add(random, undefined, options.timeoutMs ?? DEFAULT_CLIENT_DIAL_TIMEOUT_MS, () =>
+      this.fail(DialFailure.timedOut('dial timeout, backstop'), true),
+    );
+    attachStream(stream, {
+      onEnd: () => this.streamEnded(),
+      onClose: (err) => {
+        const reason = DialFailure.tunnelClosed('tunnel closed', err);
+        this.fail(reason, false);
+        this.tunnel.clear(reason);
+      },
+    });
+    const { signal } = options;
     if (signal?.aborted) {
-      onAbort();
+      this.onAbort();
       return;
     }
-    signal?.addEventListener('abort', onAbort, { once: true });
-    tunnel.send(dialRequest(address, random, options.protocol ?? 'tcp'));
-  });
+    signal?.addEventListener('abort', this.onAbort, { once: true });
+    this.tunnel.send(dialRequest(address, random, options.protocol ?? 'tcp'));
+  }
+
+  private answered(p: DialResponsePacket): void {
+    const rsp = p.dialResponse;
+    if (!this.dial.pending) return;
+    // An answer to a dial we never made: the reference closes the tunnel.
+    if (rsp?.random !== this.dial.random) return this.fail(DialFailure.invalid('DIAL_RSP for an unknown dial'), false);
+    if (rsp.error) return this.fail(DialFailure.refused(rsp.error), false);
+    this.settle();
+    const connection = this.tunnel.open(rsp.connectID);
+    this.socket = new TunnelSocket(connection, { address: this.address, onClose: () => closeStream(this.stream) });
+    this.resolve(this.socket);
+  }
+
+  /** The server ended the stream: whatever connection it carried is over. */
+  private streamEnded(): void {
+    if (this.dial.pending) this.fail(DialFailure.tunnelClosed('tunnel closed before the dial completed'), false);
+    else if (this.socket && !this.socket.destroyed) this.tunnel.peerClosed(this.socket.connectID, '');
+    closeStream(this.stream);
+  }
+
+  /** Fail the dial, once: tell the server to drop it (`dialClose`) and close the stream. */
+  private fail(err: KonnectivityError, dialClose: boolean): void {
+    if (!this.settle()) return;
+    if (dialClose && !this.stream.closed) this.tunnel.send(closeDial(this.dial.random));
+    closeStream(this.stream);
+    this.reject(err);
+  }
+
+  private settle(): boolean {
+    if (!this.dial.settle()) return false;
+    this.options.signal?.removeEventListener('abort', this.onAbort);
+    return true;
+  }
 }

@@ -1,0 +1,249 @@
+/**
+ * One tunnel from the agent to one server (PROTOCOL.md §2.3, agent role). For each DIAL_REQ it allocates a connectID
+ * (per tunnel, from 1), dials the endpoint through the agent's Dialer and joins the endpoint to the connection
+ * (`bindEndpoint`), with these differences from the reference: it honours DIAL_CLS, and a slow endpoint holds only
+ * its own connection.
+ */
+import type { Duplex } from 'node:stream';
+import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
+import { noop } from '../protocol/noop.js';
+import {
+  PacketType,
+  closeResponse,
+  connectIDOf,
+  dialResponse,
+  drainPacket,
+  randomOf,
+  type DialRequestPacket,
+  type Packet,
+} from '../protocol/packet.js';
+import { metadataValue, type PacketStream } from '../transport/packet-stream.js';
+import { bindEndpoint, type EndpointBinding } from '../tunnel/endpoint.js';
+import type { EventSink } from '../tunnel/event-sink.js';
+import { packetSwitch, refuseUnknownData } from '../tunnel/packet-switch.js';
+import { PendingDials } from '../tunnel/pending-dials.js';
+import { attachStream, closeStream } from '../tunnel/stream-lifecycle.js';
+import { Substreams } from '../tunnel/substreams.js';
+import { Tunnel, type PacketCounter } from '../tunnel/tunnel.js';
+import type { Dialer } from './dialer.js';
+
+export interface AgentConnectionEvent {
+  address: string;
+  connectID: bigint;
+  serverID: string | undefined;
+  /** The dial's `random`. */
+  dialID: bigint;
+  /** connectionOpened: how long the endpoint dial took. */
+  durationMs?: number;
+}
+
+/** What a tunnel reports through its agent's events. */
+export interface AgentTunnelEvents {
+  connectionOpened: [event: AgentConnectionEvent];
+  connectionClosed: [event: AgentConnectionEvent];
+  dialFailed: [event: { address: string; error: string; serverID: string | undefined; dialID: bigint }];
+}
+
+/** What a tunnel needs from its agent. */
+export interface AgentTunnelHost {
+  readonly dialer: Dialer;
+  /** The endpoint dial timeout, in ms. */
+  readonly dialTimeoutMs: number;
+  readonly bufferBytes: number;
+  readonly count: PacketCounter;
+  readonly events: EventSink<AgentTunnelEvents>;
+}
+
+/** A connection whose endpoint is open. */
+interface Endpoint {
+  random: bigint;
+  via: Tunnel;
+  binding: EndpointBinding;
+}
+
+/** An endpoint dial in progress. */
+interface EndpointDial {
+  controller: AbortController;
+  /** DIAL_CLS arrived or the tunnel closed: a late success is closed at once. */
+  cancelled: boolean;
+}
+
+/** One tunnel to one server. */
+export class AgentTunnel {
+  private static readonly packets = packetSwitch<AgentTunnel, Tunnel>({
+    [PacketType.DIAL_REQ]: (t, p, via) => t.dial(p, via),
+    // Known connections are routed by the tunnel; this one is unknown.
+    [PacketType.DATA]: refuseUnknownData((id) => closeResponse(id, 'unrecognized connectID')),
+    [PacketType.CLOSE_REQ]: (t, p, via) => t.closeRequested(connectIDOf(p), via),
+    [PacketType.DIAL_CLS]: (t, p, via) => t.dialClosed(randomOf(p), via),
+    // DIAL_RSP, CLOSE_RSP, DRAIN and unknown types mean nothing to an agent.
+  });
+
+  readonly serverID: string | undefined;
+  /** The server's `servercount` (1 when absent or invalid). */
+  readonly serverCount: number;
+  /** Resolves when the tunnel is gone, with the error that ended it (undefined for a clean close). */
+  readonly done: Promise<Error | undefined>;
+  private readonly tunnel: Tunnel;
+  private readonly substreams: Substreams;
+  private nextConnectID = 0n;
+  private readonly dials = new PendingDials<EndpointDial>();
+  private readonly endpoints = new Map<bigint, Endpoint>();
+  private drained = false;
+  private ended = false;
+
+  constructor(
+    private readonly host: AgentTunnelHost,
+    readonly stream: PacketStream,
+    windowBytes: number | undefined,
+  ) {
+    this.serverID = metadataValue(stream.remoteMetadata, 'serverid');
+    const count = Number(metadataValue(stream.remoteMetadata, 'servercount'));
+    this.serverCount = Number.isInteger(count) && count > 0 ? count : 1;
+    const handle = (p: Packet, via: Tunnel): void => AgentTunnel.packets(this, p, via);
+    this.tunnel = new Tunnel(stream, {
+      windowBytes,
+      bufferBytes: host.bufferBytes,
+      onPacket: (p) => handle(p, this.tunnel),
+      onCount: host.count,
+    });
+    this.substreams = new Substreams({
+      bufferBytes: host.bufferBytes,
+      onPacket: handle,
+      onCount: host.count,
+      onEnd: (via) => this.substreamEnded(via),
+      onClose: (via, err) => via.clear(err ?? new KonnectivityError(ErrorCode.TUNNEL_CLOSED, 'substream closed')),
+    });
+    stream.substreams?.onStream((sub) => this.substreams.serve(sub));
+    this.done = new Promise((resolve) => attachStream(stream, { onClose: (err) => resolve(this.onClosed(err)) }));
+  }
+
+  /** The connection under the tunnel can carry new work (see PacketStream.transportReady). */
+  get transportReady(): boolean {
+    return this.stream.transportReady;
+  }
+
+  /** Connections open on this tunnel. */
+  get connectionCount(): number {
+    return this.endpoints.size;
+  }
+  /** True once DRAIN was sent. */
+  get draining(): boolean {
+    return this.drained;
+  }
+
+  /** Send DRAIN once. */
+  drain(): void {
+    if (this.drained || this.ended) return;
+    this.drained = true;
+    this.tunnel.send(drainPacket());
+  }
+
+  /** Close the endpoints (each gets its CLOSE_RSP out), then end the stream. */
+  async close(): Promise<void> {
+    for (const [id, ep] of [...this.endpoints]) {
+      ep.binding.destroy();
+      ep.via.send(closeResponse(id));
+    }
+    for (const d of this.dials.values()) d.value.controller.abort();
+    await this.stream.close().catch(noop);
+  }
+
+  destroy(err?: Error): void {
+    this.stream.destroy(err);
+  }
+
+  private dial(packet: DialRequestPacket, via: Tunnel): void {
+    const req = packet.dialRequest;
+    if (!req) return;
+    const { address, random } = req;
+    const protocol = req.protocol || 'tcp';
+    const connectID = ++this.nextConnectID;
+    const controller = new AbortController();
+    // User dialers get the same deadline as the default one.
+    const pd = this.dials.add(random, { controller, cancelled: false }, this.host.dialTimeoutMs + 100, () => controller.abort());
+    this.host.dialer({ address, protocol, signal: controller.signal }).then(
+      (endpoint) => {
+        pd.settle();
+        if (pd.value.cancelled || this.ended || via.stream.closed) {
+          endpoint.destroy();
+          this.substreams.release(via);
+          return;
+        }
+        this.established(endpoint, address, random, connectID, via, performance.now() - pd.startedAt);
+      },
+      (err: unknown) => {
+        pd.settle();
+        if (pd.value.cancelled || this.ended) {
+          this.substreams.release(via);
+          return;
+        }
+        const text = controller.signal.aborted
+          ? `dial ${protocol} ${address}: i/o timeout`
+          : err instanceof Error ? err.message : String(err);
+        via.send(dialResponse(random, 0n, text));
+        this.host.events.emit('dialFailed', { address, error: text, serverID: this.serverID, dialID: random });
+        this.substreams.release(via);
+      },
+    );
+  }
+
+  private established(endpoint: Duplex, address: string, random: bigint, connectID: bigint, via: Tunnel, durationMs: number): void {
+    const conn = via.open(connectID);
+    // DIAL_RSP goes before any DATA the endpoint may already have sent: both happen in this tick, in this order.
+    via.send(dialResponse(random, connectID));
+    const event: AgentConnectionEvent = { address, connectID, serverID: this.serverID, dialID: random };
+    const binding = bindEndpoint(conn, endpoint, () => closeResponse(connectID), () => {
+      this.endpoints.delete(connectID);
+      this.host.events.emit('connectionClosed', event);
+      this.substreams.release(via);
+    });
+    this.endpoints.set(connectID, { random, via, binding });
+    this.host.events.emit('connectionOpened', { ...event, durationMs });
+  }
+
+  /** CLOSE_REQ: flush what the endpoint has for the server, then answer CLOSE_RSP. */
+  private closeRequested(connectID: bigint, via: Tunnel): void {
+    const ep = this.endpoints.get(connectID);
+    if (ep && ep.via === via) ep.binding.closeByPeer(closeResponse(connectID));
+    else via.send(closeResponse(connectID, 'Unknown connectID'));
+  }
+
+  /** DIAL_CLS: the server gave up on the dial. */
+  private dialClosed(random: bigint, via: Tunnel): void {
+    const pd = this.dials.get(random);
+    if (pd) {
+      pd.value.cancelled = true;
+      pd.value.controller.abort();
+      return;
+    }
+    // The dial may have completed while the DIAL_CLS was on its way (reference issue #404).
+    for (const [id, ep] of this.endpoints) {
+      if (ep.random === random && ep.via === via) {
+        ep.binding.destroy();
+        via.send(closeResponse(id));
+        break;
+      }
+    }
+  }
+
+  /** A substream's FIN is the client's end(): pass it to the endpoint and keep relaying its answer. */
+  private substreamEnded(via: Tunnel): void {
+    const [conn] = via.connections.values();
+    const ep = conn ? this.endpoints.get(conn.connectID) : undefined;
+    if (ep && ep.via === via) ep.binding.halfClose();
+    else closeStream(via.stream);
+  }
+
+  private onClosed(err: Error | undefined): Error | undefined {
+    this.ended = true;
+    for (const d of this.dials.settleWhere(() => true)) {
+      d.value.cancelled = true;
+      d.value.controller.abort();
+    }
+    const reason = err ?? new KonnectivityError(ErrorCode.TUNNEL_CLOSED, 'tunnel closed');
+    this.substreams.destroyAll(reason);
+    this.tunnel.clear(reason);
+    return err;
+  }
+}
