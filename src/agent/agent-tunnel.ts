@@ -15,7 +15,6 @@ import {
   drainPacket,
   randomOf,
   type DialRequestPacket,
-  type Packet,
 } from '../protocol/packet.js';
 import { metadataValue, type PacketStream } from '../transport/packet-stream.js';
 import { bindEndpoint, type EndpointBinding } from '../tunnel/endpoint.js';
@@ -23,8 +22,8 @@ import type { EventSink } from '../tunnel/event-sink.js';
 import { packetSwitch, refuseUnknownData } from '../tunnel/packet-switch.js';
 import { PendingDials } from '../tunnel/pending-dials.js';
 import { attachStream, closeStream } from '../tunnel/stream-lifecycle.js';
-import { Substreams } from '../tunnel/substreams.js';
-import { Tunnel, type PacketCounter } from '../tunnel/tunnel.js';
+import { TunnelGroup } from '../tunnel/tunnel-group.js';
+import type { PacketCounter, Tunnel } from '../tunnel/tunnel.js';
 import type { Dialer } from './dialer.js';
 
 export interface AgentConnectionEvent {
@@ -84,8 +83,7 @@ export class AgentTunnel {
   readonly serverCount: number;
   /** Resolves when the tunnel is gone, with the error that ended it (undefined for a clean close). */
   readonly done: Promise<Error | undefined>;
-  private readonly tunnel: Tunnel;
-  private readonly substreams: Substreams;
+  private readonly tunnels: TunnelGroup;
   private nextConnectID = 0n;
   private readonly dials = new PendingDials<EndpointDial>();
   private readonly endpoints = new Map<bigint, Endpoint>();
@@ -100,21 +98,15 @@ export class AgentTunnel {
     this.serverID = metadataValue(stream.remoteMetadata, 'serverid');
     const count = Number(metadataValue(stream.remoteMetadata, 'servercount'));
     this.serverCount = Number.isInteger(count) && count > 0 ? count : 1;
-    const handle = (p: Packet, via: Tunnel): void => AgentTunnel.packets(this, p, via);
-    this.tunnel = new Tunnel(stream, {
+    this.tunnels = new TunnelGroup(stream, {
       windowBytes,
       bufferBytes: host.bufferBytes,
-      onPacket: (p) => handle(p, this.tunnel),
+      onPacket: (p, via) => AgentTunnel.packets(this, p, via),
       onCount: host.count,
+      onSubstreamEnd: (via) => this.substreamEnded(via),
+      onSubstreamClose: (via, err) => via.clear(err ?? new KonnectivityError(ErrorCode.TUNNEL_CLOSED, 'substream closed')),
     });
-    this.substreams = new Substreams({
-      bufferBytes: host.bufferBytes,
-      onPacket: handle,
-      onCount: host.count,
-      onEnd: (via) => this.substreamEnded(via),
-      onClose: (via, err) => via.clear(err ?? new KonnectivityError(ErrorCode.TUNNEL_CLOSED, 'substream closed')),
-    });
-    stream.substreams?.onStream((sub) => this.substreams.serve(sub));
+    stream.substreams?.onStream((sub) => this.tunnels.serve(sub));
     this.done = new Promise((resolve) => attachStream(stream, { onClose: (err) => resolve(this.onClosed(err)) }));
   }
 
@@ -136,7 +128,7 @@ export class AgentTunnel {
   drain(): void {
     if (this.drained || this.ended) return;
     this.drained = true;
-    this.tunnel.send(drainPacket());
+    this.tunnels.control.send(drainPacket());
   }
 
   /** Close the endpoints (each gets its CLOSE_RSP out), then end the stream. */
@@ -167,7 +159,7 @@ export class AgentTunnel {
         pd.settle();
         if (pd.value.cancelled || this.ended || via.stream.closed) {
           endpoint.destroy();
-          this.substreams.release(via);
+          this.tunnels.release(via);
           return;
         }
         this.established(endpoint, address, random, connectID, via, performance.now() - pd.startedAt);
@@ -175,7 +167,7 @@ export class AgentTunnel {
       (err: unknown) => {
         pd.settle();
         if (pd.value.cancelled || this.ended) {
-          this.substreams.release(via);
+          this.tunnels.release(via);
           return;
         }
         const text = controller.signal.aborted
@@ -183,7 +175,7 @@ export class AgentTunnel {
           : err instanceof Error ? err.message : String(err);
         via.send(dialResponse(random, 0n, text));
         this.host.events.emit('dialFailed', { address, error: text, serverID: this.serverID, dialID: random });
-        this.substreams.release(via);
+        this.tunnels.release(via);
       },
     );
   }
@@ -196,7 +188,7 @@ export class AgentTunnel {
     const binding = bindEndpoint(conn, endpoint, () => closeResponse(connectID), () => {
       this.endpoints.delete(connectID);
       this.host.events.emit('connectionClosed', event);
-      this.substreams.release(via);
+      this.tunnels.release(via);
     });
     this.endpoints.set(connectID, { random, via, binding });
     this.host.events.emit('connectionOpened', { ...event, durationMs });
@@ -242,8 +234,7 @@ export class AgentTunnel {
       d.value.controller.abort();
     }
     const reason = err ?? new KonnectivityError(ErrorCode.TUNNEL_CLOSED, 'tunnel closed');
-    this.substreams.destroyAll(reason);
-    this.tunnel.clear(reason);
+    this.tunnels.destroy(reason);
     return err;
   }
 }

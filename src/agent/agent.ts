@@ -7,9 +7,8 @@ import { EventEmitter } from 'eventemitter3';
 import { encodeAgentIdentifiers, type AgentIdentifiers } from '../protocol/identifiers.js';
 import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
 import { checkNumber } from '../protocol/options.js';
-import type { Packet } from '../protocol/packet.js';
 import type { Metadata, PacketStream, TunnelConnector } from '../transport/packet-stream.js';
-import { tallyPacket } from '../tunnel/tunnel.js';
+import { PacketCounts } from '../tunnel/packet-counts.js';
 import { WINDOW_METADATA_KEY, offeredWindow, validBufferBytes } from '../tunnel/flow.js';
 import { AgentTunnel, type AgentTunnelEvents, type AgentTunnelHost } from './agent-tunnel.js';
 import { DEFAULT_DIAL_TIMEOUT_MS, tcpDialer, type Dialer } from './dialer.js';
@@ -52,7 +51,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private readonly live = new Set<AgentTunnel>();
   private draining = false;
   private closing = false;
-  private readonly packetCounts: AgentStats['packets'] = { fromServer: {}, toServer: {} };
+  private readonly packets = new PacketCounts(['fromServer', 'toServer'] as const);
 
   constructor(options: AgentOptions) {
     super();
@@ -69,7 +68,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       dialer: options.dialer ?? tcpDialer({ timeoutMs: dialTimeoutMs }),
       dialTimeoutMs,
       bufferBytes: this.bufferBytes,
-      count: (direction, p) => this.count(direction, p),
+      count: (direction, p) => this.packets.count(direction === 'sent' ? 'toServer' : 'fromServer', p),
       events: this,
     };
   }
@@ -120,11 +119,7 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** Packet counts over every tunnel this agent served. */
   get stats(): AgentStats {
-    return { packets: { fromServer: { ...this.packetCounts.fromServer }, toServer: { ...this.packetCounts.toServer } } };
-  }
-
-  private count(direction: 'sent' | 'received', p: Packet): void {
-    tallyPacket(direction === 'sent' ? this.packetCounts.toServer : this.packetCounts.fromServer, p);
+    return { packets: this.packets.snapshot() };
   }
 
   get tunnels(): readonly AgentTunnel[] {

@@ -6,7 +6,7 @@ import { FlagError, formatHelp, type FlagSpec, type ParsedFlags } from './flags.
 import { createLogger, type LogFields, type LogFormat, type Logger } from '../ops/logger.js';
 import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
 import type { Metadata } from '../transport/packet-stream.js';
-import { bearerToken } from '../server/token-review.js';
+import { bearerToken } from '../server/auth/token-review.js';
 
 /** Where a program writes and how it exits; replaced in tests. */
 export interface ProgramIO {

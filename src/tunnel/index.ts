@@ -1,4 +1,5 @@
-export { Tunnel, TunnelConnection, tallyPacket, type ConnectionHandlers, type TunnelOptions, type PacketCounter } from './tunnel.js';
+export { Tunnel, TunnelConnection, type ConnectionHandlers, type TunnelOptions, type PacketCounter } from './tunnel.js';
+export { tallyPacket } from './packet-counts.js';
 export { TunnelSocket, CLOSE_TIMEOUT_MS, type TunnelSocketInfo } from './tunnel-socket.js';
 export { bindEndpoint, type EndpointBinding } from './endpoint.js';
 export {

@@ -12,17 +12,11 @@
  *   stream with one connection such as a yamux substream) an over-full connection pauses the stream.
  */
 import type { DataPacket, Packet } from '../protocol/packet.js';
-import { PacketType, dataOf, dataPacket, packetTypeName, windowUpdate } from '../protocol/packet.js';
+import { PacketType, dataOf, dataPacket, windowUpdate } from '../protocol/packet.js';
 import type { PacketStream } from '../transport/packet-stream.js';
 import { noop } from '../protocol/noop.js';
 import { DEFAULT_CONNECTION_BUFFER_BYTES, MAX_DATA_CHUNK_BYTES } from './flow.js';
 import { closeStream } from './stream-lifecycle.js';
-
-/** Add one to `counts[type name of packet]` (the packet counts that metrics read). */
-export function tallyPacket(counts: Record<string, number>, packet: Packet): void {
-  const name = packetTypeName(packet.type);
-  counts[name] = (counts[name] ?? 0) + 1;
-}
 
 /** Counts packets for metrics: `direction` is from this side's point of view. */
 export type PacketCounter = (direction: 'sent' | 'received', packet: Packet) => void;

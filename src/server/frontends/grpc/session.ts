@@ -1,10 +1,12 @@
 /**
- * One frontend stream (gRPC `/ProxyService/Proxy`) on the server: it carries one connection, as in the reference
- * (`serveRecvFrontend`). Agent DATA is passed to the frontend as the same packet (no re-encoding when the
- * transport kept the bytes); the frontend's own HTTP/2 window is the connection's backpressure, so a slow frontend
- * holds back only its own agent connection (credit) and never the agent's other connections.
+ * The gRPC frontend (`/ProxyService/Proxy`): one session per stream, carrying one connection, as in the reference
+ * (`serveRecvFrontend`). Agent DATA is passed to the frontend as the same packet (no re-encoding when the transport
+ * kept the bytes); the frontend's own HTTP/2 window is the connection's backpressure, so a slow frontend holds back
+ * only its own agent connection (credit) and never the agent's other connections.
+ *
+ * It knows the server only as a {@link DialBroker}.
  */
-import { KonnectivityError } from '../protocol/errors.js';
+import { KonnectivityError } from '../../../protocol/errors.js';
 import {
   PacketType,
   closeRequest,
@@ -16,15 +18,23 @@ import {
   type DataPacket,
   type DialRequestPacket,
   type Packet,
-} from '../protocol/packet.js';
-import type { PacketStream } from '../transport/packet-stream.js';
-import type { TunnelConnection } from '../tunnel/tunnel.js';
-import { attachStream, closeStream } from '../tunnel/stream-lifecycle.js';
-import type { DialHandle, ProxyServer } from './proxy-server.js';
+} from '../../../protocol/packet.js';
+import type { PacketStream } from '../../../transport/packet-stream.js';
+import { packetSwitch } from '../../../tunnel/packet-switch.js';
+import { attachStream, closeStream } from '../../../tunnel/stream-lifecycle.js';
+import type { TunnelConnection } from '../../../tunnel/tunnel.js';
+import type { DialBroker, DialHandle } from '../../dials.js';
 
 type State = 'idle' | 'dialing' | 'established' | 'closing' | 'done';
 
-export class FrontendSession {
+export class GrpcFrontendSession {
+  private static readonly packets = packetSwitch<GrpcFrontendSession, undefined>({
+    [PacketType.DIAL_REQ]: (s, p) => s.dial(p),
+    [PacketType.DATA]: (s, p) => s.data(p),
+    [PacketType.CLOSE_REQ]: (s, p) => s.closeRequested(connectIDOf(p)),
+    [PacketType.DIAL_CLS]: (s, p) => s.dialClosed(randomOf(p)),
+  });
+
   private state: State = 'idle';
   private random = 0n;
   private handle: DialHandle | undefined;
@@ -32,11 +42,14 @@ export class FrontendSession {
   private agentID = '';
 
   constructor(
-    private readonly server: ProxyServer,
+    private readonly broker: DialBroker,
     private readonly stream: PacketStream,
     private readonly timeoutMs: number,
   ) {
-    stream.on('packet', (p) => this.onPacket(p));
+    stream.on('packet', (p) => {
+      broker.count('fromFrontend', p);
+      GrpcFrontendSession.packets(this, p, undefined);
+    });
     stream.on('drain', () => this.connection?.release());
     attachStream(stream, { onEnd: () => this.frontendGone(), onClose: () => this.frontendGone() });
   }
@@ -46,52 +59,8 @@ export class FrontendSession {
   }
 
   private write(p: Packet): boolean {
-    this.server.count('toFrontend', p);
+    this.broker.count('toFrontend', p);
     return this.stream.write(p);
-  }
-
-  private onPacket(p: Packet): void {
-    this.server.count('fromFrontend', p);
-    switch (p.type) {
-      case PacketType.DIAL_REQ:
-        this.dial(p as DialRequestPacket);
-        return;
-      case PacketType.DATA: {
-        const id = connectIDOf(p);
-        if (id === 0n) return;
-        if (this.state === 'established' && this.connection) {
-          if (id !== this.connection.connectID) {
-            // One connection per stream: a second ID means a confused client; close both.
-            this.connection.finish(closeRequest(this.connection.connectID), false);
-            this.end(closeResponse(id, 'mismatched connection IDs'));
-            return;
-          }
-          if (!this.connection.sendData(dataOf(p as DataPacket))) this.stream.pause();
-          return;
-        }
-        if (this.state === 'closing') return; // the reference discards data after CLOSE_REQ
-        this.write(closeResponse(id, 'backend not initialized'));
-        return;
-      }
-      case PacketType.CLOSE_REQ: {
-        const id = connectIDOf(p);
-        if (this.state === 'established' && this.connection && id === this.connection.connectID) {
-          this.state = 'closing';
-          this.connection.finish(closeRequest(id), true);
-          return;
-        }
-        if (this.state !== 'closing') this.write(closeResponse(id, 'backend uninitialized'));
-        return;
-      }
-      case PacketType.DIAL_CLS:
-        if (this.state === 'dialing' && randomOf(p) === this.random) {
-          this.handle?.cancel();
-          this.end();
-        }
-        return;
-      default:
-        return;
-    }
   }
 
   private dial(p: DialRequestPacket): void {
@@ -99,7 +68,7 @@ export class FrontendSession {
     if (!req || this.state !== 'idle') return;
     this.state = 'dialing';
     this.random = req.random;
-    const result = this.server.beginDial(req, 'grpc', this.timeoutMs, {
+    const result = this.broker.beginDial(req, 'grpc', this.timeoutMs, {
       succeed: (connection, agentID) => this.established(connection, agentID),
       fail: (err) => {
         if (this.state !== 'dialing') return;
@@ -111,6 +80,39 @@ export class FrontendSession {
       return;
     }
     this.handle = result;
+  }
+
+  private data(p: DataPacket): void {
+    const id = connectIDOf(p);
+    if (id === 0n) return;
+    if (this.state === 'established' && this.connection) {
+      if (id !== this.connection.connectID) {
+        // One connection per stream: a second ID means a confused client; close both.
+        this.connection.finish(closeRequest(this.connection.connectID), false);
+        this.end(closeResponse(id, 'mismatched connection IDs'));
+        return;
+      }
+      if (!this.connection.sendData(dataOf(p))) this.stream.pause();
+      return;
+    }
+    if (this.state === 'closing') return; // the reference discards data after CLOSE_REQ
+    this.write(closeResponse(id, 'backend not initialized'));
+  }
+
+  private closeRequested(id: bigint): void {
+    if (this.state === 'established' && this.connection && id === this.connection.connectID) {
+      this.state = 'closing';
+      this.connection.finish(closeRequest(id), true);
+      return;
+    }
+    if (this.state !== 'closing') this.write(closeResponse(id, 'backend uninitialized'));
+  }
+
+  private dialClosed(random: bigint): void {
+    if (this.state === 'dialing' && random === this.random) {
+      this.handle?.cancel();
+      this.end();
+    }
   }
 
   private established(connection: TunnelConnection, agentID: string): void {
@@ -157,7 +159,7 @@ export class FrontendSession {
 
   private finishConnection(): void {
     if (this.connection && this.state !== 'done') {
-      this.server.connectionEnded(this.agentID, this.connection);
+      this.broker.connectionEnded(this.agentID, this.connection);
     }
   }
 }

@@ -8,10 +8,10 @@ import https from 'node:https';
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { joinHostPort } from '../protocol/address.js';
-import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
-import type { Metadata } from '../transport/packet-stream.js';
-import type { AgentAuthContext } from './proxy-server.js';
+import { joinHostPort } from '../../protocol/address.js';
+import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
+import type { Metadata } from '../../transport/packet-stream.js';
+import type { AgentAuthContext } from './agent-auth.js';
 
 /** Where and how to reach the Kubernetes API. */
 export interface KubernetesApiConfig {

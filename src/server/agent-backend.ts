@@ -1,0 +1,111 @@
+/**
+ * One agent stream on the server: its Tunnel, the substreams opened for its dials (yamux), what its packets mean
+ * (answers to dials, CLOSE_RSP, DRAIN), and its end, which fails every dial still waiting on it.
+ */
+import type { AgentIdentifiers } from '../protocol/identifiers.js';
+import { PacketType, closeRequest, randomOf } from '../protocol/packet.js';
+import type { PacketStream } from '../transport/packet-stream.js';
+import type { EventSink } from '../tunnel/event-sink.js';
+import { packetSwitch, peerClosed, refuseUnknownData } from '../tunnel/packet-switch.js';
+import { DialFailure } from '../tunnel/pending-dials.js';
+import { TunnelGroup } from '../tunnel/tunnel-group.js';
+import type { PacketCounter, Tunnel } from '../tunnel/tunnel.js';
+import type { DialRoute, Dials } from './dials.js';
+
+export interface AgentInfo {
+  agentID: string;
+  identifiers: AgentIdentifiers;
+  remoteAddress: string;
+  draining: boolean;
+  connections: number;
+}
+
+/** What an agent stream reports through the server's events. */
+export interface AgentBackendEvents {
+  agentDraining: [info: AgentInfo];
+}
+
+/** What an agent stream needs of the server. */
+export interface AgentBackendHost {
+  readonly dials: Dials;
+  readonly events: EventSink<AgentBackendEvents>;
+  /** Per-connection buffer and credit window. */
+  readonly bufferBytes: number;
+  /** Counts the agent leg's packets (`toAgent`/`fromAgent`). */
+  readonly count: PacketCounter;
+}
+
+/** One agent stream. */
+export class AgentBackend implements DialRoute {
+  private static readonly packets = packetSwitch<AgentBackend, Tunnel>({
+    [PacketType.DIAL_RSP]: (b, p, via) => b.host.dials.answered(p.dialResponse, via),
+    [PacketType.DIAL_CLS]: (b, p, via) => b.host.dials.closedByAgent(randomOf(p), via),
+    // Known connections are routed by the tunnel; make sure the agent drops this one.
+    [PacketType.DATA]: refuseUnknownData(closeRequest),
+    [PacketType.CLOSE_RSP]: (b, p, via) => {
+      peerClosed(p, via);
+      b.release(via);
+    },
+    [PacketType.DRAIN]: (b) => b.drain(),
+    // DIAL_REQ and CLOSE_REQ from an agent, and unknown types, are ignored as the reference does.
+  });
+
+  draining = false;
+  /** The agent stream's own Tunnel. */
+  readonly tunnel: Tunnel;
+  private readonly tunnels: TunnelGroup;
+
+  constructor(
+    readonly agentID: string,
+    readonly identifiers: AgentIdentifiers,
+    readonly stream: PacketStream,
+    windowBytes: number | undefined,
+    private readonly host: AgentBackendHost,
+  ) {
+    this.tunnels = new TunnelGroup(stream, {
+      windowBytes,
+      bufferBytes: host.bufferBytes,
+      onPacket: (p, via) => AgentBackend.packets(this, p, via),
+      onCount: host.count,
+      onSubstreamClose: (via, err) => {
+        const reason = DialFailure.tunnelClosed(`agent ${agentID} stream closed`, err);
+        host.dials.failWhere((d) => d.via === via, reason);
+        via.clear(reason);
+      },
+    });
+    this.tunnel = this.tunnels.control;
+  }
+
+  get info(): AgentInfo {
+    return {
+      agentID: this.agentID,
+      identifiers: this.identifiers,
+      remoteAddress: this.stream.remoteAddress,
+      draining: this.draining,
+      connections: this.tunnel.connections.size + this.tunnels.substreamCount,
+    };
+  }
+
+  /** The agent's tunnel, or (when the transport has substreams) a new substream for one dial. */
+  tunnelForDial(): Tunnel {
+    const provider = this.stream.substreams;
+    return provider ? this.tunnels.serve(provider.open()) : this.tunnel;
+  }
+
+  release(via: Tunnel): void {
+    this.tunnels.release(via);
+  }
+
+  /** The agent stream is over: fail its dials, tear down its substreams and connections. */
+  gone(err: Error | undefined): void {
+    const reason = DialFailure.tunnelClosed(`agent ${this.agentID} tunnel closed`, err);
+    this.host.dials.failWhere((d) => d.route === this, reason);
+    this.tunnels.destroy(reason);
+  }
+
+  private drain(): void {
+    if (this.draining) return;
+    this.draining = true;
+    this.host.events.emit('agentDraining', this.info);
+  }
+}

@@ -1,0 +1,253 @@
+/**
+ * The server's dials (PROTOCOL.md §2.3, server role): a frontend asks for a connection to `address`; the agent
+ * registry's strategies pick an agent; DIAL_REQ goes to it (on its tunnel, or on a substream opened for this dial);
+ * the dial waits in the pending table, keyed by its `random`, until the agent's DIAL_RSP or DIAL_CLS, its timeout,
+ * the frontend's cancel, or the loss of the agent's stream, whichever comes first.
+ *
+ * Frontends see only the {@link DialBroker}; the agent streams answer through `answered` and `closedByAgent`.
+ */
+import { abortError } from '../protocol/abort.js';
+import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
+import { closeDial, closeRequest, dialRequest, type DialResponse, type Packet } from '../protocol/packet.js';
+import type { EventSink } from '../tunnel/event-sink.js';
+import { DialFailure, PendingDials, type PendingDial } from '../tunnel/pending-dials.js';
+import type { Tunnel, TunnelConnection } from '../tunnel/tunnel.js';
+
+export type FrontendKind = 'grpc' | 'programmatic';
+
+/** What is refused (agents, frontends, dials) once the server is shutting down. */
+export function shuttingDown(): KonnectivityError {
+  return new KonnectivityError(ErrorCode.SHUTTING_DOWN, 'proxy server is shutting down');
+}
+
+/** Why a dial failed, as the server's `dialFailed` event and metrics name it (the reference's metric reasons). */
+export type DialFailureKind =
+  | 'no_agent'
+  | 'error_response'
+  | 'unrecognized_response'
+  | 'send_rsp'
+  | 'backend_close'
+  | 'backend_dial_timeout'
+  | 'frontend_close'
+  | 'shutting_down';
+
+/** The events of dials (part of ProxyServerEvents). */
+export interface DialEvents {
+  /** `dialID` is the dial's `random`; `connectionID` the agent's connectID. */
+  dialSucceeded: [
+    event: { address: string; agentID: string; frontend: FrontendKind; durationMs: number; dialID: bigint; connectionID: bigint },
+  ];
+  dialFailed: [
+    event: { address: string; frontend: FrontendKind; reason: DialFailureKind; error: KonnectivityError; dialID: bigint },
+  ];
+  connectionClosed: [event: { agentID: string; connectID: bigint; bytesFromAgent: number; bytesToAgent: number }];
+}
+
+/** What becomes of a started dial: exactly one of the two follows `beginDial`, unless the dial is cancelled. */
+export interface DialCallbacks {
+  succeed(connection: TunnelConnection, agentID: string): void;
+  fail(err: KonnectivityError): void;
+}
+
+/** What `beginDial` gives a frontend: a way to give up. */
+export interface DialHandle {
+  readonly agentID: string;
+  /** Give up (the frontend went away or sent DIAL_CLS): forget the dial and tell the agent. */
+  cancel(): void;
+}
+
+/** The frontends' packet counts (ServerStats.packets). */
+export type FrontendSegment = 'fromFrontend' | 'toFrontend';
+
+/**
+ * What a frontend needs of the server, and all it sees of it: start a dial, report the end of the connection it
+ * got, count its packets. The gRPC frontend session and the programmatic dial are written against it.
+ */
+export interface DialBroker {
+  /**
+   * Pick an agent, register the dial, send DIAL_REQ. Returns the error (without throwing) when the dial cannot
+   * start; otherwise exactly one of `callbacks.succeed`/`fail` follows, unless the handle cancels it.
+   */
+  beginDial(
+    request: { address: string; random: bigint; protocol?: string },
+    frontend: FrontendKind,
+    timeoutMs: number,
+    callbacks: DialCallbacks,
+  ): DialHandle | KonnectivityError;
+  /** A dial ID not pending now. */
+  newDialID(): bigint;
+  /** A connection a frontend got from `succeed` has ended. */
+  connectionEnded(agentID: string, connection: TunnelConnection): void;
+  count(segment: FrontendSegment, packet: Packet): void;
+}
+
+/** Where a dial goes: one agent stream (an AgentBackend). */
+export interface DialRoute {
+  readonly agentID: string;
+  /** The tunnel for one dial's DIAL_REQ: the agent's own, or a substream opened for the dial. */
+  tunnelForDial(): Tunnel;
+  /** The dial on `via` is over: end its substream (nothing for the agent's own tunnel). */
+  release(via: Tunnel): void;
+}
+
+/** What the dials need of the server. */
+export interface DialsHost {
+  readonly events: EventSink<DialEvents>;
+  /** False once the server is shutting down. */
+  accepting(): boolean;
+  /** The agent the strategies pick for `address`, if any. */
+  pick(address: string): DialRoute | undefined;
+  count(segment: FrontendSegment, packet: Packet): void;
+}
+
+/** A dial waiting for its agent's answer. */
+interface ServerDial {
+  address: string;
+  route: DialRoute;
+  via: Tunnel;
+  frontend: FrontendKind;
+  callbacks: DialCallbacks;
+}
+
+export class Dials implements DialBroker {
+  private readonly pending = new PendingDials<ServerDial>();
+  private established = 0;
+
+  constructor(private readonly host: DialsHost) {}
+
+  /** Dials waiting for their DIAL_RSP. */
+  get pendingCount(): number {
+    return this.pending.size;
+  }
+  /** Connections handed to frontends and not ended yet. */
+  get establishedCount(): number {
+    return this.established;
+  }
+
+  beginDial(
+    request: { address: string; random: bigint; protocol?: string },
+    frontend: FrontendKind,
+    timeoutMs: number,
+    callbacks: DialCallbacks,
+  ): DialHandle | KonnectivityError {
+    const { address, random } = request;
+    const refuse = (error: KonnectivityError, reason: DialFailureKind): KonnectivityError => {
+      this.host.events.emit('dialFailed', { address, frontend, reason, error, dialID: random });
+      return error;
+    };
+    if (!this.host.accepting()) {
+      return refuse(shuttingDown(), 'shutting_down');
+    }
+    if (this.pending.has(random)) {
+      return refuse(new KonnectivityError(ErrorCode.PROTOCOL, `dial ID ${random} is already pending`), 'send_rsp');
+    }
+    const route = this.host.pick(address);
+    if (!route) return refuse(new KonnectivityError(ErrorCode.NO_AGENT, 'No agent available', { reason: 'endpoint' }), 'no_agent');
+    const via = route.tunnelForDial();
+    const dial = this.pending.add(random, { address, route, via, frontend, callbacks }, timeoutMs > 0 ? timeoutMs : undefined, (d) => {
+      d.settle();
+      via.send(closeDial(random));
+      this.fail(d, DialFailure.timedOut('timed out waiting for backend dial'));
+    });
+    via.send(dialRequest(address, random, request.protocol ?? 'tcp'));
+    return { agentID: route.agentID, cancel: () => this.cancel(dial) };
+  }
+
+  newDialID(): bigint {
+    return this.pending.newDialID();
+  }
+
+  connectionEnded(agentID: string, connection: TunnelConnection): void {
+    this.established--;
+    this.host.events.emit('connectionClosed', {
+      agentID,
+      connectID: connection.connectID,
+      bytesFromAgent: connection.bytesReceived,
+      bytesToAgent: connection.bytesSent,
+    });
+  }
+
+  count(segment: FrontendSegment, packet: Packet): void {
+    this.host.count(segment, packet);
+  }
+
+  // ---- what the agent streams report ----
+
+  /** DIAL_RSP from the agent on `via`. */
+  answered(rsp: DialResponse | undefined, via: Tunnel): void {
+    const connectID = rsp?.connectID ?? 0n;
+    const dial = this.pending.get(rsp?.random ?? 0n);
+    if (!dial || dial.value.via !== via) {
+      // Too late (the frontend gave up) or never ours: make sure the agent does not keep the connection.
+      if (connectID !== 0n && !rsp?.error) via.send(closeRequest(connectID));
+      return;
+    }
+    dial.settle();
+    if (rsp?.error) {
+      this.fail(dial, DialFailure.refused(rsp.error));
+    } else if (connectID === 0n || via.connections.has(connectID)) {
+      this.fail(dial, DialFailure.invalid(`agent answered the dial with an invalid connectID ${connectID}`));
+      if (connectID !== 0n) via.send(closeRequest(connectID));
+    } else {
+      this.succeed(dial, via.open(connectID));
+    }
+  }
+
+  /** DIAL_CLS from the agent on `via`. */
+  closedByAgent(random: bigint, via: Tunnel): void {
+    const dial = this.pending.get(random);
+    if (dial && dial.value.via === via && dial.settle()) this.fail(dial, DialFailure.closed());
+  }
+
+  /** The stream under some dials is gone: fail every dial `match` selects with `reason`. */
+  failWhere(match: (dial: { route: DialRoute; via: Tunnel }) => boolean, reason: KonnectivityError): void {
+    for (const dial of this.pending.settleWhere(match)) this.fail(dial, reason);
+  }
+
+  // ---- internals ----
+
+  private succeed(dial: PendingDial<ServerDial>, connection: TunnelConnection): void {
+    const { address, route, frontend, callbacks } = dial.value;
+    this.established++;
+    this.host.events.emit('dialSucceeded', {
+      address,
+      agentID: route.agentID,
+      frontend,
+      durationMs: performance.now() - dial.startedAt,
+      dialID: dial.random,
+      connectionID: connection.connectID,
+    });
+    callbacks.succeed(connection, route.agentID);
+  }
+
+  private fail(dial: PendingDial<ServerDial>, error: KonnectivityError): void {
+    const { address, route, via, frontend, callbacks } = dial.value;
+    this.host.events.emit('dialFailed', { address, frontend, reason: failureKind(error), error, dialID: dial.random });
+    route.release(via);
+    callbacks.fail(error);
+  }
+
+  private cancel(dial: PendingDial<ServerDial>): void {
+    if (!dial.settle()) return;
+    const { address, route, via, frontend } = dial.value;
+    // The reference drops the dial silently (issue #404); the agent must hear of it.
+    via.send(closeDial(dial.random));
+    const error = abortError('dial cancelled by the frontend');
+    this.host.events.emit('dialFailed', { address, frontend, reason: 'frontend_close', error, dialID: dial.random });
+    route.release(via);
+  }
+}
+
+/** The metric reason of a failed dial, from its error code. */
+function failureKind(err: KonnectivityError): DialFailureKind {
+  switch (err.code) {
+    case ErrorCode.DIAL_FAILED:
+      return 'error_response';
+    case ErrorCode.DIAL_TIMEOUT:
+      return 'backend_dial_timeout';
+    case ErrorCode.PROTOCOL:
+      return 'unrecognized_response';
+    default:
+      return 'backend_close';
+  }
+}
