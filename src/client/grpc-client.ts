@@ -4,9 +4,14 @@
  * - reusable (default): one HTTP/2 connection, one call per dial (`CreateGRPCTunnel`, post-0.36); the connection is
  *   opened again after it fails or the server sends GOAWAY;
  * - single-use: a new HTTP/2 connection per dial, closed with that connection (`CreateSingleUseGrpcTunnel`).
+ *
+ * It takes from the gRPC transport only its public frontend connector; the rest is the transport-neutral
+ * FrontendConnection contract and `dialOverStream`.
  */
 import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
-import { GrpcConnection, checkGrpcClientOptions, openProxyStream, type GrpcClientOptions } from '../transport/grpc/client.js';
+import { grpcFrontendConnector, type GrpcClientOptions } from '../transport/grpc/index.js';
+import type { FrontendConnection, FrontendConnector, PacketStream } from '../transport/packet-stream.js';
+import { whenClosed } from '../tunnel/stream-lifecycle.js';
 import type { TunnelSocket } from '../tunnel/tunnel-socket.js';
 import { dialOverStream, type DialOverStreamOptions } from './dial-over-stream.js';
 
@@ -18,16 +23,17 @@ export interface GrpcProxyClientOptions extends GrpcClientOptions {
 
 /** Dials through a proxy server's gRPC frontend. See the module comment for the two modes. */
 export class GrpcProxyClient {
-  private connection: GrpcConnection | undefined;
-  private readonly options: GrpcProxyClientOptions;
+  private readonly connector: FrontendConnector;
+  private readonly singleUse: boolean;
+  private connection: FrontendConnection | undefined;
   private readonly sockets = new Set<TunnelSocket>();
   private closed = false;
 
   constructor(options: GrpcProxyClientOptions) {
-    this.options = options;
-    // Validate now (a bad address or option fails here rather than at the first dial).
-    checkGrpcClientOptions(options);
-    if (!options.singleUse) this.connection = this.connect();
+    // Checks the options now: a bad address fails here rather than at the first dial.
+    this.connector = grpcFrontendConnector(options);
+    this.singleUse = options.singleUse ?? false;
+    if (!this.singleUse) this.connection = this.connector();
   }
 
   /**
@@ -37,9 +43,9 @@ export class GrpcProxyClient {
    */
   async dial(address: string, options: DialOverStreamOptions = {}): Promise<TunnelSocket> {
     if (this.closed) throw new KonnectivityError(ErrorCode.SHUTTING_DOWN, 'the client is closed');
-    let stream;
+    let stream: PacketStream;
     try {
-      stream = this.options.singleUse ? openProxyStream(this.options) : this.liveConnection().openProxyStream();
+      stream = this.singleUse ? this.singleUseStream() : this.liveConnection().openProxyStream();
     } catch (err) {
       throw new KonnectivityError(ErrorCode.TUNNEL_CLOSED, `cannot open a Proxy stream: ${(err as Error).message}`, {
         cause: err,
@@ -67,12 +73,16 @@ export class GrpcProxyClient {
     this.connection?.destroy(err);
   }
 
-  private liveConnection(): GrpcConnection {
-    if (!this.connection || this.connection.closed) this.connection = this.connect();
+  private liveConnection(): FrontendConnection {
+    if (!this.connection || this.connection.closed) this.connection = this.connector();
     return this.connection;
   }
 
-  private connect(): GrpcConnection {
-    return new GrpcConnection(this.options);
+  /** A stream on a connection of its own, which closes with it. */
+  private singleUseStream(): PacketStream {
+    const connection = this.connector();
+    const stream = connection.openProxyStream();
+    whenClosed(stream, () => void connection.close());
+    return stream;
   }
 }

@@ -352,6 +352,24 @@ export interface IncomingPacketStream {
  */
 export type TunnelConnector = (metadata: Metadata, options: { signal?: AbortSignal }) => Promise<PacketStream>;
 
+/**
+ * The frontend leg's counterpart of a TunnelConnector: a client's connection to a server's frontend, on which it
+ * opens one stream per dial (gRPC: `/ProxyService/Proxy` calls on one HTTP/2 connection).
+ */
+export interface FrontendConnection {
+  /** Open the stream for one dial. Throws ERR_TUNNEL_CLOSED when the connection can open no more. */
+  openProxyStream(): PacketStream;
+  /** True once the connection can open no more streams (closing, closed, or told to go away). */
+  readonly closed: boolean;
+  /** Open no more streams; resolves once the open ones are done and the connection is closed. */
+  close(): Promise<void>;
+  /** Close the connection and its streams now. */
+  destroy(err?: Error): void;
+}
+
+/** Opens a new connection to a server's frontend (a transport-provided function; its options were checked when made). */
+export type FrontendConnector = () => FrontendConnection;
+
 /** Read the single value of a metadata key, or undefined when it is absent or repeated. */
 export function metadataValue(metadata: Metadata, key: string): string | undefined {
   const v = metadata[key];

@@ -10,7 +10,7 @@ import tls from 'node:tls';
 import { joinHostPort, parseHostPort } from '../../protocol/address.js';
 import { abortError } from '../../protocol/abort.js';
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
-import type { Metadata, PacketStream, TunnelConnector } from '../packet-stream.js';
+import type { FrontendConnector, Metadata, PacketStream, TunnelConnector } from '../packet-stream.js';
 import { headersFromMetadata } from './headers.js';
 import { startKeepalive } from './keepalive.js';
 import {
@@ -286,6 +286,15 @@ export function grpcAgentConnector(options: GrpcClientOptions): TunnelConnector 
       );
     });
   };
+}
+
+/**
+ * The frontend leg's connector: each call opens a new HTTP/2 connection, on which `openProxyStream()` opens one call
+ * per dial. The options are checked now (ERR_INVALID_OPTION), not at the first dial.
+ */
+export function grpcFrontendConnector(options: GrpcClientOptions): FrontendConnector {
+  const resolved = resolveClientOptions(options, undefined);
+  return () => new GrpcConnection(options, resolved);
 }
 
 /**
