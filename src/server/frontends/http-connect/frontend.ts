@@ -15,11 +15,20 @@ import type { Duplex } from 'node:stream';
 import type { TlsOptions } from 'node:tls';
 import { joinHostPort } from '../../../protocol/address.js';
 import { abortError } from '../../../protocol/abort.js';
-import { checkNumber } from '../../../protocol/options.js';
 import { ErrorCode, KonnectivityError } from '../../../protocol/errors.js';
 import { parseConnectAuthority } from './authority.js';
 import { holdEarlyInput } from './early-input.js';
-import { relay, type RelayResult } from './relay.js';
+import {
+  DEFAULT_GRACE_MS,
+  resolveHttpConnectOptions,
+  type HttpConnectCloseOptions,
+  type HttpConnectDialer,
+  type HttpConnectFrontendEventMap,
+  type HttpConnectFrontendOptions,
+  type HttpConnectListenTarget,
+  type ResolvedHttpConnectOptions,
+} from './options.js';
+import { relay } from './relay.js';
 import {
   badRequestResponse,
   CONNECT_ESTABLISHED,
@@ -30,108 +39,12 @@ import {
   type ErrorResponse,
 } from './responses.js';
 
-/** What the frontend needs from a server: a dial that resolves with a connected Duplex. */
-export interface HttpConnectDialer {
-  /**
-   * Dial `address` (`host:port`) through a tunnel. Rejects with a KonnectivityError: ERR_NO_AGENT, ERR_DIAL_FAILED
-   * (message = the agent's error text), ERR_DIAL_TIMEOUT, ERR_TUNNEL_CLOSED, ERR_ABORTED, ERR_SHUTTING_DOWN.
-   */
-  dial(address: string, options: { signal?: AbortSignal; timeoutMs?: number }): Promise<Duplex>;
-}
-
-/** Options of {@link createHttpConnectFrontend}. */
-export interface HttpConnectFrontendOptions {
-  /** Dials targets through the tunnel (a ProxyServer). */
-  server: HttpConnectDialer;
-  /**
-   * Serve HTTPS. When `ca` is given, clients must present a certificate signed by it (mTLS, as the reference
-   * requires on TCP). `minVersion` defaults to TLSv1.2.
-   */
-  tls?: TlsOptions;
-  /** Passed to each dial as `timeoutMs`; undefined leaves the server's default. */
-  dialTimeoutMs?: number;
-  /**
-   * How many bytes a client may send before its tunnel is open (held, then forwarded first); beyond that the
-   * socket is paused until the dial ends. Default 65536.
-   */
-  maxEarlyDataBytes?: number;
-  /** Largest request header accepted, in bytes; a larger one gets a 431 and a close. Default 16384. */
-  maxHeaderSize?: number;
-  /** How long a client may take to send its request header. Default 60000 (the reference's ReadHeaderTimeout). */
-  headersTimeoutMs?: number;
-  /** After a tunnel ends, how long the client socket may stay open waiting for the client's FIN. Default 2000. */
-  lingerMs?: number;
-  /** After a tunnel ends, how long a client that does not read may take to flush. Default 30000. */
-  flushTimeoutMs?: number;
-  /** Mode of a Unix socket file. Default 0o770 (the reference's umask 0007). */
-  socketMode?: number;
-  /** Delete an existing socket file before listening on a Unix socket. Default true. */
-  deleteExistingSocket?: boolean;
-}
-
-/** Where to listen: TCP (`port` 0 picks a free one) or a Unix socket path. */
-export type HttpConnectListenTarget = { port: number; host?: string } | { path: string };
-
-/** Options of {@link HttpConnectFrontend.close}. */
-export interface HttpConnectCloseOptions {
-  /** How long open tunnels may take to finish before they are destroyed. Default 10000. */
-  graceMs?: number;
-}
-
-/** A tunnel that was opened. */
-export interface HttpConnectTunnelInfo {
-  /** The dialed target (`host:port`). */
-  address: string;
-  /** The client's address. */
-  remoteAddress: string;
-  /** Time from the CONNECT request to the dial's success. */
-  durationMs: number;
-}
-
-/** A tunnel that ended. */
-export interface HttpConnectTunnelClosedInfo extends RelayResult {
-  address: string;
-  remoteAddress: string;
-}
-
-/** A CONNECT that did not become a tunnel. */
-export interface HttpConnectDialFailedInfo {
-  address: string;
-  remoteAddress: string;
-  /** The status written to the client, or undefined when the client went away first. */
-  statusCode: number | undefined;
-  error: Error;
-}
-
-/** Events of {@link HttpConnectFrontend}. */
-export interface HttpConnectFrontendEventMap {
-  tunnelOpened: [info: HttpConnectTunnelInfo];
-  tunnelClosed: [info: HttpConnectTunnelClosedInfo];
-  dialFailed: [info: HttpConnectDialFailedInfo];
-  /** A request refused before any dial (malformed, oversized, not CONNECT) or a TLS handshake failure. */
-  clientError: [err: Error, remoteAddress: string];
-  /** The listening socket failed to accept a connection (e.g. EMFILE); the frontend keeps listening. */
-  serverError: [err: Error];
-}
-
 /** One CONNECT socket being served: the abort of its dial, its tunnel once open, and its end. */
 interface TunnelEntry {
   abort: AbortController;
   tunnel?: Duplex;
   done: Promise<void>;
 }
-
-const DEFAULTS = {
-  maxEarlyDataBytes: 64 * 1024,
-  maxHeaderSize: 16 * 1024,
-  headersTimeoutMs: 60_000,
-  lingerMs: 2000,
-  flushTimeoutMs: 30_000,
-  socketMode: 0o770,
-  graceMs: 10_000,
-} as const;
-const POSITIVE = { above: 0 };
-const NON_NEGATIVE = { min: 0 };
 
 /** Create an HTTP-CONNECT frontend; call {@link HttpConnectFrontend.listen} to start serving. */
 export function createHttpConnectFrontend(options: HttpConnectFrontendOptions): HttpConnectFrontend {
@@ -147,8 +60,7 @@ export function createHttpConnectFrontend(options: HttpConnectFrontendOptions): 
  */
 export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMap> {
   private readonly dialer: HttpConnectDialer;
-  private readonly options: Required<Omit<HttpConnectFrontendOptions, 'server' | 'tls' | 'dialTimeoutMs'>> &
-    Pick<HttpConnectFrontendOptions, 'dialTimeoutMs'>;
+  private readonly options: ResolvedHttpConnectOptions;
   private readonly http: http.Server;
   /** Every raw connection, so destroy() reaches those still in the HTTP parser or the TLS handshake. */
   private readonly connections = new Set<Socket>();
@@ -161,20 +73,8 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
 
   constructor(options: HttpConnectFrontendOptions) {
     super();
-    if (!options || typeof options.server?.dial !== 'function') {
-      throw new KonnectivityError(ErrorCode.INVALID_OPTION, 'createHttpConnectFrontend: `server.dial` is required');
-    }
     this.dialer = options.server;
-    this.options = {
-      maxEarlyDataBytes: checkNumber('maxEarlyDataBytes', options.maxEarlyDataBytes ?? DEFAULTS.maxEarlyDataBytes, POSITIVE),
-      maxHeaderSize: checkNumber('maxHeaderSize', options.maxHeaderSize ?? DEFAULTS.maxHeaderSize, POSITIVE),
-      headersTimeoutMs: checkNumber('headersTimeoutMs', options.headersTimeoutMs ?? DEFAULTS.headersTimeoutMs, POSITIVE),
-      lingerMs: checkNumber('lingerMs', options.lingerMs ?? DEFAULTS.lingerMs, NON_NEGATIVE),
-      flushTimeoutMs: checkNumber('flushTimeoutMs', options.flushTimeoutMs ?? DEFAULTS.flushTimeoutMs, NON_NEGATIVE),
-      socketMode: checkNumber('socketMode', options.socketMode ?? DEFAULTS.socketMode, NON_NEGATIVE),
-      deleteExistingSocket: options.deleteExistingSocket ?? true,
-      dialTimeoutMs: options.dialTimeoutMs === undefined ? undefined : checkNumber('dialTimeoutMs', options.dialTimeoutMs, POSITIVE),
-    };
+    this.options = resolveHttpConnectOptions(options);
     const serverOptions: http.ServerOptions = {
       maxHeaderSize: this.options.maxHeaderSize,
       headersTimeout: this.options.headersTimeoutMs,
@@ -318,7 +218,7 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
    */
   close(options: HttpConnectCloseOptions = {}): Promise<void> {
     if (this.closing) return this.closing;
-    const graceMs = options.graceMs ?? DEFAULTS.graceMs;
+    const graceMs = options.graceMs ?? DEFAULT_GRACE_MS;
     this.state = 'closing';
     const stopped = this.stopListening();
     this.closing = (async () => {

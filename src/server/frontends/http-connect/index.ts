@@ -1,15 +1,14 @@
-export {
-  createHttpConnectFrontend,
-  HttpConnectFrontend,
-  type HttpConnectCloseOptions,
-  type HttpConnectDialer,
-  type HttpConnectDialFailedInfo,
-  type HttpConnectFrontendEventMap,
-  type HttpConnectFrontendOptions,
-  type HttpConnectListenTarget,
-  type HttpConnectTunnelClosedInfo,
-  type HttpConnectTunnelInfo,
-} from './frontend.js';
+export { createHttpConnectFrontend, HttpConnectFrontend } from './frontend.js';
+export type {
+  HttpConnectCloseOptions,
+  HttpConnectDialer,
+  HttpConnectDialFailedInfo,
+  HttpConnectFrontendEventMap,
+  HttpConnectFrontendOptions,
+  HttpConnectListenTarget,
+  HttpConnectTunnelClosedInfo,
+  HttpConnectTunnelInfo,
+} from './options.js';
 export { parseConnectAuthority, type ConnectAuthority } from './authority.js';
 export {
   CONNECT_ESTABLISHED,
