@@ -10,8 +10,8 @@
  * `syncIntervalMs` to `syncIntervalCapMs` (factor 1.5, +10 % jitter). `drain()` sends DRAIN on every tunnel and stops
  * dialling; the tunnels keep serving until they end.
  *
- * Kept whole (a little over 400 lines): it is one state machine (the loops, an attempt, the held tunnels, the probe
- * and the three ways to stop share one `stop` signal and one `held` map), which reads better in one file.
+ * Kept whole: one state machine, a little over 400 lines, whose parts (the two loops, an attempt, the held tunnels,
+ * the probe and the three ways to stop) share one `stop` signal and one `held` map; it reads better in one file.
  */
 import { EventEmitter } from 'eventemitter3';
 import { setTimeout as sleep } from 'node:timers/promises';

@@ -8,6 +8,7 @@
  * before anything is buffered for it.
  */
 import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
+import { checkNumber } from '../protocol/options.js';
 import { toBuffer } from '../protocol/wire.js';
 
 /** gRPC's default maximum received message size. */
@@ -19,11 +20,7 @@ export interface FramerOptions {
 }
 
 function checkMax(options: FramerOptions | undefined): number {
-  const max = options?.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
-  if (!Number.isInteger(max) || max < 0 || max > 0xffffffff) {
-    throw new KonnectivityError(ErrorCode.INVALID_OPTION, `maxMessageBytes must be an integer in [0, 2^32), got ${max}`);
-  }
-  return max;
+  return checkNumber('maxMessageBytes', options?.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, { integer: true, min: 0, max: 0xffffffff });
 }
 
 /** Refuse a declared message length above the maximum. */

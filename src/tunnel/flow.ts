@@ -9,7 +9,7 @@
  * - legacy: the peer is the Go reference (or a stream that carries a single connection). The receiver pauses the
  *   stream while a connection holds more than its buffer limit, which is what the reference does too.
  */
-import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
+import { checkNumber } from '../protocol/options.js';
 import { metadataValue, type Metadata } from '../transport/packet-stream.js';
 import {
   DEFAULT_CONNECTION_BUFFER_BYTES,
@@ -30,13 +30,11 @@ export function offeredWindow(metadata: Metadata): number | undefined {
   return n >= MIN_CONNECTION_WINDOW_BYTES && n <= MAX_CONNECTION_WINDOW_BYTES ? n : undefined;
 }
 
-/** Check a configured buffer size. */
+/** Check a configured buffer size (default 1 MiB); throws ERR_INVALID_OPTION. */
 export function validBufferBytes(n: number | undefined, name: string): number {
-  const v = n ?? DEFAULT_CONNECTION_BUFFER_BYTES;
-  if (!Number.isInteger(v) || v < MIN_CONNECTION_WINDOW_BYTES || v > MAX_CONNECTION_WINDOW_BYTES) {
-    throw new KonnectivityError(
-      ErrorCode.INVALID_OPTION,
-      `${name} must be an integer between ${MIN_CONNECTION_WINDOW_BYTES} and ${MAX_CONNECTION_WINDOW_BYTES}, got ${v}`);
-  }
-  return v;
+  return checkNumber(name, n ?? DEFAULT_CONNECTION_BUFFER_BYTES, {
+    integer: true,
+    min: MIN_CONNECTION_WINDOW_BYTES,
+    max: MAX_CONNECTION_WINDOW_BYTES,
+  });
 }

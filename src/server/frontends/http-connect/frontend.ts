@@ -16,6 +16,7 @@ import type { TlsOptions } from 'node:tls';
 import { joinHostPort } from '../../../protocol/address.js';
 import { abortError } from '../../../protocol/abort.js';
 import { ErrorCode, KonnectivityError } from '../../../protocol/errors.js';
+import { noop } from '../../../protocol/noop.js';
 import { parseConnectAuthority } from './authority.js';
 import { holdEarlyInput } from './early-input.js';
 import {
@@ -268,7 +269,7 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
     if (!this.http.listening) return Promise.resolve();
     return new Promise((resolve) => {
       this.http.close(() => {
-        if (this.socketPath !== undefined) void unlink(this.socketPath).catch(() => {});
+        if (this.socketPath !== undefined) void unlink(this.socketPath).catch(noop);
         resolve();
       });
     });
@@ -321,7 +322,7 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
    * the response.
    */
   private respondAndClose(socket: Duplex, response: ErrorResponse, connectionClose = false): void {
-    socket.on('error', () => {});
+    socket.on('error', noop);
     socket.end(formatErrorResponse(response, connectionClose));
     socket.resume();
     const timer = setTimeout(() => socket.destroy(), this.options.lingerMs);
