@@ -5,6 +5,12 @@
  * this endpoint: the others go on). tunnel -> endpoint: each DATA payload is written to the endpoint; its credit
  * is returned at once while the endpoint is under its high-water mark, else on 'drain', so a target that reads
  * slowly holds only its own sender.
+ *
+ * The other join is a TunnelSocket (a Duplex over the connection) piped to a socket by the HTTP-CONNECT relay. They
+ * stay two on purpose: routing the agent's endpoints through a TunnelSocket would put a second stream, its buffer
+ * and a callback per chunk on every agent connection, and the relay cannot bind to a connection, because its
+ * dialer may return any Duplex (a chained proxy). What they share is in TunnelConnection: `handedOn`/`release`
+ * credit for a full sink, `discardIncoming` after the owner left, and the stream lifecycle for 'close'.
  */
 import type { Duplex } from 'node:stream';
 import type { Packet } from '../protocol/packet.js';
