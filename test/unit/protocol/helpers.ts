@@ -8,24 +8,32 @@ import { PacketType, type Packet } from '../../../src/protocol/index.js';
 /** The project root (this file lives in test/unit/protocol). */
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 
-/**
- * The shared golden vectors, read in place (never copied into the project): `$KONNECTIVITY_VECTORS`, else
- * `../shared/vectors/packets.json` beside this checkout, else beside the checkout it was cloned from (a clean
- * clone in a temporary folder keeps its origin's path).
- */
-export const VECTORS_PATH = findVectors();
+/** The golden vectors, committed as a test fixture so a clone with nothing beside it runs them. */
+export const VECTORS_PATH = resolve(ROOT, 'test/fixtures/vectors/packets.json');
 
-function findVectors(): string {
+/**
+ * The shared original the fixture was copied from, when it can be found: `$KONNECTIVITY_VECTORS`, else
+ * `../shared/vectors/packets.json` beside this checkout, beside the main checkout of a git worktree, or beside the
+ * checkout it was cloned from (a clean clone in a temporary folder keeps its origin's path). Undefined when none
+ * exists.
+ */
+export const SHARED_VECTORS_PATH = findSharedVectors();
+
+function findSharedVectors(): string | undefined {
   const relative = '../shared/vectors/packets.json';
   const candidates = [process.env['KONNECTIVITY_VECTORS'], resolve(ROOT, relative)];
-  try {
-    const origin = execFileSync('git', ['config', '--get', 'remote.origin.url'], { cwd: ROOT, encoding: 'utf8' }).trim();
-    if (origin.startsWith('/')) candidates.push(resolve(origin, relative));
-  } catch {
-    // Not a git checkout, or no origin: only the first two places apply.
-  }
-  const found = candidates.find((c): c is string => !!c && existsSync(c));
-  return found ?? resolve(ROOT, relative);
+  const git = (...args: string[]): string | undefined => {
+    try {
+      return execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    } catch {
+      return undefined; // Not a git checkout, or no such setting.
+    }
+  };
+  const common = git('rev-parse', '--path-format=absolute', '--git-common-dir');
+  if (common) candidates.push(resolve(dirname(common), relative));
+  const origin = git('config', '--get', 'remote.origin.url');
+  if (origin?.startsWith('/')) candidates.push(resolve(origin, relative));
+  return candidates.find((c): c is string => !!c && existsSync(c));
 }
 
 export interface JsonPacket {

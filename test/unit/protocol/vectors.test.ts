@@ -1,14 +1,24 @@
 /**
- * The golden wire vectors (../shared/vectors/packets.json, read in place): exact encodings, decoding back, both
- * framers fed the framed bytes split at every offset, decode-only encodings and malformed input.
+ * The golden wire vectors (test/fixtures/vectors/packets.json, a verbatim copy of ../shared/vectors/packets.json):
+ * the copy is current, exact encodings, decoding back, both framers fed the framed bytes split at every offset,
+ * decode-only encodings and malformed input.
  */
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, KonnectivityError, decodePacket, encodePacket, type Packet } from '../../../src/protocol/index.js';
 import { GrpcMessageDecoder } from '../../../src/transport/grpc/framing.js';
 import { DelimitedMessageDecoder } from '../../../src/transport/yamux/delimited.js';
-import { canon, hex, loadVectors, packetFromJson } from './helpers.js';
+import { SHARED_VECTORS_PATH, VECTORS_PATH, canon, hex, loadVectors, packetFromJson } from './helpers.js';
 
 const vectors = loadVectors();
+
+// Only where the shared original is at hand (a clone with nothing beside it has just the fixture).
+describe.runIf(SHARED_VECTORS_PATH !== undefined)('golden vectors: the committed fixture', () => {
+  it(`equals ${SHARED_VECTORS_PATH ?? 'the shared original'} byte for byte`, () => {
+    const same = readFileSync(VECTORS_PATH, 'utf8') === readFileSync(SHARED_VECTORS_PATH!, 'utf8');
+    expect(same, `out of date: cp ${SHARED_VECTORS_PATH} test/fixtures/vectors/packets.json`).toBe(true);
+  });
+});
 
 type Decoder = GrpcMessageDecoder | DelimitedMessageDecoder;
 
