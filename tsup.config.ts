@@ -13,4 +13,6 @@ export default defineConfig({
   sourcemap: true,
   clean: true,
   splitting: false,
+  // import.meta.url in the CJS build (the lazy require of `ws`).
+  shims: true,
 });

@@ -7,7 +7,6 @@
 import https from 'node:https';
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import { joinHostPort } from '../../protocol/address.js';
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
 import type { Metadata } from '../../transport/packet-stream.js';
@@ -51,6 +50,8 @@ function byName<T>(list: Named<T>, name: unknown, kind: string): T {
  * Exec plugins and auth providers are refused with a clear error.
  */
 export async function loadKubeconfig(path: string): Promise<KubernetesApiConfig> {
+  // yaml is loaded here, not at import: a server that reads no kubeconfig never pays for it.
+  const { parse: parseYaml } = await import('yaml');
   const doc = parseYaml(await readFile(path, 'utf8')) as Record<string, unknown> | null;
   if (!doc || typeof doc !== 'object') throw unsupported(`${path} is empty`);
   const base = dirname(path);

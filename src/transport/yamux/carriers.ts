@@ -3,10 +3,12 @@
  * HTTP). The agent side gets `connect` functions for `yamuxAgentConnector`; the server side gets a listener that
  * turns every carrier into an IncomingPacketStream.
  */
+import type http from 'node:http';
+import { createRequire } from 'node:module';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
-import { WebSocket, createWebSocketStream, type ClientOptions } from 'ws';
+import type * as Ws from 'ws';
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
 import type { IncomingPacketStream } from '../packet-stream.js';
 import { resolveYamuxOptions } from './config.js';
@@ -62,11 +64,54 @@ export function tlsCarrier(options: tls.ConnectionOptions): CarrierConnect {
   return ({ signal }) => whenReady(tls.connect(options), 'secureConnect', 'yamux: TLS connect failed', signal);
 }
 
-/** Connect over a WebSocket (`ws://` or `wss://`; `options` as for `ws`, e.g. `ca`, `headers`). */
-export function webSocketCarrier(url: string | URL, options: ClientOptions = {}): CarrierConnect {
+/**
+ * A WebSocket from the `ws` package, e.g. what a `ws` WebSocketServer's 'connection' event gives. Only the members
+ * `ws`'s stream adapter uses are named, so the published types need no `@types/ws`; a browser-style WebSocket
+ * does not fit at run time.
+ */
+export interface WsWebSocket {
+  readonly readyState: number;
+  readonly isPaused: boolean;
+  send(data: Buffer, cb?: (err?: Error) => void): void;
+  close(code?: number, reason?: string | Buffer): void;
+  terminate(): void;
+  pause(): void;
+  resume(): void;
+  on(event: string, listener: (...args: any[]) => void): this;
+  once(event: string, listener: (...args: any[]) => void): this;
+}
+
+/**
+ * Options of {@link webSocketCarrier}, handed to the `ws` client as given. The usual ones are named here (so the
+ * published types need no `@types/ws`); any other `ws` ClientOptions passed in a variable goes through too.
+ * Per-message deflate is always off: yamux frames are not worth compressing per message.
+ */
+export interface WebSocketCarrierOptions extends tls.SecureContextOptions {
+  /** Extra request headers, e.g. `Authorization`. */
+  headers?: Record<string, string>;
+  /** Give up on the opening handshake after this many ms. */
+  handshakeTimeout?: number;
+  /** Verify the server's certificate (default true). */
+  rejectUnauthorized?: boolean;
+  /** TLS server name (SNI). */
+  servername?: string;
+  /** The agent for the upgrade request, e.g. one that goes through a proxy. */
+  agent?: http.Agent;
+  /** The largest message accepted, in bytes (`ws`'s default: 100 MiB). */
+  maxPayload?: number;
+  /** The `Origin` header. */
+  origin?: string;
+}
+
+// `ws` is loaded on first use, so importing the yamux transport (or an agent over TCP) does not pay for it.
+let wsModule: typeof Ws | undefined;
+const loadWs = (): typeof Ws => (wsModule ??= createRequire(import.meta.url)('ws') as typeof Ws);
+
+/** Connect over a WebSocket (`ws://` or `wss://`; `options` as for the `ws` client, e.g. `ca`, `headers`). */
+export function webSocketCarrier(url: string | URL, options: WebSocketCarrierOptions = {}): CarrierConnect {
   return ({ signal }) =>
     new Promise<Duplex>((resolve, reject) => {
-      const ws = new WebSocket(url, { ...options, perMessageDeflate: false });
+      const ws = new (loadWs().WebSocket)(url, { ...options, perMessageDeflate: false });
       const done = (): void => {
         ws.off('open', onOpen);
         ws.off('error', onError);
@@ -94,8 +139,8 @@ export function webSocketCarrier(url: string | URL, options: ClientOptions = {})
 }
 
 /** A byte stream over an open WebSocket (binary messages), with the peer's address for logs. */
-export function webSocketDuplex(ws: WebSocket, remoteAddress?: string): Duplex {
-  const stream = createWebSocketStream(ws);
+export function webSocketDuplex(ws: WsWebSocket, remoteAddress?: string): Duplex {
+  const stream = loadWs().createWebSocketStream(ws as Ws.WebSocket);
   const sock = (ws as unknown as { _socket?: net.Socket })._socket;
   const addr = remoteAddress ?? (sock?.remoteAddress ? `${sock.remoteAddress}:${sock.remotePort}` : undefined);
   if (addr) Object.defineProperty(stream, 'remoteAddress', { value: addr.replace(/:\d+$/, '') });

@@ -10,4 +10,4 @@ export { DelimitedMessageDecoder, delimitedPrefix } from './delimited.js';
 export { acceptYamuxTunnel, yamuxAgentConnector, HANDSHAKE_VERSION as YAMUX_HANDSHAKE_VERSION } from './tunnel.js';
 export type { YamuxTunnelOptions, YamuxAgentConnectorOptions } from './tunnel.js';
 export { tcpCarrier, tlsCarrier, webSocketCarrier, webSocketDuplex, createYamuxServer, serveYamuxCarrier } from './carriers.js';
-export type { CarrierConnect, YamuxServerOptions } from './carriers.js';
+export type { CarrierConnect, WebSocketCarrierOptions, WsWebSocket, YamuxServerOptions } from './carriers.js';
