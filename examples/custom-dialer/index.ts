@@ -6,7 +6,7 @@
  */
 import { Duplex } from 'node:stream';
 import { once } from 'node:events';
-import { Agent, ProxyServer, memoryConnector, tcpDialer, type Dialer } from '../../src/index.js';
+import { Agent, ProxyServer, memoryConnector, tcpDialer, type Dialer } from 'konnectivity-ts';
 
 /** An in-process service: answers each write with the time and what was written. */
 function clockService(): Duplex {

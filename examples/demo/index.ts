@@ -17,7 +17,7 @@ import {
   dialOverStream,
   grpcAgentConnector,
   openProxyStream,
-} from '../../src/index.js';
+} from 'konnectivity-ts';
 
 const MIB = 1024 * 1024;
 const bulkMiB = Number(process.env['DEMO_MIB'] ?? 64);

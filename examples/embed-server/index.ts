@@ -8,7 +8,7 @@ import net from 'node:net';
 import http from 'node:http';
 import { once } from 'node:events';
 import { pipeline } from 'node:stream/promises';
-import { Agent, ProxyServer, createGrpcServer, grpcAgentConnector } from '../../src/index.js';
+import { Agent, ProxyServer, createGrpcServer, grpcAgentConnector } from 'konnectivity-ts';
 
 // The target, reachable from the agent's side.
 const target = http.createServer((_req, res) => res.end('served from behind the tunnel\n'));

@@ -14,7 +14,7 @@ import {
   dialOverStream,
   grpcAgentConnector,
   openProxyStream,
-} from '../../src/index.js';
+} from 'konnectivity-ts';
 
 // A TCP target that answers each line in upper case.
 const target = net.createServer((socket) => {

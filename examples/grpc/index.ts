@@ -17,7 +17,7 @@ import {
   ProxyServer,
   createGrpcServer,
   grpcAgentConnector,
-} from '../../src/index.js';
+} from 'konnectivity-ts';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'konnectivity-grpc-example-'));
 const openssl = (...args: string[]): void => void execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });

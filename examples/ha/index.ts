@@ -14,7 +14,7 @@ import {
   createGrpcServer,
   grpcAgentConnector,
   type GrpcServer,
-} from '../../src/index.js';
+} from 'konnectivity-ts';
 
 // A target that says hello and hangs up.
 const target = net.createServer((socket) => socket.end('hello through the tunnel'));

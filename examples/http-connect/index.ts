@@ -16,7 +16,7 @@ import {
   createTunnelAgent,
   memoryConnector,
   type HttpConnectError,
-} from '../../src/index.js';
+} from 'konnectivity-ts';
 
 // The endpoint: a web server behind the agent.
 const web = http.createServer((req, res) => res.end(`hello from behind the tunnel, you asked for ${req.url}`));

@@ -7,7 +7,7 @@
 import http from 'node:http';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
-import { Agent, ProxyServer, createGrpcServer, createHttpConnectFrontend, grpcAgentConnector } from '../../src/index.js';
+import { Agent, ProxyServer, createGrpcServer, createHttpConnectFrontend, grpcAgentConnector } from 'konnectivity-ts';
 
 // 1. The target: an HTTP server only the agent's side of the network would normally reach.
 const target = http.createServer((req, res) => res.end(`hello from the target, you asked for ${req.url}\n`));

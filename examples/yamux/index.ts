@@ -9,8 +9,8 @@ import http from 'node:http';
 import net from 'node:net';
 import { once } from 'node:events';
 import { WebSocketServer } from 'ws';
-import { Agent, ProxyServer } from '../../src/index.js';
-import { serveYamuxCarrier, webSocketCarrier, webSocketDuplex, yamuxAgentConnector } from '../../src/transport/yamux/index.js';
+import { Agent, ProxyServer } from 'konnectivity-ts';
+import { serveYamuxCarrier, webSocketCarrier, webSocketDuplex, yamuxAgentConnector } from 'konnectivity-ts/transport/yamux';
 
 // A target behind the agent: answers every line in upper case.
 const target = net.createServer((s) => s.on('data', (d: Buffer) => s.write(d.toString().toUpperCase())));

@@ -1,5 +1,6 @@
+/**
+ * The PacketStream contract every transport implements. The adapters have entry points of their own
+ * (`transport/grpc`, `transport/yamux`, `transport/memory`), so importing the contract loads none of them.
+ */
 export * from './packet-stream.js';
 export { StickyDecoder, DEFAULT_MAX_MESSAGE_BYTES, type FramerOptions } from './framing.js';
-export * from './memory/index.js';
-export * from './yamux/index.js';
-export * from './grpc/index.js';

@@ -1,43 +1,111 @@
 /**
- * The built package works for both kinds of consumer. One tsup build (the project's own tsup.config.ts) into a temp
- * package that has the project's package.json, then child processes that load it by name, the way users do:
- * ESM `import`, CJS `require`, and TypeScript type resolution through the `exports` map.
+ * The package as users get it. One tsup build (the project's own tsup.config.ts) into a temp package, `npm pack`,
+ * and the tarball installed into a temp consumer project with `npm ci --offline`: its lockfile is derived from ours,
+ * so the dependencies come from the npm cache that our own `npm ci` filled, and no network is needed. Then the
+ * consumer uses the package by name, the way users do: every entry point with ESM `import` and CJS `require`,
+ * TypeScript consumers of both kinds type-checked with `--strict` and nothing but `@types/node` beside the package,
+ * and a server, an agent and a target run end to end through the subpaths.
  */
 import { execFile } from 'node:child_process';
-import {
-  copyFileSync,
-  cpSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const run = promisify(execFile);
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const NAME = 'konnectivity-ts';
-/** Names every build must expose, from both entry points. */
-const REQUIRED = ['encodePacket', 'decodePacket', 'createMemoryPair', 'KonnectivityError'];
+
+interface Manifest {
+  name: string;
+  version: string;
+  main: string;
+  module?: string;
+  types: string;
+  bin?: string | Record<string, string>;
+  files: string[];
+  exports: Record<string, string | Record<string, Record<string, string>>>;
+  typesVersions?: Record<string, Record<string, string[]>>;
+  dependencies: Record<string, string>;
+  devDependencies: Record<string, string>;
+}
+const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as Manifest;
+/** The entry points: `.` and the subpaths (`./client`, `./transport/grpc`, ...). */
+const ENTRY_POINTS = Object.keys(manifest.exports).filter((k) => k !== './package.json');
+/** How a consumer names an entry point: `konnectivity-ts`, `konnectivity-ts/client`, ... */
+const specifier = (entry: string): string => NAME + entry.slice(1);
+const SUBPATHS = ENTRY_POINTS.filter((e) => e !== '.');
+/** Third-party packages that only some entry points may load (what a bare import costs is mostly these). */
+const HEAVY = ['ws', 'yaml', 'prom-client'];
 
 let temp: string;
-/** The temp package: the project's package.json, its dist/, and the project's node_modules for dependencies. */
+/** The temp package: what package.json's "files" names, and a fresh dist/. */
 let pkg: string;
-/** A consumer project with node_modules/konnectivity-ts linked to the temp package. */
+/** The consumer project, with the tarball installed. */
 let consumer: string;
+/** What `npm pack` put in the tarball. */
+let packed: string[];
 
 /** Run `node file` in the consumer and parse the JSON it prints. */
 async function node<T>(file: string, source: string): Promise<T> {
   writeFileSync(join(consumer, file), source);
-  const { stdout } = await run(process.execPath, [file], { cwd: consumer, timeout: 20_000 });
+  const { stdout } = await run(process.execPath, [file], { cwd: consumer, timeout: 30_000 });
   return JSON.parse(stdout) as T;
+}
+
+/** The same probe as ESM and as CJS: `body` sees `load(specifier)` and prints with `out(value)`. */
+async function both<T>(name: string, body: string): Promise<{ esm: T; cjs: T }> {
+  const esm = await node<T>(
+    `${name}.mjs`,
+    `import { createRequire } from 'node:module';\nconst require = createRequire(import.meta.url);\nconst load = (s, o) => import(s, o);\nconst out = (v) => console.log(JSON.stringify(v));\n${body}\n`,
+  );
+  const cjs = await node<T>(
+    `${name}.cjs`,
+    `const load = async (s) => require(s);\nconst out = (v) => console.log(JSON.stringify(v));\n(async () => {\n${body}\n})();\n`,
+  );
+  return { esm, cjs };
+}
+
+/**
+ * package.json and package-lock.json of a consumer that depends on the tarball (and on `devDependencies` of ours,
+ * e.g. @types/node), locked to the versions our lockfile has: the closure of those dependencies, copied entry by
+ * entry at the same tree paths.
+ */
+function writeConsumerProject(dir: string, tarball: string, devDependencies: string[]): void {
+  type Entry = { dependencies?: Record<string, string>; dev?: boolean; devOptional?: boolean; peer?: boolean } & Record<string, unknown>;
+  const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, Entry> };
+  // Where Node would find `name` from the package at tree path `from`: its own node_modules, then its parents'.
+  const locate = (from: string, name: string): string => {
+    for (let at = from; ; at = at.includes('/node_modules/') ? at.slice(0, at.lastIndexOf('/node_modules/')) : '') {
+      const key = `${at ? `${at}/` : ''}node_modules/${name}`;
+      if (lock.packages[key]) return key;
+      if (!at) throw new Error(`package-lock.json has no ${name} for ${from || 'the root'}`);
+    }
+  };
+  const packages: Record<string, Entry> = {};
+  const add = (key: string, dev: boolean): void => {
+    if (packages[key] && (dev || !packages[key].dev)) return;
+    const { dev: _d, devOptional: _o, peer: _p, ...entry } = lock.packages[key]!;
+    packages[key] = dev ? { ...entry, dev: true } : entry;
+    for (const dep of Object.keys(entry.dependencies ?? {})) add(locate(key, dep), dev);
+  };
+  for (const dep of Object.keys(manifest.dependencies)) add(locate('', dep), false);
+  for (const dep of devDependencies) add(locate('', dep), true);
+  const dependencies = { [NAME]: `file:${tarball}` };
+  const dev = Object.fromEntries(devDependencies.map((d) => [d, manifest.devDependencies[d]!]));
+  const project = { name: 'consumer', version: '1.0.0', private: true, dependencies, devDependencies: dev };
+  const self = { version: manifest.version, resolved: `file:${tarball}`, dependencies: manifest.dependencies };
+  const lockfile = {
+    name: 'consumer',
+    version: '1.0.0',
+    lockfileVersion: 3,
+    requires: true,
+    packages: { '': { name: 'consumer', version: '1.0.0', dependencies, devDependencies: dev }, [`node_modules/${NAME}`]: self, ...packages },
+  };
+  writeFileSync(join(dir, 'package.json'), JSON.stringify(project, null, 2));
+  writeFileSync(join(dir, 'package-lock.json'), JSON.stringify(lockfile, null, 2));
 }
 
 beforeAll(async () => {
@@ -45,145 +113,284 @@ beforeAll(async () => {
   pkg = join(temp, 'pkg');
   consumer = join(temp, 'consumer');
   mkdirSync(pkg);
-  mkdirSync(join(consumer, 'node_modules'), { recursive: true });
-  // What package.json's "files" names, so `npm pack` sees the tree a publish would.
-  for (const file of ['package.json', 'README.md', 'CHANGELOG.md']) copyFileSync(join(ROOT, file), join(pkg, file));
-  cpSync(join(ROOT, 'proto'), join(pkg, 'proto'), { recursive: true });
-  symlinkSync(join(ROOT, 'node_modules'), join(pkg, 'node_modules'), 'dir');
-  symlinkSync(pkg, join(consumer, 'node_modules', NAME), 'dir');
-  writeFileSync(join(consumer, 'package.json'), JSON.stringify({ name: 'consumer', private: true }));
+  mkdirSync(consumer);
+  for (const file of manifest.files) {
+    if (file !== 'dist') cpSync(join(ROOT, file), join(pkg, file), { recursive: true });
+  }
+  copyFileSync(join(ROOT, 'package.json'), join(pkg, 'package.json'));
   // Build with the project's config, but into the temp package so the working tree's dist/ is never touched.
-  await run(join(ROOT, 'node_modules', '.bin', 'tsup'), ['--out-dir', join(pkg, 'dist')], {
-    cwd: ROOT,
-    timeout: 120_000,
-  });
-}, 150_000);
+  await run(join(ROOT, 'node_modules', '.bin', 'tsup'), ['--out-dir', join(pkg, 'dist')], { cwd: ROOT, timeout: 180_000 });
+  const { stdout } = await run('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', temp], { cwd: pkg, timeout: 60_000 });
+  const [info] = JSON.parse(stdout) as Array<{ filename: string; files: Array<{ path: string }> }>;
+  packed = info!.files.map((f) => f.path);
+  writeConsumerProject(consumer, join(temp, info!.filename), ['@types/node']);
+  await run('npm', ['ci', '--offline', '--ignore-scripts', '--no-audit', '--no-fund'], { cwd: consumer, timeout: 120_000 });
+}, 300_000);
 
 afterAll(() => {
   if (temp) rmSync(temp, { recursive: true, force: true });
 });
 
-describe('the built package', () => {
-  it('emits ESM, CJS and type declarations for both', () => {
-    for (const file of ['index.js', 'index.cjs', 'index.d.ts', 'index.d.cts']) {
-      expect(existsSync(join(pkg, 'dist', file)), `dist/${file}`).toBe(true);
+/** The entry points the layout calls for: the root, each folder of src/ but cli/, and each transport adapter. */
+function layoutEntryPoints(): string[] {
+  const folders = (dir: string): string[] =>
+    readdirSync(join(ROOT, 'src', dir), { withFileTypes: true })
+      .filter((d) => d.isDirectory() && existsSync(join(ROOT, 'src', dir, d.name, 'index.ts')))
+      .map((d) => (dir ? `${dir}/${d.name}` : d.name));
+  return ['.', ...[...folders(''), ...folders('transport')].filter((f) => f !== 'cli').map((f) => `./${f}`)];
+}
+
+describe('package.json', () => {
+  it('has one entry point per folder of src/ and per transport, ESM and CJS, types first in every condition', () => {
+    expect([...ENTRY_POINTS].sort()).toEqual(layoutEntryPoints().sort());
+    for (const entry of ENTRY_POINTS) {
+      const conditions = manifest.exports[entry] as Record<string, Record<string, string>>;
+      expect(Object.keys(conditions), entry).toEqual(['import', 'require']);
+      for (const kind of ['import', 'require'] as const) {
+        expect(Object.keys(conditions[kind]!), `exports["${entry}"].${kind}`).toEqual(['types', 'default']);
+      }
     }
-    expect(readFileSync(join(pkg, 'dist', 'index.d.ts'), 'utf8')).toMatch(/KonnectivityError/);
   });
 
-  it('package.json points at files the build emits, types first in every condition', () => {
-    const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
-      main: string;
-      module?: string;
-      types: string;
-      bin?: string | Record<string, string>;
-      exports: Record<string, unknown>;
-    };
-    for (const field of [manifest.main, manifest.module, manifest.types]) {
-      if (field) expect(existsSync(join(pkg, field)), field).toBe(true);
+  it('points TypeScript without "exports" support (moduleResolution node10) at each subpath\'s types', () => {
+    const mapped = manifest.typesVersions?.['*'] ?? {};
+    for (const entry of SUBPATHS) {
+      const types = (manifest.exports[entry] as Record<string, Record<string, string>>).import!.types!;
+      expect(mapped[entry.slice(2)], entry).toEqual([types]);
     }
-    // Command-line entry points, when the package declares them, must be built and start with a shebang.
+  });
+
+  it('needs no gRPC library at run time (grpc-js is a test peer only)', () => {
+    expect(Object.keys(manifest.dependencies)).not.toContain('@grpc/grpc-js');
+  });
+});
+
+describe('the packed tarball', () => {
+  it('holds every entry point\'s ESM, CJS and types, the command-line programs, the proto schema and the docs', () => {
+    const targets = ENTRY_POINTS.flatMap((e) => Object.values(manifest.exports[e] as Record<string, Record<string, string>>).flatMap(Object.values));
     const bins = typeof manifest.bin === 'string' ? [manifest.bin] : Object.values(manifest.bin ?? {});
-    for (const bin of bins) {
-      expect(existsSync(join(pkg, bin)), `bin ${bin}`).toBe(true);
-      expect(readFileSync(join(pkg, bin), 'utf8').startsWith('#!'), `bin ${bin} starts with #!`).toBe(true);
+    const fields = [manifest.main, manifest.module, manifest.types].filter((f): f is string => !!f);
+    for (const file of [...targets, ...bins, ...fields, 'proto/konnectivity.proto', 'README.md', 'CHANGELOG.md', 'package.json']) {
+      expect(packed, file).toContain(file.replace(/^\.\//, ''));
     }
-    const root = manifest.exports['.'] as Record<string, Record<string, string>>;
-    for (const condition of ['import', 'require'] as const) {
-      const entry = root[condition]!;
-      expect(Object.keys(entry)[0], `exports["."].${condition}: types must come first`).toBe('types');
-      for (const target of Object.values(entry)) expect(existsSync(join(pkg, target)), target).toBe(true);
-    }
+    for (const bin of bins) expect(readFileSync(join(pkg, bin), 'utf8').startsWith('#!'), `bin ${bin} starts with #!`).toBe(true);
+    expect(packed.filter((f) => /^(src|test|examples|bench)\//.test(f))).toEqual([]);
   });
 
-  it('npm pack ships the builds, their types, the proto schema and the docs', async () => {
-    const args = ['pack', '--dry-run', '--json', '--ignore-scripts'];
-    const { stdout } = await run('npm', args, { cwd: pkg, timeout: 30_000 });
-    const files = (JSON.parse(stdout) as Array<{ files: Array<{ path: string }> }>)[0]!.files.map((f) => f.path);
-    const wanted = ['index.js', 'index.cjs', 'index.d.ts', 'index.d.cts'].map((f) => `dist/${f}`);
-    for (const file of [...wanted, 'proto/konnectivity.proto', 'README.md', 'CHANGELOG.md']) {
-      expect(files, file).toContain(file);
-    }
+  it('publishes no @internal members and no third-party types the consumer must install (ws)', () => {
+    const dts = packed.filter((f) => /\.d\.c?ts$/.test(f)).map((f) => readFileSync(join(pkg, f), 'utf8'));
+    expect(dts.length).toBeGreaterThan(ENTRY_POINTS.length);
+    const all = dts.join('\n');
+    expect(all).not.toMatch(/@internal/);
+    // Bare imports of the declarations: node built-ins and the dependencies that ship their own types.
+    const imported = new Set([...all.matchAll(/from '([^'.][^']*)'/g)].map((m) => m[1]!));
+    const allowed = (s: string): boolean => s.startsWith('node:') || ['eventemitter3', 'prom-client'].includes(s);
+    expect([...imported].filter((s) => !allowed(s))).toEqual([]);
   });
 
-  it('loads with ESM import and CJS require by package name, with the same exports', async () => {
-    // The same probe for both module systems; only the line that loads the package differs.
-    const probe = (load: string): string => `${load}
-const back = k.decodePacket(k.encodePacket(k.dataPacket(7n, new Uint8Array([1, 2, 3]))));
-const err = new k.KonnectivityError(k.ErrorCode.PROTOCOL, 'x');
-const [a, b] = k.createMemoryPair();
-a.destroy();
-b.destroy();
-console.log(JSON.stringify({
-  keys: Object.keys(k),
-  roundTrip: String(back.data.connectID) + ':' + [...back.data.data].join(','),
-  code: err instanceof Error ? err.code : 'not an Error',
-}));
-`;
-    type Probe = { keys: string[]; roundTrip: string; code: string };
-    const esm = await node<Probe>('esm.mjs', probe(`import * as k from '${NAME}';`));
-    const cjs = await node<Probe>('cjs.cjs', probe(`const k = require('${NAME}');`));
-    for (const result of [esm, cjs]) {
-      for (const name of REQUIRED) expect(result.keys).toContain(name);
-      expect(result.roundTrip).toBe('7:1,2,3');
-      expect(result.code).toBe('ERR_PROTOCOL');
+  it('installs into a project with its runtime dependencies only', () => {
+    const installed = join(consumer, 'node_modules');
+    expect(existsSync(join(installed, NAME, 'dist', 'index.js'))).toBe(true);
+    for (const dep of Object.keys(manifest.dependencies)) expect(existsSync(join(installed, dep)), dep).toBe(true);
+    for (const absent of ['@grpc/grpc-js', '@types/ws', 'protobufjs', 'typescript']) {
+      expect(existsSync(join(installed, absent)), absent).toBe(false);
     }
-    expect([...cjs.keys].sort()).toEqual([...esm.keys].sort());
   });
+});
 
-  it('exposes only the exports map: deep imports are refused, package.json is allowed', async () => {
-    const result = await node<{ deep: string; manifest: string }>(
-      'deep.cjs',
-      `let deep = 'loaded';
-try { require('${NAME}/dist/index.cjs'); } catch (e) { deep = e.code; }
-console.log(JSON.stringify({ deep, manifest: require('${NAME}/package.json').name }));
-`,
+describe('the installed package, by name', () => {
+  it('loads every entry point with import and require, the same names both ways; the root has every name', async () => {
+    const { esm, cjs } = await both<Record<string, string[]>>(
+      'names',
+      `const names = {};
+for (const entry of ${JSON.stringify(ENTRY_POINTS)}) names[entry] = Object.keys(await load('${NAME}' + entry.slice(1))).sort();
+out(names);`,
     );
-    expect(result.deep).toBe('ERR_PACKAGE_PATH_NOT_EXPORTED');
-    expect(result.manifest).toBe(NAME);
+    expect(cjs).toEqual(esm);
+    const root = esm['.']!;
+    for (const name of ['encodePacket', 'decodePacket', 'createMemoryPair', 'KonnectivityError', 'ProxyServer', 'Agent']) {
+      expect(root).toContain(name);
+    }
+    // The root re-exports every folder's barrel and adds nothing.
+    const union = new Set(SUBPATHS.flatMap((e) => esm[e]!));
+    expect(root).toEqual([...union].sort());
+    for (const entry of SUBPATHS) expect(esm[entry]!.length, entry).toBeGreaterThan(0);
   });
 
-  it('resolves types by package name for ESM and CJS TypeScript consumers', async () => {
-    const use = `
-const e: KonnectivityError = new KonnectivityError(ErrorCode.PROTOCOL, 'x');
-const bytes: Uint8Array = encodePacket(dataPacket(1n, new Uint8Array(1)));
-const p: Packet = decodePacket(bytes);
+  it('holds one copy of each class and function whichever entry point it comes from, in ESM and in CJS', async () => {
+    const { esm, cjs } = await both<{ notSame: string[]; noAgent: [string, boolean, boolean]; closed: [string, boolean] }>(
+      'identity',
+      `const root = await load('${NAME}');
+const notSame = [];
+for (const entry of ${JSON.stringify(SUBPATHS)}) {
+  const mod = await load('${NAME}' + entry.slice(1));
+  for (const [name, value] of Object.entries(mod)) if (root[name] !== value) notSame.push(entry + ':' + name);
+}
+const { KonnectivityError } = await load('${NAME}/protocol');
+const { ProxyServer } = await load('${NAME}/server');
+const { dialOverStream } = await load('${NAME}/client');
+const { createMemoryPair } = await load('${NAME}/transport/memory');
+const server = new ProxyServer({ serverID: 's' });
+const e1 = await server.dial('127.0.0.1:9').catch((e) => e);
+const [a, b] = createMemoryPair();
+b.destroy();
+const e2 = await dialOverStream(a, '127.0.0.1:9').catch((e) => e);
+await server.close();
+out({
+  notSame,
+  noAgent: [e1.code, e1 instanceof KonnectivityError, e1 instanceof root.KonnectivityError],
+  closed: [e2.code, e2 instanceof KonnectivityError],
+});`,
+    );
+    for (const result of [esm, cjs]) {
+      expect(result.notSame).toEqual([]);
+      expect(result.noAgent).toEqual(['ERR_NO_AGENT', true, true]);
+      expect(result.closed).toEqual(['ERR_TUNNEL_CLOSED', true]);
+    }
+  });
+
+  it(`a bare import of a subpath loads none of ${HEAVY.join(', ')} (the root and ops may); ws loads when a WebSocket carrier is used`, async () => {
+    const { esm, cjs } = await both<{ loaded: Record<string, string[]>; ws: string[] }>(
+      'cost',
+      `const { execFileSync } = await load('node:child_process');
+// A fresh process per entry point: what a bare import of it loads from node_modules.
+const probe = (s) => \`import('\${s}').then(() => console.log(JSON.stringify(Object.keys(require.cache))))\`;
+const loaded = {};
+for (const entry of ${JSON.stringify(ENTRY_POINTS)}) {
+  const files = JSON.parse(execFileSync(process.execPath, ['-e', probe('${NAME}' + entry.slice(1))], { encoding: 'utf8' }));
+  loaded[entry] = ${JSON.stringify(HEAVY)}.filter((p) => files.some((f) => f.includes('/node_modules/' + p + '/')));
+}
+const { webSocketCarrier } = await load('${NAME}/transport/yamux');
+const err = await webSocketCarrier('ws://127.0.0.1:1')({ signal: new AbortController().signal }).catch((e) => e);
+const ws = Object.keys(require.cache).some((f) => f.includes('/node_modules/ws/')) ? ['ws loaded'] : [];
+out({ loaded, ws: [...ws, err.code, err.message] });`,
+    );
+    for (const result of [esm, cjs]) {
+      for (const entry of SUBPATHS.filter((e) => e !== './ops')) expect(result.loaded[entry], entry).toEqual([]);
+      expect(result.loaded['./ops']).toEqual(['prom-client']);
+      expect(result.ws).toEqual(['ws loaded', 'ERR_TUNNEL_CLOSED', expect.stringMatching(/^yamux: WebSocket connect failed: .*ECONNREFUSED/)]);
+    }
+  });
+
+  it('refuses deep imports (only the exports map), allows package.json', async () => {
+    const { esm, cjs } = await both<{ deep: string; manifest: string }>(
+      'deep',
+      `let deep = 'loaded';
+try { await load('${NAME}/dist/index.cjs'); } catch (e) { deep = e.code; }
+const json = await load('${NAME}/package.json', { with: { type: 'json' } });
+out({ deep, manifest: (json.default ?? json).name });`,
+    );
+    for (const result of [esm, cjs]) expect(result).toEqual({ deep: 'ERR_PACKAGE_PATH_NOT_EXPORTED', manifest: NAME });
+  });
+
+  it('type-checks ESM (.mts) and CJS (.cts) consumers with --strict, with @types/node alone beside it', async () => {
+    // Every entry point, and types that must be one and the same whichever entry point names them (a class with
+    // private members is nominal: two copies of its declaration would not be assignable to each other).
+    const use = `import { ErrorCode, KonnectivityError, dataPacket, decodePacket, encodePacket, type Packet } from '${NAME}/protocol';
+import type { PacketStream, TunnelConnector } from '${NAME}/transport';
+import { createMemoryPair, memoryConnector } from '${NAME}/transport/memory';
+import { createGrpcServer, grpcAgentConnector, type GrpcServer } from '${NAME}/transport/grpc';
+import { tcpCarrier, webSocketCarrier, yamuxAgentConnector, type WebSocketCarrierOptions } from '${NAME}/transport/yamux';
+import { TunnelSocket } from '${NAME}/tunnel';
+import { ProxyServer, createHttpConnectFrontend } from '${NAME}/server';
+import { Agent, AgentClientSet } from '${NAME}/agent';
+import { GrpcProxyClient, dialOverStream } from '${NAME}/client';
+import { instrumentServer } from '${NAME}/ops';
+import * as root from '${NAME}';
+
+const e: KonnectivityError = new root.KonnectivityError(ErrorCode.PROTOCOL, 'x');
+const p: Packet = decodePacket(encodePacket(dataPacket(1n, new Uint8Array(1))));
 const pair: [PacketStream, PacketStream] = createMemoryPair();
-export { e, p, pair };
+const server: root.ProxyServer = new ProxyServer({ serverID: 's' });
+const agent: Agent = new root.Agent({ agentID: 'a' });
+const connector: TunnelConnector = memoryConnector((incoming) => void server.acceptAgent(incoming));
+const wsOptions: WebSocketCarrierOptions = { headers: { authorization: 'Bearer x' }, ca: 'PEM', handshakeTimeout: 1000 };
+const carriers = [tcpCarrier({ port: 1 }), webSocketCarrier('ws://127.0.0.1:1', wsOptions)];
+async function main(): Promise<void> {
+  await agent.connect(connector);
+  const socket: root.TunnelSocket = await server.dial('127.0.0.1:80');
+  const viaStream: TunnelSocket = await dialOverStream(pair[0], '127.0.0.1:80');
+  const grpc: GrpcServer = await createGrpcServer({ port: 0, agent: (i) => server.acceptAgent(i) });
+  const frontend = createHttpConnectFrontend({ server });
+  const set = new AgentClientSet(agent, { connector: grpcAgentConnector({ address: '127.0.0.1:' + grpc.port }) });
+  const client = new GrpcProxyClient({ address: '127.0.0.1:1' });
+  const yamux = yamuxAgentConnector({ connect: carriers[0]! });
+  instrumentServer(server);
+  socket.end();
+  viaStream.destroy(e);
+  void [frontend, set, client, yamux, p];
+}
+export { main };
 `;
-    const names = [
-      'KonnectivityError',
-      'ErrorCode',
-      'encodePacket',
-      'decodePacket',
-      'dataPacket',
-      'createMemoryPair',
-      'type Packet',
-      'type PacketStream',
-    ].join(', ');
-    writeFileSync(join(consumer, 'esm.mts'), `import { ${names} } from '${NAME}';\n${use}`);
-    writeFileSync(join(consumer, 'cjs.cts'), `import { ${names} } from '${NAME}';\n${use}`);
-    const args = [
-      '--noEmit',
-      '--skipLibCheck',
-      '--strict',
-      '--module',
-      'nodenext',
-      '--moduleResolution',
-      'nodenext',
-      '--target',
-      'es2022',
-      '--types',
-      'node',
-      '--typeRoots',
-      join(ROOT, 'node_modules', '@types'),
-      'esm.mts',
-      'cjs.cts',
-    ];
-    const result = await run(join(ROOT, 'node_modules', '.bin', 'tsc'), args, { cwd: consumer, timeout: 60_000 }).then(
+    writeFileSync(join(consumer, 'esm.mts'), use);
+    writeFileSync(join(consumer, 'cjs.cts'), use);
+    // Old-style CJS projects (module commonjs resolves like node10 and reads no "exports"): typesVersions.
+    writeFileSync(join(consumer, 'node10.ts'), use);
+    const tsc = (args: string[]): Promise<string> =>
+      run(join(ROOT, 'node_modules', '.bin', 'tsc'), ['--noEmit', '--strict', '--target', 'es2022', '--types', 'node', ...args], {
+        cwd: consumer,
+        timeout: 120_000,
+      }).then(
+        () => '',
+        (err: { stdout?: string; message: string }) => err.stdout || err.message,
+      );
+    // No --skipLibCheck: the published declarations are checked too, and must resolve without @types/ws.
+    expect(await tsc(['--module', 'nodenext', '--moduleResolution', 'nodenext', 'esm.mts', 'cjs.cts'])).toBe('');
+    expect(await tsc(['--module', 'commonjs', '--moduleResolution', 'node10', '--esModuleInterop', 'node10.ts'])).toBe('');
+  });
+
+  it('runs the examples as a user who copied them into a project of their own: they type-check and run', async () => {
+    const names = readdirSync(join(ROOT, 'examples'), { withFileTypes: true })
+      .filter((d) => d.isDirectory() && existsSync(join(ROOT, 'examples', d.name, 'index.ts')))
+      .map((d) => d.name);
+    expect(names.length).toBeGreaterThan(0);
+    mkdirSync(join(consumer, 'examples'), { recursive: true });
+    // .mts: they are ES modules (top-level await) and the consumer's package.json has no "type".
+    for (const name of names) copyFileSync(join(ROOT, 'examples', name, 'index.ts'), join(consumer, 'examples', `${name}.mts`));
+    // The yamux example also imports `ws` itself, whose types a user would add (@types/ws) for it.
+    const typed = names.filter((n) => n !== 'yamux').map((n) => `examples/${n}.mts`);
+    const args = ['--noEmit', '--strict', '--target', 'es2022', '--types', 'node', '--module', 'nodenext', '--moduleResolution', 'nodenext'];
+    const result = await run(join(ROOT, 'node_modules', '.bin', 'tsc'), [...args, ...typed], { cwd: consumer, timeout: 120_000 }).then(
       () => '',
       (err: { stdout?: string; message: string }) => err.stdout || err.message,
     );
     expect(result).toBe('');
+    // Run through our tsx, from the consumer: no tsconfig "paths" there, so the names resolve to the installed package.
+    const tsx = pathToFileURL(join(ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
+    for (const name of ['quickstart', 'yamux']) {
+      const { stdout, stderr } = await run(process.execPath, ['--import', tsx, `examples/${name}.mts`], { cwd: consumer, timeout: 60_000 });
+      expect({ name, stderr, done: /done( in [\d.]+ s)?\n$/.test(stdout) }).toEqual({ name, stderr: '', done: true });
+    }
+  });
+
+  it('runs a server, an agent and a target end to end from the subpaths: http.get through server.dial()', async () => {
+    const { esm, cjs } = await both<{ status: number; body: string }>(
+      'e2e',
+      `const http = await load('node:http');
+const { ProxyServer } = await load('${NAME}/server');
+const { Agent } = await load('${NAME}/agent');
+const { memoryConnector } = await load('${NAME}/transport/memory');
+const target = http.createServer((req, res) => res.end('hello from behind the tunnel, you asked for ' + req.url));
+await new Promise((resolve) => target.listen(0, '127.0.0.1', resolve));
+const address = '127.0.0.1:' + target.address().port;
+const server = new ProxyServer({ serverID: 'server-1' });
+const agent = new Agent({ agentID: 'node-1' });
+await agent.connect(memoryConnector((incoming) => void server.acceptAgent(incoming)));
+const got = await new Promise((resolve, reject) => {
+  const createConnection = (_options, callback) => void server.dial(address).then((s) => callback(null, s), callback);
+  http.get('http://' + address + '/through-dial', { agent: false, createConnection }, (res) => {
+    let body = '';
+    res.setEncoding('utf8').on('data', (s) => (body += s)).on('end', () => resolve({ status: res.statusCode, body }));
+  }).on('error', reject);
+});
+await agent.close();
+await server.close();
+await new Promise((resolve) => target.close(resolve));
+out(got);`,
+    );
+    for (const result of [esm, cjs]) {
+      expect(result.status).toBe(200);
+      expect(result.body).toBe('hello from behind the tunnel, you asked for /through-dial');
+    }
   });
 });

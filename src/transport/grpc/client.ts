@@ -133,7 +133,10 @@ export class GrpcConnection extends EventEmitter<GrpcConnectionEvents> {
   private readonly remoteAddress: string;
   private readonly destroySocket: () => void;
 
-  constructor(options: GrpcClientOptions, /** @internal */ resolved?: ResolvedClientOptions) {
+  constructor(options: GrpcClientOptions);
+  /** @internal `resolved`: options already checked (the agent connector resolves them once for every tunnel). */
+  constructor(options: GrpcClientOptions, resolved?: ResolvedClientOptions);
+  constructor(options: GrpcClientOptions, resolved?: ResolvedClientOptions) {
     super();
     const o = resolved ?? resolveClientOptions(options, undefined);
     this.options = o;

@@ -19,7 +19,7 @@ import { abortError } from '../../protocol/abort.js';
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
 import { resolveYamuxOptions, type ResolvedYamuxOptions, type YamuxSessionOptions } from './config.js';
 import { Flag, FrameDecoder, FrameType, GoAwayCode, encodeHeader, type Frame } from './frame.js';
-import { YamuxStream, type StreamOwner } from './stream.js';
+import { YamuxStream } from './stream.js';
 
 export interface YamuxSessionInit extends YamuxSessionOptions {
   /** The client side opens odd-numbered streams, the server side even-numbered ones. */
@@ -48,7 +48,7 @@ function protocolError(message: string): KonnectivityError {
 }
 
 /** A yamux session. See the module comment. */
-export class YamuxSession extends EventEmitter<YamuxSessionEventMap> implements StreamOwner {
+export class YamuxSession extends EventEmitter<YamuxSessionEventMap> {
   readonly options: ResolvedYamuxOptions;
   readonly client: boolean;
   private readonly socket: Duplex;
@@ -242,7 +242,7 @@ export class YamuxSession extends EventEmitter<YamuxSessionEventMap> implements 
     });
   }
 
-  // ---- StreamOwner ----------------------------------------------------------------------------------------------
+  // ---- StreamOwner: what its streams call. @internal, so no `implements` (the published class lacks them) ----
 
   /** @internal */
   markReady(stream: YamuxStream): void {

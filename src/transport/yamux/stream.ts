@@ -49,7 +49,7 @@ export class YamuxStream extends Duplex {
   private acked: boolean;
   private openTimer: NodeJS.Timeout | undefined;
 
-  /** @internal Streams are made by YamuxSession.open() and accept(). */
+  /** Streams are made by YamuxSession.open() and accept(), not by hand. */
   constructor(owner: StreamOwner, id: number, outgoing: boolean) {
     super({
       allowHalfOpen: true,

@@ -365,15 +365,34 @@ describe('src/ architecture', () => {
   });
 
   // The barrels (src/<area>/index.ts) count as public too: they are what src/index.ts re-exports, and an area's
-  // barrel may land in an example before the lead wires it into src/index.ts.
-  it('examples and benchmarks use only the public entry points (src/index.ts and the area barrels)', () => {
-    const users = [...listSources(join(ROOT, 'examples')), ...listSources(join(ROOT, 'bench'))];
+  // barrel may land in a benchmark before the lead wires it into src/index.ts.
+  it('benchmarks use only the public entry points (src/index.ts and the area barrels)', () => {
     const violations: string[] = [];
-    for (const [file, targets] of edgesOf(users, new Set(graph.files))) {
+    for (const [file, targets] of edgesOf(listSources(join(ROOT, 'bench')), new Set(graph.files))) {
       for (const [target] of targets) {
         if (!/^src\/([^/]+\/)*index\.ts$/.test(rel(target))) violations.push(`${rel(file)} imports ${rel(target)}`);
       }
     }
     expect(violations).toEqual([]);
+  });
+
+  // So a reader can paste an example into a project of their own: tsconfig.json "paths" maps the names to src/.
+  it('examples import the package by name, through the entry points package.json exports, never src/', () => {
+    const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { name: string; exports: object };
+    const exported = new Set(Object.keys(manifest.exports).map((k) => manifest.name + k.slice(1)));
+    const violations: string[] = [];
+    let byName = 0;
+    for (const file of listSources(join(ROOT, 'examples'))) {
+      for (const { specifier } of parseImports(readFileSync(file, 'utf8'))) {
+        const ours = specifier === manifest.name || specifier.startsWith(`${manifest.name}/`);
+        if (ours) byName++;
+        if (ours && !exported.has(specifier)) violations.push(`${rel(file)} imports ${specifier}, not an entry point`);
+        if (specifier.startsWith('.') && resolve(dirname(file), specifier).startsWith(SRC + sep)) {
+          violations.push(`${rel(file)} imports ${specifier}`);
+        }
+      }
+    }
+    expect(violations).toEqual([]);
+    expect(byName).toBeGreaterThan(0);
   });
 });
