@@ -1,22 +1,17 @@
+import { readFileSync } from 'node:fs';
 import { defineConfig } from 'tsup';
 
 /**
- * The package's entry points: the root and one per folder of src/ (the subpaths of package.json's "exports"), each
- * built from that folder's barrel. Keep in step with "exports"; test/build/package.test.ts checks both.
+ * The package's entry points, from package.json's "exports": `.` is src/index.ts and `./<folder>` is
+ * src/<folder>/index.ts, built to dist/<folder>/index.{js,cjs,d.ts,d.cts}. A new entry point needs only its
+ * "exports" and "typesVersions" entries there.
  */
-export const ENTRIES = {
-  index: 'src/index.ts',
-  'protocol/index': 'src/protocol/index.ts',
-  'transport/index': 'src/transport/index.ts',
-  'transport/grpc/index': 'src/transport/grpc/index.ts',
-  'transport/yamux/index': 'src/transport/yamux/index.ts',
-  'transport/memory/index': 'src/transport/memory/index.ts',
-  'tunnel/index': 'src/tunnel/index.ts',
-  'server/index': 'src/server/index.ts',
-  'agent/index': 'src/agent/index.ts',
-  'client/index': 'src/client/index.ts',
-  'ops/index': 'src/ops/index.ts',
-};
+const manifest = JSON.parse(readFileSync(new URL('./package.json', import.meta.url), 'utf8')) as { exports: object };
+const ENTRIES = Object.fromEntries(
+  Object.keys(manifest.exports)
+    .filter((path) => path !== './package.json')
+    .map((path) => (path === '.' ? ['index', 'src/index.ts'] : [`${path.slice(2)}/index`, `src/${path.slice(2)}/index.ts`])),
+);
 
 export default defineConfig({
   entry: {

@@ -23,13 +23,6 @@ server.on('error', (err: Error) => console.error('server error:', err));
 const info: { agentPort?: number; httpConnectPort?: number; grpcFrontendPort?: number } = {};
 const closers: Array<() => unknown> = [];
 
-function listenPort(srv: net.Server): Promise<number> {
-  return new Promise((resolve, reject) => {
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => resolve((srv.address() as net.AddressInfo).port));
-  });
-}
-
 if (args.leg === 'memory') {
   // Server and agent in one process: the agent's stream is one end of an in-memory pair, made when the server
   // accepts, so the agent sees the server's response metadata (serverid, servercount, extensions) as over gRPC.
@@ -64,9 +57,10 @@ if (args.leg === 'grpc' || args.frontends.includes('grpc')) {
 }
 
 if (args.leg === 'yamux') {
-  const yamux: net.Server = lib.createYamuxServer({ onTunnel: (incoming: unknown) => void server.acceptAgent(incoming) });
-  info.agentPort = await listenPort(yamux);
-  closers.push(() => yamux.close());
+  const yamux = lib.createYamuxServer({ onTunnel: (incoming: unknown) => void server.acceptAgent(incoming) });
+  await yamux.listen({ host: '127.0.0.1', port: 0 });
+  info.agentPort = (yamux.address() as net.AddressInfo).port;
+  closers.push(() => yamux.destroy());
 }
 
 if (args.frontends.includes('http-connect')) {

@@ -3,7 +3,7 @@
  * {@link AgentTunnel}; the agent holds what they share: its identity and metadata, the dialer, the options, DRAIN,
  * the packet counts and shutdown.
  */
-import { EventEmitter } from 'eventemitter3';
+import { EventEmitter } from 'node:events';
 import { encodeAgentIdentifiers, type AgentIdentifiers } from '../protocol/identifiers.js';
 import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
 import { checkNumber } from '../protocol/options.js';

@@ -13,7 +13,7 @@
  * Kept whole: one state machine, a little over 400 lines, whose parts (the two loops, an attempt, the held tunnels,
  * the probe and the three ways to stop) share one `stop` signal and one `held` map; it reads better in one file.
  */
-import { EventEmitter } from 'eventemitter3';
+import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { abortError } from '../protocol/abort.js';
 import { checkNumber, type NumberRule } from '../protocol/options.js';

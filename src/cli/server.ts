@@ -13,6 +13,7 @@ import { Registry } from 'prom-client';
 import { ProxyServer, inClusterConfig, loadKubeconfig, tokenReviewVerifier } from '../server/index.js';
 import { createGrpcServer, type GrpcServer } from '../transport/grpc/index.js';
 import { createHttpConnectFrontend, type HttpConnectFrontend } from '../server/frontends/http-connect/index.js';
+import type { Listener as LibraryListener } from '../transport/listener.js';
 import type { IncomingPacketStream, PacketStream } from '../transport/packet-stream.js';
 import { adminHandler, listenOps, serverHealthHandler, type OpsServer } from '../ops/health.js';
 import type { Logger } from '../ops/logger.js';
@@ -83,6 +84,13 @@ interface Listener {
   close(graceMs: number): Promise<void>;
 }
 
+/** A listener of the library (gRPC server, yamux server, HTTP-CONNECT frontend) as one of the program's. */
+function named(name: string, listener: LibraryListener): Listener {
+  const a = listener.address();
+  const tcp = typeof a === 'object' && a !== null ? a : undefined;
+  return { name, address: tcp?.address ?? `unix:${String(a)}`, port: tcp?.port ?? 0, close: (graceMs) => listener.close({ graceMs }) };
+}
+
 /** What the listener builders share. */
 interface Context {
   o: ServerOptions;
@@ -95,7 +103,6 @@ interface Context {
 async function startFrontend({ o, proxy, metrics, log }: Context): Promise<Listener> {
   const tls = loadServerTls({ cert: o.serverCert, key: o.serverKey, ca: o.serverCaCert, minVersion: o.tlsMinVersion as SecureVersion });
   if (!o.udsName && !tls) log.warn('frontend on TCP without TLS: anyone who reaches the port can dial through the tunnels (the reference requires --server-cert/--server-key/--server-ca-cert)');
-  const uds = `unix:${o.udsName}`;
   if (o.mode === 'grpc') {
     const onFrontend = (stream: PacketStream): void => {
       metrics.trackGrpcStream('Proxy', stream);
@@ -105,7 +112,7 @@ async function startFrontend({ o, proxy, metrics, log }: Context): Promise<Liste
     const server: GrpcServer = o.udsName
       ? await createGrpcServer({ ...common, socketPath: o.udsName, deleteExistingSocket: o.deleteExistingUdsFile })
       : await listenOnBindAddress(o.serverBindAddress, (host) => createGrpcServer({ ...common, host, port: o.serverPort, ...(tls ? { tls: grpcTls(tls, log) } : {}) }));
-    return { name: 'frontend-grpc', address: o.udsName ? uds : (server.address.host ?? ''), port: server.port, close: (graceMs) => server.close({ graceMs }) };
+    return named('frontend-grpc', server);
   }
   const frontend: HttpConnectFrontend = createHttpConnectFrontend({
     server: proxy,
@@ -124,9 +131,7 @@ async function startFrontend({ o, proxy, metrics, log }: Context): Promise<Liste
   frontend.on('dialFailed', (e) => log.v(2).info('http-connect dial failed', { dialAddress: e.address, status: e.statusCode, err: e.error.message }));
   if (o.udsName) await frontend.listen({ path: o.udsName });
   else await listenOnBindAddress(o.serverBindAddress, (host) => frontend.listen({ host, port: o.serverPort }));
-  const addr = frontend.address();
-  const tcp = addr !== null && typeof addr === 'object' ? addr : undefined;
-  return { name: 'frontend-http-connect', address: tcp?.address ?? uds, port: tcp?.port ?? 0, close: (graceMs) => frontend.close({ graceMs }) };
+  return named('frontend-http-connect', frontend);
 }
 
 /** The agent listener: gRPC `AgentService` or yamux (`--agent-transport`), TLS with the `--cluster-*` files. */
@@ -144,12 +149,12 @@ async function startAgentListener({ o, proxy, metrics, log }: Context): Promise<
         onRefused: (err, remoteAddress) => log.v(2).info('agent tunnel refused', { remoteAddress, err: err.message }),
       }),
     );
-    return { name: 'agent', address: listener.address, port: listener.port, close: (graceMs) => listener.close(graceMs) };
+    return named('agent', listener);
   }
   const server = await listenOnBindAddress(o.agentBindAddress, (host) =>
     createGrpcServer({ host, port: o.agentPort, ...(tls ? { tls: grpcTls(tls, log) } : {}), keepaliveTimeMs: o.keepaliveTimeMs, agent: acceptAgent }),
   );
-  return { name: 'agent', address: server.address.host ?? '', port: server.port, close: (graceMs) => server.close({ graceMs }) };
+  return named('agent', server);
 }
 
 /** An ops HTTP server as a Listener. */

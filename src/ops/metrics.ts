@@ -29,9 +29,9 @@ export const SERVER_DIAL_FAILURE_REASONS = [
 /** Packet counts by direction then packet type name (`DIAL_REQ`, `DATA`, ...), as the engine keeps them. */
 export type PacketCounts = Readonly<Record<string, Readonly<Record<string, number>>>>;
 
-/** Something with Node/eventemitter3-style `on`/`off`. */
+/** Something with Node-style `on`/`off`. */
 export interface MetricsEventSource {
-  // `any` so both typed emitters (eventemitter3, EventEmitter<T>) and plain ones fit.
+  // `any` so typed emitters (EventEmitter<T>) and plain ones both fit.
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   on(event: any, listener: (...args: any[]) => void): unknown;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any

@@ -10,7 +10,7 @@
  * programmatic frontend. HTTP-CONNECT frontends are built on `dial()`.
  */
 import { randomUUID } from 'node:crypto';
-import { EventEmitter } from 'eventemitter3';
+import { EventEmitter } from 'node:events';
 import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
 import { parseAgentIdentifiers } from '../protocol/identifiers.js';
 import { checkNumber } from '../protocol/options.js';

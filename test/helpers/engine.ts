@@ -124,11 +124,3 @@ export function receiveAll(stream: Duplex | net.Socket, total: number): Promise<
     stream.once('error', reject);
   });
 }
-
-/** `events.once` for eventemitter3 emitters (ProxyServer, Agent): resolves with the event's arguments. */
-export function onceEvent<A extends unknown[]>(
-  emitter: { once(event: string, fn: (...args: A) => void): unknown },
-  event: string,
-): Promise<A> {
-  return new Promise((resolve) => emitter.once(event, (...args: A) => resolve(args)));
-}

@@ -4,7 +4,6 @@
  * It listens on TCP (h2c or TLS, optionally mutual TLS) or on a Unix socket.
  */
 import { EventEmitter } from 'node:events';
-import fs from 'node:fs';
 import http2, {
   type Http2SecureServer,
   type Http2Server,
@@ -16,6 +15,7 @@ import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { joinHostPort } from '../../protocol/address.js';
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
+import { bindServer, type Listener, type ListenerCloseOptions, type ListenTarget } from '../listener.js';
 import type { IncomingPacketStream, Metadata, PacketStream } from '../packet-stream.js';
 import { headersFromMetadata, metadataFromRawHeaders } from './headers.js';
 import { startKeepalive } from './keepalive.js';
@@ -51,11 +51,11 @@ export interface GrpcServerTlsOptions {
 
 /** Options of {@link createGrpcServer}. */
 export interface GrpcServerOptions extends GrpcStreamOptions {
-  /** TCP port (0 picks a free one). Ignored when `socketPath` is set. */
+  /** TCP port for `listen()` without a target (0 picks a free one). Ignored when `socketPath` is set. */
   port?: number;
   /** TCP bind address (default `127.0.0.1`). */
   host?: string;
-  /** Listen on this Unix socket path instead of TCP. */
+  /** `listen()` without a target listens on this Unix socket path instead of TCP. */
   socketPath?: string;
   /** Mode of the Unix socket file (default 0o770, like the reference's umask 0007). */
   socketMode?: number;
@@ -86,55 +86,60 @@ export interface GrpcServerEvents {
   refused: [info: { path: string; remoteAddress: string; status: number; message: string }];
 }
 
-/** A listening gRPC server. Create with {@link createGrpcServer}. */
-export class GrpcServer extends EventEmitter<GrpcServerEvents> {
+/**
+ * A gRPC server. `new GrpcServer(options)` checks the options; `listen()` binds (to `socketPath`, else `port` and
+ * `host` of the options, unless given a target). {@link createGrpcServer} does both.
+ */
+export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listener {
   private readonly sessions = new Set<Http2Session>();
-  private readonly streamOptions: ResolvedStreamOptions;
+  private server: Http2Server | Http2SecureServer | undefined;
+  private socketPath: string | undefined;
+  private streamOptions: ResolvedStreamOptions;
+  private readonly maxConcurrentStreams: number;
   private closing: Promise<void> | undefined;
   private destroyed = false;
 
-  /** @internal */
-  constructor(
-    private readonly server: Http2Server | Http2SecureServer,
-    private readonly options: GrpcServerOptions,
-  ) {
+  constructor(private readonly options: GrpcServerOptions) {
     super();
+    // Bad options fail here, not at listen(); the windows are settled at listen(), by the kind of socket.
     this.streamOptions = resolveStreamOptions(options, options.socketPath !== undefined);
-    const keepaliveTimeMs = options.keepaliveTimeMs;
-    const keepaliveTimeoutMs = options.keepaliveTimeoutMs ?? DEFAULT_KEEPALIVE_TIMEOUT_MS;
-    server.on('session', (session: Http2Session) => {
-      this.sessions.add(session);
-      session.on('close', () => this.sessions.delete(session));
-      // A session error is reported to its streams (they close); never let it crash the process.
-      session.on('error', () => {});
-      try {
-        session.setLocalWindowSize(this.streamOptions.windowBytes);
-      } catch {
-        // The session may already be gone.
-      }
-      if (keepaliveTimeMs !== undefined) startKeepalive(session, keepaliveTimeMs, keepaliveTimeoutMs);
-    });
-    (server as Http2Server).on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: unknown) =>
-      this.onStream(stream, headers, rawHeaders as string[]),
-    );
-    // Listen errors reject createGrpcServer(); later ones go to 'error' listeners, if any.
-    server.on('error', (err) => {
-      if (this.listenerCount('error') > 0) this.emit('error', err);
-    });
-    // Unreachable in h2-only servers, but an HTTP/1 probe must not crash us.
-    server.on('unknownProtocol', (socket) => socket.destroy());
+    if (options.socketPath !== undefined && options.tls) throw invalidOption('tls is not supported on a Unix socket');
+    if (options.socketPath === undefined) intOption('port', options.port, 0, 0, 65535);
+    if (options.keepaliveTimeMs !== undefined) intOption('keepaliveTimeMs', options.keepaliveTimeMs, 0, 1, 2 ** 31 - 1);
+    intOption('keepaliveTimeoutMs', options.keepaliveTimeoutMs, 1, 1, 2 ** 31 - 1);
+    this.maxConcurrentStreams = intOption('maxConcurrentStreams', options.maxConcurrentStreams, 0xffffffff, 1, 0xffffffff);
   }
 
-  /** Where the server listens: `{ port, host }` for TCP, `{ socketPath }` for a Unix socket. */
-  get address(): { host: string; port: number; socketPath?: undefined } | { socketPath: string; host?: undefined; port?: undefined } {
-    if (this.options.socketPath !== undefined) return { socketPath: this.options.socketPath };
-    const a = this.server.address() as AddressInfo | null;
-    return { host: a?.address ?? this.options.host ?? '127.0.0.1', port: a?.port ?? 0 };
+  /** Start listening; resolves once bound, rejects with the listen error (EADDRINUSE, EACCES, ...). Once only. */
+  async listen(target: ListenTarget = targetOf(this.options)): Promise<void> {
+    if (this.server || this.closing) {
+      throw invalidOption(`cannot listen: the server is ${this.closing ? 'closed' : 'already listening'}`);
+    }
+    const unix = 'path' in target;
+    if (unix && this.options.tls) throw invalidOption('tls is not supported on a Unix socket');
+    if (!unix) intOption('port', target.port, 0, 0, 65535);
+    this.streamOptions = resolveStreamOptions(this.options, unix);
+    const server = this.createHttp2Server();
+    this.server = server;
+    this.socketPath = unix ? target.path : undefined;
+    try {
+      await bindServer(server, target, this.options);
+    } catch (err) {
+      this.server = undefined;
+      this.socketPath = undefined;
+      throw err;
+    }
   }
 
-  /** The TCP port (0 for a Unix socket). */
+  /** Where the server listens: an AddressInfo for TCP, the path for a Unix socket, null when not listening. */
+  address(): AddressInfo | string | null {
+    return this.server?.address() ?? null;
+  }
+
+  /** The TCP port (0 for a Unix socket or when not listening). */
   get port(): number {
-    return this.address.port ?? 0;
+    const a = this.address();
+    return typeof a === 'object' && a !== null ? a.port : 0;
   }
 
   /** Open HTTP/2 connections. */
@@ -146,18 +151,20 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> {
    * Stop accepting connections, send GOAWAY on every connection so clients open no new calls, wait for the calls
    * in progress up to `graceMs` (default 5000), then destroy what is left. Idempotent.
    */
-  close(options: { graceMs?: number } = {}): Promise<void> {
+  close(options: ListenerCloseOptions = {}): Promise<void> {
     if (this.closing) return this.closing;
     const graceMs = intOption('graceMs', options.graceMs, 5000, 0, 2 ** 31 - 1);
+    const server = this.server;
+    if (!server) return (this.closing = Promise.resolve());
     this.closing = new Promise<void>((resolve) => {
-      this.server.close(() => resolve());
+      server.close(() => resolve());
       for (const s of this.sessions) s.close();
       if (this.sessions.size === 0) return;
       const timer = setTimeout(() => {
         for (const s of this.sessions) s.destroy();
       }, graceMs);
       timer.unref();
-      this.server.once('close', () => clearTimeout(timer));
+      server.once('close', () => clearTimeout(timer));
     });
     return this.closing;
   }
@@ -166,8 +173,54 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> {
   destroy(err?: Error): void {
     if (this.destroyed) return;
     this.destroyed = true;
-    if (!this.closing) this.closing = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const server = this.server;
+    if (!this.closing) this.closing = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
     for (const s of this.sessions) s.destroy(err);
+  }
+
+  private createHttp2Server(): Http2Server | Http2SecureServer {
+    const options = this.options;
+    const windowBytes = this.streamOptions.windowBytes;
+    const common = {
+      settings: { ...http2Settings(windowBytes), maxConcurrentStreams: this.maxConcurrentStreams },
+      maxSessionMemory: maxSessionMemoryMiB(windowBytes),
+      // Our own memory bound is the per-stream high-water mark; node's outstanding-ping/settings limits stay default.
+    };
+    const t = options.tls;
+    const server = t
+      ? http2.createSecureServer({
+          ...common,
+          key: t.key,
+          cert: t.cert,
+          ...(t.ca !== undefined ? { ca: t.ca, requestCert: true, rejectUnauthorized: true } : {}),
+          minVersion: t.minVersion ?? 'TLSv1.2',
+          allowHTTP1: false,
+        })
+      : http2.createServer(common);
+    const keepaliveTimeMs = options.keepaliveTimeMs;
+    const keepaliveTimeoutMs = options.keepaliveTimeoutMs ?? DEFAULT_KEEPALIVE_TIMEOUT_MS;
+    server.on('session', (session: Http2Session) => {
+      this.sessions.add(session);
+      session.on('close', () => this.sessions.delete(session));
+      // A session error is reported to its streams (they close); never let it crash the process.
+      session.on('error', () => {});
+      try {
+        session.setLocalWindowSize(windowBytes);
+      } catch {
+        // The session may already be gone.
+      }
+      if (keepaliveTimeMs !== undefined) startKeepalive(session, keepaliveTimeMs, keepaliveTimeoutMs);
+    });
+    (server as Http2Server).on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: unknown) =>
+      this.onStream(stream, headers, rawHeaders as string[]),
+    );
+    // Listen errors reject listen(); later ones go to 'error' listeners, if any.
+    server.on('error', (err) => {
+      if (this.listenerCount('error') > 0) this.emit('error', err);
+    });
+    // Unreachable in h2-only servers, but an HTTP/1 probe must not crash us.
+    server.on('unknownProtocol', (socket) => socket.destroy());
+    return server;
   }
 
   private onStream(h2: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[]): void {
@@ -253,7 +306,7 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> {
   }
 
   private remoteAddressOf(session: Http2Session | undefined): string {
-    if (this.options.socketPath !== undefined) return `unix:${this.options.socketPath}`;
+    if (this.socketPath !== undefined) return `unix:${this.socketPath}`;
     const s = session?.socket;
     if (!s?.remoteAddress) return 'unknown';
     return joinHostPort(s.remoteAddress, s.remotePort);
@@ -272,62 +325,15 @@ function peerCommonName(session: Http2Session | undefined): string | undefined {
   return Array.isArray(cn) ? cn[0] : cn || undefined;
 }
 
-/** Create a gRPC server and start listening; resolves once it listens. */
+/** Create a gRPC server and start listening (on `socketPath`, else `port` and `host`); resolves once it listens. */
 export async function createGrpcServer(options: GrpcServerOptions): Promise<GrpcServer> {
-  const streamOptions = resolveStreamOptions(options, options.socketPath !== undefined);
-  if (options.socketPath !== undefined && options.tls) throw invalidOption('tls is not supported on a Unix socket');
-  if (options.socketPath === undefined) intOption('port', options.port, 0, 0, 65535);
-  if (options.keepaliveTimeMs !== undefined) intOption('keepaliveTimeMs', options.keepaliveTimeMs, 0, 1, 2 ** 31 - 1);
-  intOption('keepaliveTimeoutMs', options.keepaliveTimeoutMs, 1, 1, 2 ** 31 - 1);
-  const maxConcurrentStreams = intOption('maxConcurrentStreams', options.maxConcurrentStreams, 0xffffffff, 1, 0xffffffff);
-  const settings = { ...http2Settings(streamOptions.windowBytes), maxConcurrentStreams };
-  const common = {
-    settings,
-    maxSessionMemory: maxSessionMemoryMiB(streamOptions.windowBytes),
-    // Our own memory bound is the per-stream high-water mark; node's outstanding-ping/settings limits stay default.
-  };
-  let server: Http2Server | Http2SecureServer;
-  if (options.tls) {
-    const t = options.tls;
-    server = http2.createSecureServer({
-      ...common,
-      key: t.key,
-      cert: t.cert,
-      ...(t.ca !== undefined ? { ca: t.ca, requestCert: true, rejectUnauthorized: true } : {}),
-      minVersion: t.minVersion ?? 'TLSv1.2',
-      allowHTTP1: false,
-    });
-  } else {
-    server = http2.createServer(common);
-  }
-  const grpc = new GrpcServer(server, options);
-  if (options.socketPath !== undefined) {
-    const path = options.socketPath;
-    if (options.deleteExistingSocket ?? true) removeStaleSocket(path);
-    await listen(server, { path });
-    fs.chmodSync(path, options.socketMode ?? 0o770);
-  } else {
-    await listen(server, { port: options.port ?? 0, host: options.host ?? '127.0.0.1' });
-  }
-  return grpc;
+  const server = new GrpcServer(options);
+  await server.listen();
+  return server;
 }
 
-function listen(server: Http2Server | Http2SecureServer, where: { path: string } | { port: number; host: string }): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (err: Error): void => reject(err);
-    server.once('error', onError);
-    server.listen(where, () => {
-      server.off('error', onError);
-      resolve();
-    });
-  });
-}
-
-/** Remove a socket file left by an earlier process; anything that is not a socket is left alone (listen fails). */
-function removeStaleSocket(path: string): void {
-  try {
-    if (fs.lstatSync(path).isSocket()) fs.unlinkSync(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-  }
+/** The listen target the options name: `socketPath`, else `port` (default 0) on `host` (default 127.0.0.1). */
+function targetOf(options: GrpcServerOptions): ListenTarget {
+  if (options.socketPath !== undefined) return { path: options.socketPath };
+  return { port: options.port ?? 0, host: options.host ?? '127.0.0.1' };
 }

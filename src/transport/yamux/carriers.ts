@@ -1,7 +1,6 @@
 /**
  * Carriers for a yamux tunnel: TCP, TLS (mTLS) and WebSocket (`ws`, for proxies and load balancers that only pass
- * HTTP). The agent side gets `connect` functions for `yamuxAgentConnector`; the server side gets a listener that
- * turns every carrier into an IncomingPacketStream.
+ * HTTP), as `connect` functions for `yamuxAgentConnector`. The server side is in server.ts.
  */
 import type http from 'node:http';
 import { createRequire } from 'node:module';
@@ -10,9 +9,6 @@ import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type * as Ws from 'ws';
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
-import type { IncomingPacketStream } from '../packet-stream.js';
-import { resolveYamuxOptions } from './config.js';
-import { acceptYamuxTunnel, type YamuxTunnelOptions } from './tunnel.js';
 
 /** Opens one carrier; `signal` aborts the attempt. */
 export type CarrierConnect = (options: { signal: AbortSignal }) => Promise<Duplex>;
@@ -146,32 +142,4 @@ export function webSocketDuplex(ws: WsWebSocket, remoteAddress?: string): Duplex
   if (addr) Object.defineProperty(stream, 'remoteAddress', { value: addr.replace(/:\d+$/, '') });
   if (sock?.remotePort) Object.defineProperty(stream, 'remotePort', { value: sock.remotePort });
   return stream;
-}
-
-export interface YamuxServerOptions extends YamuxTunnelOptions {
-  /** Every tunnel that finished its handshake, e.g. `(incoming) => void server.acceptAgent(incoming)`. */
-  onTunnel: (incoming: IncomingPacketStream) => void;
-  /** A carrier whose handshake failed (default: ignored; the carrier is closed either way). */
-  onError?: (err: Error) => void;
-  /** Serve TLS with these options (`requestCert` and `ca` for mTLS); plain TCP when absent. */
-  tls?: tls.TlsOptions;
-}
-
-/**
- * A TCP or TLS server whose connections are yamux tunnels. Call `listen()` on it as on any net.Server; `close()`
- * stops accepting (open tunnels live on until their owner closes them).
- */
-export function createYamuxServer(options: YamuxServerOptions): net.Server {
-  // Bad options fail here, not on every connection.
-  resolveYamuxOptions(options.yamux);
-  const onCarrier = (socket: net.Socket): void => {
-    socket.setNoDelay(true);
-    serveYamuxCarrier(socket, options);
-  };
-  return options.tls ? tls.createServer(options.tls, onCarrier) : net.createServer(onCarrier);
-}
-
-/** Run the accept side of a tunnel on one carrier (e.g. a WebSocket from `webSocketDuplex`), reporting to `onTunnel`. */
-export function serveYamuxCarrier(carrier: Duplex, options: YamuxServerOptions): void {
-  acceptYamuxTunnel(carrier, options).then(options.onTunnel, (err: Error) => options.onError?.(err));
 }

@@ -2,7 +2,6 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { once } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { Engine, echoServer, tcpServer } from '../../helpers/engine.js';
-import { onceEvent } from '../../helpers/engine.js';
 import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
 import { ErrorCode, KonnectivityError, isKonnectivityError } from '../../../src/index.js';
 
@@ -41,7 +40,7 @@ describe('agent loss, strategies, drain, events', () => {
     });
     const pending = engine.server.dial('10.9.9.9:80').catch((e: unknown) => e);
     await started;
-    const disconnected = onceEvent(engine.server, 'agentDisconnected');
+    const disconnected = once(engine.server, 'agentDisconnected');
     tunnel.destroy(new Error('network cut'));
     const err = await pending;
     expect(isKonnectivityError(err, ErrorCode.TUNNEL_CLOSED)).toBe(true);
@@ -67,7 +66,7 @@ describe('agent loss, strategies, drain, events', () => {
     }
     expect(new Set(seen)).toEqual(new Set(['node-a']));
     // A host nobody advertises goes to the defaultRoute agent; its dial fails, but the choice shows in the event.
-    const failed = onceEvent(engine.server, 'dialFailed');
+    const failed = once(engine.server, 'dialFailed');
     await engine.server.dial('127.0.0.2:1').catch(() => {});
     await failed;
     expect(seen).toHaveLength(5);
@@ -78,7 +77,7 @@ describe('agent loss, strategies, drain, events', () => {
     engine.defer(() => target.close());
     const a = await engine.agent({ agentID: 'a' });
     await engine.agent({ agentID: 'b' });
-    const draining = onceEvent(engine.server, 'agentDraining');
+    const draining = once(engine.server, 'agentDraining');
     a.agent.drain();
     const [info] = await draining;
     expect(info).toMatchObject({ agentID: 'a', draining: true });
@@ -91,7 +90,7 @@ describe('agent loss, strategies, drain, events', () => {
     }
     expect(new Set(seen)).toEqual(new Set(['b']));
     // With b gone, the draining agent still serves.
-    const gone = onceEvent(engine.server, 'agentDisconnected');
+    const gone = once(engine.server, 'agentDisconnected');
     engine.agents[1]!.destroy();
     await gone;
     const s = await engine.server.dial(target.address);

@@ -2,7 +2,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { once } from 'node:events';
 import { echoServer, tcpServer } from '../../helpers/engine.js';
-import { onceEvent } from '../../helpers/engine.js';
 import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
 import {
   Agent,
@@ -192,7 +191,7 @@ describe('frontend leg (gRPC-style stream) with dialOverStream', () => {
     stream.on('error', () => {});
     stream.write(dialRequest('10.1.1.1:80', 77n));
     await started;
-    const failed = onceEvent(server, 'dialFailed');
+    const failed = once(server, 'dialFailed');
     stream.write(closeDial(77n));
     await aborted;
     const [e] = await failed;

@@ -94,13 +94,13 @@ export function serverListen(kind: Kind): GrpcServerOptions {
 
 /** Client options that reach `server` the way `kind` says. */
 export function clientTarget(server: GrpcServer, kind: Kind): GrpcClientOptions {
-  const a = server.address;
-  if (a.socketPath !== undefined) return { socketPath: a.socketPath };
+  const a = server.address();
+  if (typeof a === 'string') return { socketPath: a };
   if (kind === 'tls') {
     const p = testPki();
-    return { address: `127.0.0.1:${a.port}`, tls: { ca: p.ca, cert: p.clientCert, key: p.clientKey } };
+    return { address: `127.0.0.1:${server.port}`, tls: { ca: p.ca, cert: p.clientCert, key: p.clientKey } };
   }
-  return { address: `127.0.0.1:${a.port}` };
+  return { address: `127.0.0.1:${server.port}` };
 }
 
 /**

@@ -225,7 +225,7 @@ async function grpcBackend(): Promise<Backend> {
 async function yamuxBackend(): Promise<Backend> {
   const server = new ProxyServer();
   const listener = createYamuxServer({ onTunnel: (incoming) => void server.acceptAgent(incoming) });
-  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+  await listener.listen({ port: 0, host: '127.0.0.1' });
   const agent = new Agent({ agentID: 'yamux-agent' });
   const port = (listener.address() as net.AddressInfo).port;
   await agent.connect(yamuxAgentConnector({ connect: tcpCarrier({ host: '127.0.0.1', port }) }));
@@ -234,7 +234,7 @@ async function yamuxBackend(): Promise<Backend> {
     close: async () => {
       agent.destroy();
       server.destroy();
-      await new Promise<void>((resolve) => listener.close(() => resolve()));
+      await listener.close({ graceMs: 0 });
     },
   };
 }

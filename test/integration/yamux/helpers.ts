@@ -64,23 +64,14 @@ export async function listenYamux(kind: CarrierKind, options: YamuxServerOptions
     };
   }
   const server = createYamuxServer(kind === 'tls' ? { ...options, tls: serverTls() } : options);
-  const sockets = new Set<net.Socket>();
-  server.on(kind === 'tls' ? 'secureConnection' : 'connection', (s: net.Socket) => {
-    sockets.add(s);
-    s.once('close', () => sockets.delete(s));
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
+  await server.listen({ port: 0, host: '127.0.0.1' });
   const { port } = server.address() as net.AddressInfo;
   return {
     connect:
       kind === 'tls'
         ? tlsCarrier({ host: '127.0.0.1', port, servername: 'localhost', ...clientTls() })
         : tcpCarrier({ host: '127.0.0.1', port }),
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((r) => server.close(() => r()));
-    },
+    close: () => server.close({ graceMs: 0 }),
   };
 }
 

@@ -7,7 +7,7 @@
  * dials.
  */
 import { EventEmitter } from 'node:events';
-import { chmod, lstat, unlink } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
@@ -17,6 +17,7 @@ import { joinHostPort } from '../../../protocol/address.js';
 import { abortError } from '../../../protocol/abort.js';
 import { ErrorCode, KonnectivityError } from '../../../protocol/errors.js';
 import { noop } from '../../../protocol/noop.js';
+import { bindServer, type Listener, type ListenTarget } from '../../../transport/listener.js';
 import { parseConnectAuthority } from './authority.js';
 import { holdEarlyInput } from './early-input.js';
 import {
@@ -26,7 +27,6 @@ import {
   type HttpConnectDialer,
   type HttpConnectFrontendEventMap,
   type HttpConnectFrontendOptions,
-  type HttpConnectListenTarget,
   type ResolvedHttpConnectOptions,
 } from './options.js';
 import { relay } from './relay.js';
@@ -59,7 +59,7 @@ export function createHttpConnectFrontend(options: HttpConnectFrontendOptions): 
  * `Proxy-Authorization` or the client certificate first (the reference has no such check: mTLS is its only gate);
  * close() and destroy() then cover those tunnels too.
  */
-export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMap> {
+export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMap> implements Listener {
   private readonly dialer: HttpConnectDialer;
   private readonly options: ResolvedHttpConnectOptions;
   private readonly http: http.Server;
@@ -104,21 +104,18 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
   }
 
   /** Start listening. Resolves once bound; rejects with the listen error (EADDRINUSE, EACCES, ...). */
-  async listen(target: HttpConnectListenTarget): Promise<void> {
+  async listen(target: ListenTarget): Promise<void> {
     if (this.state !== 'idle') {
       throw new KonnectivityError(ErrorCode.INVALID_OPTION, `cannot listen: the frontend is ${this.state}`);
     }
     this.state = 'listening';
     try {
-      if ('path' in target) {
-        if (this.options.deleteExistingSocket) await removeStaleSocket(target.path);
-        await this.bind({ path: target.path });
-        this.socketPath = target.path;
-        await chmod(target.path, this.options.socketMode);
-      } else {
-        await this.bind({ port: target.port, host: target.host });
-      }
+      if ('path' in target) this.socketPath = target.path;
+      await bindServer(this.http, target, this.options);
+      // Accept errors come as 'error' on the server; never let one crash the process.
+      this.http.on('error', (err) => this.emit('serverError', err));
     } catch (err) {
+      this.socketPath = undefined;
       this.state = 'idle';
       if (this.http.listening) this.http.close();
       throw err;
@@ -275,19 +272,6 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
     });
   }
 
-  private bind(options: { port?: number; host?: string; path?: string }): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const onError = (err: Error): void => reject(err);
-      this.http.once('error', onError);
-      this.http.listen(options, () => {
-        this.http.off('error', onError);
-        // Accept errors come as 'error' on the server; never let one crash the process.
-        this.http.on('error', (err) => this.emit('serverError', err));
-        resolve();
-      });
-    });
-  }
-
   /** Go's `http.Error`: any method other than CONNECT. */
   private refuseMethod(req: http.IncomingMessage, res: http.ServerResponse): void {
     this.emit(
@@ -348,14 +332,4 @@ function remoteAddressOf(socket: Duplex): string {
 
 function abortReason(signal: AbortSignal): Error {
   return signal.reason instanceof Error ? signal.reason : abortError('the dial was aborted', signal);
-}
-
-/** Remove a leftover socket file (never a regular file: that is more likely a mistake than a stale socket). */
-async function removeStaleSocket(path: string): Promise<void> {
-  try {
-    const info = await lstat(path);
-    if (info.isSocket()) await unlink(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-  }
 }

@@ -6,6 +6,7 @@ import type { Duplex } from 'node:stream';
 import type { TlsOptions } from 'node:tls';
 import { ErrorCode, KonnectivityError } from '../../../protocol/errors.js';
 import { checkNumber } from '../../../protocol/options.js';
+import type { ListenTarget } from '../../../transport/listener.js';
 import type { RelayResult } from './relay.js';
 
 /** What the frontend needs from a server: a dial that resolves with a connected Duplex. */
@@ -47,8 +48,8 @@ export interface HttpConnectFrontendOptions {
   deleteExistingSocket?: boolean;
 }
 
-/** Where to listen: TCP (`port` 0 picks a free one) or a Unix socket path. */
-export type HttpConnectListenTarget = { port: number; host?: string } | { path: string };
+/** Where to listen: {@link ListenTarget} (the name is kept for existing code). */
+export type HttpConnectListenTarget = ListenTarget;
 
 /** Options of {@link HttpConnectFrontend.close}. */
 export interface HttpConnectCloseOptions {

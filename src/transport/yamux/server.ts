@@ -1,0 +1,121 @@
+/**
+ * The server side of yamux tunnels: a TCP, TLS or Unix-socket listener whose every connection (carrier) carries one
+ * tunnel, and the accept side for a carrier from elsewhere (a WebSocket).
+ */
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import tls from 'node:tls';
+import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
+import { bindServer, type Listener, type ListenerCloseOptions, type ListenTarget, type UnixSocketOptions } from '../listener.js';
+import type { IncomingPacketStream } from '../packet-stream.js';
+import { resolveYamuxOptions } from './config.js';
+import { acceptYamuxTunnel, carrierAddress, type YamuxTunnelOptions } from './tunnel.js';
+
+/** Options of {@link createYamuxServer} and {@link serveYamuxCarrier}. */
+export interface YamuxServerOptions extends YamuxTunnelOptions, UnixSocketOptions {
+  /** Every tunnel that finished its handshake, e.g. `(incoming) => void server.acceptAgent(incoming)`. */
+  onTunnel: (incoming: IncomingPacketStream) => void;
+  /**
+   * A carrier whose handshake failed (`remoteAddress` is its peer), or the listener failed to accept a connection
+   * (no `remoteAddress`). Default: ignored; the carrier is closed either way and the listener keeps listening.
+   */
+  onError?: (err: Error, remoteAddress?: string) => void;
+  /** Serve TLS with these options (`requestCert` and `ca` for mTLS); plain TCP when absent. */
+  tls?: tls.TlsOptions;
+}
+
+const DEFAULT_CLOSE_GRACE_MS = 5000;
+
+/**
+ * A listener whose connections are yamux tunnels, each handed to `onTunnel` once its handshake is done. The tunnels
+ * belong to whoever took them (a ProxyServer): `close()` stops accepting, lets the carriers still open run for
+ * `graceMs` (default 5000), then destroys them; close the ProxyServer first to end them cleanly.
+ */
+export class YamuxServer implements Listener {
+  private readonly server: net.Server;
+  /** Every raw connection, so destroy() also reaches those still in the TLS or yamux handshake. */
+  private readonly carriers = new Set<net.Socket>();
+  private closing: Promise<void> | undefined;
+  private destroyed = false;
+
+  constructor(private readonly options: YamuxServerOptions) {
+    // Bad options fail here, not on every connection.
+    resolveYamuxOptions(options.yamux);
+    const onCarrier = (socket: net.Socket): void => {
+      socket.setNoDelay(true);
+      serveYamuxCarrier(socket, options);
+    };
+    this.server = options.tls ? tls.createServer(options.tls, onCarrier) : net.createServer(onCarrier);
+    this.server.on('connection', (socket: net.Socket) => {
+      this.carriers.add(socket);
+      socket.once('close', () => this.carriers.delete(socket));
+    });
+    // A failed TLS handshake is the peer's problem, not ours.
+    this.server.on('tlsClientError', () => undefined);
+  }
+
+  /** Start listening; resolves once bound, rejects with the listen error (EADDRINUSE, EACCES, ...). Once only. */
+  async listen(target: ListenTarget): Promise<void> {
+    if (this.server.listening || this.closing) {
+      const state = this.closing ? 'closed' : 'already listening';
+      throw new KonnectivityError(ErrorCode.INVALID_OPTION, `cannot listen: the yamux server is ${state}`);
+    }
+    await bindServer(this.server, target, this.options);
+    // Accept errors (EMFILE, ...) come as 'error' on the server; never let one crash the process.
+    this.server.on('error', (err) => this.options.onError?.(err));
+  }
+
+  /** An AddressInfo for TCP, the path for a Unix socket, null when not listening. */
+  address(): net.AddressInfo | string | null {
+    return this.server.address();
+  }
+
+  /** Open carriers (connections), tunnels or not yet. */
+  get carrierCount(): number {
+    return this.carriers.size;
+  }
+
+  /** Stop accepting; destroy the carriers still open after `graceMs` (default 5000). Idempotent. */
+  close(options: ListenerCloseOptions = {}): Promise<void> {
+    if (this.closing) return this.closing;
+    const graceMs = options.graceMs ?? DEFAULT_CLOSE_GRACE_MS;
+    if (!Number.isInteger(graceMs) || graceMs < 0) {
+      throw new KonnectivityError(ErrorCode.INVALID_OPTION, `graceMs must be a non-negative integer, got ${graceMs}`);
+    }
+    this.closing = new Promise<void>((resolve) => {
+      if (!this.server.listening) return resolve();
+      this.server.close(() => resolve());
+      if (this.carriers.size === 0) return;
+      const timer = setTimeout(() => this.destroyCarriers(), graceMs);
+      timer.unref();
+      this.server.once('close', () => clearTimeout(timer));
+    });
+    return this.closing;
+  }
+
+  /** Stop accepting and destroy every carrier at once (without an error: the tunnels see their carrier close). */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    if (!this.closing) {
+      this.closing = new Promise<void>((resolve) => (this.server.listening ? this.server.close(() => resolve()) : resolve()));
+    }
+    this.destroyCarriers();
+  }
+
+  private destroyCarriers(): void {
+    for (const c of this.carriers) c.destroy();
+  }
+}
+
+/** A yamux server; call `listen({ port, host })` or `listen({ path })` on it. */
+export function createYamuxServer(options: YamuxServerOptions): YamuxServer {
+  return new YamuxServer(options);
+}
+
+/** Run the accept side of a tunnel on one carrier (e.g. a WebSocket from `webSocketDuplex`), reporting to `onTunnel`. */
+export function serveYamuxCarrier(carrier: Duplex, options: YamuxServerOptions): void {
+  // Read now: a carrier that fails its handshake is destroyed, and a destroyed socket forgets its peer.
+  const remoteAddress = carrierAddress(carrier, '');
+  acceptYamuxTunnel(carrier, options).then(options.onTunnel, (err: Error) => options.onError?.(err, remoteAddress || undefined));
+}
