@@ -34,14 +34,12 @@ interface Manifest {
 const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as Manifest;
 /** The entry points: `.` and the subpaths (`./client`, `./transport/grpc`, ...). */
 const ENTRY_POINTS = Object.keys(manifest.exports).filter((k) => k !== './package.json');
-/** How a consumer names an entry point: `konnectivity-ts`, `konnectivity-ts/client`, ... */
-const specifier = (entry: string): string => NAME + entry.slice(1);
 const SUBPATHS = ENTRY_POINTS.filter((e) => e !== '.');
 /** Third-party packages that only some entry points may load (what a bare import costs is mostly these). */
 const HEAVY = ['ws', 'yaml', 'prom-client'];
 
 let temp: string;
-/** The temp package: what package.json's "files" names, and a fresh dist/. */
+/** The temp package: what package.json's "files" names (and npm adds), with a fresh dist/. */
 let pkg: string;
 /** The consumer project, with the tarball installed. */
 let consumer: string;
@@ -62,15 +60,15 @@ async function node<T>(file: string, source: string): Promise<T> {
   return JSON.parse(stdout) as T;
 }
 
-/** The same probe as ESM and as CJS: `body` sees `load(specifier)` and prints with `out(value)`. */
+/** The same probe as ESM and as CJS: `body` sees `load(specifier)`, `isEsm`, and prints with `out(value)`. */
 async function both<T>(name: string, body: string): Promise<{ esm: T; cjs: T }> {
   const esm = await node<T>(
     `${name}.mjs`,
-    `import { createRequire } from 'node:module';\nconst require = createRequire(import.meta.url);\nconst load = (s, o) => import(s, o);\nconst out = (v) => console.log(JSON.stringify(v));\n${body}\n`,
+    `import { createRequire } from 'node:module';\nconst require = createRequire(import.meta.url);\nconst isEsm = true;\nconst load = (s, o) => import(s, o);\nconst out = (v) => console.log(JSON.stringify(v));\n${body}\n`,
   );
   const cjs = await node<T>(
     `${name}.cjs`,
-    `const load = async (s) => require(s);\nconst out = (v) => console.log(JSON.stringify(v));\n(async () => {\n${body}\n})();\n`,
+    `const isEsm = false;\nconst load = async (s) => require(s);\nconst out = (v) => console.log(JSON.stringify(v));\n(async () => {\n${body}\n})();\n`,
   );
   return { esm, cjs };
 }
@@ -124,7 +122,8 @@ beforeAll(async () => {
   for (const file of manifest.files) {
     if (file !== 'dist') cpSync(join(ROOT, file), join(pkg, file), { recursive: true });
   }
-  copyFileSync(join(ROOT, 'package.json'), join(pkg, 'package.json'));
+  // And what npm adds by itself.
+  for (const file of ['package.json', 'LICENSE']) copyFileSync(join(ROOT, file), join(pkg, file));
   // Build with the project's config, but into the temp package so the working tree's dist/ is never touched.
   await run(join(ROOT, 'node_modules', '.bin', 'tsup'), ['--out-dir', join(pkg, 'dist')], { cwd: ROOT, timeout: 400_000 });
   const { stdout } = await run('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', temp], { cwd: pkg, timeout: 60_000 });
@@ -184,7 +183,7 @@ describe('the packed tarball', () => {
     const targets = ENTRY_POINTS.flatMap((e) => Object.values(manifest.exports[e] as Record<string, Record<string, string>>).flatMap(Object.values));
     const bins = typeof manifest.bin === 'string' ? [manifest.bin] : Object.values(manifest.bin ?? {});
     const fields = [manifest.main, manifest.module, manifest.types].filter((f): f is string => !!f);
-    for (const file of [...targets, ...bins, ...fields, 'proto/konnectivity.proto', 'README.md', 'CHANGELOG.md', 'package.json']) {
+    for (const file of [...targets, ...bins, ...fields, 'proto/konnectivity.proto', 'README.md', 'CHANGELOG.md', 'LICENSE', 'package.json']) {
       expect(packed, file).toContain(file.replace(/^\.\//, ''));
     }
     for (const bin of bins) expect(readFileSync(join(pkg, bin), 'utf8').startsWith('#!'), `bin ${bin} starts with #!`).toBe(true);
@@ -268,8 +267,9 @@ out({
     const { esm, cjs } = await both<{ loaded: Record<string, string[]>; ws: string[] }>(
       'cost',
       `const { execFileSync } = await load('node:child_process');
-// A fresh process per entry point: what a bare import of it loads from node_modules.
-const probe = (s) => \`import('\${s}').then(() => console.log(JSON.stringify(Object.keys(require.cache))))\`;
+// A fresh process per entry point: what a bare import (or require) of it loads from node_modules.
+const report = 'console.log(JSON.stringify(Object.keys(require.cache)))';
+const probe = (s) => (isEsm ? \`import('\${s}').then(() => \${report})\` : \`require('\${s}'); \${report}\`);
 const loaded = {};
 for (const entry of ${JSON.stringify(ENTRY_POINTS)}) {
   const files = JSON.parse(execFileSync(process.execPath, ['-e', probe('${NAME}' + entry.slice(1))], { encoding: 'utf8' }));
