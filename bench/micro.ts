@@ -19,6 +19,7 @@ import {
   GRPC_PREFIX_BYTES,
   type Packet,
 } from '../src/index.js';
+import { table } from './lib/format.js';
 import { median } from './lib/stats.js';
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
@@ -187,17 +188,6 @@ export function formatMicro(results: MicroResult[]): string {
     ]);
   }
   return table(rows);
-}
-
-/** Left-aligned first column, right-aligned others. */
-export function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows
-    .map((r, ri) => {
-      const line = r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-      return ri === 0 ? `${line}\n${widths.map((w) => '-'.repeat(w)).join('  ')}` : line;
-    })
-    .join('\n');
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

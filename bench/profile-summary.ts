@@ -55,6 +55,8 @@ if (process.argv[1]?.endsWith('profile-summary.ts')) {
     const s = summarise(JSON.parse(readFileSync(path, 'utf8')) as Profile);
     const pct = (us: number) => `${((100 * us) / s.total).toFixed(1).padStart(5)}%`;
     console.log(`\n${basename(path)}: ${(s.total / 1e6).toFixed(2)} s busy, ${(s.idle / 1e6).toFixed(2)} s idle`);
+    const share = (name: string) => pct(s.byFile.find(([k]) => k === name)?.[1] ?? 0).trim();
+    console.log(`  garbage collection ${share('(garbage collector)')}, native outside JS (program) ${share('(program)')}`);
     console.log('  by file:');
     for (const [k, v] of s.byFile.slice(0, top)) console.log(`  ${pct(v)}  ${k}`);
     console.log('  by function:');

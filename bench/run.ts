@@ -1,16 +1,28 @@
 /**
  * The benchmark runner: `npm run bench [-- options]`. Starts the client, server, agent and target each in its own
  * process (as in a deployment, all on loopback), runs every scenario over every path that exists in this checkout
- * and over raw TCP in the same run, and prints medians with the ratio to raw TCP. See bench/README.md.
+ * and over raw TCP in the same run, and prints medians with the ratio to raw TCP. With the Go peer kit installed
+ * it first runs the konnbench section: our programs against the Go reference's, both driven by the same Go
+ * client. Then it checks the targets of issues 15 and 16 and writes JSON and an SVG chart. See bench/README.md.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, resolve } from 'node:path';
-import { availability, loadErrors, loadLib } from './lib/engine.js';
+import { fileURLToPath } from 'node:url';
+import { availability, cliPrograms, loadErrors, loadLib } from './lib/engine.js';
 import { RoleProcess, type ProcessStats } from './lib/ipc.js';
+import { toJson } from './lib/json.js';
+import { findPeerKit } from './lib/konnbench.js';
+import { nofileOf, raiseNofile } from './lib/procfs.js';
+import { formatReport } from './lib/report.js';
+import { emptyReference, type CpuPerGiB, type PathResult, type RefPathName, type RefResults, type RunResults } from './lib/results.js';
 import { median } from './lib/stats.js';
+import { chartOf, renderChart } from './lib/svg.js';
+import { checkTargets, DEFAULT_TARGET_OPTIONS } from './lib/targets.js';
 import type { BulkResult, DialRateResult } from './lib/workloads.js';
-import { formatMicro, runMicro, table, type MicroResult } from './micro.js';
+import { collectRxTrace, RX_TRACE_ENV } from './lib/rx-trace.js';
+import { runMicro } from './micro.js';
+import { runReference } from './reference.js';
 
 // ---- options ---------------------------------------------------------------------------------------------------
 
@@ -21,7 +33,7 @@ interface Options {
   quick: boolean;
   scenarios: Scenario[];
   paths: string[] | undefined;
-  json: string | undefined;
+  json: string;
   /** Bytes per bulk case, over all its connections. */
   bulkBytes: number;
   conns: number[];
@@ -33,21 +45,27 @@ interface Options {
   latencyBytes: number;
   latencyDelayMs: number;
   microMs: number;
+  /** Bytes per konnbench bulk case (one connection). */
+  refBytes: number;
+  /** Also hold as many idle connections as the open-files limit allows, through each konnbench-section stack. */
+  idleMax: boolean;
   cpuProf: boolean;
   verbose: boolean;
 }
 
 const USAGE = `usage: npm run bench -- [options]
-  --quick                 small sizes, one repeat (< 60 s)
+  --quick                 small sizes, one repeat (about a minute and a half with the Go rows)
   --scenario=a,b          ${SCENARIOS.join(', ')} (default: all)
   --path=a,b              path names (default: all that exist); see bench/README.md
-  --json=file             also write the results as JSON
-  --bytes=64M             bytes per bulk case            --conns=1,8,64    connections per bulk case
+  --json=file             where the JSON goes (default bench/results/latest.json); the SVG chart goes beside it
+  --bytes=64M             bytes per bulk case            --conns=1,8,64    connections per bulk case (quick: 1,8)
+  --ref-bytes=256M        bytes per konnbench bulk case (one connection)
   --repeats=3             repeats per case (median)      --dial-ms=1000    duration of each dial-rate run
   --idle=10000            idle connections               --slow-bytes=1G   what the stalled reader's sender pushes
-  --latency-bytes=16M     bytes per long-link case       --delay-ms=10     relay delay each way
+  --idle-max              also idle connections up to the open-files limit (20,000 at most), konnbench section
+  --latency-bytes=64M     bytes per long-link case       --delay-ms=10     relay delay each way
   --micro-ms=300          time per micro-benchmark       --cpu-prof        profile each scenario in each role
-  --verbose               log progress and why a path is n/a`;
+  --verbose               log more and why a path is n/a`;
 
 function parseSize(v: string): number {
   const m = /^(\d+(?:\.\d+)?)([kKmMgG]?)i?[bB]?$/.exec(v);
@@ -62,16 +80,18 @@ function parseOptions(argv: string[]): Options {
     quick,
     scenarios: [...SCENARIOS],
     paths: undefined,
-    json: undefined,
+    json: 'bench/results/latest.json',
     bulkBytes: quick ? 8 << 20 : 64 << 20,
-    conns: [1, 8, 64],
+    conns: quick ? [1, 8] : [1, 8, 64],
     repeats: quick ? 1 : 3,
     dialMs: quick ? 200 : 1000,
     idleConns: quick ? 300 : 10_000,
     slowBytes: quick ? 128 << 20 : 1 << 30,
-    latencyBytes: quick ? 4 << 20 : 16 << 20,
+    latencyBytes: quick ? 4 << 20 : 64 << 20,
     latencyDelayMs: 10,
     microMs: quick ? 60 : 300,
+    refBytes: quick ? 16 << 20 : 256 << 20,
+    idleMax: false,
     cpuProf: false,
     verbose: false,
   };
@@ -97,6 +117,8 @@ function parseOptions(argv: string[]): Options {
       case '--latency-bytes': o.latencyBytes = parseSize(v); break;
       case '--delay-ms': o.latencyDelayMs = Number(v); break;
       case '--micro-ms': o.microMs = Number(v); break;
+      case '--ref-bytes': o.refBytes = parseSize(v); break;
+      case '--idle-max': o.idleMax = true; break;
       case '--cpu-prof': o.cpuProf = true; break;
       case '--verbose': o.verbose = true; break;
       case '--help': case '-h': console.log(USAGE); process.exit(0);
@@ -143,6 +165,12 @@ interface Topology {
 
 let opts: Options;
 const log = (...a: unknown[]) => opts.verbose && console.error('[bench]', ...a);
+const startedAt = Date.now();
+/** One line on stderr as each case finishes, so a long run shows where it is. */
+function progress(line: string): void {
+  const s = Math.round((Date.now() - startedAt) / 1000);
+  console.error(`[bench ${String(Math.floor(s / 60)).padStart(2)}:${String(s % 60).padStart(2, '0')}] ${line}`);
+}
 const PROFILE_DIR = resolve('bench/results/profiles');
 
 function spawn(role: string, args: Record<string, unknown>, t: { all: RoleProcess[] }): RoleProcess {
@@ -212,6 +240,7 @@ async function scenario<T>(t: Topology, target: RoleProcess, name: string, fn: (
     return await timed(`${t.path.name} ${name}`, fn);
   } finally {
     await Promise.all(live.map(([role, r]) => r.call('profileStop', { file: resolve(PROFILE_DIR, `${t.path.name}-${name}-${role}.cpuprofile`) })));
+    await collectRxTrace(`${t.path.label} ${name}`, live, resolve(PROFILE_DIR, `${t.path.name}-${name}-rx.json`), progress);
   }
 }
 
@@ -223,52 +252,6 @@ async function stopPath(t: Topology): Promise<void> {
 
 const GiB = 1024 ** 3;
 const cpuSeconds = (a: ProcessStats, b: ProcessStats) => (b.cpu.user + b.cpu.system - a.cpu.user - a.cpu.system) / 1e6;
-
-/** CPU seconds per GiB moved, per role, over a measured section. */
-interface CpuPerGiB {
-  server?: number;
-  agent?: number;
-  client?: number;
-}
-
-interface BulkCase {
-  dir: 'up' | 'down';
-  conns: number;
-  /** Median bytes/s over the repeats. */
-  rate: number;
-  samples: number[];
-  verified: boolean;
-  cpuPerGiB: CpuPerGiB;
-}
-
-interface PathResult {
-  name: string;
-  label: string;
-  status: 'ok' | 'n/a' | 'failed';
-  note?: string;
-  bulk?: BulkCase[];
-  dial?: Array<{ dialers: number; rate: number; p50Ms: number; p99Ms: number; errors: number; samples: number[] }>;
-  idle?: { opened: number; seconds: number; serverBytesPerConn?: number; agentBytesPerConn?: number; targetBytesPerConn?: number; clientBytesPerConn?: number };
-  slow?: {
-    pushedBytes: number;
-    /** Bytes the stalled connection holds between the target's socket buffer and the stalled reader. */
-    heldBytes: number;
-    /**
-     * Growth of what the JS side holds (heap + external buffers) with the stalled connection settled, before the
-     * other connection runs. RSS is too coarse here: the allocator returns memory from earlier scenarios late.
-     */
-    serverHeldDelta?: number;
-    agentHeldDelta?: number;
-    /** Peak RSS growth over the whole scenario, the other connection's transfer included. */
-    serverPeakRssDelta?: number;
-    agentPeakRssDelta?: number;
-    otherRate: number;
-    otherVerified: boolean;
-  };
-  latency?: Array<{ conns: number; rate: number; samples: number[]; verified: boolean }>;
-  /** CPU seconds per GiB over all bulk cases. */
-  cpuPerGiB?: CpuPerGiB;
-}
 
 async function statsOf(t: Topology): Promise<Record<'server' | 'agent' | 'client', ProcessStats | undefined>> {
   const [server, agent, client] = await Promise.all([
@@ -308,7 +291,7 @@ async function runBulk(t: Topology, r: PathResult): Promise<void> {
       const after = await statsOf(t);
       totalBytes += bytes;
       r.bulk.push({ dir, conns, rate: median(samples), samples, verified, cpuPerGiB: cpuPer(before, after, bytes) });
-      log(r.name, `bulk ${dir} x${conns}`, (median(samples) / 1e6).toFixed(0), 'MB/s', verified ? '' : 'CHECKSUM MISMATCH');
+      progress(`${r.label}: bulk ${dir} x${conns} ${(median(samples) / 1e6).toFixed(0)} MB/s${verified ? '' : ' BAD BYTES'}`);
     }
   }
   r.cpuPerGiB = cpuPer(first, await statsOf(t), totalBytes);
@@ -323,7 +306,7 @@ async function runDial(t: Topology, r: PathResult): Promise<void> {
     }
     const mid = runs.slice().sort((a, b) => a.rate - b.rate)[runs.length >> 1]!;
     r.dial.push({ dialers, rate: mid.rate, p50Ms: mid.p50Ms, p99Ms: mid.p99Ms, errors: mid.errors, samples: runs.map((x) => x.rate) });
-    log(r.name, `dial x${dialers}`, mid.rate.toFixed(0), '/s', mid.errors ? `${mid.errors} errors` : '');
+    progress(`${r.label}: dial x${dialers} ${mid.rate.toFixed(0)}/s, p50 ${mid.p50Ms.toFixed(2)} ms, p99 ${mid.p99Ms.toFixed(2)} ms${mid.errors ? `, ${mid.errors} errors` : ''}`);
   }
 }
 
@@ -344,13 +327,14 @@ async function runIdle(t: Topology, target: RoleProcess, r: PathResult): Promise
   const n = opts.idleConns;
   const roles = { server: t.server, agent: t.agent, target, client: t.workload !== t.server ? t.workload : undefined };
   const before = await Promise.all(Object.values(roles).map(gcStats));
-  const res = await t.workload.call<{ opened: number; seconds: number }>('openIdle', { n }, 600_000);
+  const res = await t.workload.call<{ opened: number; seconds: number; error?: string }>('openIdle', { n }, 1_800_000);
   const after = await Promise.all(Object.values(roles).map(gcStats));
-  const per = (i: number) => (before[i] && after[i] ? (after[i]!.rss - before[i]!.rss) / res.opened : undefined);
-  r.idle = { ...res, serverBytesPerConn: per(0), agentBytesPerConn: per(1), targetBytesPerConn: per(2), clientBytesPerConn: per(3) };
+  const per = (i: number) => (before[i] && after[i] && res.opened ? (after[i]!.rss - before[i]!.rss) / res.opened : undefined);
+  r.idle = { requested: n, ...res, serverBytesPerConn: per(0), agentBytesPerConn: per(1), targetBytesPerConn: per(2), clientBytesPerConn: per(3) };
   await t.workload.call('closeIdle');
   await waitFor(async () => (await target.call<number>('connections')) === 0, 30_000);
-  log(r.name, 'idle', r.idle);
+  const k = (b: number | undefined) => (b === undefined ? '-' : (b / 1024).toFixed(1));
+  progress(`${r.label}: ${res.opened}/${n} idle connections, RSS per connection server ${k(r.idle.serverBytesPerConn)} KiB, agent ${k(r.idle.agentBytesPerConn)} KiB${res.error ? ` (stopped ${res.error})` : ''}`);
 }
 
 /** What the JS side of a process holds: heap and buffers outside it. */
@@ -358,7 +342,7 @@ const held = (s: ProcessStats) => s.heapUsed + s.external;
 
 async function runSlow(t: Topology, target: RoleProcess, r: PathResult): Promise<void> {
   // Let the previous scenario's closed connections finish tearing down, so their memory is not counted here.
-  await new Promise((res) => setTimeout(res, 1000));
+  await new Promise((res) => setTimeout(res, opts.quick ? 300 : 1000));
   await Promise.all([t.server?.call('gc'), t.agent?.call('gc')]);
   const [s0, a0] = await Promise.all([t.server?.call<ProcessStats>('resetPeak'), t.agent?.call<ProcessStats>('resetPeak')]);
   await target.call('resetSlow');
@@ -390,7 +374,8 @@ async function runSlow(t: Topology, target: RoleProcess, r: PathResult): Promise
   };
   await t.workload.call('closeStalled');
   await waitFor(async () => (await target.call<number>('connections')) === 0, 30_000);
-  log(r.name, 'slow', r.slow);
+  const m = (b: number | undefined) => (b === undefined ? '-' : (b / 1024 ** 2).toFixed(1));
+  progress(`${r.label}: stalled reader held ${m(r.slow.heldBytes)} MiB (+heap server ${m(r.slow.serverHeldDelta)}, agent ${m(r.slow.agentHeldDelta)} MiB), other connection ${(other.rate / 1e6).toFixed(0)} MB/s`);
 }
 
 async function runLatency(t: Topology, r: PathResult): Promise<void> {
@@ -404,108 +389,69 @@ async function runLatency(t: Topology, r: PathResult): Promise<void> {
       verified &&= res.verified;
     }
     r.latency.push({ conns, rate: median(samples), samples, verified });
-    log(r.name, `long link x${conns}`, (median(samples) / 1e6).toFixed(1), 'MB/s');
+    progress(`${r.label}: long link down x${conns} ${(median(samples) / 1e6).toFixed(1)} MB/s`);
   }
-}
-
-// ---- report ----------------------------------------------------------------------------------------------------
-
-const mb = (bps: number) => `${(bps / 1e6).toFixed(bps < 1e7 ? 1 : 0)} MB/s`;
-const ratio = (x: number | undefined, base: number | undefined) =>
-  x === undefined || base === undefined || !base ? '' : ` (${(x / base).toFixed(2)}x)`;
-const kib = (b: number | undefined) => (b === undefined ? '-' : `${(b / 1024).toFixed(1)} KiB`);
-const mib = (b: number | undefined) => (b === undefined ? '-' : `${(b / 1024 ** 2).toFixed(1)} MiB`);
-const sec = (s: number | undefined) => (s === undefined ? '-' : s.toFixed(2));
-
-function report(results: PathResult[], latency: PathResult[], micro: MicroResult[] | undefined): string {
-  const out: string[] = [];
-  const raw = results.find((r) => r.name === 'raw');
-  const na = results.filter((r) => r.status !== 'ok');
-  const ok = results.filter((r) => r.status === 'ok');
-
-  if (ok.some((r) => r.bulk)) {
-    const cases = (raw?.bulk ?? ok.find((r) => r.bulk)!.bulk!).map((c) => `${c.dir} x${c.conns}`);
-    const rows = [['bulk (32 KiB writes, every byte checked)', ...cases, 'CPU s/GiB server', 'agent', 'client']];
-    for (const r of ok) {
-      if (!r.bulk) continue;
-      rows.push([
-        r.label,
-        ...r.bulk.map((c, i) => `${mb(c.rate)}${r === raw ? '' : ratio(c.rate, raw?.bulk?.[i]?.rate)}${c.verified ? '' : ' BAD'}`),
-        sec(r.cpuPerGiB?.server),
-        sec(r.cpuPerGiB?.agent),
-        sec(r.cpuPerGiB?.client),
-      ]);
-    }
-    out.push(table(rows));
-  }
-  if (ok.some((r) => r.dial)) {
-    const rows = [['dial + 64 B echo + close', '1 dialer', 'p50', 'p99', '8 dialers', 'p50', 'p99']];
-    for (const r of ok) {
-      if (!r.dial) continue;
-      const cells = r.dial.flatMap((d, i) => [
-        `${d.rate.toFixed(0)}/s${r === raw ? '' : ratio(d.rate, raw?.dial?.[i]?.rate)}${d.errors ? ` (${d.errors} err)` : ''}`,
-        `${d.p50Ms.toFixed(2)} ms`,
-        `${d.p99Ms.toFixed(2)} ms`,
-      ]);
-      rows.push([r.label, ...cells]);
-    }
-    out.push(table(rows));
-  }
-  if (ok.some((r) => r.idle)) {
-    const rows = [['RSS per idle connection', 'open', 'server', 'agent', 'client', 'target']];
-    for (const r of ok) {
-      if (!r.idle) continue;
-      const i = r.idle;
-      rows.push([r.label, String(i.opened), kib(i.serverBytesPerConn), kib(i.agentBytesPerConn), kib(i.clientBytesPerConn), kib(i.targetBytesPerConn)]);
-    }
-    out.push(table(rows));
-  }
-  if (ok.some((r) => r.slow)) {
-    const rows = [['stalled reader', 'pushed', 'held in path', 'server +heap', 'agent +heap', 'peak +RSS: server', 'agent', 'other conn', 'vs unstalled']];
-    for (const r of ok) {
-      if (!r.slow) continue;
-      const s = r.slow;
-      const unstalled = r.bulk?.find((c) => c.dir === 'down' && c.conns === 1)?.rate;
-      rows.push([
-        r.label,
-        mib(s.pushedBytes),
-        mib(s.heldBytes),
-        mib(s.serverHeldDelta),
-        mib(s.agentHeldDelta),
-        mib(s.serverPeakRssDelta),
-        mib(s.agentPeakRssDelta),
-        `${mb(s.otherRate)}${s.otherVerified ? '' : ' BAD'}`,
-        unstalled ? `${(s.otherRate / unstalled).toFixed(2)}x` : '-',
-      ]);
-    }
-    out.push(table(rows));
-  }
-  const latOk = latency.filter((r) => r.status === 'ok' && r.latency);
-  if (latOk.length) {
-    const rawL = latOk.find((r) => r.name === 'raw');
-    const rows = [[`long link (+${opts.latencyDelayMs} ms each way), download`, '1 conn', '8 conns']];
-    for (const r of latOk) {
-      rows.push([r.label, ...r.latency!.map((c, i) => `${mb(c.rate)}${r === rawL ? '' : ratio(c.rate, rawL?.latency?.[i]?.rate)}${c.verified ? '' : ' BAD'}`)]);
-    }
-    out.push(table(rows));
-  }
-  if (micro) out.push(formatMicro(micro));
-  const notRun = [...na, ...latency.filter((x) => x.status === 'failed')];
-  if (notRun.length) out.push(notRun.map((r) => `${r.label}: ${r.status}${r.note ? ` (${r.note})` : ''}`).join('\n'));
-  return out.join('\n\n');
 }
 
 // ---- main ------------------------------------------------------------------------------------------------------
 
+/** The konnbench section's paths, by `--path` name (ours and the Go reference's side by side). */
+const REF_PATHS: Array<{ name: string; path: RefPathName }> = [
+  { name: 'kb-grpcfe', path: 'grpcfe' },
+  { name: 'kb-connect', path: 'connect' },
+  { name: 'kb-connect-yamux', path: 'connect-yamux' },
+];
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const LOG_DIR = resolve('bench/results/logs');
+
+async function runReferenceSection(has: (s: Scenario) => boolean, target: RoleProcess, targetPort: number): Promise<RefResults> {
+  const paths = REF_PATHS.filter((p) => !opts.paths || opts.paths.includes(p.name)).map((p) => p.path);
+  const scenarios = { bulk: has('bulk'), dial: has('dial'), idle: has('idle'), latency: has('latency') };
+  if (!paths.length || !(Object.values(scenarios).some(Boolean) || opts.idleMax)) return emptyReference('skipped', 'not selected (--path, --scenario)');
+  const kit = findPeerKit(ROOT);
+  if ('missing' in kit) {
+    const note = `the Go peer kit is not installed (${kit.missing}): run ../shared/peer/install.sh .peer for the Go rows`;
+    progress(`konnbench section skipped: ${note}`);
+    return emptyReference('skipped', note);
+  }
+  const cli = cliPrograms();
+  if ('missing' in cli) progress(`konnbench section: our rows n/a (${cli.missing}); Go rows only`);
+  rmSync(LOG_DIR, { recursive: true, force: true });
+  return runReference(kit, 'missing' in cli ? undefined : cli, {
+    ...scenarios,
+    paths,
+    bytes: opts.refBytes,
+    longLinkBytes: opts.latencyBytes,
+    delayMs: opts.latencyDelayMs,
+    repeats: opts.repeats,
+    dialMs: opts.dialMs,
+    idleConns: opts.idleConns,
+    idleMax: opts.idleMax,
+    cpuProf: opts.cpuProf,
+    profileDir: PROFILE_DIR,
+    logDir: LOG_DIR,
+    nodeTargetPort: targetPort,
+    nodeTarget: target,
+    progress,
+  });
+}
+
 async function main(): Promise<void> {
   opts = parseOptions(process.argv.slice(2));
-  const started = Date.now();
+  const loadavgStart = os.loadavg();
+  // Profiling runs also count how received bytes are framed (bench/lib/rx-trace.ts), in every child process.
+  if (opts.cpuProf) process.env[RX_TRACE_ENV] = '1';
+  // Children inherit the limit: raise our soft open-files limit to the hard one (idle connections need many).
+  raiseNofile(process.pid);
   const lib = await loadLib();
   const avail = availability(lib);
-  log('available:', avail, loadErrors);
-  const selected = PATHS.filter((p) => !opts.paths || opts.paths.includes(p.name) || p.name === 'raw');
-  const unknown = (opts.paths ?? []).filter((n) => !PATHS.some((p) => p.name === n));
-  if (unknown.length) throw new Error(`unknown path ${unknown.join(', ')}; known: ${PATHS.map((p) => p.name).join(', ')}`);
+  log('available:', avail, loadErrors, 'open files:', nofileOf('self'));
+  const known = [...PATHS.map((p) => p.name), ...REF_PATHS.map((p) => p.name)];
+  const unknown = (opts.paths ?? []).filter((n) => !known.includes(n));
+  if (unknown.length) throw new Error(`unknown path ${unknown.join(', ')}; known: ${known.join(', ')}`);
+  // Raw TCP runs whenever a Node-client path does (it is their baseline).
+  const anyNode = !opts.paths || opts.paths.some((n) => PATHS.some((p) => p.name === n));
+  const selected = PATHS.filter((p) => !opts.paths || opts.paths.includes(p.name) || (p.name === 'raw' && anyNode));
   const has = (s: Scenario) => opts.scenarios.includes(s);
 
   const target = new RoleProcess('target', {});
@@ -513,13 +459,16 @@ async function main(): Promise<void> {
 
   const results: PathResult[] = [];
   const latency: PathResult[] = [];
+  let reference: RefResults;
   try {
+    reference = await runReferenceSection(has, target, targetPort);
     for (const p of selected) {
       const r: PathResult = { name: p.name, label: p.label, status: 'ok' };
       results.push(r);
       const missing = p.needs.filter((n) => !avail[n]);
       if (missing.length) {
         Object.assign(r, { status: 'n/a', note: `not built: ${missing.join(', ')}` });
+        progress(`${p.label}: n/a (${r.note})`);
         continue;
       }
       // The relay sits on the agent leg, so the frontend changes nothing there: one path per leg is enough.
@@ -542,7 +491,8 @@ async function main(): Promise<void> {
       } catch (err) {
         const failed = { status: 'failed' as const, note: (err as Error).message.split('\n')[0] };
         Object.assign(latency.includes(lr) ? lr : r, failed);
-        console.error(`[bench] ${p.name} failed:`, err);
+        progress(`${p.label}: FAILED (${failed.note})`);
+        log(err);
       } finally {
         if (t) await stopPath(t);
       }
@@ -551,25 +501,39 @@ async function main(): Promise<void> {
     await target.stop();
   }
   const micro = has('micro') ? await timed('micro', async () => runMicro({ ms: opts.microMs, repeats: opts.quick ? 1 : 3 })) : undefined;
-  if (opts.cpuProf) console.error(`[bench] CPU profiles in ${PROFILE_DIR}`);
+  if (micro) progress(`micro-benchmarks: ${micro.length} cases`);
+  if (opts.cpuProf) progress(`CPU profiles in ${PROFILE_DIR}`);
 
-  const meta = {
-    date: new Date().toISOString(),
-    node: process.version,
-    cpus: `${os.cpus().length} x ${os.cpus()[0]?.model ?? '?'}`,
-    loadavg: os.loadavg(),
-    seconds: (Date.now() - started) / 1000,
+  const run: RunResults = {
+    meta: {
+      date: new Date().toISOString(),
+      node: process.version,
+      cpus: `${os.cpus().length} x ${os.cpus()[0]?.model ?? '?'}`,
+      loadavg: os.loadavg(),
+      loadavgStart,
+      seconds: (Date.now() - startedAt) / 1000,
+    },
+    paths: results,
+    latency,
+    reference,
+    micro,
   };
-  console.log(`konnectivity-ts benchmarks, ${meta.date}, Node ${meta.node}, ${meta.cpus}, load ${meta.loadavg.map((x) => x.toFixed(1)).join(' ')}`);
-  console.log(`medians of ${opts.repeats}; ratios are to raw TCP in this run; ${meta.seconds.toFixed(0)} s\n`);
-  console.log(report(results, latency, micro));
-  if (opts.json) {
-    const file = resolve(opts.json);
-    mkdirSync(dirname(file), { recursive: true });
-    writeFileSync(file, `${JSON.stringify({ meta, options: opts, paths: results, latency, micro }, null, 2)}\n`);
-    console.log(`\nJSON: ${file}`);
-  }
+  const checks = checkTargets(run, DEFAULT_TARGET_OPTIONS);
+  const m = run.meta;
+  const load = (l: number[]) => l.map((x) => x.toFixed(1)).join(' ');
+  console.log(`konnectivity-ts benchmarks, ${m.date}, Node ${m.node}, ${m.cpus}, load average ${load(m.loadavgStart)} at the start, ${load(m.loadavg)} at the end`);
+  console.log(`medians of ${opts.repeats}; ratios are to raw TCP (and to the Go reference) in this run; ${m.seconds.toFixed(0)} s\n`);
+  console.log(formatReport(run, { repeats: opts.repeats, delayMs: opts.latencyDelayMs, bulkBytes: opts.bulkBytes, refBytes: opts.refBytes, latencyBytes: opts.latencyBytes, dialMs: opts.dialMs }, checks));
+  const file = resolve(opts.json);
+  const svg = file.replace(/(\.json)?$/, '.svg');
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, `${JSON.stringify(toJson(run, { ...opts }, checks), null, 2)}\n`);
+  writeFileSync(svg, renderChart(chartOf(run)));
+  console.log(`\nJSON: ${file}\nSVG chart: ${svg}`);
 }
+
+// Ctrl-C ends the run; the 'exit' hook of lib/children.ts takes the Go processes down with it.
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(130));
 
 main().then(
   () => process.exit(0),

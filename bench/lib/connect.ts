@@ -2,9 +2,12 @@
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 
-export function connectVia(proxyPort: number, address: string): Promise<Duplex> {
+/** Where the frontend listens: a loopback port or a Unix socket. */
+export type FrontendAddress = { port: number } | { path: string };
+
+export function connectVia(proxy: FrontendAddress, address: string): Promise<Duplex> {
   return new Promise((resolve, reject) => {
-    const sock = net.connect({ port: proxyPort, host: '127.0.0.1', noDelay: true });
+    const sock = 'path' in proxy ? net.connect({ path: proxy.path }) : net.connect({ port: proxy.port, host: '127.0.0.1', noDelay: true });
     let buf: Buffer = Buffer.alloc(0);
     const onData = (d: Buffer) => {
       buf = buf.length ? Buffer.concat([buf, d]) : d;

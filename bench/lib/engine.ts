@@ -4,6 +4,9 @@
  * as its pieces are on main. A piece that does not exist makes its paths "n/a (not built)".
  */
 /* eslint-disable @typescript-eslint/no-explicit-any */
+import { existsSync } from 'node:fs';
+import { relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /** Library pieces the benchmark uses, by their exported names. */
 export interface Lib {
@@ -19,6 +22,9 @@ export interface Lib {
   yamuxAgentConnector?: any;
   tcpCarrier?: any;
   createHttpConnectFrontend?: any;
+  /** The framers, for the receive trace (bench/lib/rx-trace.ts). */
+  GrpcMessageDecoder?: any;
+  DelimitedMessageDecoder?: any;
 }
 
 const MODULES = [
@@ -64,4 +70,12 @@ export function availability(lib: Lib): Record<'engine' | 'grpcLeg' | 'yamuxLeg'
     httpConnect: engine && fn(lib.createHttpConnectFrontend),
     grpcFrontend: engine && fn(lib.createGrpcServer) && fn(lib.openProxyStream) && fn(lib.dialOverStream) && fn(lib.GrpcConnection),
   };
+}
+
+/** The konnectivity-ts programs (run from source through tsx), or what is missing. */
+export function cliPrograms(): { server: string; agent: string } | { missing: string } {
+  const server = fileURLToPath(new URL('../../src/cli/konnectivity-server.ts', import.meta.url));
+  const agent = fileURLToPath(new URL('../../src/cli/konnectivity-agent.ts', import.meta.url));
+  const missing = [server, agent].filter((f) => !existsSync(f));
+  return missing.length ? { missing: `not built: ${missing.map((f) => relative(process.cwd(), f)).join(', ')}` } : { server, agent };
 }

@@ -3,10 +3,11 @@
  * Every role also samples its own RSS so the orchestrator can ask for the peak over a window.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { writeFileSync, mkdirSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { takeRxTrace } from './rx-trace.js';
 
 /** What a role reports about itself. */
 export interface ProcessStats {
@@ -69,7 +70,8 @@ const profiler = {
 };
 
 /**
- * Serve RPC requests from the parent. Built-in commands: `stats`, `gc`, `resetPeak`, `stopPeak`, `profileStart`, `profileStop`, `exit`.
+ * Serve RPC requests from the parent. Built-in commands: `stats`, `gc`, `resetPeak`, `stopPeak`, `profileStart`,
+ * `profileStop`, `rxTrace`, `exit`.
  * Call `ready(info)` once the role has bound its ports.
  */
 export function serveRole(handlers: Record<string, Handler>): { ready(info: unknown): void } {
@@ -89,6 +91,7 @@ export function serveRole(handlers: Record<string, Handler>): { ready(info: unkn
     },
     profileStart: () => profiler.start(),
     profileStop: ({ file }: { file: string }) => profiler.stop(file),
+    rxTrace: () => takeRxTrace(),
     resetPeak: () => {
       peakRss = 0;
       clearInterval(sampler);
@@ -131,6 +134,17 @@ export function serveRole(handlers: Record<string, Handler>): { ready(info: unkn
 
 const ROLE_DIR = fileURLToPath(new URL('../roles/', import.meta.url));
 
+/** How to start a process that is not one of bench/roles (e.g. the konnectivity-ts programs). */
+export interface SpawnOptions {
+  /** Run this script with `argv` instead of bench/roles/<role>.ts with the JSON args. */
+  script?: string;
+  argv?: string[];
+  /** More Node options, after `--import tsx --expose-gc` (e.g. `--import` of bench/lib/cli-hooks.ts). */
+  execArgv?: string[];
+  /** Send the process's stdout and stderr to this file instead of the bench's own. */
+  logFile?: string;
+}
+
 /** The parent's handle on one role process. */
 export class RoleProcess {
   readonly child: ChildProcess;
@@ -142,12 +156,19 @@ export class RoleProcess {
   constructor(
     readonly role: string,
     args: Record<string, unknown>,
+    options: SpawnOptions = {},
   ) {
-    const execArgv = ['--import', 'tsx', '--expose-gc'];
-    this.child = fork(`${ROLE_DIR}${role}.ts`, [JSON.stringify(args)], {
+    const execArgv = ['--import', 'tsx', '--expose-gc', ...(options.execArgv ?? [])];
+    let out: number | 'inherit' = 'inherit';
+    if (options.logFile) {
+      mkdirSync(dirname(options.logFile), { recursive: true });
+      out = openSync(options.logFile, 'a');
+    }
+    this.child = fork(options.script ?? `${ROLE_DIR}${role}.ts`, options.argv ?? [JSON.stringify(args)], {
       execArgv,
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      stdio: ['ignore', out, out, 'ipc'],
     });
+    if (typeof out === 'number') closeSync(out);
     let readyResolve!: (v: unknown) => void;
     let readyReject!: (e: Error) => void;
     this.ready = new Promise((res, rej) => {
@@ -185,6 +206,15 @@ export class RoleProcess {
       });
       this.child.send({ id, cmd, args } satisfies Request);
     });
+  }
+
+  /** The process id (for /proc). */
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  get hasExited(): boolean {
+    return this.exited;
   }
 
   stats(): Promise<ProcessStats> {

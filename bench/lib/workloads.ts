@@ -209,25 +209,49 @@ export async function dialRate(dial: Dial, dialers: number, durationMs: number):
 
 const idle: Duplex[] = [];
 
-/** Open `n` idle connections (each confirmed end to end) and keep them until `closeIdle`. */
-export async function openIdle(dial: Dial, n: number, concurrency = 64): Promise<{ opened: number; seconds: number }> {
+/**
+ * Open `n` idle connections (each confirmed end to end) and keep them until `closeIdle`. Stops at the first
+ * failure (say, the open-files limit) or a dial that takes longer than `dialTimeoutMs`, and reports it.
+ */
+export async function openIdle(
+  dial: Dial,
+  n: number,
+  concurrency = 64,
+  dialTimeoutMs = 15_000,
+): Promise<{ opened: number; seconds: number; error?: string }> {
   const t0 = performance.now();
   let next = 0;
+  let error: string | undefined;
+  let confirmed = 0;
+  const one = async () => {
+    const sock = await dial();
+    sock.on('error', () => {});
+    idle.push(sock);
+    const ack = readBytes(sock, 0, 1);
+    sock.write(header('I'));
+    await ack;
+    sock.pause();
+    confirmed++;
+  };
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
-      while (next < n) {
+      while (next < n && error === undefined) {
         next++;
-        const sock = await dial();
-        const ack = readBytes(sock, 0, 1);
-        sock.write(header('I'));
-        await ack;
-        sock.pause();
-        sock.on('error', () => {});
-        idle.push(sock);
+        let timer: NodeJS.Timeout | undefined;
+        const timeout = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no answer in ${dialTimeoutMs} ms`)), dialTimeoutMs);
+        });
+        try {
+          await Promise.race([one(), timeout]);
+        } catch (err) {
+          error ??= `after ${confirmed} connections: ${(err as Error).message}`;
+        } finally {
+          clearTimeout(timer);
+        }
       }
     }),
   );
-  return { opened: idle.length, seconds: (performance.now() - t0) / 1000 };
+  return { opened: confirmed, seconds: (performance.now() - t0) / 1000, ...(error ? { error } : {}) };
 }
 
 export function closeIdle(): number {

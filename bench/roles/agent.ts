@@ -4,8 +4,10 @@
  */
 import { loadLib } from '../lib/engine.js';
 import { serveRole } from '../lib/ipc.js';
+import { installRxTrace, RX_TRACE_ENV } from '../lib/rx-trace.js';
 
 const lib = await loadLib();
+if (process.env[RX_TRACE_ENV]) installRxTrace(lib);
 const agent = new lib.Agent({ agentID: 'bench-agent' });
 agent.on('error', (err: Error) => console.error('agent error:', err));
 

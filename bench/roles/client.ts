@@ -14,7 +14,9 @@ export interface ClientConfig {
   /** `grpc`: one HTTP/2 connection per dial (kube-apiserver's way); `grpc-shared`: every dial on one connection. */
   kind: 'raw' | 'http-connect' | 'grpc' | 'grpc-shared';
   /** The target's port (raw; the relay's for the long link), or the proxy server's frontend port. */
-  port: number;
+  port?: number;
+  /** The frontend's Unix socket instead of `port` (the reference section's stacks). */
+  socketPath?: string;
   /** host:port the agent dials. */
   targetAddress: string;
 }
@@ -31,16 +33,16 @@ function rawDial(port: number): Promise<Duplex> {
 
 function dial(): Promise<Duplex> {
   if (!config) return Promise.reject(new Error('client not configured'));
-  const { kind, port, targetAddress } = config;
-  if (kind === 'raw') return rawDial(port);
-  if (kind === 'http-connect') return connectVia(port, targetAddress);
-  const address = `127.0.0.1:${port}`;
+  const { kind, port, socketPath, targetAddress } = config;
+  if (kind === 'raw') return rawDial(port!);
+  if (kind === 'http-connect') return connectVia(socketPath ? { path: socketPath } : { port: port! }, targetAddress);
+  const where = socketPath ? { socketPath } : { address: `127.0.0.1:${port}` };
   if (kind === 'grpc-shared') {
-    if (!shared || shared.closed) shared = new lib.GrpcConnection({ address });
+    if (!shared || shared.closed) shared = new lib.GrpcConnection(where);
     return lib.dialOverStream(lib.openProxyStream(shared), targetAddress);
   }
   // One gRPC ProxyService stream on its own HTTP/2 connection per dial, as kube-apiserver's konnectivity-client.
-  return lib.dialOverStream(lib.openProxyStream({ address }), targetAddress);
+  return lib.dialOverStream(lib.openProxyStream(where), targetAddress);
 }
 let shared: any;
 

@@ -7,6 +7,7 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { loadLib } from '../lib/engine.js';
 import { roleArgs, serveRole } from '../lib/ipc.js';
+import { installRxTrace, RX_TRACE_ENV } from '../lib/rx-trace.js';
 import { workloadHandlers } from '../lib/workloads.js';
 
 export interface ServerArgs {
@@ -17,6 +18,7 @@ export interface ServerArgs {
 }
 const args = roleArgs<ServerArgs>();
 const lib = await loadLib();
+if (process.env[RX_TRACE_ENV]) installRxTrace(lib);
 
 const server = new lib.ProxyServer({ serverID: 'bench-server' });
 server.on('error', (err: Error) => console.error('server error:', err));
