@@ -104,8 +104,10 @@ export async function runReference(kit: PeerKit, ts: Programs['ts'], o: RefOptio
     }
   }
 
+  /** One konnbench bulk case, `--repeats` times; `via` is where konnbench dials (the target, or a relay to it). */
   async function bulkCase(
-    path: RefPathName | 'raw', stackName: RefStack, stack: Stack | undefined, dir: 'up' | 'down', conns: number, bytes: number, via = target, withCpu = true,
+    path: RefPathName | 'raw', stackName: RefStack, stack: Stack | undefined, dir: 'up' | 'down', conns: number,
+    { bytes = o.bytes, via = target, withCpu = true }: { bytes?: number; via?: string; withCpu?: boolean } = {},
   ): Promise<RefRate> {
     const mode = path === 'raw' ? 'direct' : path === 'grpcfe' ? 'grpc' : 'http-connect';
     const pids = withCpu && stack?.agent ? [stack.server.pid, stack.agent.pid] : [];
@@ -181,7 +183,7 @@ export async function runReference(kit: PeerKit, ts: Programs['ts'], o: RefOptio
   async function longLinkCases(path: RefPathName | 'raw', stackName: RefStack, stack: Stack | undefined, via: string): Promise<void> {
     for (const dir of ['up', 'down'] as const) {
       for (const conns of [1, 8]) {
-        r.longLink.push(await bulkCase(path, stackName, stack, dir, conns, o.longLinkBytes, via, false));
+        r.longLink.push(await bulkCase(path, stackName, stack, dir, conns, { bytes: o.longLinkBytes, via, withCpu: false }));
       }
     }
   }
@@ -195,64 +197,71 @@ export async function runReference(kit: PeerKit, ts: Programs['ts'], o: RefOptio
 
   try {
     // Raw TCP, konnbench straight to the target: the baseline of every ratio in this section.
-    if (o.bulk) for (const dir of ['up', 'down'] as const) r.bulk.push(await bulkCase('raw', 'raw', undefined, dir, 1, o.bytes));
+    if (o.bulk) for (const dir of ['up', 'down'] as const) r.bulk.push(await bulkCase('raw', 'raw', undefined, dir, 1));
     if (o.dial) for (const dialers of [1, 8]) r.dial.push(await dialCase('raw', 'raw', undefined, dialers));
     if (o.latency) {
       const port = await relayTo(goTarget.port);
       await longLinkCases('raw', 'raw', undefined, `127.0.0.1:${port}`);
     }
 
+    /** Start the stack of `impl` on `path`, run `fn` on it, stop it; a failure is recorded and ends only this stack. */
+    const withStack = async (path: RefPathName, impl: Impl, fn: (s: Stack) => Promise<void>): Promise<void> => {
+      const what = `${REF_PATH_LABELS[path]}, ${REF_STACK_LABELS[impl]}`;
+      if (impl === 'ts' && !ts) return fail(what, new Error('the konnectivity-ts programs are not in this checkout'));
+      let stack: Stack | undefined;
+      try {
+        stack = await Stack.start(programs, {
+          name: `${path}-${impl}`,
+          server: impl,
+          agent: impl,
+          mode: path === 'grpcfe' ? 'grpc' : 'http-connect',
+          leg: path === 'connect-yamux' ? 'yamux' : 'grpc',
+          uds: join(tmp, `${path}-${impl}.sock`),
+        });
+        await fn(stack);
+      } catch (err) {
+        fail(what, err);
+      } finally {
+        await stack?.stop();
+        await Promise.all(relays.splice(0).map((x) => x.stop()));
+      }
+    };
+    const implsOf = (path: RefPathName): Impl[] => (path === 'connect-yamux' ? ['ts'] : ['ts', 'go']);
+
     for (const path of o.paths) {
-      const impls: Impl[] = path === 'connect-yamux' ? ['ts'] : ['ts', 'go'];
-      for (const impl of impls) {
-        const what = `${REF_PATH_LABELS[path]}, ${REF_STACK_LABELS[impl]}`;
-        if (impl === 'ts' && !ts) {
-          fail(what, new Error('the konnectivity-ts programs are not in this checkout'));
-          continue;
-        }
-        let stack: Stack | undefined;
-        try {
-          const s = (stack = await Stack.start(programs, {
-            name: `${path}-${impl}`,
-            server: impl,
-            agent: impl,
-            mode: path === 'grpcfe' ? 'grpc' : 'http-connect',
-            leg: path === 'connect-yamux' ? 'yamux' : 'grpc',
-            uds: join(tmp, `${path}-${impl}.sock`),
-          }));
+      for (const impl of implsOf(path)) {
+        await withStack(path, impl, async (s) => {
           if (o.bulk) await profiled(s, 'bulk', async () => {
-            for (const dir of ['up', 'down'] as const) r.bulk.push(await bulkCase(path, impl, s, dir, 1, o.bytes));
+            for (const dir of ['up', 'down'] as const) r.bulk.push(await bulkCase(path, impl, s, dir, 1));
           });
           if (o.dial) await profiled(s, 'dial', async () => {
             for (const dialers of [1, 8]) r.dial.push(await dialCase(path, impl, s, dialers));
           });
           if (o.idle) r.idle.push(await profiled(s, 'idle', () => idleCase(path, impl, s, o.idleConns)));
-          if (o.idleMax) {
-            const lim = Math.min(nofileOf(s.server.pid)?.hard ?? 0, nofileOf(s.agent!.pid)?.hard ?? 0, nofileOf(client!.pid)?.hard ?? 0);
-            r.idleMax.push(await idleCase(path, impl, s, Math.min(IDLE_MAX_CAP, lim - NOFILE_MARGIN)));
-          }
-          if (o.latency && path !== 'grpcfe') {
-            // The relay sits on the agent leg (TLS passes through it); the same server gets an agent through it.
-            const port = await relayTo(s.agentPort);
-            await s.stopAgent();
-            await s.startAgent(impl, port);
-            await profiled(s, 'longlink', () => longLinkCases(path, impl, s, target));
-            if (path === 'connect') {
-              const other: Impl = impl === 'ts' ? 'go' : 'ts';
-              if (other === 'ts' && !ts) fail(`${what}: mixed pair`, new Error('the konnectivity-ts programs are not in this checkout'));
-              else {
-                await s.stopAgent();
-                await s.startAgent(other, port);
-                const mixed: RefStack = impl === 'go' ? 'go-server+ts-agent' : 'ts-server+go-agent';
-                await profiled(s, 'longlink-mixed', () => longLinkCases(path, mixed, s, target));
-              }
-            }
-          }
-        } catch (err) {
-          fail(what, err);
-        } finally {
-          await stack?.stop();
-          await Promise.all(relays.splice(0).map((x) => x.stop()));
+          if (!o.latency || path === 'grpcfe') return;
+          // The relay sits on the agent leg (TLS passes through it); the same server gets an agent through it.
+          const port = await relayTo(s.agentPort);
+          await s.stopAgent();
+          await s.startAgent(impl, port);
+          await profiled(s, 'longlink', () => longLinkCases(path, impl, s, target));
+          if (path !== 'connect') return;
+          const other: Impl = impl === 'ts' ? 'go' : 'ts';
+          if (other === 'ts' && !ts) return fail(`${REF_PATH_LABELS[path]}: mixed pair`, new Error('the konnectivity-ts programs are not in this checkout'));
+          await s.stopAgent();
+          await s.startAgent(other, port);
+          const mixed: RefStack = impl === 'go' ? 'go-server+ts-agent' : 'ts-server+go-agent';
+          await profiled(s, 'longlink-mixed', () => longLinkCases(path, mixed, s, target));
+        });
+      }
+    }
+    // On fresh stacks, so that what the allocator kept from earlier cases does not hide part of the growth.
+    if (o.idleMax) {
+      for (const path of o.paths) {
+        for (const impl of implsOf(path)) {
+          await withStack(path, impl, async (s) => {
+            const hard = Math.min(...[s.server.pid, s.agent!.pid, client!.pid, o.nodeTarget.pid].map((pid) => nofileOf(pid)?.hard ?? 0));
+            r.idleMax.push(await idleCase(path, impl, s, Math.min(IDLE_MAX_CAP, hard - NOFILE_MARGIN)));
+          });
         }
       }
     }

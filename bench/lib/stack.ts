@@ -5,7 +5,7 @@
  * certificates (the Go agent always uses TLS). Readiness is the server's /readyz, as an operator would check it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { dirname, resolve } from 'node:path';
@@ -24,20 +24,48 @@ export interface StackProcess {
   gc(): Promise<void>;
   /** The konnectivity-ts programs only: the IPC handle (CPU profiler). */
   readonly role?: RoleProcess;
+  /** The process has ended (a program that cannot start exits). */
+  readonly exited: boolean;
   stop(): Promise<void>;
 }
 
-/** `n` free loopback ports (bound at once, then released). */
+/** The first port of the kernel's ephemeral range (source ports of outgoing connections come from there). */
+function ephemeralLow(): number {
+  try {
+    return Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 32768;
+  } catch {
+    return 32768;
+  }
+}
+
+function tryListen(port: number): Promise<net.Server | undefined> {
+  return new Promise((res) => {
+    const s = net.createServer();
+    s.once('error', () => res(undefined));
+    s.listen(port, '127.0.0.1', () => res(s));
+  });
+}
+
+/**
+ * `n` free loopback ports for programs that take a port number (the reference's flags need one; 0 is not
+ * reported back by Go). Chosen below the ephemeral range, so a released port is not taken at once as the source
+ * port of someone's outgoing connection; bound together, then released. A program can still lose one to another
+ * process in between: {@link Stack.start} retries.
+ */
 export async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: n }, () => new Promise<net.Server>((res, rej) => {
-      const s = net.createServer();
-      s.once('error', rej);
-      s.listen(0, '127.0.0.1', () => res(s));
-    })),
-  );
-  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  const hi = ephemeralLow();
+  const lo = Math.min(10_000, hi - 1000);
+  const held: net.Server[] = [];
+  for (let tries = 0; held.length < n && tries < 1000; tries++) {
+    const s = await tryListen(lo + Math.floor(Math.random() * (hi - lo)));
+    if (s) held.push(s);
+  }
+  if (held.length < n) {
+    // Fall back to ports the kernel picks.
+    while (held.length < n) held.push((await tryListen(0))!);
+  }
+  const ports = held.map((s) => (s.address() as net.AddressInfo).port);
+  await Promise.all(held.map((s) => new Promise((r) => s.close(r))));
   return ports;
 }
 
@@ -52,10 +80,15 @@ function httpGet(url: string, timeoutMs = 2000): Promise<number> {
   });
 }
 
-/** Wait until the server's /readyz answers 200 (`ready`) or anything else (`!ready`). */
-export async function waitReadyz(healthPort: number, ready: boolean, timeoutMs = 30_000): Promise<void> {
+/**
+ * Wait until the server's /readyz answers 200 (`ready`) or anything else (`!ready`); fail at once when one of
+ * `procs` has exited.
+ */
+export async function waitReadyz(healthPort: number, ready: boolean, procs: readonly StackProcess[] = [], timeoutMs = 30_000): Promise<void> {
   const until = Date.now() + timeoutMs;
   for (;;) {
+    const dead = procs.find((p) => p.exited);
+    if (dead) throw new Error(`the ${dead.impl === 'go' ? 'Go' : 'konnectivity-ts'} process ${dead.pid} exited (see bench/results/logs/)`);
     const code = await httpGet(`http://127.0.0.1:${healthPort}/readyz`);
     if ((code === 200) === ready && code !== 0) return;
     if (Date.now() > until) throw new Error(`/readyz on port ${healthPort} did not turn ${ready ? '200' : 'non-200'} in ${timeoutMs} ms (last: ${code || 'no answer'})`);
@@ -82,6 +115,10 @@ class GoProcess implements StackProcess {
     return this.child.pid!;
   }
 
+  get exited(): boolean {
+    return this.child.exitCode !== null || this.child.signalCode !== null;
+  }
+
   async gc(): Promise<void> {
     // Needs --enable-profiling; runtime.GC() runs before the heap profile is written.
     await httpGet(`http://127.0.0.1:${this.adminPort}/debug/pprof/heap?gc=1`, 10_000);
@@ -105,6 +142,10 @@ class TsProcess implements StackProcess {
     return this.role.pid;
   }
 
+  get exited(): boolean {
+    return this.role.hasExited;
+  }
+
   async gc(): Promise<void> {
     await this.role.call('gc', {}, 30_000);
   }
@@ -123,6 +164,19 @@ export interface Programs {
   logDir: string;
 }
 
+/** What {@link Stack.start} starts. */
+export interface StackOptions {
+  /** Names the processes' logs and IDs. */
+  name: string;
+  server: Impl;
+  /** The agent to start with the server (none: start one later with `startAgent`). */
+  agent?: Impl;
+  mode: 'grpc' | 'http-connect';
+  leg: 'grpc' | 'yamux';
+  /** The frontend's Unix socket. */
+  uds: string;
+}
+
 /** A server with the frontend on a Unix socket and an agent (or none, between agents). */
 export class Stack {
   agent: StackProcess | undefined;
@@ -138,11 +192,21 @@ export class Stack {
     readonly healthPort: number,
   ) {}
 
-  /** Start the server; `agent` (if given) connects to `agentVia` (default: the server's agent port). */
-  static async start(
-    programs: Programs,
-    o: { name: string; server: Impl; mode: 'grpc' | 'http-connect'; leg: 'grpc' | 'yamux'; uds: string; agent?: Impl },
-  ): Promise<Stack> {
+  /**
+   * Start the server and, if `agent` is given, an agent, and wait until the server is ready. A start that fails
+   * (a port taken by another process between choosing and binding it) is retried with new ports, twice.
+   */
+  static async start(programs: Programs, o: StackOptions): Promise<Stack> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await Stack.startOnce(programs, o);
+      } catch (err) {
+        if (attempt >= 3) throw err;
+      }
+    }
+  }
+
+  private static async startOnce(programs: Programs, o: StackOptions): Promise<Stack> {
     const [agentPort, healthPort, adminPort] = await freePorts(3);
     const c = programs.kit.certs;
     const argv = [
@@ -169,9 +233,25 @@ export class Stack {
     }
   }
 
-  /** Start an agent of `impl` towards `port` (the agent port, or a relay in front of it) and wait until ready. */
+  /**
+   * Start an agent of `impl` towards `port` (the agent port, or a relay in front of it) and wait until the
+   * server is ready; retried with new ports, twice, like the server.
+   */
   async startAgent(impl: Impl, port: number): Promise<void> {
     if (this.agent) throw new Error('stop the agent first');
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.startAgentOnce(impl, port);
+      } catch (err) {
+        // (this.agent is set by the attempt; TypeScript still narrows it to undefined from the check above.)
+        await (this.agent as StackProcess | undefined)?.stop();
+        this.agent = undefined;
+        if (attempt >= 3 || this.server.exited) throw err;
+      }
+    }
+  }
+
+  private async startAgentOnce(impl: Impl, port: number): Promise<void> {
     const [healthPort, adminPort] = await freePorts(2);
     const c = this.programs.kit.certs;
     const n = ++this.agents;
@@ -190,7 +270,7 @@ export class Stack {
       ? new GoProcess(this.programs.kit.bin.proxyAgent, [...argv, '--enable-profiling'], log, adminPort!)
       : new TsProcess(tsProgram(this.programs, 'agent'), argv, log, `${this.name} agent`);
     await this.agent.role?.ready;
-    await waitReadyz(this.healthPort, true);
+    await waitReadyz(this.healthPort, true, [this.server, this.agent]);
   }
 
   /** Kill the agent and wait until the server has noticed (its /readyz turns non-200). */
@@ -198,7 +278,7 @@ export class Stack {
     if (!this.agent) return;
     await this.agent.stop();
     this.agent = undefined;
-    await waitReadyz(this.healthPort, false);
+    await waitReadyz(this.healthPort, false, [this.server]);
   }
 
   async stop(): Promise<void> {
