@@ -1,12 +1,10 @@
 /** Shared helpers for the protocol tests: the golden vectors file and a comparable form of packets. */
-import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { PacketType, type Packet } from '../../../src/protocol/index.js';
+import { ROOT, findShared } from '../../helpers/shared.js';
 
-/** The project root (this file lives in test/unit/protocol). */
-export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+export { ROOT };
 
 /** The golden vectors, committed as a test fixture so a clone with nothing beside it runs them. */
 export const VECTORS_PATH = resolve(ROOT, 'test/fixtures/vectors/packets.json');
@@ -14,27 +12,9 @@ export const VECTORS_PATH = resolve(ROOT, 'test/fixtures/vectors/packets.json');
 /**
  * The shared original the fixture was copied from, when it can be found: `$KONNECTIVITY_VECTORS`, else
  * `../shared/vectors/packets.json` beside this checkout, beside the main checkout of a git worktree, or beside the
- * checkout it was cloned from (a clean clone in a temporary folder keeps its origin's path). Undefined when none
- * exists.
+ * checkout it was cloned from (test/helpers/shared.ts). Undefined when none exists.
  */
-export const SHARED_VECTORS_PATH = findSharedVectors();
-
-function findSharedVectors(): string | undefined {
-  const relative = '../shared/vectors/packets.json';
-  const candidates = [process.env['KONNECTIVITY_VECTORS'], resolve(ROOT, relative)];
-  const git = (...args: string[]): string | undefined => {
-    try {
-      return execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    } catch {
-      return undefined; // Not a git checkout, or no such setting.
-    }
-  };
-  const common = git('rev-parse', '--path-format=absolute', '--git-common-dir');
-  if (common) candidates.push(resolve(dirname(common), relative));
-  const origin = git('config', '--get', 'remote.origin.url');
-  if (origin?.startsWith('/')) candidates.push(resolve(origin, relative));
-  return candidates.find((c): c is string => !!c && existsSync(c));
-}
+export const SHARED_VECTORS_PATH = findShared('vectors/packets.json', process.env['KONNECTIVITY_VECTORS']);
 
 export interface JsonPacket {
   type: string | number;
