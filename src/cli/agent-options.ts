@@ -56,14 +56,7 @@ export function parseServerAddresses(text: string): Array<{ host: string; port: 
 
 /** The agent's flags, in --help order. */
 export function agentFlagSpecs(): FlagSpec[] {
-  const ign = (name: string, type: FlagSpec['type'], def: string | number | boolean, usage: string, hidden = false): FlagSpec => ({
-    name,
-    type,
-    default: def,
-    usage,
-    ignored: true,
-    hidden,
-  });
+  const ign = (name: string, type: FlagSpec['type'], def: string | number | boolean, usage: string): FlagSpec => ({ name, type, default: def, usage, ignored: true });
   return [
     { name: 'proxy-server-host', type: 'string', default: '127.0.0.1', usage: 'the proxy server (or its load balancer) host' },
     { name: 'proxy-server-port', type: 'int', default: 8091, usage: 'the proxy server (or its load balancer) agent port', validate: port },
@@ -99,7 +92,7 @@ export function agentFlagSpecs(): FlagSpec[] {
     ign('count-server-leases', 'bool', false, 'count servers from leases'),
     ign('lease-namespace', 'string', 'kube-system', 'lease namespace'),
     ign('lease-label-selector', 'string', 'k8s-app=konnectivity-server', 'lease label selector'),
-    ign('lease-label', 'string', 'k8s-app=konnectivity-server', 'deprecated alias of --lease-label-selector', true),
+    ign('lease-label', 'string', 'k8s-app=konnectivity-server', 'lease labels (the reference v0.31 name of --lease-label-selector)'),
     ign('server-count-source', 'string', 'default', 'server count source: default or max'),
     ign('kubeconfig', 'string', '', 'kubeconfig for leases'),
     ign('kube-api-content-type', 'string', 'application/vnd.kubernetes.protobuf', 'Kubernetes API content type'),

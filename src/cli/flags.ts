@@ -7,7 +7,7 @@
 import { MAX_CONNECTION_WINDOW_BYTES, MAX_DATA_CHUNK_BYTES, MIN_CONNECTION_WINDOW_BYTES } from '../transport/windows.js';
 
 /** The value kinds a flag can have. */
-export type FlagType = 'string' | 'int' | 'bool' | 'duration';
+export type FlagType = 'string' | 'int' | 'float' | 'bool' | 'duration';
 
 /** One flag. `default` is already in the parsed form (durations in milliseconds). */
 export interface FlagSpec {
@@ -137,6 +137,13 @@ function convert(spec: FlagSpec, raw: string): string | number | boolean {
       const n = Number(raw);
       if (!Number.isSafeInteger(n)) throw new FlagError(`invalid argument "${raw}" for "--${spec.name}" flag: value out of range`);
       return n;
+    }
+    case 'float': {
+      // Go's strconv.ParseFloat for the plain decimal forms a manifest uses (`50`, `2.5`, `1e3`).
+      if (!/^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/.test(raw.trim())) {
+        throw new FlagError(`invalid argument "${raw}" for "--${spec.name}" flag: strconv.ParseFloat: parsing "${raw}": invalid syntax`);
+      }
+      return Number(raw);
     }
     case 'duration':
       try {

@@ -28,7 +28,7 @@ export function klogFlags(): FlagSpec[] {
     ignoredString('log-file', 'if non-empty, use this log file'),
     { name: 'log-file-max-size', type: 'int', default: 1800, usage: 'maximum size a log file can grow to (MB)', ignored: true },
     ignoredString('vmodule', 'comma-separated list of pattern=N settings for file-filtered logging'),
-    ignoredString('log-backtrace-at', 'when logging hits line file:N, emit a stack trace'),
+    ignoredString('log-backtrace-at', 'when logging hits line file:N, emit a stack trace', ':0'),
     { name: 'stderrthreshold', type: 'string', default: '2', usage: 'logs at or above this threshold go to stderr', ignored: true },
     ignoredBool('add-dir-header', 'add the file directory to the header of the log messages'),
     ignoredBool('skip-headers', 'avoid header prefixes in the log messages'),

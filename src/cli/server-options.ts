@@ -93,7 +93,7 @@ export function serverFlagSpecs(): FlagSpec[] {
     { name: 'agent-service-account', type: 'string', default: '', usage: 'authenticate agents by TokenReview: their service account' },
     { name: 'authentication-audience', type: 'string', default: '', usage: 'authenticate agents by TokenReview: the token audience' },
     { name: 'kubeconfig', type: 'string', default: '', usage: 'kubeconfig for TokenReview (empty: in-cluster configuration)' },
-    ign('kubeconfig-qps', 'int', 0, 'Kubernetes client QPS'),
+    ign('kubeconfig-qps', 'float', 0, 'Kubernetes client QPS'),
     ign('kubeconfig-burst', 'int', 0, 'Kubernetes client burst'),
     ign('kube-api-content-type', 'string', 'application/vnd.kubernetes.protobuf', 'Kubernetes API content type'),
     ign('enable-lease-controller', 'bool', false, 'publish a lease for server counting'),

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { FlagError, formatGoDuration, formatHelp, parseFlags, parseGoDuration, type FlagSpec } from '../../../src/cli/flags.js';
 import { parseServerOptions, serverFlagSpecs } from '../../../src/cli/server-options.js';
-import { parseAgentIdentifiers, parseAgentOptions, parseServerAddresses } from '../../../src/cli/agent-options.js';
+import { agentFlagSpecs, parseAgentIdentifiers, parseAgentOptions, parseServerAddresses } from '../../../src/cli/agent-options.js';
 
 const specs: FlagSpec[] = [
   { name: 'name', type: 'string', default: 'x', usage: 'a name' },
@@ -85,6 +85,13 @@ describe('parseFlags', () => {
     expect(parseFlags(specs, ['--help']).help).toBe(true);
     expect(parseFlags(specs, ['-h']).help).toBe(true);
   });
+  it('parses floats like Go (the reference\'s float32 flags)', () => {
+    const f: FlagSpec[] = [{ name: 'qps', type: 'float', default: 0, usage: 'q' }];
+    expect(parseFlags(f, ['--qps=2.5']).values['qps']).toBe(2.5);
+    expect(parseFlags(f, ['--qps', '50']).values['qps']).toBe(50);
+    expect(parseFlags(f, ['--qps=1e3']).values['qps']).toBe(1000);
+    expect(() => parseFlags(f, ['--qps=fast'])).toThrow(/strconv.ParseFloat/);
+  });
   it('help lists every flag with its default and marks ignored ones', () => {
     const text = formatHelp('prog', 'does things', specs);
     for (const s of specs) expect(text).toContain(`-${s.name}`);
@@ -139,6 +146,12 @@ describe('server options', () => {
     expect(() => parseServerOptions(['--mode=socks'], {})).toThrow(/grpc or http-connect/);
     expect(() => parseServerOptions(['--server-cert=a'], {})).toThrow(/together/);
   });
+  it('takes the reference\'s value types and prints its klog defaults', () => {
+    // --kubeconfig-qps is a float32 in the reference; --log-backtrace-at prints ":0" there.
+    expect(parseServerOptions(['--kubeconfig-qps=2.5'], {}).parsed.values['kubeconfig-qps']).toBe(2.5);
+    const help = formatHelp('konnectivity-server', '', serverFlagSpecs());
+    expect(help).toMatch(/--log-backtrace-at string +\[accepted, ignored\] .*\(default ":0"\)/);
+  });
   it('help names every reference flag', () => {
     const names = serverFlagSpecs().map((s) => s.name);
     for (const n of ['mode', 'uds-name', 'delete-existing-uds-file', 'server-port', 'server-bind-address', 'server-cert', 'server-key', 'server-ca-cert', 'agent-port', 'agent-bind-address', 'cluster-cert', 'cluster-key', 'cluster-ca-cert', 'health-port', 'health-bind-address', 'admin-port', 'admin-bind-address', 'server-id', 'server-count', 'proxy-strategies', 'keepalive-time', 'frontend-keepalive-time', 'backend-dial-timeout', 'graceful-shutdown-timeout', 'xfr-channel-size', 'v']) {
@@ -188,5 +201,8 @@ describe('agent options', () => {
     expect(parsed.warnings).toHaveLength(1);
     expect(options.connectionBufferBytes).toBe(150 * 32 * 1024);
     expect(() => parseAgentOptions(['--sync-interval=2s', '--sync-interval-cap=1s'], {})).toThrow(/sync-interval-cap/);
+  });
+  it('help lists --lease-label, the reference v0.31 name', () => {
+    expect(formatHelp('konnectivity-agent', '', agentFlagSpecs())).toMatch(/--lease-label string +\[accepted, ignored\] .*\(default "k8s-app=konnectivity-server"\)/);
   });
 });
