@@ -9,3 +9,18 @@ export function parsePrometheusText(text: string): Map<string, number> {
   }
   return out;
 }
+
+/**
+ * The value of series `name` with exactly `labels`, whatever order the exposition wrote them in (the Go reference
+ * sorts labels, prom-client keeps their declaration order); undefined when there is no such series.
+ */
+export function sample(series: ReadonlyMap<string, number>, name: string, labels: Readonly<Record<string, string>> = {}): number | undefined {
+  const want = Object.entries(labels).sort(([a], [b]) => a.localeCompare(b));
+  for (const [key, value] of series) {
+    const m = /^([^{]+)(?:\{(.*)\})?$/.exec(key);
+    if (!m || m[1] !== name) continue;
+    const got = [...(m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((l) => [l[1]!, l[2]!] as const).sort(([a], [b]) => a.localeCompare(b));
+    if (got.length === want.length && got.every(([k, v], i) => k === want[i]![0] && v === want[i]![1])) return value;
+  }
+  return undefined;
+}
