@@ -608,6 +608,24 @@ export async function up(stream: Duplex, reader: ByteReader, n: number): Promise
   if (ack.toString('latin1') !== 'K') throw new Error(`U: got ${ack.toString('latin1')} instead of K`);
 }
 
+/** A connection of our client with its reader. */
+export interface Echo {
+  s: Duplex;
+  r: ByteReader;
+}
+
+/** `n` connections through `server` to the target, each checked with a ping and kept open. */
+export async function openEchoes(server: ServerProcess, target: TargetProcess, n: number): Promise<Echo[]> {
+  const out: Echo[] = [];
+  for (let i = 0; i < n; i++) {
+    const s = await server.dial(target.address);
+    const r = new ByteReader(s);
+    await ping(s, r, Buffer.from(`hello ${i} through ${server.serverID}`));
+    out.push({ s, r });
+  }
+  return out;
+}
+
 /** konnbench's `smoke` with our client: on one connection a 100,000-byte echo, 10 MiB down checked, 10 MiB up. */
 export async function smokeWith(dial: () => Promise<Duplex>): Promise<void> {
   const s = await dial();
