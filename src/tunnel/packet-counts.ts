@@ -1,9 +1,16 @@
 /** Packet counts by segment and packet type name: what the server's and the agent's stats (and metrics) read. */
-import { packetTypeName, type Packet } from '../protocol/packet.js';
+import { PACKET_TYPE_NAMES, PacketType, packetTypeName, type Packet } from '../protocol/packet.js';
 
-/** Add one to `counts[type name of packet]`. */
+/** The one key every packet type outside the contract is counted under. */
+export const UNKNOWN_PACKET_TYPE = 'UNKNOWN';
+
+/**
+ * Add one to `counts[type name of packet]`. The type number comes from the peer: a key per unknown number would let a
+ * peer grow the table (and the Prometheus series) without bound, so they all share {@link UNKNOWN_PACKET_TYPE}.
+ */
 export function tallyPacket(counts: Record<string, number>, packet: Packet): void {
-  const name = packetTypeName(packet.type);
+  const known = packet.type === PacketType.WINDOW_UPDATE || PACKET_TYPE_NAMES[packet.type] !== undefined;
+  const name = known ? packetTypeName(packet.type) : UNKNOWN_PACKET_TYPE;
   counts[name] = (counts[name] ?? 0) + 1;
 }
 
