@@ -55,7 +55,6 @@ export interface AgentTunnelHost {
 
 /** A connection whose endpoint is open. */
 interface Endpoint {
-  random: bigint;
   via: Tunnel;
   binding: EndpointBinding;
 }
@@ -63,6 +62,8 @@ interface Endpoint {
 /** An endpoint dial in progress. */
 interface EndpointDial {
   controller: AbortController;
+  /** The stream the DIAL_REQ came on: only a DIAL_CLS on the same stream cancels the dial. */
+  via: Tunnel;
   /** DIAL_CLS arrived or the tunnel closed: a late success is closed at once. */
   cancelled: boolean;
 }
@@ -153,7 +154,7 @@ export class AgentTunnel {
     const connectID = ++this.nextConnectID;
     const controller = new AbortController();
     // User dialers get the same deadline as the default one.
-    const pd = this.dials.add(random, { controller, cancelled: false }, this.host.dialTimeoutMs + 100, () => controller.abort());
+    const pd = this.dials.add(random, { controller, via, cancelled: false }, this.host.dialTimeoutMs + 100, () => controller.abort());
     this.host.dialer({ address, protocol, signal: controller.signal }).then(
       (endpoint) => {
         pd.settle();
@@ -190,7 +191,7 @@ export class AgentTunnel {
       this.host.events.emit('connectionClosed', event);
       this.tunnels.release(via);
     });
-    this.endpoints.set(connectID, { random, via, binding });
+    this.endpoints.set(connectID, { via, binding });
     this.host.events.emit('connectionOpened', { ...event, durationMs });
   }
 
@@ -201,22 +202,17 @@ export class AgentTunnel {
     else via.send(closeResponse(connectID, 'Unknown connectID'));
   }
 
-  /** DIAL_CLS: the server gave up on the dial. */
+  /**
+   * DIAL_CLS: the server gave up on a dial still pending here, on the stream that carried its DIAL_REQ. It never
+   * touches an established connection: a `random` names a dial, not a connection, and another frontend may reuse an
+   * established connection's random to close it. A dial that completed while the DIAL_CLS was on its way (reference
+   * issue #404) is closed by the server, which answers the late DIAL_RSP with CLOSE_REQ.
+   */
   private dialClosed(random: bigint, via: Tunnel): void {
     const pd = this.dials.get(random);
-    if (pd) {
-      pd.value.cancelled = true;
-      pd.value.controller.abort();
-      return;
-    }
-    // The dial may have completed while the DIAL_CLS was on its way (reference issue #404).
-    for (const [id, ep] of this.endpoints) {
-      if (ep.random === random && ep.via === via) {
-        ep.binding.destroy();
-        via.send(closeResponse(id));
-        break;
-      }
-    }
+    if (!pd || pd.value.via !== via) return;
+    pd.value.cancelled = true;
+    pd.value.controller.abort();
   }
 
   /** A substream's FIN is the client's end(): pass it to the endpoint and keep relaying its answer. */
