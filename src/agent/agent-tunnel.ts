@@ -51,6 +51,26 @@ export interface AgentTunnelHost {
   readonly bufferBytes: number;
   readonly count: PacketCounter;
   readonly events: EventSink<AgentTunnelEvents>;
+  /** The agent's endpoint dials in progress, over all its tunnels, against `maxPendingDials`. */
+  readonly dialSlots: DialSlots;
+}
+
+/** A count with a ceiling, shared by the tunnels of one agent. */
+export class DialSlots {
+  private used = 0;
+  constructor(readonly limit: number) {}
+  /** Take a slot; false when all are in use. */
+  take(): boolean {
+    if (this.used >= this.limit) return false;
+    this.used++;
+    return true;
+  }
+  give(): void {
+    this.used--;
+  }
+  get inUse(): number {
+    return this.used;
+  }
 }
 
 /** A connection whose endpoint is open. */
@@ -86,7 +106,7 @@ export class AgentTunnel {
   readonly done: Promise<Error | undefined>;
   private readonly tunnels: TunnelGroup;
   private nextConnectID = 0n;
-  private readonly dials = new PendingDials<EndpointDial>();
+  private readonly dials: PendingDials<EndpointDial>;
   private readonly endpoints = new Map<bigint, Endpoint>();
   private drained = false;
   private ended = false;
@@ -96,6 +116,7 @@ export class AgentTunnel {
     readonly stream: PacketStream,
     windowBytes: number | undefined,
   ) {
+    this.dials = new PendingDials<EndpointDial>(() => host.dialSlots.give());
     this.serverID = metadataValue(stream.remoteMetadata, 'serverid');
     const count = Number(metadataValue(stream.remoteMetadata, 'servercount'));
     this.serverCount = Number.isInteger(count) && count > 0 ? count : 1;
@@ -151,6 +172,14 @@ export class AgentTunnel {
     if (!req) return;
     const { address, random } = req;
     const protocol = req.protocol || 'tcp';
+    if (!this.host.dialSlots.take()) {
+      // One server (or one frontend behind it) must not take every descriptor of the agent.
+      const text = `too many pending dials on the agent (limit ${this.host.dialSlots.limit})`;
+      via.send(dialResponse(random, 0n, text));
+      this.host.events.emit('dialFailed', { address, error: text, serverID: this.serverID, dialID: random });
+      this.tunnels.release(via);
+      return;
+    }
     const connectID = ++this.nextConnectID;
     const controller = new AbortController();
     // User dialers get the same deadline as the default one.

@@ -7,10 +7,11 @@ import { EventEmitter } from 'node:events';
 import { encodeAgentIdentifiers, type AgentIdentifiers } from '../protocol/identifiers.js';
 import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
 import { checkNumber } from '../protocol/options.js';
+import { DEFAULT_AGENT_MAX_PENDING_DIALS } from '../transport/limits.js';
 import type { Metadata, PacketStream, TunnelConnector } from '../transport/packet-stream.js';
 import { PacketCounts } from '../tunnel/packet-counts.js';
 import { WINDOW_METADATA_KEY, offeredWindow, validBufferBytes } from '../tunnel/flow.js';
-import { AgentTunnel, type AgentTunnelEvents, type AgentTunnelHost } from './agent-tunnel.js';
+import { AgentTunnel, DialSlots, type AgentTunnelEvents, type AgentTunnelHost } from './agent-tunnel.js';
 import { DEFAULT_DIAL_TIMEOUT_MS, tcpDialer, type Dialer } from './dialer.js';
 
 export interface AgentOptions {
@@ -28,6 +29,11 @@ export interface AgentOptions {
   connectionBufferBytes?: number;
   /** Offer the per-connection credit regime to servers (default true; Go servers ignore the offer). */
   credits?: boolean;
+  /**
+   * Endpoint dials in progress at once, over all tunnels; past it a DIAL_REQ is answered at once with a DIAL_RSP
+   * error and the dials in progress go on. Default 1024.
+   */
+  maxPendingDials?: number;
 }
 
 /** Packets by direction (`fromServer`/`toServer`, from the agent's side) and type name. */
@@ -70,6 +76,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       bufferBytes: this.bufferBytes,
       count: (direction, p) => this.packets.count(direction === 'sent' ? 'toServer' : 'fromServer', p),
       events: this,
+      dialSlots: new DialSlots(checkNumber('maxPendingDials', options.maxPendingDials ?? DEFAULT_AGENT_MAX_PENDING_DIALS, { integer: true, min: 1 })),
     };
   }
 

@@ -29,6 +29,11 @@ export const ErrorCode = {
   UNAUTHENTICATED: 'ERR_UNAUTHENTICATED',
   /** The server or agent is shutting down. */
   SHUTTING_DOWN: 'ERR_SHUTTING_DOWN',
+  /**
+   * A limit was reached (pending dials, connections, partial-message bytes): this work was refused and the rest
+   * goes on. HTTP-CONNECT answers 503, gRPC RESOURCE_EXHAUSTED, a gRPC frontend's dial gets a DIAL_RSP error.
+   */
+  LIMIT_EXCEEDED: 'ERR_LIMIT_EXCEEDED',
   /** A remote error reported by the peer's transport (gRPC status, yamux go-away). */
   REMOTE: 'ERR_REMOTE',
 } as const;

@@ -61,22 +61,22 @@ export class AgentRegistry<B extends RegisteredBackend> {
     return [...this.byAgent.values()].flat();
   }
 
-  /** Pick the stream for a dial to `address`, or undefined when no agent fits. */
-  pick(address: string, strategies: readonly AgentStrategy[]): B | undefined {
+  /** Pick the stream for a dial to `address` among those `accept` takes (all by default), or undefined when none fits. */
+  pick(address: string, strategies: readonly AgentStrategy[], accept: (b: B) => boolean = always): B | undefined {
     for (const allowDraining of [false, true]) {
       for (const s of strategies) {
-        const b = this.pickWith(s, address, allowDraining);
+        const b = this.pickWith(s, address, allowDraining, accept);
         if (b) return b;
       }
     }
     return undefined;
   }
 
-  private pickWith(strategy: AgentStrategy, address: string, allowDraining: boolean): B | undefined {
+  private pickWith(strategy: AgentStrategy, address: string, allowDraining: boolean, accept: (b: B) => boolean): B | undefined {
     if (strategy === 'destHost') {
       const host = hostOf(address);
       for (const list of this.byAgent.values()) {
-        const b = usable(list, allowDraining);
+        const b = usable(list, allowDraining, accept);
         if (b && advertises(b.identifiers, host)) return b;
       }
       return undefined;
@@ -87,7 +87,7 @@ export class AgentRegistry<B extends RegisteredBackend> {
     const start = Math.floor(Math.random() * lists.length);
     for (let i = 0; i < lists.length; i++) {
       const list = lists[(start + i) % lists.length]!;
-      const b = usable(list, allowDraining);
+      const b = usable(list, allowDraining, accept);
       if (!b) continue;
       if (strategy === 'defaultRoute' && !b.identifiers.defaultRoute) continue;
       return b;
@@ -96,10 +96,12 @@ export class AgentRegistry<B extends RegisteredBackend> {
   }
 }
 
-function usable<B extends RegisteredBackend>(list: readonly B[], allowDraining: boolean): B | undefined {
-  for (const b of list) if (!b.draining) return b;
-  return allowDraining ? list[0] : undefined;
+function usable<B extends RegisteredBackend>(list: readonly B[], allowDraining: boolean, accept: (b: B) => boolean): B | undefined {
+  for (const b of list) if (!b.draining && accept(b)) return b;
+  return allowDraining ? list.find(accept) : undefined;
 }
+
+const always = (): boolean => true;
 
 function advertises(ids: AgentIdentifiers, host: string): boolean {
   return !!(ids.host?.includes(host) || ids.ipv4?.includes(host) || ids.ipv6?.includes(host));

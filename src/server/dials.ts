@@ -29,7 +29,9 @@ export type DialFailureKind =
   | 'backend_close'
   | 'backend_dial_timeout'
   | 'frontend_close'
-  | 'shutting_down';
+  | 'shutting_down'
+  /** Ours: a pending-dial limit (per frontend connection or per agent) was reached; see ProxyServerOptions. */
+  | 'too_many_pending_dials';
 
 /** The events of dials (part of ProxyServerEvents). */
 export interface DialEvents {
@@ -56,6 +58,18 @@ export interface DialHandle {
   cancel(): void;
 }
 
+/** What a frontend asks for. */
+export interface FrontendDialRequest {
+  address: string;
+  random: bigint;
+  protocol?: string;
+  /**
+   * The frontend connection the dial comes from (the HTTP/2 connection of a gRPC frontend's call): its pending
+   * dials count against `maxPendingDialsPerFrontend`. None: the dial counts only against its agent's limit.
+   */
+  origin?: object | undefined;
+}
+
 /** The frontends' packet counts (ServerStats.packets). */
 export type FrontendSegment = 'fromFrontend' | 'toFrontend';
 
@@ -68,12 +82,7 @@ export interface DialBroker {
    * Pick an agent, register the dial, send DIAL_REQ. Returns the error (without throwing) when the dial cannot
    * start; otherwise exactly one of `callbacks.succeed`/`fail` follows, unless the handle cancels it.
    */
-  beginDial(
-    request: { address: string; random: bigint; protocol?: string },
-    frontend: FrontendKind,
-    timeoutMs: number,
-    callbacks: DialCallbacks,
-  ): DialHandle | KonnectivityError;
+  beginDial(request: FrontendDialRequest, frontend: FrontendKind, timeoutMs: number, callbacks: DialCallbacks): DialHandle | KonnectivityError;
   /** A dial ID not pending now. */
   newDialID(): bigint;
   /** A connection a frontend got from `succeed` has ended. */
@@ -93,16 +102,19 @@ export interface DialRoute {
 /** What the dials need of the server. */
 export interface DialsHost {
   readonly events: EventSink<DialEvents>;
+  /** Pending dials allowed per frontend connection (`origin`) and per agent route. */
+  readonly limits: { readonly perFrontend: number; readonly perAgent: number };
   /** False once the server is shutting down. */
   accepting(): boolean;
-  /** The agent the strategies pick for `address`, if any. */
-  pick(address: string): DialRoute | undefined;
+  /** The agent the strategies pick for `address` among those `accept` takes, if any. */
+  pick(address: string, accept?: (route: DialRoute) => boolean): DialRoute | undefined;
   count(segment: FrontendSegment, packet: Packet): void;
 }
 
 /** A dial waiting for its agent's answer. */
 interface ServerDial {
   address: string;
+  origin: object | undefined;
   route: DialRoute;
   via: Tunnel;
   frontend: FrontendKind;
@@ -110,7 +122,13 @@ interface ServerDial {
 }
 
 export class Dials implements DialBroker {
-  private readonly pending = new PendingDials<ServerDial>();
+  private readonly pending = new PendingDials<ServerDial>((d) => {
+    this.perRoute.remove(d.value.route);
+    if (d.value.origin) this.perOrigin.remove(d.value.origin);
+  });
+  /** Pending dials by agent route and by frontend connection, for the limits. */
+  private readonly perRoute = new Tally<DialRoute>();
+  private readonly perOrigin = new Tally<object>();
   private established = 0;
 
   constructor(private readonly host: DialsHost) {}
@@ -124,13 +142,9 @@ export class Dials implements DialBroker {
     return this.established;
   }
 
-  beginDial(
-    request: { address: string; random: bigint; protocol?: string },
-    frontend: FrontendKind,
-    timeoutMs: number,
-    callbacks: DialCallbacks,
-  ): DialHandle | KonnectivityError {
-    const { address, random } = request;
+  beginDial(request: FrontendDialRequest, frontend: FrontendKind, timeoutMs: number, callbacks: DialCallbacks): DialHandle | KonnectivityError {
+    const { address, random, origin } = request;
+    const { perFrontend, perAgent } = this.host.limits;
     const refuse = (error: KonnectivityError, reason: DialFailureKind): KonnectivityError => {
       this.host.events.emit('dialFailed', { address, frontend, reason, error, dialID: random });
       return error;
@@ -141,10 +155,21 @@ export class Dials implements DialBroker {
     if (this.pending.has(random)) {
       return refuse(new KonnectivityError(ErrorCode.PROTOCOL, `dial ID ${random} is already pending`), 'send_rsp');
     }
-    const route = this.host.pick(address);
-    if (!route) return refuse(new KonnectivityError(ErrorCode.NO_AGENT, 'No agent available', { reason: 'endpoint' }), 'no_agent');
+    if (origin && this.perOrigin.count(origin) >= perFrontend) {
+      return refuse(tooManyDials(`too many pending dials on this frontend connection (limit ${perFrontend})`), 'too_many_pending_dials');
+    }
+    // An agent at its limit is passed over for another that fits; refused only when every one that fits is full.
+    const route = this.host.pick(address, (r) => this.perRoute.count(r) < perAgent);
+    if (!route) {
+      if (this.host.pick(address)) {
+        return refuse(tooManyDials(`too many pending dials on the agents for ${address} (limit ${perAgent} per agent)`), 'too_many_pending_dials');
+      }
+      return refuse(new KonnectivityError(ErrorCode.NO_AGENT, 'No agent available', { reason: 'endpoint' }), 'no_agent');
+    }
     const via = route.tunnelForDial();
-    const dial = this.pending.add(random, { address, route, via, frontend, callbacks }, timeoutMs > 0 ? timeoutMs : undefined, (d) => {
+    this.perRoute.add(route);
+    if (origin) this.perOrigin.add(origin);
+    const dial = this.pending.add(random, { address, origin, route, via, frontend, callbacks }, timeoutMs > 0 ? timeoutMs : undefined, (d) => {
       d.settle();
       via.send(closeDial(random));
       this.fail(d, DialFailure.timedOut('timed out waiting for backend dial'));
@@ -235,6 +260,26 @@ export class Dials implements DialBroker {
     const error = abortError('dial cancelled by the frontend');
     this.host.events.emit('dialFailed', { address, frontend, reason: 'frontend_close', error, dialID: dial.random });
     route.release(via);
+  }
+}
+
+function tooManyDials(message: string): KonnectivityError {
+  return new KonnectivityError(ErrorCode.LIMIT_EXCEEDED, message);
+}
+
+/** Counts by key; a key at zero is forgotten, so the map holds only keys with pending dials. */
+class Tally<K> {
+  private readonly counts = new Map<K, number>();
+  count(key: K): number {
+    return this.counts.get(key) ?? 0;
+  }
+  add(key: K): void {
+    this.counts.set(key, this.count(key) + 1);
+  }
+  remove(key: K): void {
+    const n = this.count(key) - 1;
+    if (n > 0) this.counts.set(key, n);
+    else this.counts.delete(key);
   }
 }
 

@@ -14,6 +14,7 @@ import { EventEmitter } from 'node:events';
 import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
 import { parseAgentIdentifiers } from '../protocol/identifiers.js';
 import { checkNumber } from '../protocol/options.js';
+import { DEFAULT_MAX_PENDING_DIALS_PER_AGENT, DEFAULT_MAX_PENDING_DIALS_PER_FRONTEND } from '../transport/limits.js';
 import { metadataValue, type IncomingPacketStream, type PacketStream } from '../transport/packet-stream.js';
 import { WINDOW_METADATA_KEY, offeredWindow, validBufferBytes } from '../tunnel/flow.js';
 import { PacketCounts } from '../tunnel/packet-counts.js';
@@ -43,6 +44,16 @@ export interface ProxyServerOptions {
   credits?: boolean;
   /** Check an agent before it is accepted; throw (ideally ERR_UNAUTHENTICATED) to refuse it. */
   authenticateAgent?: AgentAuthenticator;
+  /**
+   * Dials one frontend connection (one HTTP/2 connection of the gRPC frontend, whatever its number of calls) may
+   * have waiting for their DIAL_RSP; past it a new dial gets a DIAL_RSP error (ERR_LIMIT_EXCEEDED). Default 256.
+   */
+  maxPendingDialsPerFrontend?: number;
+  /**
+   * Dials waiting for their DIAL_RSP on one agent tunnel; a full agent is passed over for another that fits the
+   * dial, and the dial is refused (ERR_LIMIT_EXCEEDED: 503 on HTTP-CONNECT) when every one is full. Default 1024.
+   */
+  maxPendingDialsPerAgent?: number;
 }
 
 export interface ProxyServerEvents extends DialEvents, AgentBackendEvents {
@@ -91,10 +102,15 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
     this.bufferBytes = validBufferBytes(options.connectionBufferBytes, 'connectionBufferBytes');
     this.credits = options.credits ?? true;
     this.authenticate = options.authenticateAgent;
+    const limits = {
+      perFrontend: checkNumber('maxPendingDialsPerFrontend', options.maxPendingDialsPerFrontend ?? DEFAULT_MAX_PENDING_DIALS_PER_FRONTEND, { integer: true, min: 1 }),
+      perAgent: checkNumber('maxPendingDialsPerAgent', options.maxPendingDialsPerAgent ?? DEFAULT_MAX_PENDING_DIALS_PER_AGENT, { integer: true, min: 1 }),
+    };
     this.dials = new Dials({
       events: this,
+      limits,
       accepting: () => this.state === 'open',
-      pick: (address) => this.registry.pick(address, this.strategies),
+      pick: (address, accept) => this.registry.pick(address, this.strategies, accept),
       count: (segment, p) => this.packets.count(segment, p),
     });
     this.backendHost = {

@@ -50,6 +50,11 @@ export interface PacketStream extends EventEmitter<PacketStreamEventMap> {
   readonly remoteAddress: string;
   /** Present when the transport gives each proxied connection its own stream. */
   readonly substreams: SubstreamProvider | undefined;
+  /**
+   * The connection under the stream when other streams share it (the HTTP/2 connection of a gRPC call), as an
+   * opaque key: per-connection limits count by it. Undefined when the stream has a connection of its own.
+   */
+  readonly sharedConnection?: object | undefined;
   /** True while writes are refused by the high-water mark (a 'drain' will follow). */
   readonly writableNeedDrain: boolean;
   /** True once close() or destroy() was called or the stream failed. */

@@ -19,6 +19,7 @@ export class PendingDial<T> {
   /** @internal Made by {@link PendingDials.add}. */
   constructor(
     private readonly table: Map<bigint, PendingDial<T>>,
+    private readonly onSettled: ((dial: PendingDial<T>) => void) | undefined,
     readonly random: bigint,
     readonly value: T,
     timeoutMs: number | undefined,
@@ -42,6 +43,7 @@ export class PendingDial<T> {
     this.settled = true;
     clearTimeout(this.timer);
     if (this.table.get(this.random) === this) this.table.delete(this.random);
+    this.onSettled?.(this);
     return true;
   }
 }
@@ -49,6 +51,9 @@ export class PendingDial<T> {
 /** The table of pending dials of one owner (a server, an agent tunnel, a client dial). */
 export class PendingDials<T> {
   private readonly table = new Map<bigint, PendingDial<T>>();
+
+  /** `onSettled` runs once for each dial, when it settles (whoever settles it): for the owner's own counts. */
+  constructor(private readonly onSettled?: (dial: PendingDial<T>) => void) {}
 
   get size(): number {
     return this.table.size;
@@ -72,7 +77,7 @@ export class PendingDials<T> {
    * already under `random` is replaced; refusing duplicates is the caller's policy.
    */
   add(random: bigint, value: T, timeoutMs: number | undefined, onTimeout: (dial: PendingDial<T>) => void): PendingDial<T> {
-    const dial = new PendingDial(this.table, random, value, timeoutMs, onTimeout);
+    const dial = new PendingDial(this.table, this.onSettled, random, value, timeoutMs, onTimeout);
     this.table.set(random, dial);
     return dial;
   }

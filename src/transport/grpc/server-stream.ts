@@ -14,11 +14,14 @@ const STATUS_FLUSH_TIMEOUT_MS = 1000;
  */
 export class GrpcServerPacketStream extends GrpcPacketStreamBase {
   readonly remoteMetadata: Metadata;
+  /** The HTTP/2 connection the call is on: every call of one client connection shares it. */
+  readonly sharedConnection: object | undefined;
   private status: { code: number; message: string } = { code: GrpcStatus.OK, message: '' };
 
   constructor(h2: ServerHttp2Stream, remoteAddress: string, metadata: Metadata, options: ResolvedStreamOptions) {
     super(h2, remoteAddress, options);
     this.remoteMetadata = metadata;
+    this.sharedConnection = h2.session;
     h2.on('wantTrailers', () => this.sendTrailers());
     h2.on('close', () => this.onH2Close());
   }

@@ -54,6 +54,7 @@ export function statusForError(err: Error | undefined): number {
     case ErrorCode.SHUTTING_DOWN:
       return GrpcStatus.UNAVAILABLE;
     case ErrorCode.MESSAGE_TOO_LARGE:
+    case ErrorCode.LIMIT_EXCEEDED:
       return GrpcStatus.RESOURCE_EXHAUSTED;
     default:
       return GrpcStatus.INTERNAL;

@@ -68,7 +68,8 @@ export class GrpcFrontendSession {
     if (!req || this.state !== 'idle') return;
     this.state = 'dialing';
     this.random = req.random;
-    const result = this.broker.beginDial(req, 'grpc', this.timeoutMs, {
+    const request = { ...req, origin: this.stream.sharedConnection ?? this.stream };
+    const result = this.broker.beginDial(request, 'grpc', this.timeoutMs, {
       succeed: (connection, agentID) => this.established(connection, agentID),
       fail: (err) => {
         if (this.state !== 'dialing') return;

@@ -42,7 +42,8 @@ export function mapDialErrorToHttpStatus(errorText: string): 502 | 503 | 504 {
   if (errorText.includes('i/o timeout') || errorText.includes('deadline exceeded') || errorText.includes('timeout')) {
     return 504;
   }
-  if (errorText.includes('too many open files')) return 503;
+  // Ours beside Go's: an agent at its pending-dial limit.
+  if (errorText.includes('too many open files') || errorText.includes('too many pending dials')) return 503;
   return 502;
 }
 
@@ -52,7 +53,7 @@ export function mapDialErrorToHttpStatus(errorText: string): 502 | 503 | 504 {
  * - ERR_DIAL_FAILED: 502/503/504 by the error text, body = the agent's error text;
  * - ERR_TUNNEL_CLOSED: 502 `Backend context error: ...` (the agent stream died while the dial was pending);
  * - ERR_DIAL_TIMEOUT: 504 `Backend dial timeout: ...`;
- * - ERR_SHUTTING_DOWN: 503 with the message;
+ * - ERR_SHUTTING_DOWN, ERR_LIMIT_EXCEEDED: 503 with the message;
  * - anything else: 502 `Failed to tunnel dial request: ...` (the DIAL_REQ could not be sent).
  */
 export function dialErrorResponse(err: unknown): ErrorResponse {
@@ -68,6 +69,7 @@ export function dialErrorResponse(err: unknown): ErrorResponse {
       case ErrorCode.DIAL_TIMEOUT:
         return { statusCode: 504, contentType: TEXT_PLAIN_UTF8, body: `Backend dial timeout: ${message}` };
       case ErrorCode.SHUTTING_DOWN:
+      case ErrorCode.LIMIT_EXCEEDED:
         return { statusCode: 503, contentType: TEXT_PLAIN_UTF8, body: message };
       default:
         break;
