@@ -4,8 +4,9 @@
  *
  * They are sans-I/O state machines: `push(chunk)` takes bytes split at any offset and returns the complete items
  * they finish. A message that lies wholly inside one chunk is returned as a view of it (no copy); one split across
- * chunks is assembled once into a buffer of its declared size. A declared length above `maxMessageBytes` is refused
- * before anything is buffered for it.
+ * chunks is assembled once, when its last byte arrives: until then only the bytes received are held (views of the
+ * chunks), never a buffer of the declared size, so a peer that declares large messages and sends little costs
+ * what it sent. A declared length above `maxMessageBytes` is refused before anything is buffered for it.
  */
 import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
 import { checkNumber } from '../protocol/options.js';
@@ -58,7 +59,9 @@ export abstract class LengthPrefixedDecoder extends StickyDecoder<Buffer> {
   /** Bytes of the prefix read so far (prefixes are at most 10 bytes). */
   protected readonly prefix = Buffer.alloc(10);
   protected prefixLength = 0;
-  private body: Buffer | undefined;
+  /** The declared length of the message being assembled, -1 when none is. */
+  private bodyLength = -1;
+  private bodyParts: Buffer[] = [];
   private bodyFilled = 0;
 
   constructor(options?: FramerOptions) {
@@ -79,7 +82,7 @@ export abstract class LengthPrefixedDecoder extends StickyDecoder<Buffer> {
 
   /** True when no partial message is held (a clean place for the stream to end). */
   get idle(): boolean {
-    return this.prefixLength === 0 && this.body === undefined;
+    return this.prefixLength === 0 && this.bodyLength < 0;
   }
 
   protected consume(chunk: Buffer): Buffer[] {
@@ -87,14 +90,15 @@ export abstract class LengthPrefixedDecoder extends StickyDecoder<Buffer> {
     let pos = 0;
     const n = chunk.length;
     while (pos < n) {
-      if (this.body !== undefined) {
-        const take = Math.min(this.body.length - this.bodyFilled, n - pos);
-        chunk.copy(this.body, this.bodyFilled, pos, pos + take);
+      if (this.bodyLength >= 0) {
+        const take = Math.min(this.bodyLength - this.bodyFilled, n - pos);
+        this.bodyParts.push(chunk.subarray(pos, pos + take));
         this.bodyFilled += take;
         pos += take;
-        if (this.bodyFilled === this.body.length) {
-          out.push(this.body);
-          this.body = undefined;
+        if (this.bodyFilled === this.bodyLength) {
+          out.push(Buffer.concat(this.bodyParts, this.bodyLength));
+          this.bodyParts = [];
+          this.bodyLength = -1;
           this.bodyFilled = 0;
         }
         continue;
@@ -108,7 +112,7 @@ export abstract class LengthPrefixedDecoder extends StickyDecoder<Buffer> {
         out.push(chunk.subarray(pos, pos + len));
         pos += len;
       } else {
-        this.body = Buffer.allocUnsafe(len);
+        this.bodyLength = len;
         this.bodyFilled = 0;
       }
     }

@@ -344,6 +344,8 @@ export interface IncomingPacketStream {
   readonly remoteAddress: string;
   /** The peer's verified TLS client certificate subject common name, when mTLS is in use. */
   readonly peerCommonName?: string | undefined;
+  /** The names of the peer's verified client certificate (subject CN and DNS SANs), when mTLS is in use. */
+  readonly peerCertificateNames?: readonly string[] | undefined;
   /** Send `responseMetadata` at once (before any packet) and start the stream. */
   accept(responseMetadata: Metadata): PacketStream;
   /** Refuse the stream with a clear error. */

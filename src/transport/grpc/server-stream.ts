@@ -3,7 +3,7 @@ import { constants as h2c, type ServerHttp2Stream } from 'node:http2';
 import { streamClosedError, type Metadata } from '../packet-stream.js';
 import type { ResolvedStreamOptions } from './options.js';
 import { GrpcStatus, encodeGrpcMessage, statusForError } from './status.js';
-import { GrpcPacketStreamBase } from './stream.js';
+import { GrpcPacketStreamBase, type PartialMessageBudget } from './stream.js';
 
 /** How long a server stream that failed waits for its error status to reach the peer before it is reset. */
 const STATUS_FLUSH_TIMEOUT_MS = 1000;
@@ -18,8 +18,8 @@ export class GrpcServerPacketStream extends GrpcPacketStreamBase {
   readonly sharedConnection: object | undefined;
   private status: { code: number; message: string } = { code: GrpcStatus.OK, message: '' };
 
-  constructor(h2: ServerHttp2Stream, remoteAddress: string, metadata: Metadata, options: ResolvedStreamOptions) {
-    super(h2, remoteAddress, options);
+  constructor(h2: ServerHttp2Stream, remoteAddress: string, metadata: Metadata, options: ResolvedStreamOptions, budget?: PartialMessageBudget) {
+    super(h2, remoteAddress, options, budget);
     this.remoteMetadata = metadata;
     this.sharedConnection = h2.session;
     h2.on('wantTrailers', () => this.sendTrailers());

@@ -31,6 +31,14 @@ import {
 } from './options.js';
 import { GrpcServerPacketStream, respondTrailersOnly } from './server-stream.js';
 import { GrpcStatus, statusForError } from './status.js';
+import { PartialMessageBudget } from './stream.js';
+import { clientCertificateProblem, peerCertificateNames, rememberPeer, socketAddress } from '../tls-peer.js';
+import {
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  DEFAULT_MAX_CONCURRENT_STREAMS,
+  DEFAULT_MAX_CONNECTIONS_PER_LISTENER,
+  DEFAULT_MAX_PARTIAL_MESSAGE_BYTES,
+} from '../limits.js';
 
 /** The agent leg's method path (no proto package, as in the reference). */
 export const AGENT_CONNECT_PATH = '/AgentService/Connect';
@@ -74,9 +82,27 @@ export interface GrpcServerOptions extends GrpcStreamOptions {
   keepaliveTimeMs?: number;
   /** Drop a connection whose ping is not answered within this many ms (default 20000). */
   keepaliveTimeoutMs?: number;
-  /** Concurrent calls allowed per connection (default 4294967295, unlimited like grpc-go). */
+  /**
+   * Concurrent calls allowed per HTTP/2 connection, announced in SETTINGS (default 16384; grpc-go's is unlimited).
+   * A client past it waits for a call to end, as HTTP/2 clients do.
+   */
   maxConcurrentStreams?: number;
+  /** Connections held at once; a new one past it is closed at once and reported as `connectionRefused` (default 16384). */
+  maxConnections?: number;
+  /**
+   * How long a new connection may take to finish the TLS handshake, and then to send the HTTP/2 preface and its
+   * SETTINGS; a connection that has not is closed and reported as `connectionRefused` (default 10000).
+   */
+  handshakeTimeoutMs?: number;
+  /**
+   * Bytes of gRPC messages not yet whole, over all calls of one connection; the call whose bytes go past it fails
+   * with RESOURCE_EXHAUSTED (ERR_LIMIT_EXCEEDED) and the others go on. Default: 32 MiB, at least twice `maxMessageBytes`.
+   */
+  maxPartialMessageBytes?: number;
 }
+
+/** Why a connection was closed before any call was served. */
+export type ConnectionRefusal = 'tls' | 'client_certificate' | 'handshake_timeout' | 'too_many_connections';
 
 /** Events of a {@link GrpcServer}. */
 export interface GrpcServerEvents {
@@ -84,6 +110,13 @@ export interface GrpcServerEvents {
   error: [err: Error];
   /** A call was refused by the transport itself (unknown method, bad content-type); for logs. */
   refused: [info: { path: string; remoteAddress: string; status: number; message: string }];
+  /**
+   * A connection was closed before it could carry a call: a failed TLS handshake (`tls`), a client certificate
+   * that is missing, expired or from another CA (`client_certificate`: its calls are answered UNAUTHENTICATED with
+   * the same words, so the peer learns why), no HTTP/2 preface in time, or one connection too many. For logs and
+   * metrics.
+   */
+  connectionRefused: [info: { remoteAddress: string; reason: ConnectionRefusal; message: string }];
 }
 
 /**
@@ -96,6 +129,10 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
   private socketPath: string | undefined;
   private streamOptions: ResolvedStreamOptions;
   private readonly maxConcurrentStreams: number;
+  private readonly limits: ServerLimits;
+  private readonly budgets = new WeakMap<Http2Session, PartialMessageBudget>();
+  /** Connections whose client certificate was refused, with why: every call on them is refused. */
+  private readonly unauthorized = new WeakMap<Http2Session, string>();
   private closing: Promise<void> | undefined;
   private destroyed = false;
 
@@ -107,7 +144,8 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
     if (options.socketPath === undefined) intOption('port', options.port, 0, 0, 65535);
     if (options.keepaliveTimeMs !== undefined) intOption('keepaliveTimeMs', options.keepaliveTimeMs, 0, 1, 2 ** 31 - 1);
     intOption('keepaliveTimeoutMs', options.keepaliveTimeoutMs, 1, 1, 2 ** 31 - 1);
-    this.maxConcurrentStreams = intOption('maxConcurrentStreams', options.maxConcurrentStreams, 0xffffffff, 1, 0xffffffff);
+    this.maxConcurrentStreams = intOption('maxConcurrentStreams', options.maxConcurrentStreams, DEFAULT_MAX_CONCURRENT_STREAMS, 1, 0xffffffff);
+    this.limits = resolveServerLimits(options, this.streamOptions.maxMessageBytes);
   }
 
   /** Start listening; resolves once bound, rejects with the listen error (EADDRINUSE, EACCES, ...). Once only. */
@@ -192,16 +230,43 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
           ...common,
           key: t.key,
           cert: t.cert,
-          ...(t.ca !== undefined ? { ca: t.ca, requestCert: true, rejectUnauthorized: true } : {}),
+          // Unauthorized clients are refused by the 'session' check, with their reason (../tls-peer.ts says why).
+          ...(t.ca !== undefined ? { ca: t.ca, requestCert: true, rejectUnauthorized: false } : {}),
           minVersion: t.minVersion ?? 'TLSv1.2',
           allowHTTP1: false,
+          handshakeTimeout: this.limits.handshakeTimeoutMs,
         })
       : http2.createServer(common);
+    server.maxConnections = this.limits.maxConnections;
     const keepaliveTimeMs = options.keepaliveTimeMs;
     const keepaliveTimeoutMs = options.keepaliveTimeoutMs ?? DEFAULT_KEEPALIVE_TIMEOUT_MS;
+    const { handshakeTimeoutMs, maxPartialMessageBytes } = this.limits;
+    const refuse = (socket: { remoteAddress?: string | undefined; remotePort?: number | undefined } | undefined, reason: ConnectionRefusal, message: string): void => {
+      if (this.listenerCount('connectionRefused') > 0) this.emit('connectionRefused', { remoteAddress: this.addressOf(socket), reason, message });
+    };
     server.on('session', (session: Http2Session) => {
       this.sessions.add(session);
-      session.on('close', () => this.sessions.delete(session));
+      this.budgets.set(session, new PartialMessageBudget(maxPartialMessageBytes));
+      // The client's SETTINGS follows its preface: until it arrives the connection is not HTTP/2 yet.
+      const preface = setTimeout(() => {
+        refuse(session.socket, 'handshake_timeout', `no HTTP/2 preface within ${handshakeTimeoutMs} ms`);
+        session.destroy();
+      }, handshakeTimeoutMs);
+      preface.unref();
+      session.once('remoteSettings', () => clearTimeout(preface));
+      session.on('close', () => {
+        clearTimeout(preface);
+        this.sessions.delete(session);
+      });
+      const problem = t?.ca !== undefined ? clientCertificateProblem(session.socket as TLSSocket) : undefined;
+      if (problem !== undefined) {
+        refuse(session.socket, 'client_certificate', problem);
+        this.unauthorized.set(session, problem);
+        // Long enough to answer the peer's first call with the reason, and no longer.
+        const cut = setTimeout(() => session.destroy(), handshakeTimeoutMs);
+        cut.unref();
+        session.once('close', () => clearTimeout(cut));
+      }
       // A session error is reported to its streams (they close); never let it crash the process.
       session.on('error', () => {});
       try {
@@ -220,6 +285,14 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
     });
     // Unreachable in h2-only servers, but an HTTP/1 probe must not crash us.
     server.on('unknownProtocol', (socket) => socket.destroy());
+    server.on('connection', rememberPeer);
+    // Node closes the socket; we say who and why (a handshake that failed or timed out).
+    server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) =>
+      refuse(socket, err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT' ? 'handshake_timeout' : 'tls', err.message),
+    );
+    server.on('drop', (info?: { remoteAddress?: string; remotePort?: number }) =>
+      refuse(info, 'too_many_connections', `more than ${server.maxConnections} connections`),
+    );
     return server;
   }
 
@@ -231,6 +304,12 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
       this.emit('refused', { path, remoteAddress, status, message });
       respondTrailersOnly(h2, status, message);
     };
+    const problem = h2.session ? this.unauthorized.get(h2.session) : undefined;
+    if (problem !== undefined) {
+      refuse(GrpcStatus.UNAUTHENTICATED, problem);
+      h2.session?.close();
+      return;
+    }
     if (headers[':method'] !== 'POST') {
       h2.respond({ ':status': 405 }, { endStream: true });
       return;
@@ -253,7 +332,7 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
     if (path === AGENT_CONNECT_PATH && this.options.agent) {
       this.onAgent(h2, metadata, remoteAddress, this.options.agent);
     } else if (path === PROXY_PATH && this.options.frontend) {
-      const stream = new GrpcServerPacketStream(h2, remoteAddress, metadata, this.streamOptions);
+      const stream = new GrpcServerPacketStream(h2, remoteAddress, metadata, this.streamOptions, this.budgets.get(h2.session!));
       stream.start({});
       this.options.frontend(stream);
     } else {
@@ -273,14 +352,16 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
   ): void {
     let answered = false;
     const streamOptions = this.streamOptions;
+    const budget = this.budgets.get(h2.session!);
     const incoming: IncomingPacketStream = {
       metadata,
       remoteAddress,
       peerCommonName: peerCommonName(h2.session),
+      peerCertificateNames: peerCertificateNames(h2.session?.socket as TLSSocket | undefined),
       accept(responseMetadata: Metadata): PacketStream {
         if (answered) throw new KonnectivityError(ErrorCode.PROTOCOL, 'the call was already answered');
         answered = true;
-        const stream = new GrpcServerPacketStream(h2, remoteAddress, metadata, streamOptions);
+        const stream = new GrpcServerPacketStream(h2, remoteAddress, metadata, streamOptions, budget);
         stream.start(headersFromMetadata(responseMetadata) as Record<string, string | string[]>);
         return stream;
       },
@@ -306,11 +387,39 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
   }
 
   private remoteAddressOf(session: Http2Session | undefined): string {
-    if (this.socketPath !== undefined) return `unix:${this.socketPath}`;
-    const s = session?.socket;
-    if (!s?.remoteAddress) return 'unknown';
-    return joinHostPort(s.remoteAddress, s.remotePort);
+    return this.addressOf(session?.socket);
   }
+
+  private addressOf(s: { remoteAddress?: string | undefined; remotePort?: number | undefined } | undefined): string {
+    if (this.socketPath !== undefined) return `unix:${this.socketPath}`;
+    const { address, port } = socketAddress(s);
+    if (!address) return 'unknown';
+    return joinHostPort(address, port);
+  }
+}
+
+interface ServerLimits {
+  handshakeTimeoutMs: number;
+  maxConnections: number;
+  maxPartialMessageBytes: number;
+}
+
+/** The listener's limits with their defaults, checked. */
+function resolveServerLimits(
+  options: GrpcServerOptions,
+  maxMessageBytes: number,
+): ServerLimits {
+  return {
+    handshakeTimeoutMs: intOption('handshakeTimeoutMs', options.handshakeTimeoutMs, DEFAULT_HANDSHAKE_TIMEOUT_MS, 1, 2 ** 31 - 1),
+    maxConnections: intOption('maxConnections', options.maxConnections, DEFAULT_MAX_CONNECTIONS_PER_LISTENER, 1, 2 ** 31 - 1),
+    maxPartialMessageBytes: intOption(
+      'maxPartialMessageBytes',
+      options.maxPartialMessageBytes,
+      Math.max(DEFAULT_MAX_PARTIAL_MESSAGE_BYTES, 2 * maxMessageBytes),
+      maxMessageBytes,
+      2 ** 53 - 1,
+    ),
+  };
 }
 
 function asKonnectivityError(err: unknown): KonnectivityError {

@@ -19,19 +19,32 @@ import type { ResolvedStreamOptions } from './options.js';
 /** DATA payloads from this size up are written beside their envelope rather than copied into it. */
 const SEPARATE_PAYLOAD_BYTES = 4096;
 
+/**
+ * The bytes of messages not yet whole, held by all the calls of one HTTP/2 connection, against a ceiling: HTTP/2
+ * flow control returns the window as bytes are read, complete message or not, so nothing else bounds them.
+ */
+export class PartialMessageBudget {
+  held = 0;
+  constructor(readonly limitBytes: number) {}
+}
+
 /** The common part of both ends: framing, backpressure, pause. */
 export abstract class GrpcPacketStreamBase extends AbstractPacketStream {
   readonly remoteAddress: string;
   protected readonly decoder: GrpcMessageDecoder;
   private readonly hwm: number;
   private readonly maxSendBytes: number;
+  /** This call's share of `budget.held`. */
+  private partialHeld = 0;
 
   constructor(
     protected readonly h2: Http2Stream,
     remoteAddress: string,
     options: ResolvedStreamOptions,
+    private readonly budget?: PartialMessageBudget,
   ) {
     super();
+    if (budget) this.once('close', () => this.holdPartial(0));
     this.remoteAddress = remoteAddress;
     this.decoder = new GrpcMessageDecoder({ maxMessageBytes: options.maxMessageBytes });
     this.hwm = options.highWaterMarkBytes;
@@ -106,6 +119,15 @@ export abstract class GrpcPacketStreamBase extends AbstractPacketStream {
       this.destroy(err as Error);
       return;
     }
+    if (this.budget && !this.holdPartial(this.decoder.bufferedBytes)) {
+      this.destroy(
+        new KonnectivityError(
+          ErrorCode.LIMIT_EXCEEDED,
+          `partial gRPC messages on this connection exceed ${this.budget.limitBytes} bytes`,
+        ),
+      );
+      return;
+    }
     for (const m of messages) {
       let packet: Packet;
       try {
@@ -121,6 +143,14 @@ export abstract class GrpcPacketStreamBase extends AbstractPacketStream {
       }
       this.deliver(packet);
     }
+  }
+
+  /** Record that this call now holds `bytes` of partial messages; false when the connection is over its budget. */
+  private holdPartial(bytes: number): boolean {
+    const budget = this.budget!;
+    budget.held += bytes - this.partialHeld;
+    this.partialHeld = bytes;
+    return budget.held <= budget.limitBytes;
   }
 
   /**

@@ -93,18 +93,20 @@ describe('gRPC agent leg refusals (mutual TLS, bearer tokens)', () => {
     await stillServing();
   });
 
-  it('a client certificate from another CA is refused at the TLS handshake', async () => {
+  it('a client certificate from another CA is refused, and the agent is told why', async () => {
     const pki = testPki();
     const err = await refusal(
       grpcAgentConnector({ ...good, tls: { ca: pki.ca, cert: pki.rogueCert, key: pki.rogueKey } })({ agentid: ['rogue'] }, {}),
     );
-    expect(err.code).toBe(ErrorCode.TUNNEL_CLOSED);
+    expect(err.code).toBe(ErrorCode.UNAUTHENTICATED);
+    expect(err.message).toBe('UNAUTHENTICATED: client certificate refused: certificate signed by unknown authority');
     await stillServing();
   });
 
   it('a client without a certificate is refused', async () => {
     const err = await refusal(grpcAgentConnector({ ...good, tls: { ca: testPki().ca } })({ agentid: ['anonymous'] }, {}));
-    expect(err.code).toBe(ErrorCode.TUNNEL_CLOSED);
+    expect(err.code).toBe(ErrorCode.UNAUTHENTICATED);
+    expect(err.message).toBe('UNAUTHENTICATED: no client certificate presented');
     await stillServing();
   });
 
