@@ -286,10 +286,11 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
     // Unreachable in h2-only servers, but an HTTP/1 probe must not crash us.
     server.on('unknownProtocol', (socket) => socket.destroy());
     server.on('connection', rememberPeer);
-    // Node closes the socket; we say who and why (a handshake that failed or timed out).
-    server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) =>
-      refuse(socket, err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT' ? 'handshake_timeout' : 'tls', err.message),
-    );
+    // With a listener of ours Node leaves the socket open: close it, and say who and why.
+    server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
+      refuse(socket, err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT' ? 'handshake_timeout' : 'tls', err.message);
+      socket.destroy();
+    });
     server.on('drop', (info?: { remoteAddress?: string; remotePort?: number }) =>
       refuse(info, 'too_many_connections', `more than ${server.maxConnections} connections`),
     );

@@ -8,6 +8,10 @@ import tls from 'node:tls';
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
 import { bindServer, type Listener, type ListenerCloseOptions, type ListenTarget, type UnixSocketOptions } from '../listener.js';
 import type { IncomingPacketStream } from '../packet-stream.js';
+import { DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS_PER_LISTENER } from '../limits.js';
+import { clientCertificateProblem, rememberPeer, socketAddress } from '../tls-peer.js';
+import { checkNumber } from '../../protocol/options.js';
+import { joinHostPort } from '../../protocol/address.js';
 import { resolveYamuxOptions } from './config.js';
 import { acceptYamuxTunnel, carrierAddress, type YamuxTunnelOptions } from './tunnel.js';
 
@@ -20,8 +24,14 @@ export interface YamuxServerOptions extends YamuxTunnelOptions, UnixSocketOption
    * (no `remoteAddress`). Default: ignored; the carrier is closed either way and the listener keeps listening.
    */
   onError?: (err: Error, remoteAddress?: string) => void;
-  /** Serve TLS with these options (`requestCert` and `ca` for mTLS); plain TCP when absent. */
+  /**
+   * Serve TLS with these options (`requestCert` and `ca` for mTLS); plain TCP when absent. With `requestCert` (and
+   * `rejectUnauthorized` not false) an unauthorized client certificate is refused after the handshake, with the
+   * reason sent to the agent as ERR_UNAUTHENTICATED and given to `onError`.
+   */
   tls?: tls.TlsOptions;
+  /** Connections held at once; past it a new one is closed at once and reported to `onError` (default 16384). */
+  maxConnections?: number;
 }
 
 const DEFAULT_CLOSE_GRACE_MS = 5000;
@@ -41,17 +51,37 @@ export class YamuxServer implements Listener {
   constructor(private readonly options: YamuxServerOptions) {
     // Bad options fail here, not on every connection.
     resolveYamuxOptions(options.yamux);
+    // The TLS handshake and then the yamux one each have this long.
+    const handshakeTimeout = checkNumber('handshakeTimeoutMs', options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS, { integer: true, min: 1 });
+    const maxConnections = checkNumber('maxConnections', options.maxConnections ?? DEFAULT_MAX_CONNECTIONS_PER_LISTENER, { integer: true, min: 1 });
+    // We refuse unauthorized client certificates ourselves, so both sides learn why (../tls-peer.ts).
+    const verify = options.tls?.requestCert === true && options.tls.rejectUnauthorized !== false;
     const onCarrier = (socket: net.Socket): void => {
       socket.setNoDelay(true);
-      serveYamuxCarrier(socket, options);
+      const problem = verify ? clientCertificateProblem(socket as tls.TLSSocket) : undefined;
+      serveYamuxCarrier(socket, options, problem);
     };
-    this.server = options.tls ? tls.createServer(options.tls, onCarrier) : net.createServer(onCarrier);
+    this.server = options.tls
+      ? tls.createServer({ ...options.tls, ...(verify ? { rejectUnauthorized: false } : {}), handshakeTimeout }, onCarrier)
+      : net.createServer(onCarrier);
+    this.server.maxConnections = maxConnections;
     this.server.on('connection', (socket: net.Socket) => {
+      rememberPeer(socket);
       this.carriers.add(socket);
       socket.once('close', () => this.carriers.delete(socket));
     });
-    // A failed TLS handshake is the peer's problem, not ours.
-    this.server.on('tlsClientError', () => undefined);
+    const report = (err: Error, socket: { remoteAddress?: string | undefined; remotePort?: number | undefined } | undefined): void => {
+      const { address, port } = socketAddress(socket);
+      options.onError?.(err, address ? joinHostPort(address, port) : 'unknown');
+    };
+    // With a listener of ours Node leaves the socket open: close it, and tell the owner who and why.
+    this.server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
+      report(err, socket);
+      socket.destroy();
+    });
+    this.server.on('drop', (info?: { remoteAddress?: string; remotePort?: number }) =>
+      report(new KonnectivityError(ErrorCode.LIMIT_EXCEEDED, `more than ${maxConnections} connections`), info),
+    );
   }
 
   /** Start listening; resolves once bound, rejects with the listen error (EADDRINUSE, EACCES, ...). Once only. */
@@ -113,9 +143,20 @@ export function createYamuxServer(options: YamuxServerOptions): YamuxServer {
   return new YamuxServer(options);
 }
 
-/** Run the accept side of a tunnel on one carrier (e.g. a WebSocket from `webSocketDuplex`), reporting to `onTunnel`. */
-export function serveYamuxCarrier(carrier: Duplex, options: YamuxServerOptions): void {
+/**
+ * Run the accept side of a tunnel on one carrier (e.g. a WebSocket from `webSocketDuplex`), reporting to `onTunnel`.
+ * `refusal`: why the carrier's peer is not authorized (its client certificate); the tunnel is then refused with it.
+ */
+export function serveYamuxCarrier(carrier: Duplex, options: YamuxServerOptions, refusal?: string): void {
   // Read now: a carrier that fails its handshake is destroyed, and a destroyed socket forgets its peer.
   const remoteAddress = carrierAddress(carrier, '');
-  acceptYamuxTunnel(carrier, options).then(options.onTunnel, (err: Error) => options.onError?.(err, remoteAddress || undefined));
+  acceptYamuxTunnel(carrier, options).then(
+    (incoming) => {
+      if (refusal === undefined) return options.onTunnel(incoming);
+      const err = new KonnectivityError(ErrorCode.UNAUTHENTICATED, refusal);
+      incoming.reject(err);
+      options.onError?.(err, remoteAddress || undefined);
+    },
+    (err: Error) => options.onError?.(err, remoteAddress || undefined),
+  );
 }

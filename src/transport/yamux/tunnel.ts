@@ -17,6 +17,7 @@ import { abortError } from '../../protocol/abort.js';
 import { ErrorCode, KonnectivityError, isKonnectivityError } from '../../protocol/errors.js';
 import type { IncomingPacketStream, Metadata, PacketStream, TunnelConnector } from '../packet-stream.js';
 import { DEFAULT_YAMUX_TUNNEL_STREAM_WINDOW_BYTES } from '../windows.js';
+import { peerCertificateNames } from '../tls-peer.js';
 import { DelimitedMessageDecoder, delimitedPrefix } from './delimited.js';
 import { resolveYamuxOptions, type YamuxSessionOptions } from './config.js';
 import { DEFAULT_MAX_PACKET_BYTES, YamuxPacketStream } from './packet-stream.js';
@@ -228,6 +229,7 @@ export async function acceptYamuxTunnel(carrier: Duplex, options: YamuxTunnelOpt
     metadata,
     remoteAddress,
     peerCommonName: peerCommonName(carrier),
+    peerCertificateNames: peerCertificateNames(carrier instanceof TLSSocket ? carrier : undefined),
     accept(responseMetadata: Metadata): PacketStream {
       if (answered) throw new KonnectivityError(ErrorCode.PROTOCOL, 'yamux tunnel already answered');
       answered = true;
