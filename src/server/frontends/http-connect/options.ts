@@ -7,6 +7,7 @@ import type { TlsOptions } from 'node:tls';
 import { ErrorCode, KonnectivityError } from '../../../protocol/errors.js';
 import { checkNumber } from '../../../protocol/options.js';
 import type { ListenTarget } from '../../../transport/listener.js';
+import { DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS_PER_LISTENER } from '../../../transport/limits.js';
 import type { RelayResult } from './relay.js';
 
 /** What the frontend needs from a server: a dial that resolves with a connected Duplex. */
@@ -38,6 +39,10 @@ export interface HttpConnectFrontendOptions {
   maxHeaderSize?: number;
   /** How long a client may take to send its request header. Default 60000 (the reference's ReadHeaderTimeout). */
   headersTimeoutMs?: number;
+  /** How long a client may take to finish the TLS handshake (before its request header). Default 10000. */
+  handshakeTimeoutMs?: number;
+  /** Connections held at once; past it a new one is closed at once and reported as `clientError`. Default 16384. */
+  maxConnections?: number;
   /** After a tunnel ends, how long the client socket may stay open waiting for the client's FIN. Default 2000. */
   lingerMs?: number;
   /** After a tunnel ends, how long a client that does not read may take to flush. Default 30000. */
@@ -97,6 +102,8 @@ const DEFAULTS = {
   maxEarlyDataBytes: 64 * 1024,
   maxHeaderSize: 16 * 1024,
   headersTimeoutMs: 60_000,
+  handshakeTimeoutMs: DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  maxConnections: DEFAULT_MAX_CONNECTIONS_PER_LISTENER,
   lingerMs: 2000,
   flushTimeoutMs: 30_000,
   socketMode: 0o770,
@@ -119,6 +126,8 @@ export function resolveHttpConnectOptions(options: HttpConnectFrontendOptions): 
     maxEarlyDataBytes: checkNumber('maxEarlyDataBytes', options.maxEarlyDataBytes ?? DEFAULTS.maxEarlyDataBytes, POSITIVE),
     maxHeaderSize: checkNumber('maxHeaderSize', options.maxHeaderSize ?? DEFAULTS.maxHeaderSize, POSITIVE),
     headersTimeoutMs: checkNumber('headersTimeoutMs', options.headersTimeoutMs ?? DEFAULTS.headersTimeoutMs, POSITIVE),
+    handshakeTimeoutMs: checkNumber('handshakeTimeoutMs', options.handshakeTimeoutMs ?? DEFAULTS.handshakeTimeoutMs, { integer: true, min: 1 }),
+    maxConnections: checkNumber('maxConnections', options.maxConnections ?? DEFAULTS.maxConnections, { integer: true, min: 1 }),
     lingerMs: checkNumber('lingerMs', options.lingerMs ?? DEFAULTS.lingerMs, NON_NEGATIVE),
     flushTimeoutMs: checkNumber('flushTimeoutMs', options.flushTimeoutMs ?? DEFAULTS.flushTimeoutMs, NON_NEGATIVE),
     socketMode: checkNumber('socketMode', options.socketMode ?? DEFAULTS.socketMode, NON_NEGATIVE),
