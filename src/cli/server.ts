@@ -48,6 +48,7 @@ function trackedIncoming(incoming: IncomingPacketStream, metrics: ServerInstrume
     metadata: incoming.metadata,
     remoteAddress: incoming.remoteAddress,
     peerCommonName: incoming.peerCommonName,
+    peerCertificateNames: incoming.peerCertificateNames,
     accept(responseMetadata) {
       const stream = incoming.accept(responseMetadata);
       metrics.trackGrpcStream('Connect', stream);
@@ -65,7 +66,14 @@ function grpcTls(t: ServerTlsOptions, log: Logger): ServerTlsOptions & { minVers
   return { ...t, minVersion: t.minVersion === 'TLSv1.3' ? 'TLSv1.3' : 'TLSv1.2' };
 }
 
+/** Every connection a gRPC listener refused before a call (TLS, client certificate, deadline, limit), logged. */
+function logRefusedConnections(server: GrpcServer, listener: string, log: Logger): GrpcServer {
+  server.on('connectionRefused', (r) => log.info('connection refused', { listener, remoteAddress: r.remoteAddress, reason: r.reason, err: r.message }));
+  return server;
+}
+
 function logServerEvents(proxy: ProxyServer, log: Logger): void {
+  proxy.on('agentRefused', (r) => log.info('agent refused', { agentID: r.agentID, remoteAddress: r.remoteAddress, code: r.error.code, err: r.error.message }));
   proxy.on('agentConnected', (info) => log.v(2).info('agent connected', { agentID: info.agentID, remoteAddress: info.remoteAddress }));
   proxy.on('agentDisconnected', (info, err) => log.v(2).info('agent disconnected', { agentID: info.agentID, err: err?.message }));
   proxy.on('agentDraining', (info) => log.v(2).info('agent draining', { agentID: info.agentID }));
@@ -112,7 +120,7 @@ async function startFrontend({ o, proxy, metrics, log }: Context): Promise<Liste
     const server: GrpcServer = o.udsName
       ? await createGrpcServer({ ...common, socketPath: o.udsName, deleteExistingSocket: o.deleteExistingUdsFile })
       : await listenOnBindAddress(o.serverBindAddress, (host) => createGrpcServer({ ...common, host, port: o.serverPort, ...(tls ? { tls: grpcTls(tls, log) } : {}) }));
-    return named('frontend-grpc', server);
+    return named('frontend-grpc', logRefusedConnections(server, 'frontend-grpc', log));
   }
   const frontend: HttpConnectFrontend = createHttpConnectFrontend({
     server: proxy,
@@ -129,6 +137,9 @@ async function startFrontend({ o, proxy, metrics, log }: Context): Promise<Liste
     log.v(4).info('http-connect tunnel closed', { dialAddress: e.address, remoteAddress: e.remoteAddress });
   });
   frontend.on('dialFailed', (e) => log.v(2).info('http-connect dial failed', { dialAddress: e.address, status: e.statusCode, err: e.error.message }));
+  frontend.on('clientError', (err, remoteAddress) =>
+    log.info('connection refused', { listener: 'frontend-http-connect', remoteAddress, code: (err as { code?: string }).code, err: err.message }),
+  );
   if (o.udsName) await frontend.listen({ path: o.udsName });
   else await listenOnBindAddress(o.serverBindAddress, (host) => frontend.listen({ host, port: o.serverPort }));
   return named('frontend-http-connect', frontend);
@@ -146,7 +157,7 @@ async function startAgentListener({ o, proxy, metrics, log }: Context): Promise<
         port: o.agentPort,
         ...(tls ? { tls } : {}),
         onIncoming: acceptAgent,
-        onRefused: (err, remoteAddress) => log.v(2).info('agent tunnel refused', { remoteAddress, err: err.message }),
+        onRefused: (err, remoteAddress) => log.info('connection refused', { listener: 'agent', remoteAddress, code: (err as { code?: string }).code, err: err.message }),
       }),
     );
     return named('agent', listener);
@@ -154,7 +165,7 @@ async function startAgentListener({ o, proxy, metrics, log }: Context): Promise<
   const server = await listenOnBindAddress(o.agentBindAddress, (host) =>
     createGrpcServer({ host, port: o.agentPort, ...(tls ? { tls: grpcTls(tls, log) } : {}), keepaliveTimeMs: o.keepaliveTimeMs, agent: acceptAgent }),
   );
-  return named('agent', server);
+  return named('agent', logRefusedConnections(server, 'agent', log));
 }
 
 /** An ops HTTP server as a Listener. */

@@ -1,4 +1,5 @@
-export { ProxyServer, type ProxyServerOptions, type ProxyServerEvents, type ServerStats } from './proxy-server.js';
+export { ProxyServer, type ProxyServerOptions, type ProxyServerEvents, type ServerStats, type AgentRefusal } from './proxy-server.js';
+export { AGENT_CERTIFICATE_BINDINGS, checkCertificateBinding, type AgentCertificateBinding } from './auth/certificate-binding.js';
 export { AgentBackend, type AgentInfo } from './agent-backend.js';
 export type { FrontendKind, DialFailureKind, DialHandle } from './dials.js';
 export type { AgentAuthContext } from './auth/agent-auth.js';

@@ -23,6 +23,7 @@ import type { TunnelSocket } from '../tunnel/tunnel-socket.js';
 import { AgentBackend, type AgentBackendEvents, type AgentBackendHost, type AgentInfo } from './agent-backend.js';
 import { AgentRegistry, type AgentStrategy, parseStrategies } from './agent-registry.js';
 import { checkAgent, type AgentAuthenticator } from './auth/agent-auth.js';
+import { AGENT_CERTIFICATE_BINDINGS, checkCertificateBinding, type AgentCertificateBinding } from './auth/certificate-binding.js';
 import { Dials, shuttingDown, type DialEvents } from './dials.js';
 import { GrpcFrontendSession } from './frontends/grpc/session.js';
 import { ProgrammaticFrontend, type ProgrammaticDialOptions } from './frontends/programmatic.js';
@@ -54,9 +55,26 @@ export interface ProxyServerOptions {
    * dial, and the dial is refused (ERR_LIMIT_EXCEEDED: 503 on HTTP-CONNECT) when every one is full. Default 1024.
    */
   maxPendingDialsPerAgent?: number;
+  /**
+   * Refuse an agent whose claims do not match its client certificate's names (CN, DNS and IP SANs): its agent ID
+   * (`'agentID'`) or its host and IP identifiers (`'identifiers'`). Needs mTLS on the agent listener. Default: off,
+   * as the reference (any valid agent certificate may use any agent ID).
+   */
+  agentCertificateBinding?: AgentCertificateBinding;
+}
+
+/** An agent stream the server refused, for logs and metrics. */
+export interface AgentRefusal {
+  /** The agent ID it claimed, if it sent one. */
+  agentID: string | undefined;
+  remoteAddress: string;
+  /** What the agent was told (ERR_UNAUTHENTICATED, ERR_PROTOCOL, ERR_SHUTTING_DOWN, ...). */
+  error: KonnectivityError;
 }
 
 export interface ProxyServerEvents extends DialEvents, AgentBackendEvents {
+  /** An agent stream refused: bad metadata, failed authentication, a certificate that does not match, shutdown. */
+  agentRefused: [refusal: AgentRefusal];
   agentConnected: [info: AgentInfo];
   agentDisconnected: [info: AgentInfo, err: Error | undefined];
 }
@@ -81,6 +99,7 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
   private readonly bufferBytes: number;
   private readonly credits: boolean;
   private readonly authenticate: AgentAuthenticator | undefined;
+  private readonly certificateBinding: AgentCertificateBinding | undefined;
   private readonly registry = new AgentRegistry<AgentBackend>();
   private readonly packets = new PacketCounts(SEGMENTS);
   private readonly dials: Dials;
@@ -102,6 +121,11 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
     this.bufferBytes = validBufferBytes(options.connectionBufferBytes, 'connectionBufferBytes');
     this.credits = options.credits ?? true;
     this.authenticate = options.authenticateAgent;
+    const binding = options.agentCertificateBinding;
+    if (binding !== undefined && !AGENT_CERTIFICATE_BINDINGS.includes(binding)) {
+      throw new KonnectivityError(ErrorCode.INVALID_OPTION, `agentCertificateBinding must be one of ${AGENT_CERTIFICATE_BINDINGS.join(', ')}, got ${JSON.stringify(binding)}`);
+    }
+    this.certificateBinding = binding;
     const limits = {
       perFrontend: checkNumber('maxPendingDialsPerFrontend', options.maxPendingDialsPerFrontend ?? DEFAULT_MAX_PENDING_DIALS_PER_FRONTEND, { integer: true, min: 1 }),
       perAgent: checkNumber('maxPendingDialsPerAgent', options.maxPendingDialsPerAgent ?? DEFAULT_MAX_PENDING_DIALS_PER_AGENT, { integer: true, min: 1 }),
@@ -148,20 +172,27 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
    * the credit window when the agent offered one), register. Refused streams get a clear error.
    */
   async acceptAgent(incoming: IncomingPacketStream): Promise<void> {
-    if (this.state !== 'open') return incoming.reject(shuttingDown());
     const ids = incoming.metadata['agentid'];
+    const refuse = (error: KonnectivityError): void => {
+      incoming.reject(error);
+      this.emit('agentRefused', { agentID: ids?.[0] || undefined, remoteAddress: incoming.remoteAddress, error });
+    };
+    if (this.state !== 'open') return refuse(shuttingDown());
     if (!ids || ids.length !== 1 || ids[0] === '') {
-      return incoming.reject(
-        new KonnectivityError(ErrorCode.PROTOCOL, `expected exactly one agentid in the request metadata, got ${ids?.length ?? 0}`),
-      );
+      return refuse(new KonnectivityError(ErrorCode.PROTOCOL, `expected exactly one agentid in the request metadata, got ${ids?.length ?? 0}`));
     }
     const agentID = ids[0]!;
     const identifiers = parseAgentIdentifiers(metadataValue(incoming.metadata, 'agentidentifiers'));
+    if (this.certificateBinding) {
+      const certificateNames = incoming.peerCertificateNames ?? [];
+      const mismatch = checkCertificateBinding(this.certificateBinding, { agentID, identifiers, certificateNames });
+      if (mismatch) return refuse(mismatch);
+    }
     if (this.authenticate) {
       const { metadata, remoteAddress, peerCommonName } = incoming;
       const refused = await checkAgent(this.authenticate, { agentID, identifiers, metadata, remoteAddress, peerCommonName });
-      if (refused) return incoming.reject(refused);
-      if (this.state !== 'open') return incoming.reject(shuttingDown());
+      if (refused) return refuse(refused);
+      if (this.state !== 'open') return refuse(shuttingDown());
     }
     // Credit both ways is bounded by the smaller of the two buffers.
     const offered = this.credits ? offeredWindow(incoming.metadata) : undefined;

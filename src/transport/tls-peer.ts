@@ -33,7 +33,7 @@ export function clientCertificateProblem(socket: TLSSocket): string | undefined 
 }
 
 /**
- * The names a verified client certificate carries: its subject CN and its DNS subject alternative names (empty
+ * The names a verified client certificate carries: its subject CN and its DNS and IP subject alternative names (empty
  * when the peer is not authorized or sent none).
  */
 export function peerCertificateNames(socket: TLSSocket | undefined): string[] {
@@ -43,7 +43,7 @@ export function peerCertificateNames(socket: TLSSocket | undefined): string[] {
   const cn = cert?.subject?.CN as string | string[] | undefined;
   for (const n of Array.isArray(cn) ? cn : cn ? [cn] : []) names.push(n);
   for (const part of (cert?.subjectaltname ?? '').split(',')) {
-    const m = /^\s*DNS:(.+)$/.exec(part);
+    const m = /^\s*(?:DNS|IP Address):(.+)$/.exec(part);
     if (m) names.push(m[1]!.trim());
   }
   return [...new Set(names)];
