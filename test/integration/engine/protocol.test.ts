@@ -3,6 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { once } from 'node:events';
 import { echoServer, tcpServer } from '../../helpers/engine.js';
 import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
+import { packetReader } from '../../helpers/sockets.js';
 import {
   Agent,
   ErrorCode,
@@ -18,25 +19,9 @@ import {
   dialOverStream,
   isKonnectivityError,
   memoryConnector,
-  type Packet,
   type PacketStream,
 } from '../../../src/index.js';
 
-/** Collects what a stream receives; `next()` waits for the next packet. */
-function reader(stream: PacketStream) {
-  const queue: Packet[] = [];
-  const waiters: Array<(p: Packet) => void> = [];
-  stream.on('packet', (p) => {
-    const w = waiters.shift();
-    if (w) w(p);
-    else queue.push(p);
-  });
-  stream.on('error', () => {});
-  return {
-    next: (): Promise<Packet> => (queue.length ? Promise.resolve(queue.shift()!) : new Promise((r) => waiters.push(r))),
-    pending: () => queue.length,
-  };
-}
 
 let before: ResourceSnapshot;
 const cleanups: Array<() => unknown> = [];
@@ -54,7 +39,7 @@ describe('agent, driven by a hand-written server', () => {
     const [server, agentSide] = createMemoryPair({ encode: true, metadata: { b: { serverid: ['s'], servercount: ['3'] } } });
     const tunnel = agent.serve(agentSide);
     cleanups.push(() => agent.destroy());
-    return { agent, tunnel, server, rx: reader(server) };
+    return { agent, tunnel, server, rx: packetReader(server) };
   }
 
   it('answers unknown connectIDs and ignores unknown types', async () => {
@@ -113,7 +98,7 @@ describe('server, driven by a hand-written agent', () => {
     expect(modern.remoteMetadata[WINDOW_METADATA_KEY]).toEqual(['262144']);
     expect(server.agentCount).toBe(2);
 
-    const rx = reader(legacy);
+    const rx = packetReader(legacy);
     legacy.write(dialResponse(424242n, 5n));
     expect(await rx.next()).toEqual({ type: PacketType.CLOSE_REQ, closeRequest: { connectID: 5n } });
     legacy.write(dataPacket(6n, Buffer.from('?')));
@@ -164,7 +149,7 @@ describe('frontend leg (gRPC-style stream) with dialOverStream', () => {
   it('CLOSE_REQ before any dial: CLOSE_RSP "backend uninitialized"; DATA: "backend not initialized"', async () => {
     const { frontend } = await setup();
     const stream = frontend();
-    const rx = reader(stream);
+    const rx = packetReader(stream);
     stream.write(closeRequest(3n));
     expect(await rx.next()).toEqual({ type: PacketType.CLOSE_RSP, closeResponse: { connectID: 3n, error: 'backend uninitialized' } });
     stream.write(dataPacket(4n, Buffer.from('x')));

@@ -22,6 +22,7 @@ import { createYamuxServer, tcpCarrier, yamuxAgentConnector, type YamuxServer } 
 import { dialRequest } from '../../../src/protocol/packet.js';
 import { echoServer, patternChunk } from '../../helpers/engine.js';
 import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
+import { rawConnect } from '../../helpers/sockets.js';
 import { until } from '../grpc/helpers.js';
 
 type Leg = 'grpc' | 'yamux';
@@ -150,12 +151,6 @@ function connectorFor(leg: Leg, port: number): TunnelConnector {
   return leg === 'grpc' ? grpcAgentConnector({ address: `127.0.0.1:${port}` }) : yamuxAgentConnector({ connect: tcpCarrier({ host: '127.0.0.1', port }) });
 }
 
-function rawConnect(port: number): Promise<net.Socket> {
-  const socket = net.connect(port, '127.0.0.1');
-  socket.on('error', () => {});
-  socket.resume();
-  return once(socket, 'connect').then(() => socket);
-}
 
 /** When a pending dial failed, after the tunnel under it was lost at `lostAt` (performance.now()). */
 async function failsWithin1s(dial: Promise<unknown>, lost: Promise<number>): Promise<void> {

@@ -5,23 +5,14 @@
  */
 import { once } from 'node:events';
 import http2 from 'node:http2';
-import net from 'node:net';
-import tls from 'node:tls';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { dataPacket, type PacketStream } from '../../../src/index.js';
 import { createGrpcServer, grpcFrontendConnector, type GrpcServer, type GrpcServerOptions } from '../../../src/transport/grpc/index.js';
-import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
+import { leakCheckedCleanups } from '../../helpers/cleanups.js';
+import { rawConnect } from '../../helpers/sockets.js';
 import { testPki, until } from '../grpc/helpers.js';
 
-let before: ResourceSnapshot;
-const cleanups: Array<() => unknown> = [];
-beforeEach(() => {
-  before = snapshotResources();
-});
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-  await expectNoLeaks(before);
-});
+const cleanups = leakCheckedCleanups();
 
 type Refusal = { remoteAddress: string; reason: string; message: string };
 
@@ -96,13 +87,6 @@ function closed(stream: PacketStream): Promise<Error | undefined> {
   return new Promise((resolve) => stream.once('close', resolve));
 }
 
-function rawConnect(port: number): Promise<net.Socket> {
-  const socket = net.connect(port, '127.0.0.1');
-  socket.on('error', () => {});
-  // Read whatever the server says, so its close is seen.
-  socket.resume();
-  return once(socket, 'connect').then(() => socket);
-}
 
 describe('gRPC listener limits', () => {
   it('checks its options', async () => {

@@ -6,22 +6,15 @@
 import { once } from 'node:events';
 import net from 'node:net';
 import tls from 'node:tls';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Agent, ErrorCode, ProxyServer, memoryConnector } from '../../../src/index.js';
 import { createHttpConnectFrontend, type HttpConnectFrontendOptions } from '../../../src/server/index.js';
 import { echoServer } from '../../helpers/engine.js';
-import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
+import { leakCheckedCleanups } from '../../helpers/cleanups.js';
+import { rawConnect } from '../../helpers/sockets.js';
 import { testPki, until } from '../grpc/helpers.js';
 
-let before: ResourceSnapshot;
-const cleanups: Array<() => unknown> = [];
-beforeEach(() => {
-  before = snapshotResources();
-});
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-  await expectNoLeaks(before);
-});
+const cleanups = leakCheckedCleanups();
 
 async function frontend(options: Partial<HttpConnectFrontendOptions> = {}) {
   const echo = await echoServer();
@@ -61,11 +54,6 @@ async function tunnelEchoes(socket: net.Socket, target: string): Promise<void> {
   socket.destroy();
 }
 
-function rawConnect(port: number): Promise<net.Socket> {
-  const socket = net.connect(port, '127.0.0.1');
-  socket.on('error', () => {});
-  return once(socket, 'connect').then(() => socket);
-}
 
 describe('HTTP-CONNECT listener limits', () => {
   it('a client that sends nothing, or half a request head, is closed at headersTimeoutMs', async () => {

@@ -6,7 +6,7 @@
 import { once } from 'node:events';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   Agent,
   ErrorCode,
@@ -24,18 +24,10 @@ import {
 import { createHttpConnectFrontend } from '../../../src/server/index.js';
 import { createGrpcServer, grpcFrontendConnector } from '../../../src/transport/grpc/index.js';
 import { echoServer } from '../../helpers/engine.js';
-import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
+import { leakCheckedCleanups } from '../../helpers/cleanups.js';
 import { until } from '../grpc/helpers.js';
 
-let before: ResourceSnapshot;
-const cleanups: Array<() => unknown> = [];
-beforeEach(() => {
-  before = snapshotResources();
-});
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-  await expectNoLeaks(before);
-});
+const cleanups = leakCheckedCleanups();
 
 /** `hang:*` never connects (until aborted); everything else is dialed over TCP. */
 function hangingDialer(): { dialer: Dialer; hanging: () => number } {

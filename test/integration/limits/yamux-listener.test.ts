@@ -5,21 +5,14 @@
  */
 import { once } from 'node:events';
 import net from 'node:net';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ErrorCode, isKonnectivityError, type IncomingPacketStream } from '../../../src/index.js';
 import { createYamuxServer, tcpCarrier, tlsCarrier, yamuxAgentConnector, type YamuxServerOptions } from '../../../src/transport/yamux/index.js';
-import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
+import { leakCheckedCleanups } from '../../helpers/cleanups.js';
+import { rawConnect } from '../../helpers/sockets.js';
 import { testPki, until } from '../grpc/helpers.js';
 
-let before: ResourceSnapshot;
-const cleanups: Array<() => unknown> = [];
-beforeEach(() => {
-  before = snapshotResources();
-});
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-  await expectNoLeaks(before);
-});
+const cleanups = leakCheckedCleanups();
 
 async function listener(options: Partial<YamuxServerOptions> = {}) {
   const errors: Array<{ message: string; code?: string; remoteAddress: string | undefined }> = [];
@@ -40,12 +33,6 @@ async function listener(options: Partial<YamuxServerOptions> = {}) {
   return { server, port, errors, tunnels };
 }
 
-function rawConnect(port: number): Promise<net.Socket> {
-  const socket = net.connect(port, '127.0.0.1');
-  socket.on('error', () => {});
-  socket.resume();
-  return once(socket, 'connect').then(() => socket);
-}
 
 describe('yamux listener limits', () => {
   it('a carrier that never sends its yamux handshake is closed at the deadline and reported', async () => {

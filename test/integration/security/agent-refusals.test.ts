@@ -3,24 +3,16 @@
  * reason, the agent is told the real reason (an expired certificate, another CA, no certificate, a bad token), and
  * the option that ties the agent ID or its identifiers to the client certificate's names.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Agent, ErrorCode, ProxyServer, isKonnectivityError, type AgentRefusal, type KonnectivityError } from '../../../src/index.js';
 import { createGrpcServer, grpcAgentConnector, type GrpcServer } from '../../../src/transport/grpc/index.js';
 import { createYamuxServer, tlsCarrier, yamuxAgentConnector } from '../../../src/transport/yamux/index.js';
 import { expiredClientCert } from '../../helpers/expired-cert.js';
-import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
+import { leakCheckedCleanups } from '../../helpers/cleanups.js';
 import { testPki } from '../grpc/helpers.js';
 import type { AddressInfo } from 'node:net';
 
-let before: ResourceSnapshot;
-const cleanups: Array<() => unknown> = [];
-beforeEach(() => {
-  before = snapshotResources();
-});
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-  await expectNoLeaks(before);
-});
+const cleanups = leakCheckedCleanups();
 
 async function grpcStack(options: ConstructorParameters<typeof ProxyServer>[0] = {}) {
   const p = testPki();

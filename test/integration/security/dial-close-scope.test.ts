@@ -4,7 +4,7 @@
  * end through the server.
  */
 import { once } from 'node:events';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   Agent,
   PacketType,
@@ -15,33 +15,14 @@ import {
   dialOverStream,
   dialRequest,
   memoryConnector,
-  type Packet,
   type PacketStream,
 } from '../../../src/index.js';
 import { echoServer } from '../../helpers/engine.js';
-import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
+import { leakCheckedCleanups } from '../../helpers/cleanups.js';
+import { packetReader } from '../../helpers/sockets.js';
 
-let before: ResourceSnapshot;
-const cleanups: Array<() => unknown> = [];
-beforeEach(() => {
-  before = snapshotResources();
-});
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-  await expectNoLeaks(before);
-});
+const cleanups = leakCheckedCleanups();
 
-function reader(stream: PacketStream) {
-  const queue: Packet[] = [];
-  const waiters: Array<(p: Packet) => void> = [];
-  stream.on('packet', (p) => {
-    const w = waiters.shift();
-    if (w) w(p);
-    else queue.push(p);
-  });
-  stream.on('error', () => {});
-  return { next: (): Promise<Packet> => (queue.length ? Promise.resolve(queue.shift()!) : new Promise((r) => waiters.push(r))), queue };
-}
 
 describe('DIAL_CLS scope', () => {
   it('on the agent: a DIAL_CLS for an established connection\'s random closes nothing', async () => {
@@ -51,7 +32,7 @@ describe('DIAL_CLS scope', () => {
     cleanups.push(() => agent.destroy());
     const [server, agentSide] = createMemoryPair({ encode: true });
     agent.serve(agentSide);
-    const rx = reader(server);
+    const rx = packetReader(server);
 
     server.write(dialRequest(echo.address, 5n));
     expect(await rx.next()).toMatchObject({ type: PacketType.DIAL_RSP, dialResponse: { random: 5n, connectID: 1n, error: '' } });
