@@ -31,14 +31,9 @@ import {
 } from './options.js';
 import { GrpcServerPacketStream, respondTrailersOnly } from './server-stream.js';
 import { GrpcStatus, statusForError } from './status.js';
-import { PartialMessageBudget } from './stream.js';
-import { clientCertificateProblem, peerCertificateNames, rememberPeer, socketAddress } from '../tls-peer.js';
-import {
-  DEFAULT_HANDSHAKE_TIMEOUT_MS,
-  DEFAULT_MAX_CONCURRENT_STREAMS,
-  DEFAULT_MAX_CONNECTIONS_PER_LISTENER,
-  DEFAULT_MAX_PARTIAL_MESSAGE_BYTES,
-} from '../limits.js';
+import { ConnectionAdmission, resolveServerLimits, type ConnectionRefusal, type ServerLimits } from './admission.js';
+import { peerCertificateNames, socketAddress } from '../tls-peer.js';
+import { DEFAULT_MAX_CONCURRENT_STREAMS } from '../limits.js';
 
 /** The agent leg's method path (no proto package, as in the reference). */
 export const AGENT_CONNECT_PATH = '/AgentService/Connect';
@@ -101,8 +96,7 @@ export interface GrpcServerOptions extends GrpcStreamOptions {
   maxPartialMessageBytes?: number;
 }
 
-/** Why a connection was closed before any call was served. */
-export type ConnectionRefusal = 'tls' | 'client_certificate' | 'handshake_timeout' | 'too_many_connections';
+export type { ConnectionRefusal } from './admission.js';
 
 /** Events of a {@link GrpcServer}. */
 export interface GrpcServerEvents {
@@ -130,9 +124,7 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
   private streamOptions: ResolvedStreamOptions;
   private readonly maxConcurrentStreams: number;
   private readonly limits: ServerLimits;
-  private readonly budgets = new WeakMap<Http2Session, PartialMessageBudget>();
-  /** Connections whose client certificate was refused, with why: every call on them is refused. */
-  private readonly unauthorized = new WeakMap<Http2Session, string>();
+  private readonly admission: ConnectionAdmission;
   private closing: Promise<void> | undefined;
   private destroyed = false;
 
@@ -146,6 +138,9 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
     intOption('keepaliveTimeoutMs', options.keepaliveTimeoutMs, 1, 1, 2 ** 31 - 1);
     this.maxConcurrentStreams = intOption('maxConcurrentStreams', options.maxConcurrentStreams, DEFAULT_MAX_CONCURRENT_STREAMS, 1, 0xffffffff);
     this.limits = resolveServerLimits(options, this.streamOptions.maxMessageBytes);
+    this.admission = new ConnectionAdmission(this.limits, options.tls?.ca !== undefined, (peer, reason, message) => {
+      if (this.listenerCount('connectionRefused') > 0) this.emit('connectionRefused', { remoteAddress: this.addressOf(peer), reason, message });
+    });
   }
 
   /** Start listening; resolves once bound, rejects with the listen error (EADDRINUSE, EACCES, ...). Once only. */
@@ -237,36 +232,13 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
           handshakeTimeout: this.limits.handshakeTimeoutMs,
         })
       : http2.createServer(common);
-    server.maxConnections = this.limits.maxConnections;
+    this.admission.watch(server);
     const keepaliveTimeMs = options.keepaliveTimeMs;
     const keepaliveTimeoutMs = options.keepaliveTimeoutMs ?? DEFAULT_KEEPALIVE_TIMEOUT_MS;
-    const { handshakeTimeoutMs, maxPartialMessageBytes } = this.limits;
-    const refuse = (socket: { remoteAddress?: string | undefined; remotePort?: number | undefined } | undefined, reason: ConnectionRefusal, message: string): void => {
-      if (this.listenerCount('connectionRefused') > 0) this.emit('connectionRefused', { remoteAddress: this.addressOf(socket), reason, message });
-    };
     server.on('session', (session: Http2Session) => {
       this.sessions.add(session);
-      this.budgets.set(session, new PartialMessageBudget(maxPartialMessageBytes));
-      // The client's SETTINGS follows its preface: until it arrives the connection is not HTTP/2 yet.
-      const preface = setTimeout(() => {
-        refuse(session.socket, 'handshake_timeout', `no HTTP/2 preface within ${handshakeTimeoutMs} ms`);
-        session.destroy();
-      }, handshakeTimeoutMs);
-      preface.unref();
-      session.once('remoteSettings', () => clearTimeout(preface));
-      session.on('close', () => {
-        clearTimeout(preface);
-        this.sessions.delete(session);
-      });
-      const problem = t?.ca !== undefined ? clientCertificateProblem(session.socket as TLSSocket) : undefined;
-      if (problem !== undefined) {
-        refuse(session.socket, 'client_certificate', problem);
-        this.unauthorized.set(session, problem);
-        // Long enough to answer the peer's first call with the reason, and no longer.
-        const cut = setTimeout(() => session.destroy(), handshakeTimeoutMs);
-        cut.unref();
-        session.once('close', () => clearTimeout(cut));
-      }
+      session.on('close', () => this.sessions.delete(session));
+      this.admission.admit(session);
       // A session error is reported to its streams (they close); never let it crash the process.
       session.on('error', () => {});
       try {
@@ -285,15 +257,6 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
     });
     // Unreachable in h2-only servers, but an HTTP/1 probe must not crash us.
     server.on('unknownProtocol', (socket) => socket.destroy());
-    server.on('connection', rememberPeer);
-    // With a listener of ours Node leaves the socket open: close it, and say who and why.
-    server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
-      refuse(socket, err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT' ? 'handshake_timeout' : 'tls', err.message);
-      socket.destroy();
-    });
-    server.on('drop', (info?: { remoteAddress?: string; remotePort?: number }) =>
-      refuse(info, 'too_many_connections', `more than ${server.maxConnections} connections`),
-    );
     return server;
   }
 
@@ -305,7 +268,7 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
       this.emit('refused', { path, remoteAddress, status, message });
       respondTrailersOnly(h2, status, message);
     };
-    const problem = h2.session ? this.unauthorized.get(h2.session) : undefined;
+    const problem = this.admission.refusal(h2.session);
     if (problem !== undefined) {
       refuse(GrpcStatus.UNAUTHENTICATED, problem);
       h2.session?.close();
@@ -333,7 +296,7 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
     if (path === AGENT_CONNECT_PATH && this.options.agent) {
       this.onAgent(h2, metadata, remoteAddress, this.options.agent);
     } else if (path === PROXY_PATH && this.options.frontend) {
-      const stream = new GrpcServerPacketStream(h2, remoteAddress, metadata, this.streamOptions, this.budgets.get(h2.session!));
+      const stream = new GrpcServerPacketStream(h2, remoteAddress, metadata, this.streamOptions, this.admission.budget(h2.session));
       stream.start({});
       this.options.frontend(stream);
     } else {
@@ -353,7 +316,7 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
   ): void {
     let answered = false;
     const streamOptions = this.streamOptions;
-    const budget = this.budgets.get(h2.session!);
+    const budget = this.admission.budget(h2.session);
     const incoming: IncomingPacketStream = {
       metadata,
       remoteAddress,
@@ -397,30 +360,6 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
     if (!address) return 'unknown';
     return joinHostPort(address, port);
   }
-}
-
-interface ServerLimits {
-  handshakeTimeoutMs: number;
-  maxConnections: number;
-  maxPartialMessageBytes: number;
-}
-
-/** The listener's limits with their defaults, checked. */
-function resolveServerLimits(
-  options: GrpcServerOptions,
-  maxMessageBytes: number,
-): ServerLimits {
-  return {
-    handshakeTimeoutMs: intOption('handshakeTimeoutMs', options.handshakeTimeoutMs, DEFAULT_HANDSHAKE_TIMEOUT_MS, 1, 2 ** 31 - 1),
-    maxConnections: intOption('maxConnections', options.maxConnections, DEFAULT_MAX_CONNECTIONS_PER_LISTENER, 1, 2 ** 31 - 1),
-    maxPartialMessageBytes: intOption(
-      'maxPartialMessageBytes',
-      options.maxPartialMessageBytes,
-      Math.max(DEFAULT_MAX_PARTIAL_MESSAGE_BYTES, 2 * maxMessageBytes),
-      maxMessageBytes,
-      2 ** 53 - 1,
-    ),
-  };
 }
 
 function asKonnectivityError(err: unknown): KonnectivityError {

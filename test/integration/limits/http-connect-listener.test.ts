@@ -92,8 +92,12 @@ describe('HTTP-CONNECT listener limits', () => {
     const { port, errors, echo } = await frontend({ tls: { key: p.serverKey, cert: p.serverCert, ca: p.ca } });
     const rogue = tls.connect({ host: '127.0.0.1', port, ca: p.ca, servername: 'localhost', cert: p.rogueCert, key: p.rogueKey });
     rogue.on('error', () => {});
-    rogue.resume();
+    let answer = '';
+    rogue.on('data', (d: Buffer) => (answer += d.toString()));
+    rogue.write(`CONNECT ${echo.address} HTTP/1.1\r\nHost: ${echo.address}\r\n\r\n`);
     await once(rogue, 'close');
+    // The client is told why, and nothing is dialed for it.
+    expect(answer).toMatch(/^HTTP\/1\.1 403 Forbidden\r\n[^]*\r\n\r\nclient certificate refused: certificate signed by unknown authority$/);
     await until(() => errors.length === 1, 'the refusal reported');
     expect(errors[0]).toMatchObject({
       code: ErrorCode.UNAUTHENTICATED,

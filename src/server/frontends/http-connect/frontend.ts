@@ -12,13 +12,11 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { TLSSocket, TlsOptions } from 'node:tls';
-import { clientCertificateProblem, rememberPeer, socketAddress } from '../../../transport/tls-peer.js';
-import { joinHostPort } from '../../../protocol/address.js';
 import { abortError } from '../../../protocol/abort.js';
 import { ErrorCode, KonnectivityError } from '../../../protocol/errors.js';
 import { noop } from '../../../protocol/noop.js';
 import { bindServer, type Listener, type ListenTarget } from '../../../transport/listener.js';
+import { Admission, mtls, remoteAddressOf } from './admission.js';
 import { parseConnectAuthority } from './authority.js';
 import { holdEarlyInput } from './early-input.js';
 import {
@@ -35,6 +33,7 @@ import {
   badRequestResponse,
   CONNECT_ESTABLISHED,
   dialErrorResponse,
+  forbiddenResponse,
   formatErrorResponse,
   headerTooLargeResponse,
   METHOD_NOT_ALLOWED_BODY,
@@ -66,11 +65,7 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
   private readonly http: http.Server;
   /** Every raw connection, so destroy() reaches those still in the HTTP parser or the TLS handshake. */
   private readonly connections = new Set<Socket>();
-  /** TLS sockets whose failed handshake was reported, and those whose handshake succeeded. */
-  private readonly tlsRefused = new WeakSet<object>();
-  private readonly secured = new WeakSet<object>();
-  /** The request-head deadline of each connection (keyed by its TCP socket) until its first request arrives. */
-  private readonly awaitingHead = new WeakMap<object, NodeJS.Timeout>();
+  private readonly admission: Admission;
   /** CONNECT sockets from the request to the end of their tunnel. */
   private readonly tunnels = new Map<Duplex, TunnelEntry>();
   private pending = 0;
@@ -100,49 +95,16 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
           handshakeTimeout: this.options.handshakeTimeoutMs,
         })
       : http.createServer(serverOptions);
-    this.http.maxConnections = this.options.maxConnections;
-    this.http.on('drop', (info?: { remoteAddress?: string; remotePort?: number }) =>
-      this.emit(
-        'clientError',
-        new KonnectivityError(ErrorCode.LIMIT_EXCEEDED, `more than ${this.options.maxConnections} connections`),
-        info?.remoteAddress ? joinHostPort(info.remoteAddress, info.remotePort) : 'unknown',
-      ),
-    );
-    this.http.on('secureConnection', (socket: TLSSocket) => this.secured.add(socket));
-    if (options.tls && refusesUnauthorized(options.tls)) {
-      // mtls() leaves the check to us, so the log says why (OpenSSL's own refusal says `socket hang up`).
-      this.http.on('secureConnection', (socket: TLSSocket) => {
-        const problem = clientCertificateProblem(socket);
-        if (problem === undefined) return;
-        this.emit('clientError', new KonnectivityError(ErrorCode.UNAUTHENTICATED, problem), remoteAddressOf(socket));
-        socket.destroy();
-      });
-    }
+    this.admission = new Admission(this.http, this.options, options.tls, (err, remoteAddress) => this.emit('clientError', err, remoteAddress));
     this.http.on('connection', (socket: Socket) => {
-      rememberPeer(socket);
       this.connections.add(socket);
-      // Node's header timeout never starts for a client that sends nothing: the request head (and the TLS
-      // handshake before it) gets its deadline from the connection on.
-      const head = setTimeout(() => {
-        this.emit('clientError', new KonnectivityError(ErrorCode.PROTOCOL, `no request header within ${this.options.headersTimeoutMs} ms`), remoteAddressOf(socket));
-        socket.destroy();
-      }, this.options.headersTimeoutMs);
-      head.unref();
-      this.awaitingHead.set(socket, head);
-      socket.once('close', () => {
-        clearTimeout(head);
-        this.connections.delete(socket);
-      });
+      socket.once('close', () => this.connections.delete(socket));
     });
     this.http.on('connect', (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
       this.handleConnect(req, socket, head),
     );
     this.http.on('request', (req, res) => this.refuseMethod(req, res));
     this.http.on('clientError', (err: Error & { code?: string }, socket: Duplex) => this.onClientError(err, socket));
-    this.http.on('tlsClientError', (err: Error, socket: Duplex) => {
-      if (!this.tlsHandshakeFailed(socket)) this.emit('clientError', err, remoteAddressOf(socket));
-      socket.destroy();
-    });
   }
 
   /** Start listening. Resolves once bound; rejects with the listen error (EADDRINUSE, EACCES, ...). */
@@ -185,7 +147,7 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
    * dial (close, error, or EOF before sending anything) aborts it.
    */
   handleConnect(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
-    this.headArrived(socket);
+    if (this.refusedClient(socket)) return;
     const remoteAddress = remoteAddressOf(socket);
     const authority = parseConnectAuthority(req.url);
     if (authority === undefined) {
@@ -316,30 +278,8 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
   }
 
   /** Go's `http.Error`: any method other than CONNECT. */
-  /**
-   * True when `socket` is a TLS socket whose handshake failed and was already reported; otherwise, for such a
-   * socket, marks it (the caller reports it) and returns false. False for every other socket.
-   */
-  private tlsHandshakeFailed(socket: Duplex): boolean {
-    const tls = socket as Partial<TLSSocket>;
-    if (tls.encrypted !== true || this.secured.has(socket)) return false;
-    if (this.tlsRefused.has(socket)) {
-      socket.destroy();
-      return true;
-    }
-    this.tlsRefused.add(socket);
-    return false;
-  }
-
-  /** The request head of `socket` (a TCP or TLS socket) arrived: its deadline is over. */
-  private headArrived(socket: Duplex): void {
-    const tcp = (socket as { _parent?: object })._parent ?? socket;
-    clearTimeout(this.awaitingHead.get(tcp));
-    this.awaitingHead.delete(tcp);
-  }
-
   private refuseMethod(req: http.IncomingMessage, res: http.ServerResponse): void {
-    this.headArrived(req.socket);
+    if (this.refusedClient(req.socket)) return;
     this.emit(
       'clientError',
       new KonnectivityError(ErrorCode.PROTOCOL, `method ${req.method} not allowed`),
@@ -354,10 +294,17 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
     res.end(METHOD_NOT_ALLOWED_BODY);
   }
 
+  /** The first request of a client whose certificate was refused: answer 403 with why, and close. */
+  private refusedClient(socket: Duplex): boolean {
+    const problem = this.admission.headArrived(socket);
+    if (problem === undefined) return false;
+    this.respondAndClose(socket, forbiddenResponse(problem), true);
+    return true;
+  }
+
   /** A request Node's parser refused: Go's bytes for a bad request (400) or an oversized header (431). */
   private onClientError(err: Error & { code?: string }, socket: Duplex): void {
-    // node:https passes a failed TLS handshake here as well as to 'tlsClientError': report it once.
-    if (this.tlsHandshakeFailed(socket)) return;
+    if (this.admission.tlsHandshakeFailed(socket)) return;
     this.emit('clientError', err, remoteAddressOf(socket));
     // A header that never completes is dropped without a reply, as Go's ReadHeaderTimeout does.
     if (err.code === 'ECONNRESET' || err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || !socket.writable) {
@@ -384,25 +331,6 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
     if (socket.readableEnded) socket.once('finish', () => socket.destroy());
     else socket.once('end', () => socket.destroy());
   }
-}
-
-/** With a CA, verify client certificates (mTLS); without, plain server TLS. */
-function mtls(options: TlsOptions): TlsOptions {
-  if (options.ca === undefined) return options;
-  const o = { requestCert: true, ...options };
-  // An unauthorized client is refused after the handshake, by the 'secureConnection' check, with its reason.
-  return refusesUnauthorized(o) ? { ...o, rejectUnauthorized: false } : o;
-}
-
-/** The TLS options ask for client certificates and refuse unauthorized ones. */
-function refusesUnauthorized(options: TlsOptions): boolean {
-  return (options.requestCert === true || (options.ca !== undefined && options.requestCert === undefined)) && options.rejectUnauthorized !== false;
-}
-
-function remoteAddressOf(socket: Duplex): string {
-  // A Unix socket has no peer address; a TCP one that closed is remembered (rememberPeer).
-  const { address, port } = socketAddress(socket as Partial<Socket>);
-  return address ? joinHostPort(address, port) : 'unix';
 }
 
 function abortReason(signal: AbortSignal): Error {

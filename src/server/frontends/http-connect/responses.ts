@@ -18,6 +18,7 @@ const TEXT_PLAIN_UTF8 = 'text/plain; charset=utf-8';
 
 const STATUS_TEXT: Readonly<Record<number, string>> = {
   400: 'Bad Request',
+  403: 'Forbidden',
   405: 'Method Not Allowed',
   408: 'Request Timeout',
   431: 'Request Header Fields Too Large',
@@ -86,6 +87,11 @@ export function badRequestResponse(body = '400 Bad Request'): ErrorResponse {
 /** The 431 Go's server writes when the request header is larger than its limit. */
 export function headerTooLargeResponse(): ErrorResponse {
   return { statusCode: 431, contentType: TEXT_PLAIN_UTF8, body: '431 Request Header Fields Too Large' };
+}
+
+/** A client whose certificate was refused (ours: the reference refuses it in the TLS handshake, with no reason). */
+export function forbiddenResponse(reason: string): ErrorResponse {
+  return { statusCode: 403, contentType: TEXT_PLAIN_UTF8, body: reason };
 }
 
 /**
