@@ -9,6 +9,7 @@ import { once } from 'node:events';
 import {
   Agent,
   GrpcConnection,
+  HALF_CLOSE_METADATA,
   ProxyServer,
   createGrpcServer,
   dialOverStream,
@@ -35,10 +36,11 @@ const agent = new Agent({ agentID: 'grpc-example-agent' });
 await agent.connect(grpcAgentConnector({ address: `127.0.0.1:${agentListener.port}` }));
 
 // Each dial is one `/ProxyService/Proxy` call. Here both share one HTTP/2 connection (a reusable tunnel); give
-// openProxyStream() the options instead of a connection for a connection per dial (a single-use tunnel).
+// openProxyStream() the options instead of a connection for a connection per dial (a single-use tunnel). The call
+// offers half-close, so `end()` reaches the target as its EOF (GrpcProxyClient offers it by itself).
 const connection = new GrpcConnection({ address: `127.0.0.1:${frontendListener.port}` });
 for (const word of ['hello', 'konnectivity']) {
-  const stream = openProxyStream(connection);
+  const stream = openProxyStream(connection, HALF_CLOSE_METADATA);
   const socket = await dialOverStream(stream, targetAddress, { timeoutMs: 5000 });
   console.log(`dialed ${targetAddress} through the tunnel (connectID ${socket.connectID})`);
   socket.setEncoding('utf8');

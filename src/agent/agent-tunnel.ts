@@ -96,6 +96,7 @@ export class AgentTunnel {
     [PacketType.DATA]: refuseUnknownData((id) => closeResponse(id, 'unrecognized connectID')),
     [PacketType.CLOSE_REQ]: (t, p, via) => t.closeRequested(connectIDOf(p), via),
     [PacketType.DIAL_CLS]: (t, p, via) => t.dialClosed(randomOf(p), via),
+    [PacketType.HALF_CLOSE]: (t, p, via) => t.halfClosed(connectIDOf(p), via),
     // DIAL_RSP, CLOSE_RSP, DRAIN and unknown types mean nothing to an agent.
   });
 
@@ -250,6 +251,12 @@ export class AgentTunnel {
     const ep = conn ? this.endpoints.get(conn.connectID) : undefined;
     if (ep && ep.via === via) ep.binding.halfClose();
     else closeStream(via.stream);
+  }
+
+  /** HALF_CLOSE (the extension): the same as a substream's FIN, for one connection of the tunnel. */
+  private halfClosed(connectID: bigint, via: Tunnel): void {
+    const ep = this.endpoints.get(connectID);
+    if (ep && ep.via === via) ep.binding.halfClose();
   }
 
   private onClosed(err: Error | undefined): Error | undefined {

@@ -11,6 +11,7 @@ import { DEFAULT_AGENT_MAX_PENDING_DIALS } from '../transport/limits.js';
 import type { Metadata, PacketStream, TunnelConnector } from '../transport/packet-stream.js';
 import { PacketCounts } from '../tunnel/packet-counts.js';
 import { WINDOW_METADATA_KEY, offeredWindow, validBufferBytes } from '../tunnel/flow.js';
+import { HALF_CLOSE_METADATA } from '../tunnel/half-close.js';
 import { AgentTunnel, DialSlots, type AgentTunnelEvents, type AgentTunnelHost } from './agent-tunnel.js';
 import { DEFAULT_DIAL_TIMEOUT_MS, tcpDialer, type Dialer } from './dialer.js';
 
@@ -34,6 +35,11 @@ export interface AgentOptions {
    * error and the dials in progress go on. Default 1024.
    */
   maxPendingDials?: number;
+  /**
+   * Offer half-close to servers (default true; Go servers ignore the offer): a client's `end()` then reaches the
+   * endpoint as its EOF, and the endpoint's answer still comes back.
+   */
+  halfClose?: boolean;
 }
 
 /** Packets by direction (`fromServer`/`toServer`, from the agent's side) and type name. */
@@ -51,6 +57,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   readonly identifiers: AgentIdentifiers;
   private readonly bufferBytes: number;
   private readonly credits: boolean;
+  private readonly halfClose: boolean;
   /** What each tunnel is given of the agent. */
   private readonly host: AgentTunnelHost;
   private readonly token: (() => string | Promise<string>) | undefined;
@@ -69,6 +76,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     const dialTimeoutMs = checkNumber('dialTimeoutMs', options.dialTimeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS, { above: 0 });
     this.bufferBytes = validBufferBytes(options.connectionBufferBytes, 'connectionBufferBytes');
     this.credits = options.credits ?? true;
+    this.halfClose = options.halfClose ?? true;
     this.token = options.token;
     this.host = {
       dialer: options.dialer ?? tcpDialer({ timeoutMs: dialTimeoutMs }),
@@ -80,13 +88,17 @@ export class Agent extends EventEmitter<AgentEvents> {
     };
   }
 
-  /** The request metadata of a tunnel: `agentid`, `agentidentifiers`, `authorization` when a token is set. */
+  /**
+   * The request metadata of a tunnel: `agentid`, `agentidentifiers`, `authorization` when a token is set, and the
+   * offers of our extensions (`konnectivity-ts-window`, `konnectivity-ts-half-close`).
+   */
   async metadata(): Promise<Metadata> {
     const md: Record<string, string[]> = {
       agentid: [this.agentID],
       agentidentifiers: [encodeAgentIdentifiers(this.identifiers)],
     };
     if (this.credits) md[WINDOW_METADATA_KEY] = [String(this.bufferBytes)];
+    if (this.halfClose) Object.assign(md, HALF_CLOSE_METADATA);
     if (this.token) md['authorization'] = [`Bearer ${(await this.token()).trim()}`];
     return md;
   }

@@ -1,7 +1,8 @@
 /**
  * The frontend leg from the client's side (what konnectivity-client does over `/ProxyService/Proxy`): send
  * DIAL_REQ on a stream, wait for DIAL_RSP, then relay the connection as a TunnelSocket. The stream carries this one
- * connection and is closed with it.
+ * connection and is closed with it. Half-close is used when the server confirmed it in its response metadata
+ * (`konnectivity-ts-half-close`), which it does when the stream's request offered it.
  */
 import { abortError } from '../protocol/abort.js';
 import type { KonnectivityError } from '../protocol/errors.js';
@@ -11,7 +12,8 @@ import { packetSwitch, peerClosed, refuseUnknownData } from '../tunnel/packet-sw
 import { DialFailure, PendingDials, type PendingDial } from '../tunnel/pending-dials.js';
 import { attachStream, closeStream } from '../tunnel/stream-lifecycle.js';
 import { Tunnel } from '../tunnel/tunnel.js';
-import { TunnelSocket } from '../tunnel/tunnel-socket.js';
+import { offersHalfClose } from '../tunnel/half-close.js';
+import { TunnelSocket, checkHalfCloseTimeoutMs } from '../tunnel/tunnel-socket.js';
 
 /** The reference client's backstop for DIAL_RSP. */
 export const DEFAULT_CLIENT_DIAL_TIMEOUT_MS = 30_000;
@@ -22,6 +24,8 @@ export interface DialOverStreamOptions {
   timeoutMs?: number | undefined;
   /** DIAL_REQ protocol (default `tcp`). */
   protocol?: string | undefined;
+  /** After `end()`, how long the socket waits with nothing from the peer before closing, in ms (default 300000). */
+  halfCloseTimeoutMs?: number | undefined;
 }
 
 /**
@@ -29,6 +33,11 @@ export interface DialOverStreamOptions {
  * available`), ERR_DIAL_TIMEOUT, ERR_DIAL_CLOSED, ERR_TUNNEL_CLOSED or ERR_ABORTED; the stream is closed then.
  */
 export function dialOverStream(stream: PacketStream, address: string, options: DialOverStreamOptions = {}): Promise<TunnelSocket> {
+  try {
+    checkHalfCloseTimeoutMs(options.halfCloseTimeoutMs);
+  } catch (err) {
+    return Promise.reject(err);
+  }
   return new Promise<TunnelSocket>((resolve, reject) => new StreamDial(stream, address, options, resolve, reject));
 }
 
@@ -86,8 +95,14 @@ class StreamDial {
     if (rsp?.random !== this.dial.random) return this.fail(DialFailure.invalid('DIAL_RSP for an unknown dial'), false);
     if (rsp.error) return this.fail(DialFailure.refused(rsp.error), false);
     this.settle();
+    // The response headers came before any packet: the server's confirmation is known by now.
+    if (offersHalfClose(this.stream.remoteMetadata)) this.tunnel.halfClose = 'packet';
     const connection = this.tunnel.open(rsp.connectID);
-    this.socket = new TunnelSocket(connection, { address: this.address, onClose: () => closeStream(this.stream) });
+    this.socket = new TunnelSocket(connection, {
+      address: this.address,
+      halfCloseTimeoutMs: this.options.halfCloseTimeoutMs,
+      onClose: () => closeStream(this.stream),
+    });
     this.resolve(this.socket);
   }
 

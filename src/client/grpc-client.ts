@@ -10,7 +10,8 @@
  */
 import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
 import { grpcFrontendConnector, type GrpcClientOptions } from '../transport/grpc/index.js';
-import type { FrontendConnection, FrontendConnector, PacketStream } from '../transport/packet-stream.js';
+import type { FrontendConnection, FrontendConnector, Metadata, PacketStream } from '../transport/packet-stream.js';
+import { HALF_CLOSE_METADATA } from '../tunnel/half-close.js';
 import { whenClosed } from '../tunnel/stream-lifecycle.js';
 import type { TunnelSocket } from '../tunnel/tunnel-socket.js';
 import { dialOverStream, type DialOverStreamOptions } from './dial-over-stream.js';
@@ -19,12 +20,19 @@ import { dialOverStream, type DialOverStreamOptions } from './dial-over-stream.j
 export interface GrpcProxyClientOptions extends GrpcClientOptions {
   /** A new HTTP/2 connection for every dial, as kube-apiserver's single-use tunnels (default false: one shared). */
   singleUse?: boolean;
+  /**
+   * Offer half-close on each Proxy call (default true): where the server confirms it (a konnectivity-ts server),
+   * `end()` reaches the endpoint as its EOF. A Go server ignores the offer; `end()` then only stops writing.
+   */
+  halfClose?: boolean;
 }
 
 /** Dials through a proxy server's gRPC frontend. See the module comment for the two modes. */
 export class GrpcProxyClient {
   private readonly connector: FrontendConnector;
   private readonly singleUse: boolean;
+  /** Request metadata of every Proxy call. */
+  private readonly metadata: Metadata;
   private connection: FrontendConnection | undefined;
   private readonly sockets = new Set<TunnelSocket>();
   private closed = false;
@@ -33,6 +41,7 @@ export class GrpcProxyClient {
     // Checks the options now: a bad address fails here rather than at the first dial.
     this.connector = grpcFrontendConnector(options);
     this.singleUse = options.singleUse ?? false;
+    this.metadata = options.halfClose === false ? {} : HALF_CLOSE_METADATA;
     if (!this.singleUse) this.connection = this.connector();
   }
 
@@ -45,7 +54,7 @@ export class GrpcProxyClient {
     if (this.closed) throw new KonnectivityError(ErrorCode.SHUTTING_DOWN, 'the client is closed');
     let stream: PacketStream;
     try {
-      stream = this.singleUse ? this.singleUseStream() : this.liveConnection().openProxyStream();
+      stream = this.singleUse ? this.singleUseStream() : this.liveConnection().openProxyStream(this.metadata);
     } catch (err) {
       throw new KonnectivityError(ErrorCode.TUNNEL_CLOSED, `cannot open a Proxy stream: ${(err as Error).message}`, {
         cause: err,
@@ -81,7 +90,7 @@ export class GrpcProxyClient {
   /** A stream on a connection of its own, which closes with it. */
   private singleUseStream(): PacketStream {
     const connection = this.connector();
-    const stream = connection.openProxyStream();
+    const stream = connection.openProxyStream(this.metadata);
     whenClosed(stream, () => void connection.close());
     return stream;
   }

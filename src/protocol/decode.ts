@@ -1,5 +1,5 @@
 /**
- * The hot-path Packet decoder: hand-written protobuf for the eight messages of the contract. Pure: bytes in,
+ * The hot-path Packet decoder: hand-written protobuf for the nine messages of the contract. Pure: bytes in,
  * packets out. protobufjs generated from proto/ is the reference oracle in the tests.
  *
  * Decoding accepts any field order, skips unknown fields, keeps unknown packet types, and never returns a
@@ -12,9 +12,10 @@ import {
   type DialRequest,
   type DialResponse,
   type Packet,
+  type HalfClose,
   type WindowUpdate,
 } from './packet.js';
-import { ENCODED, Reader, WINDOW_UPDATE_FIELD, WIRE_LEN, WIRE_VARINT, malformed, toBuffer } from './wire.js';
+import { ENCODED, HALF_CLOSE_FIELD, Reader, WINDOW_UPDATE_FIELD, WIRE_LEN, WIRE_VARINT, malformed, toBuffer } from './wire.js';
 
 function expectWire(actual: number, expected: number, what: string): void {
   if (actual !== expected) malformed(`${what} has wire type ${actual}, expected ${expected}`);
@@ -141,7 +142,7 @@ export function decodePacket(bytes: Uint8Array, options?: DecodeOptions): Packet
     if (f === 1) {
       expectWire(wt, WIRE_VARINT, 'Packet.type');
       type = r.uint32() | 0; // an enum is an int32
-    } else if ((f >= 2 && f <= 8) || f === WINDOW_UPDATE_FIELD) {
+    } else if ((f >= 2 && f <= 8) || f === WINDOW_UPDATE_FIELD || f === HALF_CLOSE_FIELD) {
       expectWire(wt, WIRE_LEN, 'Packet payload');
       const len = r.length();
       member = f;
@@ -175,6 +176,9 @@ const MEMBER_KEY: Record<number, string> = {
 function buildPacket(type: number, member: { field: number; value: object } | undefined): Packet {
   if (type === PacketType.WINDOW_UPDATE) {
     return member?.field === WINDOW_UPDATE_FIELD ? { type, windowUpdate: member.value as WindowUpdate } : { type };
+  }
+  if (type === PacketType.HALF_CLOSE) {
+    return member?.field === HALF_CLOSE_FIELD ? { type, halfClose: member.value as HalfClose } : { type };
   }
   if (type < 0 || type >= MEMBER_OF_TYPE.length) return { type, unknown: true };
   if (member === undefined || MEMBER_OF_TYPE[type] !== member.field) return { type } as Packet;
@@ -217,6 +221,9 @@ function decodeMember(buf: Buffer, field: number, start: number, end: number): {
       value = { connectID, increment };
       break;
     }
+    case HALF_CLOSE_FIELD:
+      value = { connectID: decodeIdMessage(r, end, 1, 'HalfClose.connectID').id };
+      break;
     default:
       while (r.pos < end) r.skip(r.tag() & 7);
       value = {};

@@ -1,5 +1,5 @@
 /**
- * The hot-path Packet encoder: hand-written protobuf for the eight messages of the contract. Pure: packets in,
+ * The hot-path Packet encoder: hand-written protobuf for the nine messages of the contract. Pure: packets in,
  * bytes out. protobufjs generated from proto/ is the reference oracle in the tests.
  *
  * Encoding follows what protoc emits: fields in number order, proto3 defaults (0, "", empty bytes) omitted,
@@ -14,11 +14,13 @@ import {
   type Data,
   type DialRequest,
   type DialResponse,
+  type HalfClose,
   type Packet,
   type WindowUpdate,
 } from './packet.js';
 import {
   ENCODED,
+  HALF_CLOSE_FIELD,
   WINDOW_UPDATE_FIELD,
   WIRE_LEN,
   Writer,
@@ -138,6 +140,14 @@ export function encodePacket(p: Packet, options?: EncodeOptions): Buffer {
       }
       break;
     }
+    case PacketType.HALF_CLOSE: {
+      const m = (p as { halfClose?: HalfClose }).halfClose;
+      if (m) {
+        field = HALF_CLOSE_FIELD;
+        bodySize = m.connectID !== 0n ? 1 + int64Size(m.connectID) : 0;
+      }
+      break;
+    }
     default:
       break;
   }
@@ -195,6 +205,11 @@ export function encodePacket(p: Packet, options?: EncodeOptions): Buffer {
         const m = (p as { windowUpdate: WindowUpdate }).windowUpdate;
         if (m.connectID !== 0n) (w.byte(0x08), w.int64(m.connectID));
         if (m.increment !== 0n) (w.byte(0x10), w.int64(m.increment));
+        break;
+      }
+      case HALF_CLOSE_FIELD: {
+        const m = (p as { halfClose: HalfClose }).halfClose;
+        if (m.connectID !== 0n) (w.byte(0x08), w.int64(m.connectID));
         break;
       }
       default:

@@ -23,6 +23,12 @@ export const PacketType = {
    * announced the `konnectivity-ts-window` metadata key, so Go peers never see it (they would ignore it anyway).
    */
   WINDOW_UPDATE: 64,
+  /**
+   * konnectivity-ts extension, not in the reference: the sender has ended its direction of a connection (what a TCP
+   * FIN says); the other direction goes on until CLOSE_REQ/CLOSE_RSP. Sent only to peers that announced the
+   * `konnectivity-ts-half-close` metadata key, so Go peers never see it.
+   */
+  HALF_CLOSE: 65,
 } as const;
 export type PacketType = (typeof PacketType)[keyof typeof PacketType];
 
@@ -40,6 +46,7 @@ export const PACKET_TYPE_NAMES: readonly string[] = [
 /** The name of a packet type, or `UNKNOWN(n)` for a number outside the enum. */
 export function packetTypeName(type: number): string {
   if (type === PacketType.WINDOW_UPDATE) return 'WINDOW_UPDATE';
+  if (type === PacketType.HALF_CLOSE) return 'HALF_CLOSE';
   return PACKET_TYPE_NAMES[type] ?? `UNKNOWN(${type})`;
 }
 
@@ -83,6 +90,11 @@ export interface WindowUpdate {
   increment: bigint;
 }
 
+/** Extension: the sender of connection `connectID` sends no more DATA on it (half-close). */
+export interface HalfClose {
+  connectID: bigint;
+}
+
 export interface Data {
   connectID: bigint;
   /** Never set or read by the reference; kept for round trips. */
@@ -123,6 +135,10 @@ export interface WindowUpdatePacket {
   type: typeof PacketType.WINDOW_UPDATE;
   windowUpdate?: WindowUpdate;
 }
+export interface HalfClosePacket {
+  type: typeof PacketType.HALF_CLOSE;
+  halfClose?: HalfClose;
+}
 /**
  * A packet whose type is outside the enum (a newer peer). It decodes, keeps its number, and receivers ignore it.
  * Payload members it may have carried are dropped.
@@ -140,7 +156,8 @@ export type KnownPacket =
   | DataPacket
   | CloseDialPacket
   | DrainPacket
-  | WindowUpdatePacket;
+  | WindowUpdatePacket
+  | HalfClosePacket;
 
 export type Packet = KnownPacket | UnknownPacket;
 
@@ -176,9 +193,13 @@ export function windowUpdate(connectID: bigint, increment: number): WindowUpdate
   return { type: PacketType.WINDOW_UPDATE, windowUpdate: { connectID, increment: BigInt(increment) } };
 }
 
+export function halfClosePacket(connectID: bigint): HalfClosePacket {
+  return { type: PacketType.HALF_CLOSE, halfClose: { connectID } };
+}
+
 const EMPTY = new Uint8Array(0);
 
-/** The connectID a packet refers to (DIAL_RSP, CLOSE_REQ, CLOSE_RSP, DATA), 0n when it has none. */
+/** The connectID a packet refers to (DIAL_RSP, CLOSE_REQ, CLOSE_RSP, DATA, WINDOW_UPDATE, HALF_CLOSE), 0n when it has none. */
 export function connectIDOf(p: Packet): bigint {
   switch (p.type) {
     case PacketType.DIAL_RSP:
@@ -191,6 +212,8 @@ export function connectIDOf(p: Packet): bigint {
       return (p as DataPacket).data?.connectID ?? 0n;
     case PacketType.WINDOW_UPDATE:
       return (p as WindowUpdatePacket).windowUpdate?.connectID ?? 0n;
+    case PacketType.HALF_CLOSE:
+      return (p as HalfClosePacket).halfClose?.connectID ?? 0n;
     default:
       return 0n;
   }

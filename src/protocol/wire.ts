@@ -10,6 +10,8 @@ export const WIRE_LEN = 2;
 export const WIRE_FIXED32 = 5;
 /** Packet oneof field of the WINDOW_UPDATE extension. */
 export const WINDOW_UPDATE_FIELD = 64;
+/** Packet oneof field of the HALF_CLOSE extension. */
+export const HALF_CLOSE_FIELD = 65;
 
 /**
  * Decoded packets that came off the wire keep their encoded bytes under this key, so a relay can forward a packet

@@ -59,11 +59,13 @@ export class AgentBackend implements DialRoute {
     readonly agentID: string,
     readonly identifiers: AgentIdentifiers,
     readonly stream: PacketStream,
-    windowBytes: number | undefined,
+    /** What was agreed with the agent: the credit window (undefined: none) and HALF_CLOSE. */
+    agreed: { windowBytes: number | undefined; halfClose: boolean },
     private readonly host: AgentBackendHost,
   ) {
     this.tunnels = new TunnelGroup(stream, {
-      windowBytes,
+      windowBytes: agreed.windowBytes,
+      halfClose: agreed.halfClose ? 'packet' : undefined,
       bufferBytes: host.bufferBytes,
       onPacket: (p, via) => AgentBackend.packets(this, p, via),
       onCount: host.count,

@@ -15,8 +15,9 @@ import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
 import { parseAgentIdentifiers } from '../protocol/identifiers.js';
 import { checkNumber } from '../protocol/options.js';
 import { DEFAULT_MAX_PENDING_DIALS_PER_AGENT, DEFAULT_MAX_PENDING_DIALS_PER_FRONTEND } from '../transport/limits.js';
-import { metadataValue, type IncomingPacketStream, type PacketStream } from '../transport/packet-stream.js';
+import { metadataValue, type IncomingPacketStream, type Metadata, type PacketStream } from '../transport/packet-stream.js';
 import { WINDOW_METADATA_KEY, offeredWindow, validBufferBytes } from '../tunnel/flow.js';
+import { HALF_CLOSE_METADATA, offersHalfClose } from '../tunnel/half-close.js';
 import { PacketCounts } from '../tunnel/packet-counts.js';
 import { attachStream, closeStream, whenClosed } from '../tunnel/stream-lifecycle.js';
 import type { TunnelSocket } from '../tunnel/tunnel-socket.js';
@@ -43,6 +44,11 @@ export interface ProxyServerOptions {
   connectionBufferBytes?: number;
   /** Accept the agents' offer of the credit regime (default true). */
   credits?: boolean;
+  /**
+   * Accept the agents' and clients' offer of half-close (default true): `end()` on a TunnelSocket, a gRPC client's
+   * HALF_CLOSE and an HTTP-CONNECT client's FIN then reach the endpoint as its EOF. Go peers never offer it.
+   */
+  halfClose?: boolean;
   /** Check an agent before it is accepted; throw (ideally ERR_UNAUTHENTICATED) to refuse it. */
   authenticateAgent?: AgentAuthenticator;
   /**
@@ -98,6 +104,7 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
   private readonly backendDialTimeoutMs: number;
   private readonly bufferBytes: number;
   private readonly credits: boolean;
+  private readonly halfClose: boolean;
   private readonly authenticate: AgentAuthenticator | undefined;
   private readonly certificateBinding: AgentCertificateBinding | undefined;
   private readonly registry = new AgentRegistry<AgentBackend>();
@@ -120,6 +127,7 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
     this.backendDialTimeoutMs = checkNumber('backendDialTimeoutMs', options.backendDialTimeoutMs ?? 0, { min: 0 });
     this.bufferBytes = validBufferBytes(options.connectionBufferBytes, 'connectionBufferBytes');
     this.credits = options.credits ?? true;
+    this.halfClose = options.halfClose ?? true;
     this.authenticate = options.authenticateAgent;
     const binding = options.agentCertificateBinding;
     if (binding !== undefined && !AGENT_CERTIFICATE_BINDINGS.includes(binding)) {
@@ -199,8 +207,10 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
     const window = offered === undefined ? undefined : Math.min(offered, this.bufferBytes);
     const response: Record<string, string[]> = { serverid: [this.serverID], servercount: [String(this.serverCount)] };
     if (window !== undefined) response[WINDOW_METADATA_KEY] = [String(window)];
+    const halfClose = this.halfClose && offersHalfClose(incoming.metadata);
+    if (halfClose) Object.assign(response, HALF_CLOSE_METADATA);
     const stream = incoming.accept(response);
-    const backend = new AgentBackend(agentID, identifiers, stream, window, this.backendHost);
+    const backend = new AgentBackend(agentID, identifiers, stream, { windowBytes: window, halfClose }, this.backendHost);
     attachStream(stream, { onClose: (err) => this.agentGone(backend, err) });
     if (stream.closed) return;
     this.registry.add(backend);
@@ -224,15 +234,20 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
     return this.programmatic.dial(address, options);
   }
 
-  /** Serve a frontend stream (gRPC `/ProxyService/Proxy`): one connection per stream, as the reference. */
-  acceptFrontend(stream: PacketStream): void {
+  /**
+   * Serve a frontend stream (gRPC `/ProxyService/Proxy`): one connection per stream, as the reference. Returns the
+   * response metadata for the transport to send: the confirmation of half-close when the client offered it.
+   */
+  acceptFrontend(stream: PacketStream): Metadata {
     if (this.state !== 'open') {
       stream.destroy(shuttingDown());
-      return;
+      return {};
     }
-    const session = new GrpcFrontendSession(this.dials, stream, this.backendDialTimeoutMs);
+    const halfClose = this.halfClose && offersHalfClose(stream.remoteMetadata);
+    const session = new GrpcFrontendSession(this.dials, stream, this.backendDialTimeoutMs, halfClose);
     this.frontends.add(session);
     whenClosed(stream, () => this.frontends.delete(session));
+    return halfClose ? HALF_CLOSE_METADATA : {};
   }
 
   // ---- shutdown ----

@@ -364,8 +364,11 @@ export type TunnelConnector = (metadata: Metadata, options: { signal?: AbortSign
  * opens one stream per dial (gRPC: `/ProxyService/Proxy` calls on one HTTP/2 connection).
  */
 export interface FrontendConnection {
-  /** Open the stream for one dial. Throws ERR_TUNNEL_CLOSED when the connection can open no more. */
-  openProxyStream(): PacketStream;
+  /**
+   * Open the stream for one dial, sending `metadata` with the request (the client's offer of half-close). Throws
+   * ERR_TUNNEL_CLOSED when the connection can open no more.
+   */
+  openProxyStream(metadata?: Metadata): PacketStream;
   /** True once the connection can open no more streams (closing, closed, or told to go away). */
   readonly closed: boolean;
   /** Open no more streams; resolves once the open ones are done and the connection is closed. */

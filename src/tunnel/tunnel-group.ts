@@ -17,6 +17,8 @@ export interface TunnelGroupOptions {
   windowBytes: number | undefined;
   /** Per-connection buffer (the Tunnels' `bufferBytes`). */
   bufferBytes: number;
+  /** The control stream's half-close: `packet` when the peer confirmed HALF_CLOSE (substreams end by their FIN). */
+  halfClose?: 'packet' | undefined;
   /** Every packet a Tunnel of the group does not route itself; `via` is that Tunnel. */
   onPacket: (packet: Packet, via: Tunnel) => void;
   onCount?: PacketCounter | undefined;
@@ -39,6 +41,7 @@ export class TunnelGroup {
     this.control = new Tunnel(stream, {
       windowBytes: options.windowBytes,
       bufferBytes: options.bufferBytes,
+      halfClose: options.halfClose,
       onPacket: (p) => onPacket(p, this.control),
       onCount: options.onCount,
     });
@@ -56,7 +59,7 @@ export class TunnelGroup {
       bufferBytes: this.options.bufferBytes,
       onPacket: (p) => onPacket(p, via),
       onCount: this.options.onCount,
-      halfClose: true,
+      halfClose: 'stream',
     });
     this.substreams.add(via);
     attachStream(stream, {

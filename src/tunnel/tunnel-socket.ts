@@ -2,18 +2,28 @@
  * TunnelSocket: one proxied connection as a Duplex that behaves like a `net.Socket` (write/end/destroy, 'close' and
  * 'error', backpressure, `setTimeout`). Returned by `ProxyServer.dial()` and by the client's dials.
  *
- * The protocol has no half-close: `end()` sends CLOSE_REQ after the queued data, and the connection is over once
- * the peer answers CLOSE_RSP (the agent flushes what the endpoint sent before it answers, so reads go on until
- * then). `destroy()` drops queued data and sends CLOSE_REQ at once.
+ * `end()` is a half-close, as on a net.Socket: the queued data goes out, then the peer hears that we send no more
+ * (a yamux substream's FIN, or a HALF_CLOSE packet where the peer confirmed the extension), and reads go on until the
+ * peer ends the connection (CLOSE_RSP: the endpoint closed). A Go peer cannot be told: there `end()` only stops
+ * writing, and reads go on the same way. A peer that sends nothing for `halfCloseTimeoutMs` after `end()` is closed
+ * as the reference client closes (CLOSE_REQ, then CLOSE_RSP awaited for CLOSE_TIMEOUT_MS). `destroy()` drops queued
+ * data and sends CLOSE_REQ at once.
  */
 import { Duplex } from 'node:stream';
 import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
+import { checkNumber } from '../protocol/options.js';
 import { closeRequest } from '../protocol/packet.js';
 import { splitHostPort } from '../protocol/address.js';
 import type { TunnelConnection } from './tunnel.js';
 
-/** How long `end()` waits for the peer's CLOSE_RSP before destroying (the reference client's CloseTimeout). */
+/** How long a CLOSE_REQ waits for the peer's CLOSE_RSP before the socket is destroyed (the reference client's CloseTimeout). */
 export const CLOSE_TIMEOUT_MS = 10_000;
+
+/**
+ * After `end()`, how long the socket waits with nothing from the peer before it closes the connection: each chunk
+ * received starts the wait again, so a long answer is never cut (hashicorp/yamux's StreamCloseTimeout, 5 minutes).
+ */
+export const HALF_CLOSE_TIMEOUT_MS = 5 * 60_000;
 
 export interface TunnelSocketInfo {
   /** The dialed endpoint, `host:port`. */
@@ -22,6 +32,13 @@ export interface TunnelSocketInfo {
   agentID?: string | undefined;
   /** Called once when the socket has closed, for the owner's bookkeeping. */
   onClose?: ((socket: TunnelSocket) => void) | undefined;
+  /** After `end()`, how long to wait with nothing from the peer before closing, in ms (default 300000). */
+  halfCloseTimeoutMs?: number | undefined;
+}
+
+/** Check a `halfCloseTimeoutMs` option (ERR_INVALID_OPTION), for the dial functions that take one. */
+export function checkHalfCloseTimeoutMs(ms: number | undefined): number {
+  return checkNumber('halfCloseTimeoutMs', ms ?? HALF_CLOSE_TIMEOUT_MS, { above: 0, max: 2 ** 31 - 1 });
 }
 
 export class TunnelSocket extends Duplex {
@@ -38,15 +55,19 @@ export class TunnelSocket extends Duplex {
   private pendingWrite: ((err?: Error | null) => void) | undefined;
   private idleMs = 0;
   private idleTimer: NodeJS.Timeout | undefined;
+  /** After end(): the wait for the peer (refreshed by what it sends), then the wait for its CLOSE_RSP. */
   private closeTimer: NodeJS.Timeout | undefined;
+  private halfClosed = false;
+  private readonly halfCloseTimeoutMs: number;
   private readonly onCloseHook: ((socket: TunnelSocket) => void) | undefined;
 
   constructor(
     private readonly connection: TunnelConnection,
     info: TunnelSocketInfo,
   ) {
-    // Half-open only where the transport carries half-close (yamux substreams); otherwise EOF closes both ways.
-    super({ allowHalfOpen: connection.tunnel.halfClose, readableHighWaterMark: 64 * 1024, writableHighWaterMark: 64 * 1024 });
+    // Half-open: our end() leaves reading open. The peer's end is the whole connection's: remoteClosed() ends both.
+    super({ allowHalfOpen: true, readableHighWaterMark: 64 * 1024, writableHighWaterMark: 64 * 1024 });
+    this.halfCloseTimeoutMs = checkHalfCloseTimeoutMs(info.halfCloseTimeoutMs);
     this.connectID = connection.connectID;
     this.address = info.address;
     this.agentID = info.agentID;
@@ -134,15 +155,25 @@ export class TunnelSocket extends Duplex {
 
   override _final(callback: (err?: Error | null) => void): void {
     if (!this.remoteDone) {
-      if (this.connection.tunnel.halfClose) {
-        // Our FIN reaches the endpoint; its answer keeps coming until it closes (no close timer: it may take long).
-        this.connection.endStream();
-      } else {
-        this.connection.finish(closeRequest(this.connectID), true);
-        this.closeTimer = setTimeout(() => this.destroy(), CLOSE_TIMEOUT_MS).unref();
-      }
+      // The endpoint hears our end where the peer can carry it; its answer keeps coming until it closes.
+      this.connection.endWrite();
+      this.halfClosed = true;
+      this.closeTimer = setTimeout(() => this.halfCloseExpired(), this.halfCloseTimeoutMs).unref();
     }
     callback();
+  }
+
+  /** Nothing came for `halfCloseTimeoutMs` after end(): close as the reference client does. */
+  private halfCloseExpired(): void {
+    this.halfClosed = false;
+    if (this.remoteDone) return;
+    // A per-connection stream we ended can carry no CLOSE_REQ: destroying it resets the stream.
+    if (!this.connection.canSend) {
+      this.destroy();
+      return;
+    }
+    this.connection.finish(closeRequest(this.connectID), true);
+    this.closeTimer = setTimeout(() => this.destroy(), CLOSE_TIMEOUT_MS).unref();
   }
 
   override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
@@ -161,6 +192,7 @@ export class TunnelSocket extends Duplex {
 
   private onData(data: Uint8Array): void {
     this.touch();
+    if (this.halfClosed) this.closeTimer?.refresh();
     this.connection.handedOn(data.length, this.push(data));
   }
 

@@ -12,10 +12,11 @@
  *   stream with one connection such as a yamux substream) an over-full connection pauses the stream.
  */
 import type { DataPacket, Packet } from '../protocol/packet.js';
-import { PacketType, dataOf, dataPacket, windowUpdate } from '../protocol/packet.js';
+import { PacketType, dataOf, dataPacket, halfClosePacket, windowUpdate } from '../protocol/packet.js';
 import type { PacketStream } from '../transport/packet-stream.js';
 import { noop } from '../protocol/noop.js';
 import { DEFAULT_CONNECTION_BUFFER_BYTES, MAX_DATA_CHUNK_BYTES } from './flow.js';
+import type { HalfCloseMode } from './half-close.js';
 import { closeStream } from './stream-lifecycle.js';
 
 /** Counts packets for metrics: `direction` is from this side's point of view. */
@@ -30,10 +31,10 @@ export interface TunnelOptions {
   onPacket: (packet: Packet) => void;
   onCount?: PacketCounter | undefined;
   /**
-   * The stream carries one connection and can end one direction (a yamux substream): `end()` on a TunnelSocket
-   * then ends the stream instead of sending CLOSE_REQ, and the response keeps flowing back.
+   * How the end of one direction is carried (see {@link HalfCloseMode}): `stream` for a stream that carries one
+   * connection (a yamux substream), whose end is the half-close; `packet` when the peer confirmed HALF_CLOSE.
    */
-  halfClose?: boolean;
+  halfClose?: HalfCloseMode;
 }
 
 /** What a connection's owner provides. */
@@ -57,7 +58,8 @@ export class Tunnel {
   readonly connections = new Map<bigint, TunnelConnection>();
   readonly windowBytes: number | undefined;
   readonly bufferBytes: number;
-  readonly halfClose: boolean;
+  /** How a connection's `endWrite()` reaches the peer; a client sets it once the server confirmed (DIAL_RSP time). */
+  halfClose: HalfCloseMode;
   /** Connections waiting for the stream's 'drain'. */
   private readonly waiting = new Set<TunnelConnection>();
   private blockers = 0;
@@ -72,7 +74,7 @@ export class Tunnel {
     this.bufferBytes = options.bufferBytes ?? DEFAULT_CONNECTION_BUFFER_BYTES;
     this.onPacket = options.onPacket;
     this.onCount = options.onCount;
-    this.halfClose = options.halfClose ?? false;
+    this.halfClose = options.halfClose;
     stream.on('packet', (p) => this.dispatch(p));
     stream.on('drain', () => this.flushWaiting());
   }
@@ -179,6 +181,8 @@ export class TunnelConnection {
   private held = 0;
   private blocking = false;
   private wantWritable = false;
+  /** `endWrite()` was called: no more DATA goes out. */
+  private writeEnded = false;
   private detached = false;
   private finishPacket: Packet | undefined;
   private finishWritten = false;
@@ -234,17 +238,37 @@ export class TunnelConnection {
     }
     if (graceful) {
       this.flush();
+    } else if (!this.canSend) {
+      // We ended this connection's own stream (half-close): no packet can follow, so resetting it is the close.
+      this.queue = [];
+      this.finishWritten = true;
+      this.tunnel.stream.destroy();
+      this.onFinished?.();
+      this.onFinished = undefined;
     } else {
       this.queue = [];
       this.writePacket(this.finishPacket);
     }
   }
 
-  /** Half-close (tunnels with `halfClose` only): end the stream after the queued data; reads go on. */
-  endStream(): void {
-    if (this.detached || this.finishPacket || this.queue.includes(END_STREAM)) return;
-    this.queue.push(END_STREAM);
+  /**
+   * Half-close: after the queued data, tell the peer that we send no more (the stream's end, or HALF_CLOSE; see
+   * `Tunnel.halfClose`); reads go on. Returns false when the peer cannot be told (a Go peer): nothing is sent then.
+   * Once only.
+   */
+  endWrite(): boolean {
+    const mode = this.tunnel.halfClose;
+    if (mode === undefined) return false;
+    if (this.detached || this.finishPacket || this.writeEnded) return true;
+    this.writeEnded = true;
+    this.queue.push(mode === 'stream' ? END_STREAM : halfClosePacket(this.connectID));
     this.flush();
+    return true;
+  }
+
+  /** True when packets can still go out for this connection (not after the end of a per-connection stream). */
+  get canSend(): boolean {
+    return !this.detached && !(this.writeEnded && this.tunnel.halfClose === 'stream');
   }
 
   /** Write a packet now, ahead of the queue (used for replies that are about the other direction). */

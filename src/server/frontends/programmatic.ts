@@ -5,13 +5,15 @@
  */
 import { abortError } from '../../protocol/abort.js';
 import { KonnectivityError } from '../../protocol/errors.js';
-import { TunnelSocket } from '../../tunnel/tunnel-socket.js';
+import { TunnelSocket, checkHalfCloseTimeoutMs } from '../../tunnel/tunnel-socket.js';
 import type { DialBroker } from '../dials.js';
 
 export interface ProgrammaticDialOptions {
   signal?: AbortSignal;
   /** How long to wait for the agent's DIAL_RSP; 0 = no limit (default: the server's `dialTimeoutMs`). */
   timeoutMs?: number;
+  /** After `end()`, how long the socket waits with nothing from the peer before closing, in ms (default 300000). */
+  halfCloseTimeoutMs?: number;
 }
 
 export class ProgrammaticFrontend {
@@ -26,6 +28,11 @@ export class ProgrammaticFrontend {
   /** See `ProxyServer.dial()`. */
   dial(address: string, options: ProgrammaticDialOptions = {}): Promise<TunnelSocket> {
     const { signal } = options;
+    try {
+      checkHalfCloseTimeoutMs(options.halfCloseTimeoutMs);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     if (signal?.aborted) return Promise.reject(abortError('dial aborted', signal));
     return new Promise<TunnelSocket>((resolve, reject) => {
       const onAbort = (): void => {
@@ -39,6 +46,7 @@ export class ProgrammaticFrontend {
           const socket = new TunnelSocket(connection, {
             address,
             agentID,
+            halfCloseTimeoutMs: options.halfCloseTimeoutMs,
             onClose: (s) => {
               this.sockets.delete(s);
               this.broker.connectionEnded(agentID, connection);

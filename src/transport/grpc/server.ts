@@ -71,8 +71,12 @@ export interface GrpcServerOptions extends GrpcStreamOptions {
    * rejects refuses the call with its error. Without it the method is UNIMPLEMENTED.
    */
   agent?: (incoming: IncomingPacketStream) => void | Promise<void>;
-  /** Handles `/ProxyService/Proxy` calls, each already accepted. Without it the method is UNIMPLEMENTED. */
-  frontend?: (stream: PacketStream) => void;
+  /**
+   * Handles `/ProxyService/Proxy` calls. It may return response metadata (sent as the call's response headers
+   * before any packet; `ProxyServer.acceptFrontend` returns its confirmation of half-close). Without it the method is
+   * UNIMPLEMENTED.
+   */
+  frontend?: (stream: PacketStream) => Metadata | void;
   /** Ping each client connection this often, in ms (default: never; the reference's servers ping every hour). */
   keepaliveTimeMs?: number;
   /** Drop a connection whose ping is not answered within this many ms (default 20000). */
@@ -297,8 +301,9 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
       this.onAgent(h2, metadata, remoteAddress, this.options.agent);
     } else if (path === PROXY_PATH && this.options.frontend) {
       const stream = new GrpcServerPacketStream(h2, remoteAddress, metadata, this.streamOptions, this.admission.budget(h2.session));
-      stream.start({});
-      this.options.frontend(stream);
+      const response = this.options.frontend(stream);
+      // A handler that refused the call destroyed the stream, which answered it already.
+      if (!stream.closed) stream.start(headersFromMetadata(response ?? {}) as Record<string, string | string[]>);
     } else {
       const service = path.split('/')[1] ?? '';
       refuse(

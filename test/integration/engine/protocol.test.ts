@@ -7,6 +7,7 @@ import { packetReader } from '../../helpers/sockets.js';
 import {
   Agent,
   ErrorCode,
+  HALF_CLOSE_METADATA,
   PacketType,
   ProxyServer,
   WINDOW_METADATA_KEY,
@@ -114,9 +115,10 @@ describe('frontend leg (gRPC-style stream) with dialOverStream', () => {
     const agent = new Agent({ agentID: 'a' });
     cleanups.push(() => server.destroy());
     cleanups.push(() => agent.destroy());
+    // A konnectivity-ts client: it offers half-close, and the server's confirmation is what its side sees.
     const frontend = (): PacketStream => {
-      const [serverSide, clientSide] = createMemoryPair({ encode: true });
-      server.acceptFrontend(serverSide);
+      const [serverSide, clientSide] = createMemoryPair({ encode: true, metadata: { a: HALF_CLOSE_METADATA, b: HALF_CLOSE_METADATA } });
+      expect(server.acceptFrontend(serverSide)).toEqual(HALF_CLOSE_METADATA);
       return clientSide;
     };
     return { server, agent, frontend };

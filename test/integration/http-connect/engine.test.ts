@@ -118,21 +118,23 @@ describe('HTTP-CONNECT over the engine', () => {
     socket.destroy();
   });
 
-  it('client EOF closes the endpoint connection; the endpoint closing closes the client', async () => {
+  it("client EOF reaches the endpoint as its EOF (half-close), and the endpoint's close closes the client", async () => {
     await start();
     await engine.agent();
     const endpoints: Socket[] = [];
     const target = await listenTcp((s) => endpoints.push(s));
     engine.defer(() => target.close());
 
-    // Client EOF: CLOSE_REQ to the agent, which closes the endpoint socket.
+    // Client EOF: HALF_CLOSE to the agent, which ends the endpoint's write side; the endpoint may still answer.
     const first = await rawConnect(port, `127.0.0.1:${target.port}`);
     await until(() => endpoints.length === 1);
     const endpointEnded = once(endpoints[0]!, 'end');
     first.socket.end();
-    first.socket.resume();
     await endpointEnded;
-    await once(first.socket, 'close');
+    endpoints[0]!.end('answer after EOF');
+    const answer = await readUntil(first.socket, () => false);
+    expect(Buffer.concat([first.rest, answer]).toString()).toBe('answer after EOF');
+    if (!first.socket.closed) await once(first.socket, 'close');
 
     // Endpoint close: CLOSE_RSP from the agent, and the frontend closes the client.
     const second = await rawConnect(port, `127.0.0.1:${target.port}`);

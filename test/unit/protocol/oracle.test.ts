@@ -32,8 +32,10 @@ const MEMBER_OF_TYPE: Record<number, string> = {
   [PacketType.DATA]: 'data',
   [PacketType.DIAL_CLS]: 'closeDial',
   [PacketType.DRAIN]: 'drain',
+  [PacketType.WINDOW_UPDATE]: 'windowUpdate',
+  [PacketType.HALF_CLOSE]: 'halfClose',
 };
-const INT64_FIELDS = new Set(['random', 'connectID']);
+const INT64_FIELDS = new Set(['random', 'connectID', 'increment']);
 
 // ---- arbitraries ----------------------------------------------------------------------------------------------
 
@@ -72,8 +74,15 @@ const packetArb: fc.Arbitrary<Packet> = fc.oneof(
     m ? { type: PacketType.DIAL_CLS, closeDial: m } : { type: PacketType.DIAL_CLS },
   ),
   fc.boolean().map((present) => (present ? { type: PacketType.DRAIN, drain: {} } : { type: PacketType.DRAIN })),
+  fc.option(fc.record({ connectID: int64, increment: int64 }), { nil: undefined }).map((m) =>
+    m ? { type: PacketType.WINDOW_UPDATE, windowUpdate: m } : { type: PacketType.WINDOW_UPDATE },
+  ),
+  fc.option(fc.record({ connectID: int64 }), { nil: undefined }).map((m) =>
+    m ? { type: PacketType.HALF_CLOSE, halfClose: m } : { type: PacketType.HALF_CLOSE },
+  ),
   fc
     .oneof(fc.integer({ min: 7, max: 2 ** 31 - 1 }), fc.integer({ min: -(2 ** 31), max: -1 }))
+    .filter((type) => type !== PacketType.WINDOW_UPDATE && type !== PacketType.HALF_CLOSE)
     .map((type) => ({ type, unknown: true as const })),
 ) as fc.Arbitrary<Packet>;
 

@@ -33,6 +33,7 @@ export class GrpcFrontendSession {
     [PacketType.DATA]: (s, p) => s.data(p),
     [PacketType.CLOSE_REQ]: (s, p) => s.closeRequested(connectIDOf(p)),
     [PacketType.DIAL_CLS]: (s, p) => s.dialClosed(randomOf(p)),
+    [PacketType.HALF_CLOSE]: (s, p) => s.halfClosed(connectIDOf(p)),
   });
 
   private state: State = 'idle';
@@ -45,6 +46,8 @@ export class GrpcFrontendSession {
     private readonly broker: DialBroker,
     private readonly stream: PacketStream,
     private readonly timeoutMs: number,
+    /** The client offered half-close and we confirmed it: its HALF_CLOSE is passed on to the agent. */
+    private readonly halfClose: boolean,
   ) {
     stream.on('packet', (p) => {
       broker.count('fromFrontend', p);
@@ -107,6 +110,13 @@ export class GrpcFrontendSession {
       return;
     }
     if (this.state !== 'closing') this.write(closeResponse(id, 'backend uninitialized'));
+  }
+
+  /** HALF_CLOSE from the client: end the agent's side of the connection after the data (if the agent can hear it). */
+  private halfClosed(id: bigint): void {
+    if (this.halfClose && this.state === 'established' && this.connection && id === this.connection.connectID) {
+      this.connection.endWrite();
+    }
   }
 
   private dialClosed(random: bigint): void {
