@@ -13,6 +13,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { README_SNIPPET_OUTPUT, readmeFirstSnippet } from '../docs/readme-snippet.js';
 
 const run = promisify(execFile);
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -372,6 +373,14 @@ export { main };
       const { stdout, stderr } = await run(process.execPath, ['--import', tsx, `examples/${name}.mts`], { cwd: consumer, timeout: 60_000 });
       expect({ name, stderr, done: /done( in [\d.]+ s)?\n$/.test(stdout) }).toEqual({ name, stderr: '', done: true });
     }
+  });
+
+  it("runs the README's first snippet verbatim: it prints the reply through the tunnel", async () => {
+    writeFileSync(join(consumer, 'readme.mts'), readmeFirstSnippet(ROOT));
+    const tsx = pathToFileURL(join(ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
+    const { stdout, stderr } = await run(process.execPath, ['--import', tsx, 'readme.mts'], { cwd: consumer, timeout: 60_000 });
+    expect(stderr).toBe('');
+    expect(stdout).toMatch(README_SNIPPET_OUTPUT);
   });
 
   it('runs a server, an agent and a target end to end from the subpaths: http.get through server.dial()', async () => {
