@@ -16,8 +16,8 @@ import { createGrpcServer, grpcAgentConnector } from '../../../src/transport/grp
 import { memoryConnector } from '../../../src/transport/memory/index.js';
 import type { TunnelConnector } from '../../../src/transport/packet-stream.js';
 import { createYamuxServer, tcpCarrier, yamuxAgentConnector } from '../../../src/transport/yamux/index.js';
-import type { TunnelSocket } from '../../../src/tunnel/index.js';
 import { tcpServer } from '../../helpers/engine.js';
+import { drain, eofTarget, requestTarget, silentTarget } from '../../helpers/half-close.js';
 import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
 import { listenTcp, rawConnect, readUntil } from '../http-connect/helpers.js';
 
@@ -69,25 +69,6 @@ const LEGS: Leg[] = [
     },
   },
 ];
-
-/** A target that answers only after the client's EOF, with what it read (like a request body read to the end). */
-const eofTarget = () =>
-  tcpServer((s) => {
-    let n = 0;
-    s.on('data', (d: Buffer) => (n += d.length));
-    s.on('end', () => s.end(`got ${n} bytes`));
-  });
-
-/** A target that answers the first bytes and closes, never waiting for EOF (an HTTP/1.0 server). */
-const requestTarget = () => tcpServer((s) => s.once('data', (d: Buffer) => s.end(`answer to ${d.toString()}`)));
-
-/** Everything `socket` sends until it closes, and whether it closed cleanly. */
-async function drain(socket: TunnelSocket): Promise<{ text: string; errored: Error | null }> {
-  const chunks: Buffer[] = [];
-  socket.on('data', (d: Buffer) => chunks.push(d));
-  if (!socket.closed) await once(socket, 'close');
-  return { text: Buffer.concat(chunks).toString(), errored: socket.errored };
-}
 
 let before: ResourceSnapshot;
 let cleanups: Array<() => Promise<void> | void>;
@@ -153,16 +134,14 @@ describe.each(LEGS)('half-close over $name', (leg) => {
   });
 
   it.skipIf(leg.substreams)('toward such an agent, an endpoint that waits for EOF is closed after halfCloseTimeoutMs (CLOSE_REQ)', async () => {
-    let endpointClosed!: () => void;
-    const closed = new Promise<void>((resolve) => (endpointClosed = resolve));
-    const target = await tcpServer((s) => s.resume().once('close', endpointClosed));
+    const target = await silentTarget();
     cleanups.push(() => target.close());
     const { server } = await setup({ halfClose: false });
     const socket = await server.dial(target.address, { halfCloseTimeoutMs: 200 });
     socket.end('waiting for an EOF that never comes');
     // Readers get a clean EOF once the agent answered the CLOSE_REQ.
     expect(await drain(socket)).toEqual({ text: '', errored: null });
-    await closed;
+    await target.closed;
     expect(server.stats.packets.toAgent['HALF_CLOSE']).toBeUndefined();
     expect(server.stats.packets.toAgent['CLOSE_REQ']).toBe(1);
   });

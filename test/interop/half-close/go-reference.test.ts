@@ -21,8 +21,7 @@ import { Agent } from '../../../src/agent/index.js';
 import { GrpcProxyClient } from '../../../src/client/index.js';
 import { ProxyServer, createHttpConnectFrontend } from '../../../src/server/index.js';
 import { createGrpcServer, grpcAgentConnector, type GrpcServer } from '../../../src/transport/grpc/index.js';
-import type { TunnelSocket } from '../../../src/tunnel/index.js';
-import { tcpServer } from '../../helpers/engine.js';
+import { drain, requestTarget, silentTarget } from '../../helpers/half-close.js';
 import { rawConnect, readUntil } from '../../integration/http-connect/helpers.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -96,16 +95,6 @@ async function until200(url: string, timeoutMs = 30_000): Promise<void> {
   }
 }
 
-/** A target that answers the first bytes and closes, never waiting for EOF (an HTTP/1.0 server). */
-const requestTarget = () => tcpServer((s) => s.once('data', (d: Buffer) => s.end(`answer to ${d.toString()}`)));
-
-async function drain(socket: TunnelSocket): Promise<{ text: string; errored: Error | null }> {
-  const chunks: Buffer[] = [];
-  socket.on('data', (d: Buffer) => chunks.push(d));
-  if (!socket.closed) await once(socket, 'close');
-  return { text: Buffer.concat(chunks).toString(), errored: socket.errored };
-}
-
 let cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
   for (const fn of cleanups.reverse()) await fn();
@@ -169,15 +158,13 @@ describe.skipIf(!ready)('half-close with the Go reference', () => {
     });
 
     it('an endpoint waiting for EOF is closed after halfCloseTimeoutMs, with CLOSE_REQ through the Go server', async () => {
-      let endpointClosed!: () => void;
-      const closed = new Promise<void>((done) => (endpointClosed = done));
-      const target = await tcpServer((s) => s.resume().once('close', endpointClosed));
+      const target = await silentTarget();
       cleanups.push(() => target.close());
       const before = agent.stats.packets.fromServer['CLOSE_REQ'] ?? 0;
       const socket = await client.dial(target.address, { halfCloseTimeoutMs: 300 });
       socket.end('no EOF will reach you');
       expect(await drain(socket)).toEqual({ text: '', errored: null });
-      await closed;
+      await target.closed;
       expect(agent.stats.packets.fromServer['CLOSE_REQ']).toBe(before + 1);
       expect(agent.stats.packets.fromServer['HALF_CLOSE']).toBeUndefined();
     });
@@ -234,14 +221,12 @@ describe.skipIf(!ready)('half-close with the Go reference', () => {
     });
 
     it('an endpoint waiting for EOF is closed after halfCloseTimeoutMs: the Go agent answers our CLOSE_REQ', async () => {
-      let endpointClosed!: () => void;
-      const closed = new Promise<void>((done) => (endpointClosed = done));
-      const target = await tcpServer((s) => s.resume().once('close', endpointClosed));
+      const target = await silentTarget();
       cleanups.push(() => target.close());
       const socket = await server.dial(target.address, { halfCloseTimeoutMs: 300 });
       socket.end('no EOF will reach you');
       expect(await drain(socket)).toEqual({ text: '', errored: null });
-      await closed;
+      await target.closed;
       expect(server.stats.packets.toAgent['HALF_CLOSE']).toBeUndefined();
     });
 
