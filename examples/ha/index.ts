@@ -9,7 +9,7 @@ import net from 'node:net';
 import { once } from 'node:events';
 import {
   Agent,
-  AgentClientSet,
+  ServerTunnels,
   ProxyServer,
   createGrpcServer,
   grpcAgentConnector,
@@ -41,7 +41,7 @@ const servers = [await startServer('server-a'), await startServer('server-b')];
 const ports = servers.map((s) => s.grpc.port);
 
 const agent = new Agent({ agentID: 'ha-agent' });
-const set = new AgentClientSet(agent, {
+const set = new ServerTunnels(agent, {
   connectors: ports.map((port) => grpcAgentConnector({ address: `127.0.0.1:${port}` })),
   syncIntervalMs: 100,
   syncIntervalCapMs: 1000,

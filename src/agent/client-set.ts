@@ -1,5 +1,6 @@
 /**
- * The agent's set of tunnels for high availability (the reference's ClientSet, PROTOCOL.md §4).
+ * `ServerTunnels`: an agent's tunnels to every proxy server, kept open (the reference's ClientSet, PROTOCOL.md §4).
+ * `Agent.connect()` opens one tunnel and never reconnects; this is what keeps an agent connected.
  *
  * Two ways to find servers:
  * - one address behind a load balancer (`connector`): every attempt opens a new connection, so the balancer may
@@ -43,8 +44,8 @@ export interface ClientSetAgent<T extends ClientSetTunnel = ClientSetTunnel> {
   drain(): void;
 }
 
-/** Options for {@link AgentClientSet}. Give exactly one of `connector` and `connectors`. */
-export interface AgentClientSetOptions {
+/** Options for {@link ServerTunnels}. Give exactly one of `connector` and `connectors`. */
+export interface ServerTunnelsOptions {
   /** One server address, normally a load balancer in front of several servers: a new connection per attempt. */
   connector?: TunnelConnector;
   /** Server-list mode: one tunnel through each connector. */
@@ -68,8 +69,8 @@ export interface AgentClientSetOptions {
   random?: () => number;
 }
 
-/** Events of {@link AgentClientSet}. */
-export interface AgentClientSetEvents<T extends ClientSetTunnel> {
+/** Events of {@link ServerTunnels}. */
+export interface ServerTunnelsEvents<T extends ClientSetTunnel> {
   /** A tunnel to a new server was added. */
   tunnelAdded: [tunnel: T];
   /** A tunnel of the set ended; `err` is why, if it failed. */
@@ -96,7 +97,7 @@ const DEFAULTS = { syncIntervalMs: 1000, syncIntervalCapMs: 10_000, connectTimeo
  * Keeps an agent's tunnels to every server (see the module comment). `start()` begins dialling; `ready` is true
  * while at least one tunnel is up.
  */
-export class AgentClientSet<T extends ClientSetTunnel = ClientSetTunnel> extends EventEmitter<AgentClientSetEvents<T>> {
+export class ServerTunnels<T extends ClientSetTunnel = ClientSetTunnel> extends EventEmitter<ServerTunnelsEvents<T>> {
   readonly syncIntervalMs: number;
   readonly syncIntervalCapMs: number;
   readonly syncForever: boolean;
@@ -118,7 +119,7 @@ export class AgentClientSet<T extends ClientSetTunnel = ClientSetTunnel> extends
   private lastReceivedServerCount = 0;
   private closing: Promise<void> | undefined;
 
-  constructor(agent: ClientSetAgent<T>, options: AgentClientSetOptions) {
+  constructor(agent: ClientSetAgent<T>, options: ServerTunnelsOptions) {
     super();
     const { connector, connectors } = options;
     if ((connector === undefined) === (connectors === undefined)) {
@@ -131,7 +132,7 @@ export class AgentClientSet<T extends ClientSetTunnel = ClientSetTunnel> extends
     this.agent = agent;
     this.connector = connector;
     this.connectors = connectors;
-    const check = (name: string, value: number, rule: NumberRule): number => checkNumber(`AgentClientSet: ${name}`, value, rule);
+    const check = (name: string, value: number, rule: NumberRule): number => checkNumber(`ServerTunnels: ${name}`, value, rule);
     this.syncIntervalMs = check('syncIntervalMs', options.syncIntervalMs ?? DEFAULTS.syncIntervalMs, { min: 0 });
     // The cap's lower bound is the interval: a cap below it would never be reached.
     this.syncIntervalCapMs = check('syncIntervalCapMs', options.syncIntervalCapMs ?? DEFAULTS.syncIntervalCapMs, { min: this.syncIntervalMs });
@@ -417,7 +418,7 @@ export class AgentClientSet<T extends ClientSetTunnel = ClientSetTunnel> extends
 }
 
 function invalidOption(message: string): KonnectivityError {
-  return new KonnectivityError(ErrorCode.INVALID_OPTION, `AgentClientSet: ${message}`);
+  return new KonnectivityError(ErrorCode.INVALID_OPTION, `ServerTunnels: ${message}`);
 }
 
 function shuttingDown(what: string): KonnectivityError {
@@ -427,3 +428,15 @@ function shuttingDown(what: string): KonnectivityError {
 function asError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
+
+/**
+ * The former name of {@link ServerTunnels}, kept as an alias: the same class (`new AgentClientSet(...)` and
+ * `instanceof` work), named after the reference's ClientSet.
+ */
+export const AgentClientSet = ServerTunnels;
+/** The former name of {@link ServerTunnels}, kept as an alias. */
+export type AgentClientSet<T extends ClientSetTunnel = ClientSetTunnel> = ServerTunnels<T>;
+/** The former name of {@link ServerTunnelsOptions}, kept as an alias. */
+export type AgentClientSetOptions = ServerTunnelsOptions;
+/** The former name of {@link ServerTunnelsEvents}, kept as an alias. */
+export type AgentClientSetEvents<T extends ClientSetTunnel> = ServerTunnelsEvents<T>;

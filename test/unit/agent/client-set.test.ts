@@ -5,7 +5,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { once } from 'node:events';
-import { AgentClientSet, type AgentClientSetOptions, type ClientSetAgent, type ClientSetTunnel } from '../../../src/agent/client-set.js';
+import { AgentClientSet, ServerTunnels, type AgentClientSetOptions, type ClientSetAgent, type ClientSetTunnel } from '../../../src/agent/client-set.js';
 import { ErrorCode, KonnectivityError } from '../../../src/protocol/errors.js';
 import type { PacketStream, TunnelConnector } from '../../../src/transport/packet-stream.js';
 
@@ -379,6 +379,12 @@ describe('AgentClientSet lifecycle', () => {
     expect(() => new AgentClientSet(new FakeAgent(), options)).toThrow(
       expect.objectContaining({ code: ErrorCode.INVALID_OPTION }) as unknown as Error,
     );
+  });
+
+  it('AgentClientSet is an alias of ServerTunnels: the same class', () => {
+    expect(AgentClientSet).toBe(ServerTunnels);
+    const set: ServerTunnels = new AgentClientSet(new FakeAgent(), { connector: async () => ({}) as PacketStream });
+    expect(set).toBeInstanceOf(ServerTunnels);
   });
 
   it('surfaces a refusal as connectFailed and keeps trying', async () => {
