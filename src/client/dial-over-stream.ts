@@ -4,7 +4,7 @@
  * connection and is closed with it. Half-close is used when the server confirmed it in its response metadata
  * (`konnectivity-ts-half-close`), which it does when the stream's request offered it.
  */
-import { abortError } from '../protocol/abort.js';
+import { abortError, destroyOnAbort } from '../protocol/abort.js';
 import type { KonnectivityError } from '../protocol/errors.js';
 import { PacketType, closeDial, closeRequest, dialRequest, randomOf, type DialResponsePacket } from '../protocol/packet.js';
 import type { PacketStream } from '../transport/packet-stream.js';
@@ -30,7 +30,8 @@ export interface DialOverStreamOptions {
 
 /**
  * Dial `address` over `stream`. Rejects with ERR_DIAL_FAILED (the agent's or server's text, e.g. `No agent
- * available`), ERR_DIAL_TIMEOUT, ERR_DIAL_CLOSED, ERR_TUNNEL_CLOSED or ERR_ABORTED; the stream is closed then.
+ * available`), ERR_DIAL_TIMEOUT, ERR_DIAL_CLOSED, ERR_TUNNEL_CLOSED or an AbortError (ABORT_ERR); the stream is closed then.
+ * Aborting `signal` after it resolved destroys the socket with an AbortError, as `net.connect({ signal })` does.
  */
 export function dialOverStream(stream: PacketStream, address: string, options: DialOverStreamOptions = {}): Promise<TunnelSocket> {
   try {
@@ -103,6 +104,8 @@ class StreamDial {
       halfCloseTimeoutMs: this.options.halfCloseTimeoutMs,
       onClose: () => closeStream(this.stream),
     });
+    // As net.connect({ signal }): the signal still aborts the connection once it is open.
+    destroyOnAbort(this.socket, this.options.signal);
     this.resolve(this.socket);
   }
 

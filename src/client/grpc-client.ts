@@ -48,7 +48,7 @@ export class GrpcProxyClient {
   /**
    * Dial `address` (`host:port`) through the server. Resolves with a net.Socket-like TunnelSocket once the agent
    * answers; rejects with the engine's dial errors (ERR_DIAL_FAILED with the agent's text, ERR_DIAL_TIMEOUT,
-   * ERR_TUNNEL_CLOSED, ERR_ABORTED, ...).
+   * ERR_TUNNEL_CLOSED, an AbortError (ABORT_ERR), ...).
    */
   async dial(address: string, options: DialOverStreamOptions = {}): Promise<TunnelSocket> {
     if (this.closed) throw new KonnectivityError(ErrorCode.SHUTTING_DOWN, 'the client is closed');

@@ -5,7 +5,7 @@
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { joinHostPort } from '../protocol/address.js';
-import { abortError } from '../protocol/abort.js';
+import { abortError, destroyOnAbort } from '../protocol/abort.js';
 import { ErrorCode, KonnectivityError, type DialFailureReason } from '../protocol/errors.js';
 
 /** A proxy reached over TCP. */
@@ -32,7 +32,10 @@ export interface ConnectViaHttpProxyOptions {
   target: string;
   /** Extra request headers (e.g. `Proxy-Authorization`). `Host` is always the target. */
   headers?: Readonly<Record<string, string>>;
-  /** Aborts the connect (ERR_ABORTED). Once connected, the socket is the caller's. */
+  /**
+   * Aborts the connect (an AbortError, ABORT_ERR); once connected, aborting it destroys the socket with one, as
+   * `net.connect({ signal })` does.
+   */
   signal?: AbortSignal;
   /** How long to wait for the proxy's answer, from the start. Default 30000 (the reference client's backstop). */
   timeoutMs?: number;
@@ -127,7 +130,7 @@ export function httpConnectError(statusCode: number, statusText: string, body: s
 /**
  * Open a tunnel through an HTTP-CONNECT proxy. Resolves with the raw socket (a `tls.TLSSocket` when `tls` is set)
  * once the proxy answered 200; any bytes that came with the answer are put back to be read first. Rejects with a
- * KonnectivityError: an {@link HttpConnectError} for a non-200 answer, ERR_DIAL_TIMEOUT, ERR_ABORTED,
+ * KonnectivityError: an {@link HttpConnectError} for a non-200 answer, ERR_DIAL_TIMEOUT, an AbortError (ABORT_ERR),
  * ERR_TUNNEL_CLOSED (the proxy could not be reached or closed before answering), ERR_UNAUTHENTICATED (a TLS alert
  * refusing our client certificate), ERR_PROTOCOL (not HTTP), ERR_INVALID_OPTION.
  */
@@ -207,6 +210,7 @@ export function connectViaHttpProxy(options: ConnectViaHttpProxyOptions): Promis
             cleanup();
             const rest = data.subarray(head.headerBytes);
             if (rest.length > 0) socket.unshift(rest);
+            destroyOnAbort(socket, signal);
             resolve(socket);
             return;
           }

@@ -2,3 +2,4 @@ export { dialOverStream, DEFAULT_CLIENT_DIAL_TIMEOUT_MS, type DialOverStreamOpti
 export * from './grpc-client.js';
 export * from './http-connect.js';
 export * from './http-agent.js';
+export * from './dispatcher.js';

@@ -17,8 +17,8 @@ export const ErrorCode = {
   DIAL_FAILED: 'ERR_DIAL_FAILED',
   /** No DIAL_RSP in time. Client reason `timeout`. */
   DIAL_TIMEOUT: 'ERR_DIAL_TIMEOUT',
-  /** The dial was aborted by the caller's signal. Client reason `context`. */
-  ABORTED: 'ERR_ABORTED',
+  /** The dial was aborted by the caller's signal (an AbortError, as Node's, whose `cause` is the reason). Client reason `context`. */
+  ABORTED: 'ABORT_ERR',
   /** The peer closed the dial (DIAL_CLS). Client reason `dialclosed`. */
   DIAL_CLOSED: 'ERR_DIAL_CLOSED',
   /** The tunnel, stream or agent went away. Client reason `tunnelclosed`. */
@@ -57,7 +57,7 @@ export interface KonnectivityErrorOptions {
 }
 
 export class KonnectivityError extends Error {
-  override readonly name = 'KonnectivityError';
+  override readonly name: string = 'KonnectivityError';
   readonly code: ErrorCode;
   readonly reason: DialFailureReason | undefined;
 

@@ -1,5 +1,6 @@
 export * from './packet.js';
 export * from './errors.js';
+export { AbortError } from './abort.js';
 export * from './encode.js';
 export * from './decode.js';
 export { ENCODED } from './wire.js';

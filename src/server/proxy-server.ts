@@ -228,7 +228,7 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
   /**
    * Programmatic frontend: dial `address` through an agent. Resolves with a net.Socket-like Duplex once the agent
    * has connected; rejects with ERR_NO_AGENT, ERR_DIAL_FAILED (the agent's text), ERR_DIAL_TIMEOUT,
-   * ERR_TUNNEL_CLOSED, ERR_ABORTED or ERR_SHUTTING_DOWN.
+   * ERR_TUNNEL_CLOSED, an AbortError (ABORT_ERR) or ERR_SHUTTING_DOWN.
    */
   dial(address: string, options: ProgrammaticDialOptions = {}): Promise<TunnelSocket> {
     return this.programmatic.dial(address, options);

@@ -9,6 +9,7 @@
  * as the reference client closes (CLOSE_REQ, then CLOSE_RSP awaited for CLOSE_TIMEOUT_MS). `destroy()` drops queued
  * data and sends CLOSE_REQ at once.
  */
+import type * as net from 'node:net';
 import { Duplex } from 'node:stream';
 import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
 import { checkNumber } from '../protocol/options.js';
@@ -41,10 +42,21 @@ export function checkHalfCloseTimeoutMs(ms: number | undefined): number {
   return checkNumber('halfCloseTimeoutMs', ms ?? HALF_CLOSE_TIMEOUT_MS, { above: 0, max: 2 ** 31 - 1 });
 }
 
+/**
+ * A TunnelSocket is typed as a `net.Socket`, so what takes one takes it without a cast (undici's connector, an
+ * `http.Agent`'s `createConnection`). Every member a net.Socket has beyond a Duplex is implemented below (the tests
+ * check that), with what it means for a tunnel: no local address, `connect()` refused, `resetAndDestroy()` is
+ * `destroy()`.
+ */
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
+export interface TunnelSocket extends Omit<net.Socket, keyof Duplex> {}
+
+/** One proxied connection as a net.Socket-like Duplex: see the module comment for `end()` and `destroy()`. */
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
 export class TunnelSocket extends Duplex {
   readonly connectID: bigint;
-  /** The dialed endpoint, `host:port`. */
-  readonly address: string;
+  /** The dialed endpoint, `host:port` (`address()` is net.Socket's: the local address, unknown here). */
+  readonly endpoint: string;
   readonly agentID: string | undefined;
   /** Like net.Socket: the endpoint's host and port as dialed (the tunnel hides the real peer). */
   readonly remoteAddress: string;
@@ -69,7 +81,7 @@ export class TunnelSocket extends Duplex {
     super({ allowHalfOpen: true, readableHighWaterMark: 64 * 1024, writableHighWaterMark: 64 * 1024 });
     this.halfCloseTimeoutMs = checkHalfCloseTimeoutMs(info.halfCloseTimeoutMs);
     this.connectID = connection.connectID;
-    this.address = info.address;
+    this.endpoint = info.address;
     this.agentID = info.agentID;
     const { host, port } = splitHostPort(info.address);
     this.remoteAddress = host;
@@ -87,6 +99,53 @@ export class TunnelSocket extends Duplex {
       onTunnelClosed: (err) => this.tunnelClosed(err),
     };
     this.once('close', () => this.onCloseHook?.(this));
+  }
+
+  /** Always false: a TunnelSocket is connected when its dial resolves. */
+  readonly connecting = false;
+  /** The tunnel hides the agent's local end: undefined, as for a socket that is not connected. */
+  readonly localAddress: string | undefined = undefined;
+  readonly localPort: number | undefined = undefined;
+  readonly localFamily: string | undefined = undefined;
+  /** Empty: the agent picked the endpoint's address. */
+  readonly autoSelectFamilyAttemptedAddresses: string[] = [];
+
+  /** Always false (connected when the dial resolved). */
+  get pending(): boolean {
+    return false;
+  }
+  /** As net.Socket: `open`, `readOnly` (after end()), `writeOnly` or `closed`. */
+  get readyState(): net.SocketReadyState {
+    if (this.readable && this.writable) return 'open';
+    if (this.readable) return 'readOnly';
+    if (this.writable) return 'writeOnly';
+    return 'closed';
+  }
+  /** Bytes queued for writing (net.Socket's deprecated alias of `writableLength`). */
+  get bufferSize(): number {
+    return this.writableLength;
+  }
+  /** The idle timeout set with `setTimeout()`, in ms; undefined when none. */
+  get timeout(): number | undefined {
+    return this.idleMs > 0 ? this.idleMs : undefined;
+  }
+  /** `{}`: the local address of the agent's connection is not known here (net.Socket's answer when unconnected). */
+  address(): net.AddressInfo | {} {
+    return {};
+  }
+  /** Refused: a TunnelSocket is connected by its dial (`server.dial()`, `GrpcProxyClient.dial()`). */
+  connect(..._args: unknown[]): this {
+    throw new KonnectivityError(ErrorCode.INVALID_OPTION, 'a TunnelSocket is connected by its dial, not by connect()');
+  }
+  /** There is no RST to send through a tunnel: the same as `destroy()` (CLOSE_REQ at once). */
+  resetAndDestroy(): this {
+    return this.destroy();
+  }
+  /** As net.Socket: end, then destroy once everything was written. */
+  destroySoon(): void {
+    if (this.writable) this.end();
+    if (this.writableFinished) this.destroy();
+    else this.once('finish', () => this.destroy());
   }
 
   get bytesRead(): number {

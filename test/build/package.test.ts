@@ -310,7 +310,7 @@ import { createGrpcServer, grpcAgentConnector, type GrpcServer } from '${NAME}/t
 import { createYamuxServer, tcpCarrier, webSocketCarrier, yamuxAgentConnector, type WebSocketCarrierOptions } from '${NAME}/transport/yamux';
 import { TunnelSocket } from '${NAME}/tunnel';
 import { ProxyServer, createHttpConnectFrontend } from '${NAME}/server';
-import { Agent, AgentClientSet } from '${NAME}/agent';
+import { Agent, AgentClientSet, ServerTunnels } from '${NAME}/agent';
 import { GrpcProxyClient, dialOverStream } from '${NAME}/client';
 import { instrumentServer } from '${NAME}/ops';
 import * as root from '${NAME}';
@@ -335,7 +335,8 @@ async function main(): Promise<void> {
   const unbound: Listener[] = [frontend, yamuxServer];
   await Promise.all(unbound.map((l) => l.listen({ port: 0 })));
   const listeners: Listener[] = [grpc, ...unbound];
-  const set = new AgentClientSet(agent, { connector: grpcAgentConnector({ address: '127.0.0.1:' + grpc.port }) });
+  // AgentClientSet is the former name of ServerTunnels, the same class.
+  const set: ServerTunnels = new AgentClientSet(agent, { connector: grpcAgentConnector({ address: '127.0.0.1:' + grpc.port }) });
   const client = new GrpcProxyClient({ address: '127.0.0.1:1' });
   const yamux = yamuxAgentConnector({ connect: carriers[0]! });
   instrumentServer(server);
@@ -383,8 +384,8 @@ export { main };
     expect(stdout).toMatch(README_SNIPPET_OUTPUT);
   });
 
-  it('runs a server, an agent and a target end to end from the subpaths: http.get through server.dial()', async () => {
-    const { esm, cjs } = await both<{ status: number; body: string }>(
+  it('runs a server, an agent and a target end to end from the subpaths: http.get and fetch through server.dial()', async () => {
+    const { esm, cjs } = await both<{ status: number; body: string; fetched: [number, string]; refused: [string, string] }>(
       'e2e',
       `const http = await load('node:http');
 const { ProxyServer } = await load('${NAME}/server');
@@ -403,14 +404,22 @@ const got = await new Promise((resolve, reject) => {
     res.setEncoding('utf8').on('data', (s) => (body += s)).on('end', () => resolve({ status: res.statusCode, body }));
   }).on('error', reject);
 });
+const { createDialDispatcher } = await load('${NAME}/client');
+const dispatcher = createDialDispatcher({ dial: (a, o) => server.dial(a, o) });
+const res = await fetch('http://' + address + '/through-fetch', { dispatcher });
+const fetched = [res.status, await res.text()];
+const err = await fetch('http://127.0.0.1:1/', { dispatcher }).catch((e) => e);
+await dispatcher.close();
 await agent.close();
 await server.close();
 await new Promise((resolve) => target.close(resolve));
-out(got);`,
+out({ ...got, fetched, refused: [err.message, err.cause.message] });`,
     );
     for (const result of [esm, cjs]) {
       expect(result.status).toBe(200);
       expect(result.body).toBe('hello from behind the tunnel, you asked for /through-dial');
+      expect(result.fetched).toEqual([200, 'hello from behind the tunnel, you asked for /through-fetch']);
+      expect(result.refused).toEqual(['fetch failed', 'dial tcp 127.0.0.1:1: connect: connection refused']);
     }
   });
 });

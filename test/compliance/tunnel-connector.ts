@@ -125,7 +125,7 @@ export function describeTunnelConnectorCompliance(
       });
     }
 
-    it('an already-aborted signal rejects with ERR_ABORTED without reaching the peer', async () => {
+    it('an already-aborted signal rejects with ABORT_ERR without reaching the peer', async () => {
       let seen = 0;
       await withHarness(
         () => seen++,
@@ -143,7 +143,7 @@ export function describeTunnelConnectorCompliance(
       );
     });
 
-    it('aborting while the peer has not answered rejects with ERR_ABORTED; a late answer changes nothing', async () => {
+    it('aborting while the peer has not answered rejects with ABORT_ERR; a late answer changes nothing', async () => {
       const incoming: IncomingPacketStream[] = [];
       await withHarness(
         (i) => incoming.push(i),

@@ -3,7 +3,7 @@
  * net.Socket-like Duplex). The HTTP-CONNECT frontend is built on it. Like every frontend it knows the server only as
  * a {@link DialBroker}.
  */
-import { abortError } from '../../protocol/abort.js';
+import { abortError, destroyOnAbort } from '../../protocol/abort.js';
 import { KonnectivityError } from '../../protocol/errors.js';
 import { TunnelSocket, checkHalfCloseTimeoutMs } from '../../tunnel/tunnel-socket.js';
 import type { DialBroker } from '../dials.js';
@@ -53,6 +53,8 @@ export class ProgrammaticFrontend {
             },
           });
           this.sockets.add(socket);
+          // As net.connect({ signal }): the signal still aborts the connection once it is open.
+          destroyOnAbort(socket, signal);
           resolve(socket);
         },
         fail: (err) => {

@@ -191,7 +191,7 @@ describe('connectViaHttpProxy', () => {
     expect(err.code).toBe(ErrorCode.PROTOCOL);
   });
 
-  it('times out (ERR_DIAL_TIMEOUT) and aborts (ERR_ABORTED) when the proxy never answers', async () => {
+  it('times out (ERR_DIAL_TIMEOUT) and aborts (ABORT_ERR) when the proxy never answers', async () => {
     const proxy = await listenTcp(() => {});
     cleanups.push(() => proxy.close());
     const timedOut = await rejection(

@@ -111,7 +111,7 @@ for (const substreams of [false, true]) {
       await aborted;
     });
 
-    it('abort signal: ERR_ABORTED, and the agent hears DIAL_CLS', async () => {
+    it('abort signal: ABORT_ERR, and the agent hears DIAL_CLS', async () => {
       let aborted!: Promise<unknown>;
       let dialing!: () => void;
       const started = new Promise<void>((r) => (dialing = r));

@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
+import { abortError } from '../../../src/protocol/abort.js';
 import { ErrorCode, KonnectivityError } from '../../../src/protocol/errors.js';
 import type { HttpConnectDialer } from '../../../src/server/frontends/http-connect/index.js';
 import { Agent } from '../../../src/agent/index.js';
@@ -52,7 +53,7 @@ export function fakeDialer(): FakeDialer {
         const onAbort = (): void => {
           fake.aborted += 1;
           socket?.destroy();
-          reject(new KonnectivityError(ErrorCode.ABORTED, 'dial aborted', { reason: 'context' }));
+          reject(abortError('dial aborted', signal));
         };
         if (signal?.aborted) return onAbort();
         signal?.addEventListener('abort', onAbort, { once: true });

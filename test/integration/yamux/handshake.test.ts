@@ -97,13 +97,13 @@ describe('yamux tunnel handshake', () => {
     );
   });
 
-  it('an aborted connect rejects with ERR_ABORTED', async () => {
+  it('an aborted connect rejects with ABORT_ERR', async () => {
     const connect = yamuxAgentConnector({ connect: tcpCarrier({ host: '127.0.0.1', port }) });
     const ctl = new AbortController();
     const p = connect({ agentid: ['a1'] }, { signal: ctl.signal });
     const incoming = await accepted;
     ctl.abort();
-    await expect(p).rejects.toMatchObject({ code: 'ERR_ABORTED' });
+    await expect(p).rejects.toMatchObject({ code: 'ABORT_ERR' });
     incoming.reject(new KonnectivityError(ErrorCode.SHUTTING_DOWN, 'bye'));
   });
 });

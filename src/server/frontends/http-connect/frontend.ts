@@ -248,8 +248,8 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
       void this.stopListening();
     }
     for (const [socket, entry] of this.tunnels) {
-      entry.abort.abort(new KonnectivityError(ErrorCode.SHUTTING_DOWN, 'the frontend was destroyed'));
       entry.tunnel?.destroy();
+      entry.abort.abort(new KonnectivityError(ErrorCode.SHUTTING_DOWN, 'the frontend was destroyed'));
       socket.destroy();
     }
     for (const socket of this.connections) socket.destroy();

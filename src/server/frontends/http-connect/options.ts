@@ -14,7 +14,7 @@ import type { RelayResult } from './relay.js';
 export interface HttpConnectDialer {
   /**
    * Dial `address` (`host:port`) through a tunnel. Rejects with a KonnectivityError: ERR_NO_AGENT, ERR_DIAL_FAILED
-   * (message = the agent's error text), ERR_DIAL_TIMEOUT, ERR_TUNNEL_CLOSED, ERR_ABORTED, ERR_SHUTTING_DOWN.
+   * (message = the agent's error text), ERR_DIAL_TIMEOUT, ERR_TUNNEL_CLOSED, an AbortError (ABORT_ERR), ERR_SHUTTING_DOWN.
    */
   dial(address: string, options: { signal?: AbortSignal; timeoutMs?: number }): Promise<Duplex>;
 }
