@@ -408,18 +408,23 @@ const { createDialDispatcher } = await load('${NAME}/client');
 const dispatcher = createDialDispatcher({ dial: (a, o) => server.dial(a, o) });
 const res = await fetch('http://' + address + '/through-fetch', { dispatcher });
 const fetched = [res.status, await res.text()];
-const err = await fetch('http://127.0.0.1:1/', { dispatcher }).catch((e) => e);
+// A port nobody listens on (fetch refuses port 1 itself, as a "bad port").
+const closed = http.createServer();
+await new Promise((resolve) => closed.listen(0, '127.0.0.1', resolve));
+const closedPort = closed.address().port;
+await new Promise((resolve) => closed.close(resolve));
+const err = await fetch('http://127.0.0.1:' + closedPort + '/', { dispatcher }).catch((e) => e);
 await dispatcher.close();
 await agent.close();
 await server.close();
 await new Promise((resolve) => target.close(resolve));
-out({ ...got, fetched, refused: [err.message, err.cause.message] });`,
+out({ ...got, fetched, refused: [err.message, err.cause.message.replace(':' + closedPort + ':', ':PORT:')] });`,
     );
     for (const result of [esm, cjs]) {
       expect(result.status).toBe(200);
       expect(result.body).toBe('hello from behind the tunnel, you asked for /through-dial');
       expect(result.fetched).toEqual([200, 'hello from behind the tunnel, you asked for /through-fetch']);
-      expect(result.refused).toEqual(['fetch failed', 'dial tcp 127.0.0.1:1: connect: connection refused']);
+      expect(result.refused).toEqual(['fetch failed', 'dial tcp 127.0.0.1:PORT: connect: connection refused']);
     }
   });
 });
