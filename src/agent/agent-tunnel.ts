@@ -26,9 +26,13 @@ import { TunnelGroup } from '../tunnel/tunnel-group.js';
 import type { PacketCounter, Tunnel } from '../tunnel/tunnel.js';
 import type { Dialer } from './dialer.js';
 
+/** A connection the agent opened or closed, as its `connectionOpened` and `connectionClosed` events tell. */
 export interface AgentConnectionEvent {
+  /** The endpoint, `host:port`. */
   address: string;
+  /** The connection's ID on this tunnel (allocated by the agent, from 1). */
   connectID: bigint;
+  /** The server's `serverid`, when it sent one. */
   serverID: string | undefined;
   /** The dial's `random`. */
   dialID: bigint;
@@ -100,6 +104,7 @@ export class AgentTunnel {
     // DIAL_RSP, CLOSE_RSP, DRAIN and unknown types mean nothing to an agent.
   });
 
+  /** The server's `serverid` response header; undefined when it sent none. */
   readonly serverID: string | undefined;
   /** The server's `servercount` (1 when absent or invalid). */
   readonly serverCount: number;
@@ -164,6 +169,7 @@ export class AgentTunnel {
     await this.stream.close().catch(noop);
   }
 
+  /** Tear the tunnel down at once: its stream is destroyed with `err`, its endpoints and dials with it. */
   destroy(err?: Error): void {
     this.stream.destroy(err);
   }

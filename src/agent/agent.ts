@@ -15,6 +15,7 @@ import { HALF_CLOSE_METADATA } from '../tunnel/half-close.js';
 import { AgentTunnel, DialSlots, type AgentTunnelEvents, type AgentTunnelHost } from './agent-tunnel.js';
 import { DEFAULT_DIAL_TIMEOUT_MS, tcpDialer, type Dialer } from './dialer.js';
 
+/** Options of {@link Agent}: its identity, how it dials endpoints, and what it offers servers. */
 export interface AgentOptions {
   /** Sent as `agentid`; the server keys agents by it. */
   agentID: string;
@@ -44,16 +45,28 @@ export interface AgentOptions {
 
 /** Packets by direction (`fromServer`/`toServer`, from the agent's side) and type name. */
 export interface AgentStats {
+  /** Packets by direction (`fromServer`, `toServer`), then by type name (`DATA`, `DIAL_REQ`, ...). */
   packets: Record<'fromServer' | 'toServer', Record<string, number>>;
 }
 
+/**
+ * Events of an {@link Agent} (a node:events EventEmitter with this map): its tunnels and their connections and dials.
+ */
 export interface AgentEvents extends AgentTunnelEvents {
+  /** A tunnel was opened (by `connect()` or `serve()`). */
   tunnelOpened: [tunnel: AgentTunnel];
+  /** A tunnel ended; `err` is why, if it failed. */
   tunnelClosed: [tunnel: AgentTunnel, err: Error | undefined];
 }
 
+/**
+ * The agent (PROTOCOL.md §2.3): serves tunnels to proxy servers and dials each DIAL_REQ's endpoint through its
+ * `Dialer`. `connect()` opens one tunnel and never reconnects; {@link ServerTunnels} keeps one to every server.
+ */
 export class Agent extends EventEmitter<AgentEvents> {
+  /** Sent as `agentid`; the server keys agents by it. */
   readonly agentID: string;
+  /** Advertised as `agentidentifiers`, for the `destHost` and `defaultRoute` strategies. */
   readonly identifiers: AgentIdentifiers;
   private readonly bufferBytes: number;
   private readonly credits: boolean;
@@ -132,6 +145,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.draining = true;
     for (const t of this.live) t.drain();
   }
+  /** True once `drain()` was called: every tunnel sent DRAIN, and new ones will. */
   get isDraining(): boolean {
     return this.draining;
   }
@@ -141,6 +155,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     return { packets: this.packets.snapshot() };
   }
 
+  /** The tunnels open now. */
   get tunnels(): readonly AgentTunnel[] {
     return [...this.live];
   }
@@ -151,6 +166,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     await Promise.all([...this.live].map((t) => t.close()));
   }
 
+  /** Tear every tunnel down at once (their endpoints and dials with them); `connect()` is refused from now on. */
   destroy(err?: Error): void {
     this.closing = true;
     for (const t of [...this.live]) t.destroy(err);

@@ -25,9 +25,13 @@ export function jitter(ms: number, fraction: number, random: () => number = Math
 
 /** Exponential backoff with a cap and jitter: `next()` gives the delay to wait now, then grows it. */
 export class Backoff {
+  /** The first delay, in ms. */
   readonly initialMs: number;
+  /** The largest delay, in ms. */
   readonly capMs: number;
+  /** Each delay is the previous one times this (at most `capMs`). */
   readonly factor: number;
+  /** Up to this fraction of each delay is added at random (0.1 = +10 %). */
   readonly jitterFraction: number;
   private readonly random: () => number;
   private currentMs: number;

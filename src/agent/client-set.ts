@@ -32,7 +32,9 @@ export interface ClientSetTunnel {
   readonly done: Promise<Error | undefined>;
   /** False once the connection under the tunnel cannot carry new work; the probe then retires the tunnel. */
   readonly transportReady?: boolean;
+  /** End the tunnel gracefully. */
   close(): Promise<void>;
+  /** Tear the tunnel down at once. */
   destroy(err?: Error): void;
 }
 
@@ -98,10 +100,15 @@ const DEFAULTS = { syncIntervalMs: 1000, syncIntervalCapMs: 10_000, connectTimeo
  * while at least one tunnel is up.
  */
 export class ServerTunnels<T extends ClientSetTunnel = ClientSetTunnel> extends EventEmitter<ServerTunnelsEvents<T>> {
+  /** Wait between sync attempts and the first retry delay, in ms. */
   readonly syncIntervalMs: number;
+  /** The largest retry delay, in ms. */
   readonly syncIntervalCapMs: number;
+  /** Keep dialling through a load balancer after `servercount` tunnels are held, to find new servers. */
   readonly syncForever: boolean;
+  /** How long one attempt may take to open a tunnel, in ms. */
   readonly connectTimeoutMs: number;
+  /** How often each tunnel's connection is checked, in ms. */
   readonly probeIntervalMs: number;
 
   private probeTimer: NodeJS.Timeout | undefined;

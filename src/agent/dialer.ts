@@ -7,6 +7,7 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { joinHostPort, splitHostPort } from '../protocol/address.js';
 
+/** What a {@link Dialer} is asked: one DIAL_REQ's endpoint, and the signal that aborts the dial. */
 export interface DialRequestInfo {
   /** `host:port` from the DIAL_REQ. */
   address: string;
@@ -25,6 +26,7 @@ export type Dialer = (request: DialRequestInfo) => Promise<Duplex>;
 /** The reference agent's endpoint dial timeout. */
 export const DEFAULT_DIAL_TIMEOUT_MS = 5000;
 
+/** Options of {@link tcpDialer}. */
 export interface TcpDialerOptions {
   /** Give up after this long with `... i/o timeout` (default 5000). */
   timeoutMs?: number;

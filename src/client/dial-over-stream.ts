@@ -18,7 +18,9 @@ import { TunnelSocket, checkHalfCloseTimeoutMs } from '../tunnel/tunnel-socket.j
 /** The reference client's backstop for DIAL_RSP. */
 export const DEFAULT_CLIENT_DIAL_TIMEOUT_MS = 30_000;
 
+/** Options of {@link dialOverStream} (and of `GrpcProxyClient.dial()`). */
 export interface DialOverStreamOptions {
+  /** Aborts the dial (an AbortError); once the dial resolved, aborting it destroys the socket with one. */
   signal?: AbortSignal | undefined;
   /** How long to wait for DIAL_RSP (default 30000). */
   timeoutMs?: number | undefined;

@@ -35,14 +35,19 @@ export interface DispatchOptions {
 
 /** The callbacks of `dispatch()`: undici's `Dispatcher.DispatchHandlers` (what fetch passes). */
 export interface DispatchHandlers {
+  /** Called before the request goes out, with the function that aborts it. */
   onConnect?(abort: (err?: Error) => void): void;
+  /** The request failed (a failed dial, an abort, a broken connection); nothing follows. */
   onError?(err: Error): void;
+  /** The response began, before its headers were read. */
   onResponseStarted?(): void;
   /** Response status and raw headers (`[name, value, ...]`); return false to pause until `resume()`. */
   onHeaders?(statusCode: number, headers: Buffer[], resume: () => void, statusText: string): boolean;
   /** A body chunk; return false to pause until `resume()`. */
   onData?(chunk: Buffer): boolean;
+  /** The body and trailers (raw, `[name, value, ...]`) arrived; the request is done. */
   onComplete?(trailers: Buffer[] | null): void;
+  /** An upgrade's answer: never called here (upgrades are refused). */
   onUpgrade?(statusCode: number, headers: Buffer[] | string[] | null, socket: unknown): void;
 }
 
@@ -66,6 +71,7 @@ type FetchInput = Parameters<typeof fetch>[0];
 export class DialDispatcher extends EventEmitter {
   /** The pools, for `http:` and `https:` origins. */
   readonly httpAgent: DialAgent;
+  /** The pool for `https:` origins (TLS to the endpoint inside the tunnel). */
   readonly httpsAgent: DialHttpsAgent;
   private readonly inFlight = new Set<http.ClientRequest>();
   private closed = false;

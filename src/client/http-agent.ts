@@ -17,6 +17,7 @@ export type HttpProxyOptions = Pick<ConnectViaHttpProxyOptions, 'proxy' | 'tls' 
 
 /** Options of {@link createTunnelAgent}: the proxy, plus any `http.Agent` option (keepAlive, maxSockets, ...). */
 export interface TunnelAgentOptions extends http.AgentOptions {
+  /** Where the HTTP-CONNECT proxy listens. */
   proxy: HttpProxyOptions['proxy'];
   /** TLS to the proxy itself (not to the endpoint; use {@link createHttpsTunnelAgent} for that). */
   proxyTls?: HttpProxyOptions['tls'];
@@ -28,9 +29,13 @@ export interface TunnelAgentOptions extends http.AgentOptions {
 
 /** Options of {@link createHttpsTunnelAgent}: as {@link TunnelAgentOptions}, plus `https.Agent` TLS options. */
 export interface HttpsTunnelAgentOptions extends https.AgentOptions {
+  /** Where the HTTP-CONNECT proxy listens. */
   proxy: HttpProxyOptions['proxy'];
+  /** TLS to the proxy itself (the endpoint's TLS is the agent's own options). */
   proxyTls?: HttpProxyOptions['tls'];
+  /** Extra CONNECT request headers (e.g. `Proxy-Authorization`). */
   proxyHeaders?: HttpProxyOptions['headers'];
+  /** How long the CONNECT may take, in ms. Default 30000. */
   connectTimeoutMs?: number;
 }
 
@@ -77,6 +82,7 @@ export interface DialAgentOptions extends http.AgentOptions {
 
 /** Options of {@link createDialHttpsAgent}: as {@link DialAgentOptions}, plus `https.Agent` TLS options. */
 export interface DialHttpsAgentOptions extends https.AgentOptions {
+  /** How each connection is opened, e.g. `(address, o) => server.dial(address, o)`. */
   dial: DialFunction;
 }
 
@@ -99,6 +105,7 @@ export class DialAgent extends http.Agent {
 
 /** An `https.Agent` whose TLS sessions to the endpoint run inside tunnels opened by a dial function. */
 export class DialHttpsAgent extends https.Agent {
+  /** How each connection is opened. */
   readonly dial: DialFunction;
 
   constructor(options: DialHttpsAgentOptions) {
@@ -127,6 +134,7 @@ export class HttpTunnelAgent extends DialAgent {
 
 /** An `https.Agent` whose TLS sessions to the endpoint run inside HTTP-CONNECT tunnels. */
 export class HttpsTunnelAgent extends DialHttpsAgent {
+  /** How this agent reaches the proxy. */
   readonly proxyOptions: HttpProxyOptions;
 
   constructor(options: HttpsTunnelAgentOptions) {

@@ -10,12 +10,15 @@ import { ErrorCode, KonnectivityError, type DialFailureReason } from '../protoco
 
 /** A proxy reached over TCP. */
 export interface HttpProxyTcpAddress {
+  /** The proxy's host name or IP address. */
   host: string;
+  /** The proxy's TCP port. */
   port: number;
 }
 
 /** A proxy reached over a Unix socket (kube-apiserver's `HTTPConnect` over UDS). */
 export interface HttpProxyUnixAddress {
+  /** The path of the proxy's Unix socket. */
   socketPath: string;
 }
 
@@ -63,6 +66,7 @@ export class HttpConnectError extends KonnectivityError {
 
 /** A parsed response header. */
 export interface ConnectResponseHead {
+  /** The status code (`200` for an open tunnel). */
   statusCode: number;
   /** The reason phrase (`Connection Established`, `Bad Gateway`). */
   statusText: string;

@@ -27,9 +27,11 @@ const TEXT = 'text/plain; charset=utf-8';
 
 /** A listening ops server. */
 export interface OpsServer {
+  /** The node:http server behind it. */
   readonly server: Server;
   /** The bound address and port (the real port when 0 was asked for). */
   readonly address: string;
+  /** The bound port. */
   readonly port: number;
   /** Stop listening and drop open connections. Idempotent. */
   close(): Promise<void>;
@@ -47,6 +49,7 @@ export interface ServerHealthOptions {
 export interface AgentHealthOptions {
   /** True when at least one tunnel is up. */
   ready: () => boolean;
+  /** The registry `/metrics` serves (default: none, and `/metrics` answers 404). */
   registry?: Registry;
 }
 

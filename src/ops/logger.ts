@@ -19,6 +19,7 @@ export type LogFields = Readonly<Record<string, unknown>>;
 
 /** Where lines go: anything with `write(string)` (process.stderr, a test buffer). */
 export interface LogSink {
+  /** Write one chunk of text. */
   write(chunk: string): unknown;
 }
 
@@ -40,12 +41,15 @@ export interface LoggerOptions {
 
 /** Info lines at one verbosity level; a disabled level is a no-op, so callers need no `if`. */
 export interface LevelLogger {
+  /** True when this level's lines are written. */
   readonly enabled: boolean;
+  /** Write an info line at this level (nothing when disabled). */
   info(msg: string, fields?: LogFields): void;
 }
 
 /** A structured logger. */
 export interface Logger {
+  /** The `-v` level: info lines at or below it are written. */
   readonly verbosity: number;
   /** True when lines at `level` are written. */
   enabled(level: number): boolean;
@@ -53,6 +57,7 @@ export interface Logger {
   v(level: number): LevelLogger;
   /** An info line at level 0 (always written). */
   info(msg: string, fields?: LogFields): void;
+  /** A warning line (always written). */
   warn(msg: string, fields?: LogFields): void;
   /** An error line; `err` may be undefined when the message says it all. */
   error(msg: string, err?: unknown, fields?: LogFields): void;

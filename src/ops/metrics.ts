@@ -31,23 +31,30 @@ export type PacketCounts = Readonly<Record<string, Readonly<Record<string, numbe
 
 /** Something with Node-style `on`/`off`. */
 export interface MetricsEventSource {
+  /** Add a listener. */
   // `any` so typed emitters (EventEmitter<T>) and plain ones both fit.
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   on(event: any, listener: (...args: any[]) => void): unknown;
+  /** Remove a listener. */
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   off(event: any, listener: (...args: any[]) => void): unknown;
 }
 
 /** What the server metrics read from a ProxyServer. */
 export interface ServerMetricsSource extends MetricsEventSource {
+  /** Distinct agents connected now. */
   readonly agentCount: number;
+  /** The connected agents (their identifiers, for `ready_backends{proxy_strategy}`). */
   agents(): ReadonlyArray<{ readonly identifiers?: { ipv4?: readonly string[]; ipv6?: readonly string[]; host?: readonly string[]; defaultRoute?: boolean } }>;
+  /** Pending dials, established connections and packet counts. */
   readonly stats: { readonly pendingDials: number; readonly establishedConnections: number; readonly packets?: PacketCounts };
 }
 
 /** What the agent metrics read from an Agent. */
 export interface AgentMetricsSource extends MetricsEventSource {
+  /** The open tunnels: each server's count and the connections it carries. */
   readonly tunnels: ReadonlyArray<{ readonly serverCount: number; readonly connectionCount: number }>;
+  /** Packet counts by direction and type. */
   readonly stats?: { readonly packets?: PacketCounts };
 }
 
@@ -71,11 +78,13 @@ export interface AgentInstrumentOptions extends InstrumentOptions {
 
 /** Anything that emits 'close' once (a PacketStream, a socket). */
 export interface CloseEmitter {
+  /** Listen for the one 'close'. */
   once(event: 'close', listener: () => void): unknown;
 }
 
 /** The handle {@link instrumentServer} returns. */
 export interface ServerInstrumentation {
+  /** The prom-client registry that holds the server's metrics. */
   readonly registry: Registry;
   /** Count an open gRPC stream (`Proxy` frontend or `Connect` agent) until it emits 'close'. */
   trackGrpcStream(serviceMethod: 'Proxy' | 'Connect', stream: CloseEmitter): void;
@@ -89,7 +98,9 @@ export interface ServerInstrumentation {
 
 /** The handle {@link instrumentAgent} returns. */
 export interface AgentInstrumentation {
+  /** The prom-client registry that holds the agent's metrics. */
   readonly registry: Registry;
+  /** Stop listening to the agent's events (the registry keeps its values). */
   detach(): void;
 }
 

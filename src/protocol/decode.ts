@@ -120,6 +120,7 @@ function decodeIdMessage(r: Reader, end: number, idField: number, what: string):
   return { id, error };
 }
 
+/** Options of {@link decodePacket}. */
 export interface DecodeOptions {
   /** Keep the encoded bytes on the packet (see {@link ENCODED}) so a relay can forward it without re-encoding. */
   keepEncoded?: boolean;

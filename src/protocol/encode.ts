@@ -43,6 +43,7 @@ function dialRequestSize(m: DialRequest, ps: number, as: number): number {
   return (ps ? lenFieldSize(ps) : 0) + (as ? lenFieldSize(as) : 0) + (m.random !== 0n ? 1 + int64Size(m.random) : 0);
 }
 
+/** Options of {@link encodePacket}. */
 export interface EncodeOptions {
   /** Leave this many bytes free at the start of the returned buffer (e.g. 5 for a gRPC message prefix). */
   reserve?: number;

@@ -37,6 +37,7 @@ export const ErrorCode = {
   /** A remote error reported by the peer's transport (gRPC status, yamux go-away). */
   REMOTE: 'ERR_REMOTE',
 } as const;
+/** One of the {@link ErrorCode} strings. */
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
 /** The konnectivity-client failure reasons (`GetDialFailureReason`), attached to dial errors. */
@@ -50,15 +51,26 @@ export type DialFailureReason =
   | 'tunnelstarted'
   | 'streamsetup';
 
+/** Options of a {@link KonnectivityError}. */
 export interface KonnectivityErrorOptions {
+  /** The error behind this one (`err.cause`). */
   cause?: unknown;
   /** The client failure reason, for dial errors. */
   reason?: DialFailureReason;
 }
 
+/**
+ * The one error class of the library: match on `code` (stable), not on `message` (it may change). A subclass says more:
+ * {@link AbortError}, `HttpConnectError`.
+ */
 export class KonnectivityError extends Error {
   override readonly name: string = 'KonnectivityError';
+  /** What failed, one stable {@link ErrorCode} string (`ERR_DIAL_FAILED`, `ABORT_ERR`, ...), listed in the README. */
   readonly code: ErrorCode;
+  /**
+   * For dial errors, the konnectivity-client failure reason (`endpoint`, `timeout`, `context`, ...); undefined
+   * otherwise.
+   */
   readonly reason: DialFailureReason | undefined;
 
   constructor(code: ErrorCode, message: string, options: KonnectivityErrorOptions = {}) {

@@ -3,9 +3,13 @@
  * (`host=node1&ipv4=10.0.0.5&cidr=10.0.0.0/16&default-route=true`). Pure.
  */
 export interface AgentIdentifiers {
+  /** IPv4 addresses the agent reaches (`destHost` strategy). */
   ipv4?: string[];
+  /** IPv6 addresses the agent reaches (`destHost` strategy). */
   ipv6?: string[];
+  /** Host names the agent reaches (`destHost` strategy). */
   host?: string[];
+  /** CIDR ranges the agent reaches. */
   cidr?: string[];
   /** Advertises that this agent can reach any address (the `defaultRoute` strategy). */
   defaultRoute?: boolean;

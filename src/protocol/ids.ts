@@ -9,6 +9,7 @@ const INT63_MASK = 0x7fff_ffff_ffff_ffffn;
 const pool = new BigUint64Array(POOL_SIZE);
 let poolPos = POOL_SIZE;
 
+/** A random dial ID (`random`) in [1, 2^63), as the Go client draws with rand.Int63(). */
 export function randomDialID(): bigint {
   if (poolPos === POOL_SIZE) {
     crypto.getRandomValues(pool);

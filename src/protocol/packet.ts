@@ -30,6 +30,7 @@ export const PacketType = {
    */
   HALF_CLOSE: 65,
 } as const;
+/** A packet type's wire number: one of the {@link PacketType} values (or another number, for an unknown type). */
 export type PacketType = (typeof PacketType)[keyof typeof PacketType];
 
 /** Names of the known packet types, indexed by wire number (for logs and metrics labels). */
@@ -50,6 +51,7 @@ export function packetTypeName(type: number): string {
   return PACKET_TYPE_NAMES[type] ?? `UNKNOWN(${type})`;
 }
 
+/** DIAL_REQ's payload: open a connection to `address`. */
 export interface DialRequest {
   /** Only "tcp" is carried end to end. */
   protocol: string;
@@ -59,6 +61,7 @@ export interface DialRequest {
   random: bigint;
 }
 
+/** DIAL_RSP's payload: the agent's answer to a DIAL_REQ. */
 export interface DialResponse {
   /** Empty on success; otherwise the agent's dial error text (Go form, e.g. `dial tcp …: connect: connection refused`). */
   error: string;
@@ -68,16 +71,23 @@ export interface DialResponse {
   random: bigint;
 }
 
+/** CLOSE_REQ's payload: close connection `connectID`. */
 export interface CloseRequest {
+  /** The connection to close. */
   connectID: bigint;
 }
 
+/** CLOSE_RSP's payload: connection `connectID` is closed. */
 export interface CloseResponse {
+  /** Empty, or why the close failed (e.g. `Unknown connectID`). */
   error: string;
+  /** The connection that closed. */
   connectID: bigint;
 }
 
+/** DIAL_CLS's payload: give up the dial `random`. */
 export interface CloseDial {
+  /** The dial ID of the DIAL_REQ to drop. */
   random: bigint;
 }
 
@@ -86,16 +96,21 @@ export type Drain = Record<string, never>;
 
 /** Extension: the receiver of connection `connectID` has consumed `increment` more bytes of DATA payload. */
 export interface WindowUpdate {
+  /** The connection the credit is for. */
   connectID: bigint;
+  /** Bytes of DATA payload consumed since the last update. */
   increment: bigint;
 }
 
 /** Extension: the sender of connection `connectID` sends no more DATA on it (half-close). */
 export interface HalfClose {
+  /** The connection whose sender ended its direction. */
   connectID: bigint;
 }
 
+/** DATA's payload: bytes of one connection. */
 export interface Data {
+  /** The connection the bytes belong to. */
   connectID: bigint;
   /** Never set or read by the reference; kept for round trips. */
   error: string;
@@ -103,40 +118,67 @@ export interface Data {
   data: Uint8Array;
 }
 
+/** A DIAL_REQ packet (frontend or server to agent). */
 export interface DialRequestPacket {
+  /** Always `PacketType.DIAL_REQ`. */
   type: typeof PacketType.DIAL_REQ;
+  /** Absent when the wire carried none (Go reads zero values then). */
   dialRequest?: DialRequest;
 }
+/** A DIAL_RSP packet (agent to server, server to frontend). */
 export interface DialResponsePacket {
+  /** Always `PacketType.DIAL_RSP`. */
   type: typeof PacketType.DIAL_RSP;
+  /** Absent when the wire carried none. */
   dialResponse?: DialResponse;
 }
+/** A CLOSE_REQ packet. */
 export interface CloseRequestPacket {
+  /** Always `PacketType.CLOSE_REQ`. */
   type: typeof PacketType.CLOSE_REQ;
+  /** Absent when the wire carried none. */
   closeRequest?: CloseRequest;
 }
+/** A CLOSE_RSP packet. */
 export interface CloseResponsePacket {
+  /** Always `PacketType.CLOSE_RSP`. */
   type: typeof PacketType.CLOSE_RSP;
+  /** Absent when the wire carried none. */
   closeResponse?: CloseResponse;
 }
+/** A DATA packet. */
 export interface DataPacket {
+  /** Always `PacketType.DATA`. */
   type: typeof PacketType.DATA;
+  /** Absent when the wire carried none; {@link dataOf} reads the payload either way. */
   data?: Data;
 }
+/** A DIAL_CLS packet. */
 export interface CloseDialPacket {
+  /** Always `PacketType.DIAL_CLS`. */
   type: typeof PacketType.DIAL_CLS;
+  /** Absent when the wire carried none. */
   closeDial?: CloseDial;
 }
+/** A DRAIN packet (agent to server: prefer other agents). */
 export interface DrainPacket {
+  /** Always `PacketType.DRAIN`. */
   type: typeof PacketType.DRAIN;
+  /** Absent when the wire carried none. */
   drain?: Drain;
 }
+/** A WINDOW_UPDATE packet (extension, type 64). */
 export interface WindowUpdatePacket {
+  /** Always `PacketType.WINDOW_UPDATE`. */
   type: typeof PacketType.WINDOW_UPDATE;
+  /** Absent when the wire carried none. */
   windowUpdate?: WindowUpdate;
 }
+/** A HALF_CLOSE packet (extension, type 65). */
 export interface HalfClosePacket {
+  /** Always `PacketType.HALF_CLOSE`. */
   type: typeof PacketType.HALF_CLOSE;
+  /** Absent when the wire carried none. */
   halfClose?: HalfClose;
 }
 /**
@@ -144,10 +186,13 @@ export interface HalfClosePacket {
  * Payload members it may have carried are dropped.
  */
 export interface UnknownPacket {
+  /** The wire number, outside the known types. */
   type: number;
+  /** Marks the packet as of an unknown type. */
   unknown: true;
 }
 
+/** A packet of one of the known types. */
 export type KnownPacket =
   | DialRequestPacket
   | DialResponsePacket
@@ -159,8 +204,10 @@ export type KnownPacket =
   | WindowUpdatePacket
   | HalfClosePacket;
 
+/** Any packet, known type or not: the union the codec reads and writes. */
 export type Packet = KnownPacket | UnknownPacket;
 
+/** True for a packet whose type is outside the known ones. */
 export function isUnknownPacket(p: Packet): p is UnknownPacket {
   return (p as UnknownPacket).unknown === true;
 }
@@ -168,31 +215,40 @@ export function isUnknownPacket(p: Packet): p is UnknownPacket {
 // Builders: the engine builds packets only through these, so every packet it sends has both `type` and payload set,
 // as the reference's senders do.
 
+/** A DIAL_REQ for `address` (`host:port`) with dial ID `random`. */
 export function dialRequest(address: string, random: bigint, protocol = 'tcp'): DialRequestPacket {
   return { type: PacketType.DIAL_REQ, dialRequest: { protocol, address, random } };
 }
+/** A DIAL_RSP: `connectID` on success, or `error` (then `connectID` 0). */
 export function dialResponse(random: bigint, connectID: bigint, error = ''): DialResponsePacket {
   return { type: PacketType.DIAL_RSP, dialResponse: { error, connectID, random } };
 }
+/** A CLOSE_REQ for connection `connectID`. */
 export function closeRequest(connectID: bigint): CloseRequestPacket {
   return { type: PacketType.CLOSE_REQ, closeRequest: { connectID } };
 }
+/** A CLOSE_RSP for connection `connectID`, with the error text if the close failed. */
 export function closeResponse(connectID: bigint, error = ''): CloseResponsePacket {
   return { type: PacketType.CLOSE_RSP, closeResponse: { error, connectID } };
 }
+/** A DATA packet carrying `data` (not copied) for connection `connectID`. */
 export function dataPacket(connectID: bigint, data: Uint8Array): DataPacket {
   return { type: PacketType.DATA, data: { connectID, error: '', data } };
 }
+/** A DIAL_CLS for dial ID `random`. */
 export function closeDial(random: bigint): CloseDialPacket {
   return { type: PacketType.DIAL_CLS, closeDial: { random } };
 }
+/** A DRAIN packet. */
 export function drainPacket(): DrainPacket {
   return { type: PacketType.DRAIN, drain: {} };
 }
+/** A WINDOW_UPDATE returning `increment` bytes of credit for connection `connectID`. */
 export function windowUpdate(connectID: bigint, increment: number): WindowUpdatePacket {
   return { type: PacketType.WINDOW_UPDATE, windowUpdate: { connectID, increment: BigInt(increment) } };
 }
 
+/** A HALF_CLOSE for connection `connectID`: the sender sends no more DATA on it. */
 export function halfClosePacket(connectID: bigint): HalfClosePacket {
   return { type: PacketType.HALF_CLOSE, halfClose: { connectID } };
 }

@@ -12,11 +12,17 @@ import { TunnelGroup } from '../tunnel/tunnel-group.js';
 import type { PacketCounter, Tunnel } from '../tunnel/tunnel.js';
 import type { DialRoute, Dials } from './dials.js';
 
+/** What the server tells about one connected agent stream (`agents()`, the agent events). */
 export interface AgentInfo {
+  /** The agent's `agentid`. */
   agentID: string;
+  /** The agent's `agentidentifiers`, parsed. */
   identifiers: AgentIdentifiers;
+  /** Where the agent's stream comes from (`127.0.0.1:51234`, `memory`). */
   remoteAddress: string;
+  /** True once the agent sent DRAIN. */
   draining: boolean;
+  /** Connections open on the stream now. */
   connections: number;
 }
 
@@ -50,6 +56,7 @@ export class AgentBackend implements DialRoute {
     // DIAL_REQ and CLOSE_REQ from an agent, and unknown types, are ignored as the reference does.
   });
 
+  /** True once the agent sent DRAIN: the strategies pick it last. */
   draining = false;
   /** The agent stream's own Tunnel. */
   readonly tunnel: Tunnel;
@@ -78,6 +85,7 @@ export class AgentBackend implements DialRoute {
     this.tunnel = this.tunnels.control;
   }
 
+  /** A snapshot of this agent stream. */
   get info(): AgentInfo {
     return {
       agentID: this.agentID,
@@ -94,6 +102,7 @@ export class AgentBackend implements DialRoute {
     return provider ? this.tunnels.serve(provider.open()) : this.tunnel;
   }
 
+  /** The dial on `via` is over: end its substream (nothing for the agent's own tunnel). */
   release(via: Tunnel): void {
     this.tunnels.release(via);
   }

@@ -8,7 +8,12 @@ import type { AgentIdentifiers } from '../protocol/identifiers.js';
 import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
 import { splitHostPort } from '../protocol/address.js';
 
+/** The agent-selection strategies (`--proxy-strategies`). */
 export const AGENT_STRATEGIES = ['default', 'destHost', 'defaultRoute'] as const;
+/**
+ * One agent-selection strategy: `default` (any agent), `destHost` (an agent that names the host), `defaultRoute` (an
+ * agent that says it routes everything).
+ */
 export type AgentStrategy = (typeof AGENT_STRATEGIES)[number];
 
 /** Parse the `--proxy-strategies` value (comma separated, ordered); empty or unknown names are rejected. */
@@ -32,9 +37,11 @@ export interface RegisteredBackend {
   readonly draining: boolean;
 }
 
+/** The connected agent streams, by agentID, and the strategies that pick one for a dial. */
 export class AgentRegistry<B extends RegisteredBackend> {
   private readonly byAgent = new Map<string, B[]>();
 
+  /** Register an agent stream (an agent may have several, one per server connection). */
   add(backend: B): void {
     const list = this.byAgent.get(backend.agentID);
     if (list) list.push(backend);
@@ -57,6 +64,7 @@ export class AgentRegistry<B extends RegisteredBackend> {
     return this.byAgent.size;
   }
 
+  /** Every registered agent stream. */
   backends(): B[] {
     return [...this.byAgent.values()].flat();
   }

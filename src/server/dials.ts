@@ -13,6 +13,9 @@ import type { EventSink } from '../tunnel/event-sink.js';
 import { DialFailure, PendingDials, type PendingDial } from '../tunnel/pending-dials.js';
 import type { Tunnel, TunnelConnection } from '../tunnel/tunnel.js';
 
+/**
+ * Which frontend a dial came from, in events and metrics: the gRPC frontend or `server.dial()` (HTTP-CONNECT included).
+ */
 export type FrontendKind = 'grpc' | 'programmatic';
 
 /** What is refused (agents, frontends, dials) once the server is shutting down. */
@@ -53,6 +56,7 @@ export interface DialCallbacks {
 
 /** What `beginDial` gives a frontend: a way to give up. */
 export interface DialHandle {
+  /** The agent the dial went to. */
   readonly agentID: string;
   /** Give up (the frontend went away or sent DIAL_CLS): forget the dial and tell the agent. */
   cancel(): void;

@@ -29,6 +29,10 @@ import { Dials, shuttingDown, type DialEvents } from './dials.js';
 import { GrpcFrontendSession } from './frontends/grpc/session.js';
 import { ProgrammaticFrontend, type ProgrammaticDialOptions } from './frontends/programmatic.js';
 
+/**
+ * Options of {@link ProxyServer}: identity, agent selection, dial timeouts (ms), buffers (bytes), extensions and
+ * authentication.
+ */
 export interface ProxyServerOptions {
   /** Sent to agents as `serverid` (default: a random UUID). */
   serverID?: string;
@@ -73,23 +77,30 @@ export interface ProxyServerOptions {
 export interface AgentRefusal {
   /** The agent ID it claimed, if it sent one. */
   agentID: string | undefined;
+  /** Where the agent's connection came from. */
   remoteAddress: string;
   /** What the agent was told (ERR_UNAUTHENTICATED, ERR_PROTOCOL, ERR_SHUTTING_DOWN, ...). */
   error: KonnectivityError;
 }
 
+/** Events of a {@link ProxyServer} (a node:events EventEmitter with this map): agents, dials and connections. */
 export interface ProxyServerEvents extends DialEvents, AgentBackendEvents {
   /** An agent stream refused: bad metadata, failed authentication, a certificate that does not match, shutdown. */
   agentRefused: [refusal: AgentRefusal];
+  /** An agent stream was accepted and registered. */
   agentConnected: [info: AgentInfo];
+  /** An agent stream ended; `err` is why, if it failed. */
   agentDisconnected: [info: AgentInfo, err: Error | undefined];
 }
 
 const SEGMENTS = ['fromAgent', 'toAgent', 'fromFrontend', 'toFrontend'] as const;
 type Segment = (typeof SEGMENTS)[number];
 
+/** What `server.stats` tells. */
 export interface ServerStats {
+  /** Dials waiting for their agent's DIAL_RSP. */
   pendingDials: number;
+  /** Connections handed to frontends and not ended yet. */
   establishedConnections: number;
   /** Packets by segment and type name. */
   packets: Record<Segment, Record<string, number>>;
@@ -97,9 +108,17 @@ export interface ServerStats {
 
 const DEFAULT_DIAL_TIMEOUT_MS = 30_000;
 
+/**
+ * The proxy server (PROTOCOL.md §2.3): takes agent streams (`acceptAgent`) and frontend streams (`acceptFrontend`),
+ * routes each dial to an agent, and dials programmatically (`dial()`, a TunnelSocket). See the module comment for its
+ * parts.
+ */
 export class ProxyServer extends EventEmitter<ProxyServerEvents> {
+  /** Sent to agents as `serverid`. */
   readonly serverID: string;
+  /** Sent to agents as `servercount`. */
   readonly serverCount: number;
+  /** The agent-selection strategies, tried in order. */
   readonly strategies: readonly AgentStrategy[];
   private readonly backendDialTimeoutMs: number;
   private readonly bufferBytes: number;
@@ -162,9 +181,11 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
   get agentCount(): number {
     return this.registry.size;
   }
+  /** The connected agent streams. */
   agents(): AgentInfo[] {
     return this.registry.backends().map((b) => b.info);
   }
+  /** Pending dials, established connections, and packets by segment and type. */
   get stats(): ServerStats {
     return {
       pendingDials: this.dials.pendingCount,

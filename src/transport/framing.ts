@@ -15,6 +15,7 @@ import { toBuffer } from '../protocol/wire.js';
 /** gRPC's default maximum received message size. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 
+/** Options of the framers. */
 export interface FramerOptions {
   /** Largest message accepted, in bytes (default 4 MiB, like gRPC). */
   maxMessageBytes?: number;

@@ -20,10 +20,13 @@ export interface ListenerCloseOptions {
  * a grace period, `destroy()` ends everything at once. `close()` and `destroy()` are idempotent.
  */
 export interface Listener {
+  /** Start listening on `target` (`{ port, host }` or `{ path }`); resolves once bound. */
   listen(target: ListenTarget): Promise<void>;
   /** An AddressInfo for TCP, the path for a Unix socket, null before `listen()` and after `close()`. */
   address(): net.AddressInfo | string | null;
+  /** Stop accepting; let open work finish for `graceMs`, then destroy what is left. Idempotent. */
   close(options?: ListenerCloseOptions): Promise<void>;
+  /** Stop accepting and close everything at once. Idempotent. */
   destroy(err?: Error): void;
 }
 

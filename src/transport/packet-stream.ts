@@ -34,11 +34,17 @@ export interface SubstreamProvider {
   onStream(handler: (stream: PacketStream) => void): void;
 }
 
+/** The events of a PacketStream. */
 export interface PacketStreamEventMap {
+  /** A packet arrived. */
   packet: [packet: Packet];
+  /** `write()` may be called again after it returned false. */
   drain: [];
+  /** The peer sends no more. */
   end: [];
+  /** The stream failed (the same error then comes with 'close'). */
   error: [err: Error];
+  /** The stream is over; `err` is why, if it failed. */
   close: [err: Error | undefined];
 }
 
@@ -79,11 +85,13 @@ export interface PacketStream extends EventEmitter<PacketStreamEventMap> {
   pause(): void;
   /** Deliver packets again. */
   resume(): void;
+  /** True while delivery is paused. */
   readonly isPaused: boolean;
   /** End our side after what is queued; resolves when both sides are done, rejects with the stream's error. */
   close(): Promise<void>;
   /** Tear down at once. */
   destroy(err?: Error): void;
+  /** The packets, until the peer's end (throws the stream's error). */
   [Symbol.asyncIterator](): AsyncIterator<Packet>;
 }
 
@@ -93,8 +101,11 @@ export interface PacketStream extends EventEmitter<PacketStreamEventMap> {
  * A transport implements the protected hooks.
  */
 export abstract class AbstractPacketStream extends EventEmitter<PacketStreamEventMap> implements PacketStream {
+  /** What the peer sent when the stream opened. */
   abstract readonly remoteMetadata: Metadata;
+  /** The peer's address, for logs. */
   abstract readonly remoteAddress: string;
+  /** Undefined unless the transport gives each proxied connection a stream of its own. */
   get substreams(): SubstreamProvider | undefined {
     return undefined;
   }
@@ -112,21 +123,27 @@ export abstract class AbstractPacketStream extends EventEmitter<PacketStreamEven
   private closeWaiters: Array<{ resolve: () => void; reject: (err: Error) => void }> = [];
   protected needDrain = false;
 
+  /** True once close() or destroy() was called or the stream failed. */
   get closed(): boolean {
     return this.state !== 'open';
   }
+  /** True once 'close' was emitted. */
   get closeEmitted(): boolean {
     return this.closeDone;
   }
+  /** The error the stream failed with, if any. */
   get errored(): Error | undefined {
     return this.error;
   }
+  /** True while delivery is paused. */
   get isPaused(): boolean {
     return this.paused;
   }
+  /** True while writes are over the high-water mark ('drain' follows). */
   get writableNeedDrain(): boolean {
     return this.needDrain;
   }
+  /** True while the connection under the stream can carry new work. */
   get transportReady(): boolean {
     return this.state === 'open';
   }
@@ -186,6 +203,7 @@ export abstract class AbstractPacketStream extends EventEmitter<PacketStreamEven
 
   // ---- the contract --------------------------------------------------------------------------------------------
 
+  /** Queue a packet; false means wait for 'drain' (and after close, that it was dropped). */
   write(packet: Packet): boolean {
     if (this.state !== 'open') return false;
     const ok = this.sendPacket(packet);
@@ -193,12 +211,14 @@ export abstract class AbstractPacketStream extends EventEmitter<PacketStreamEven
     return ok;
   }
 
+  /** Stop delivering packets; the transport pushes back on the peer. */
   pause(): void {
     if (this.paused) return;
     this.paused = true;
     this.pauseSource();
   }
 
+  /** Deliver packets again, first those received while paused. */
   resume(): void {
     if (!this.paused) return;
     this.paused = false;
@@ -217,6 +237,7 @@ export abstract class AbstractPacketStream extends EventEmitter<PacketStreamEven
     }
   }
 
+  /** End our side after what is queued; resolves when both sides are done, rejects with the stream's error. */
   close(): Promise<void> {
     if (this.state === 'closed') {
       if (!this.error) return Promise.resolve();
@@ -237,6 +258,7 @@ export abstract class AbstractPacketStream extends EventEmitter<PacketStreamEven
     return done;
   }
 
+  /** Tear down at once; `err` reaches every waiter. Idempotent: the first error wins. */
   destroy(err?: Error): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
@@ -247,6 +269,7 @@ export abstract class AbstractPacketStream extends EventEmitter<PacketStreamEven
     this.settle(err);
   }
 
+  /** The packets, until the peer's end; breaking out of the loop resumes delivery to other listeners. */
   async *[Symbol.asyncIterator](): AsyncIterator<Packet> {
     const queue: Packet[] = [];
     let wake: (() => void) | undefined;
@@ -341,6 +364,7 @@ export function streamClosedError(message = 'stream closed'): KonnectivityError 
 export interface IncomingPacketStream {
   /** Request metadata the peer sent. */
   readonly metadata: Metadata;
+  /** The peer's address, for logs. */
   readonly remoteAddress: string;
   /** The peer's verified TLS client certificate subject common name, when mTLS is in use. */
   readonly peerCommonName?: string | undefined;

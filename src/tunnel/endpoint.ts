@@ -16,6 +16,7 @@ import type { Duplex } from 'node:stream';
 import type { Packet } from '../protocol/packet.js';
 import type { TunnelConnection } from './tunnel.js';
 
+/** What {@link bindEndpoint} gives back: how the connection's owner ends the join. */
 export interface EndpointBinding {
   /** The peer closed the connection: flush what is queued to the endpoint, end it, then send `reply`. */
   closeByPeer(reply: Packet): void;

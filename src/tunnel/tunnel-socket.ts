@@ -26,6 +26,7 @@ export const CLOSE_TIMEOUT_MS = 10_000;
  */
 export const HALF_CLOSE_TIMEOUT_MS = 5 * 60_000;
 
+/** What a {@link TunnelSocket} is made with by its owner (the server, the client). */
 export interface TunnelSocketInfo {
   /** The dialed endpoint, `host:port`. */
   address: string;
@@ -54,13 +55,17 @@ export interface TunnelSocket extends Omit<net.Socket, keyof Duplex> {}
 /** One proxied connection as a net.Socket-like Duplex: see the module comment for `end()` and `destroy()`. */
 // eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
 export class TunnelSocket extends Duplex {
+  /** The connection's ID (the agent's connectID). */
   readonly connectID: bigint;
   /** The dialed endpoint, `host:port` (`address()` is net.Socket's: the local address, unknown here). */
   readonly endpoint: string;
+  /** The agent that serves the connection, when known (server side). */
   readonly agentID: string | undefined;
   /** Like net.Socket: the endpoint's host and port as dialed (the tunnel hides the real peer). */
   readonly remoteAddress: string;
+  /** Like net.Socket: the endpoint's port as dialed. */
   readonly remotePort: number | undefined;
+  /** Like net.Socket: `IPv4` or `IPv6` for an IP endpoint, undefined for a host name. */
   readonly remoteFamily: string | undefined;
   /** Set once the peer said the connection is over (CLOSE_RSP or DIAL_CLS). */
   private remoteDone = false;
@@ -105,7 +110,9 @@ export class TunnelSocket extends Duplex {
   readonly connecting = false;
   /** The tunnel hides the agent's local end: undefined, as for a socket that is not connected. */
   readonly localAddress: string | undefined = undefined;
+  /** Undefined: the tunnel hides the agent's local end. */
   readonly localPort: number | undefined = undefined;
+  /** Undefined: the tunnel hides the agent's local end. */
   readonly localFamily: string | undefined = undefined;
   /** Empty: the agent picked the endpoint's address. */
   readonly autoSelectFamilyAttemptedAddresses: string[] = [];
@@ -148,9 +155,11 @@ export class TunnelSocket extends Duplex {
     else this.once('finish', () => this.destroy());
   }
 
+  /** Bytes received from the endpoint (DATA payload). */
   get bytesRead(): number {
     return this.connection.bytesReceived;
   }
+  /** Bytes sent to the endpoint (DATA payload). */
   get bytesWritten(): number {
     return this.connection.bytesSent;
   }
@@ -188,12 +197,15 @@ export class TunnelSocket extends Duplex {
   setNoDelay(_noDelay?: boolean): this {
     return this;
   }
+  /** Accepted for net.Socket compatibility; the endpoint socket's keep-alive is the agent's. */
   setKeepAlive(_enable?: boolean, _initialDelay?: number): this {
     return this;
   }
+  /** Accepted for net.Socket compatibility: the socket holds no handle of its own. */
   ref(): this {
     return this;
   }
+  /** Accepted for net.Socket compatibility: the socket holds no handle of its own. */
   unref(): this {
     return this;
   }

@@ -22,6 +22,7 @@ import { closeStream } from './stream-lifecycle.js';
 /** Counts packets for metrics: `direction` is from this side's point of view. */
 export type PacketCounter = (direction: 'sent' | 'received', packet: Packet) => void;
 
+/** Options of a {@link Tunnel}. */
 export interface TunnelOptions {
   /** Per-connection window agreed with the peer (credit regime); undefined for the legacy regime. */
   windowBytes?: number | undefined;
@@ -29,6 +30,7 @@ export interface TunnelOptions {
   bufferBytes?: number;
   /** Every packet the tunnel does not route itself (it routes DATA and WINDOW_UPDATE of known connections). */
   onPacket: (packet: Packet) => void;
+  /** Counts every packet sent and received, for metrics. */
   onCount?: PacketCounter | undefined;
   /**
    * How the end of one direction is carried (see {@link HalfCloseMode}): `stream` for a stream that carries one
@@ -54,9 +56,16 @@ const NO_HANDLERS: ConnectionHandlers = {
   onWritable() {},
 };
 
+/**
+ * The engine's view of one tunnel stream: its connections, their send queues and receive accounting (see the module
+ * comment).
+ */
 export class Tunnel {
+  /** The connections open on the stream, by connectID. */
   readonly connections = new Map<bigint, TunnelConnection>();
+  /** The per-connection credit window agreed with the peer, in bytes; undefined in the legacy regime. */
   readonly windowBytes: number | undefined;
+  /** Bytes a connection may hold received but not consumed before the legacy regime pauses the stream. */
   readonly bufferBytes: number;
   /** How a connection's `endWrite()` reaches the peer; a client sets it once the server confirmed (DIAL_RSP time). */
   halfClose: HalfCloseMode;
@@ -169,6 +178,7 @@ const END_STREAM = Symbol('end-stream');
 export class TunnelConnection {
   /** Bytes of DATA payload sent and received. */
   bytesSent = 0;
+  /** Bytes of DATA payload received. */
   bytesReceived = 0;
   /** Queued DATA payloads and the packets ordered after them. */
   private queue: Array<Uint8Array | Packet | typeof END_STREAM> = [];

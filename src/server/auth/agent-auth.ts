@@ -8,10 +8,15 @@ import type { Metadata } from '../../transport/packet-stream.js';
 
 /** What an agent presented. */
 export interface AgentAuthContext {
+  /** The agent's `agentid`. */
   agentID: string;
+  /** The agent's `agentidentifiers`, parsed. */
   identifiers: AgentIdentifiers;
+  /** The stream's request metadata (`authorization`, ...). */
   metadata: Metadata;
+  /** Where the stream comes from. */
   remoteAddress: string;
+  /** The verified TLS client certificate's common name, with mTLS. */
   peerCommonName?: string | undefined;
 }
 

@@ -16,13 +16,17 @@ import type { AgentAuthContext } from './agent-auth.js';
 export interface KubernetesApiConfig {
   /** `https://host:port` of the API server. */
   server: string;
+  /** PEM CA bundle of the API server. */
   ca?: Buffer | undefined;
   /** A bearer token for the API, or a file holding one (read for every request, so rotation is picked up). */
   token?: string | undefined;
+  /** A bearer token file, read again for each review (rotated tokens are picked up). */
   tokenFile?: string | undefined;
   /** A client certificate and key for the API. */
   cert?: Buffer | undefined;
+  /** PEM client key, with `cert`. */
   key?: Buffer | undefined;
+  /** Skip verifying the API server's certificate (kubeconfig's `insecure-skip-tls-verify`). */
   insecureSkipTLSVerify?: boolean | undefined;
 }
 
@@ -94,10 +98,13 @@ export async function inClusterConfig(
   };
 }
 
+/** Options of the TokenReview authenticator: how to reach the API server and which service account to accept. */
 export interface TokenReviewOptions {
+  /** How to reach the Kubernetes API server. */
   api: KubernetesApiConfig;
   /** The agents' service account: the reviewed user must be `system:serviceaccount:<namespace>:<serviceAccount>`. */
   namespace: string;
+  /** The service account agents must authenticate as (`--agent-service-account`). */
   serviceAccount: string;
   /** The audience the agent token is bound to (`--authentication-audience`). */
   audience?: string | undefined;

@@ -12,6 +12,7 @@ import { GrpcPacketStreamBase } from './stream.js';
  * `ready` resolves then. The server's non-OK `grpc-status` fails the stream with the matching KonnectivityError.
  */
 export class GrpcClientStream extends GrpcPacketStreamBase {
+  /** The server's response headers, once they arrived (`{}` before). */
   remoteMetadata: Metadata = {};
 
   /** The HTTP/2 connection is open and not going away (node closes a session once GOAWAY arrives). */

@@ -13,6 +13,7 @@ const STATUS_FLUSH_TIMEOUT_MS = 1000;
  * ends (OK on close(), the error's status on destroy(err)).
  */
 export class GrpcServerPacketStream extends GrpcPacketStreamBase {
+  /** The call's request metadata (headers). */
   readonly remoteMetadata: Metadata;
   /** The HTTP/2 connection the call is on: every call of one client connection shares it. */
   readonly sharedConnection: object | undefined;

@@ -7,6 +7,10 @@ import { abortError } from '../../protocol/abort.js';
 import type { IncomingPacketStream, Metadata, TunnelConnector } from '../packet-stream.js';
 import { createMemoryPair, type MemoryPairOptions } from './memory-stream.js';
 
+/**
+ * A TunnelConnector over in-memory pairs: each connect gives `onIncoming` (e.g. `(i) => void server.acceptAgent(i)`)
+ * the server's side as an IncomingPacketStream.
+ */
 export function memoryConnector(
   onIncoming: (incoming: IncomingPacketStream) => void,
   options: Omit<MemoryPairOptions, 'metadata'> = {},

@@ -20,6 +20,7 @@ import {
 } from '../packet-stream.js';
 import { DEFAULT_MEMORY_HIGH_WATER_MARK_BYTES } from '../windows.js';
 
+/** Options of {@link createMemoryPair}. */
 export interface MemoryPairOptions {
   /** Bytes a side may hold undelivered before the other side's write returns false (default 1 MiB). */
   highWaterMarkBytes?: number;
@@ -84,10 +85,15 @@ class MemorySubstreams implements SubstreamProvider {
   }
 }
 
+/** One end of an in-memory pair (see {@link createMemoryPair}). */
 export class MemoryPacketStream extends AbstractPacketStream {
+  /** Always `memory`. */
   readonly remoteAddress = 'memory';
+  /** What the other end sent as metadata (set by the pair or the connector). */
   remoteMetadata: Metadata = {};
+  /** The other end of the pair. */
   peer!: MemoryPacketStream;
+  /** Per-connection substreams, when the pair was made with `substreams`. */
   substreamProvider: MemorySubstreams | undefined;
   /** Substreams of this tunnel, torn down with it. */
   readonly children = new Set<PacketStream>();

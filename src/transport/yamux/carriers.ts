@@ -66,14 +66,23 @@ export function tlsCarrier(options: tls.ConnectionOptions): CarrierConnect {
  * does not fit at run time.
  */
 export interface WsWebSocket {
+  /** The WebSocket state (1 = open). */
   readonly readyState: number;
+  /** True while reading is paused. */
   readonly isPaused: boolean;
+  /** Send one binary message. */
   send(data: Buffer, cb?: (err?: Error) => void): void;
+  /** Close with a WebSocket close frame. */
   close(code?: number, reason?: string | Buffer): void;
+  /** Drop the connection at once. */
   terminate(): void;
+  /** Stop reading (backpressure). */
   pause(): void;
+  /** Read again. */
   resume(): void;
+  /** Add a listener ('message', 'close', 'error', ...). */
   on(event: string, listener: (...args: any[]) => void): this;
+  /** Add a one-time listener. */
   once(event: string, listener: (...args: any[]) => void): this;
 }
 

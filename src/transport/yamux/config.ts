@@ -11,6 +11,10 @@ import {
   YAMUX_INITIAL_WINDOW_BYTES,
 } from '../windows.js';
 
+/**
+ * Options of a yamux session: windows and high-water marks (bytes), keepalive and timeouts (ms); defaults in {@link
+ * YAMUX_DEFAULTS}.
+ */
 export interface YamuxSessionOptions {
   /** Streams the peer opened that we have not accepted yet; more are refused with RST (default 256). */
   acceptBacklog?: number;
@@ -41,6 +45,7 @@ export interface YamuxSessionOptions {
 
 export type ResolvedYamuxOptions = Required<YamuxSessionOptions>;
 
+/** The defaults of every yamux session option (hashicorp/yamux's, with our windows). */
 export const YAMUX_DEFAULTS: ResolvedYamuxOptions = {
   acceptBacklog: 256,
   maxStreams: 65536,

@@ -41,7 +41,9 @@ export interface YamuxPacketStreamInit {
 
 /** A PacketStream over one yamux stream. */
 export class YamuxPacketStream extends AbstractPacketStream {
+  /** What the peer sent in the handshake. */
   readonly remoteMetadata: Metadata;
+  /** The peer's address, for logs. */
   readonly remoteAddress: string;
   private readonly stream: YamuxStream;
   private readonly decoder: DelimitedMessageDecoder;

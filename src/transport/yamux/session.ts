@@ -21,11 +21,13 @@ import { resolveYamuxOptions, type ResolvedYamuxOptions, type YamuxSessionOption
 import { Flag, FrameDecoder, FrameType, GoAwayCode, encodeHeader, type Frame } from './frame.js';
 import { YamuxStream } from './stream.js';
 
+/** What a yamux session is made with: its options, and which end it is. */
 export interface YamuxSessionInit extends YamuxSessionOptions {
   /** The client side opens odd-numbered streams, the server side even-numbered ones. */
   client: boolean;
 }
 
+/** Events of a yamux session. */
 export interface YamuxSessionEventMap {
   /** The peer sent Go Away (normal): it accepts no new streams. */
   goAway: [];
@@ -49,7 +51,9 @@ function protocolError(message: string): KonnectivityError {
 
 /** A yamux session. See the module comment. */
 export class YamuxSession extends EventEmitter<YamuxSessionEventMap> {
+  /** The session's options, with the defaults. */
   readonly options: ResolvedYamuxOptions;
+  /** True for the client end (odd stream IDs). */
   readonly client: boolean;
   private readonly socket: Duplex;
   private readonly decoder: FrameDecoder;

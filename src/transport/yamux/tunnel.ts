@@ -29,6 +29,7 @@ export const HANDSHAKE_VERSION = 1;
 /** Largest handshake message accepted, in bytes. */
 const MAX_HANDSHAKE_BYTES = 64 * 1024;
 
+/** Options of a yamux tunnel (both ends): the session's options and the handshake's timeout. */
 export interface YamuxTunnelOptions {
   /** Options of the yamux session. */
   yamux?: YamuxSessionOptions;
@@ -253,6 +254,7 @@ export async function acceptYamuxTunnel(carrier: Duplex, options: YamuxTunnelOpt
   };
 }
 
+/** Options of {@link yamuxAgentConnector}: how to reach the server (a carrier), and the tunnel's options. */
 export interface YamuxAgentConnectorOptions extends YamuxTunnelOptions {
   /** Open a new carrier to the server (a connected socket, TLS socket or WebSocket stream). */
   connect: (options: { signal: AbortSignal }) => Duplex | Promise<Duplex>;

@@ -74,23 +74,31 @@ export interface HttpConnectTunnelInfo {
 
 /** A tunnel that ended. */
 export interface HttpConnectTunnelClosedInfo extends RelayResult {
+  /** The CONNECT target, `host:port`. */
   address: string;
+  /** The client's address. */
   remoteAddress: string;
 }
 
 /** A CONNECT that did not become a tunnel. */
 export interface HttpConnectDialFailedInfo {
+  /** The CONNECT target, `host:port`. */
   address: string;
+  /** The client's address. */
   remoteAddress: string;
   /** The status written to the client, or undefined when the client went away first. */
   statusCode: number | undefined;
+  /** Why the dial failed. */
   error: Error;
 }
 
 /** Events of {@link HttpConnectFrontend}. */
 export interface HttpConnectFrontendEventMap {
+  /** A tunnel opened: the dial succeeded and the 200 went out. */
   tunnelOpened: [info: HttpConnectTunnelInfo];
+  /** A tunnel ended, with what it moved. */
   tunnelClosed: [info: HttpConnectTunnelClosedInfo];
+  /** A CONNECT's dial failed (or the client left during it). */
   dialFailed: [info: HttpConnectDialFailedInfo];
   /** A request refused before any dial (malformed, oversized, not CONNECT) or a TLS handshake failure. */
   clientError: [err: Error, remoteAddress: string];

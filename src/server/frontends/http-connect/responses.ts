@@ -30,8 +30,11 @@ const STATUS_TEXT: Readonly<Record<number, string>> = {
 
 /** An error response to write on the raw socket before closing it. */
 export interface ErrorResponse {
+  /** The HTTP status. */
   statusCode: number;
+  /** The `Content-Type` header. */
   contentType: string;
+  /** The response body. */
   body: string;
 }
 
