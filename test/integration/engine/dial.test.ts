@@ -25,7 +25,7 @@ for (const substreams of [false, true]) {
       engine.defer(() => echo.close());
       await engine.agent();
       const socket = await engine.server.dial(echo.address);
-      expect(socket.address).toBe(echo.address);
+      expect(socket.endpoint).toBe(echo.address);
       expect(socket.connectID).toBe(1n);
       const [sent, got] = await Promise.all([sendPattern(socket, 64 * MiB), receiveAll(socket, 64 * MiB)]);
       expect(got).toBe(sent);
