@@ -17,6 +17,9 @@
  * - a transport that gives each proxied connection a stream of its own (yamux): it exposes `substreams` on the
  *   tunnel's control stream, and each substream is itself a PacketStream with its own window, so pausing one
  *   connection's substream never stalls another.
+ *
+ * Kept whole: the contract, the base class that keeps its promises for every transport, and the few types every
+ * transport shares (metadata, incoming streams, connectors) are read together.
  */
 import { EventEmitter } from 'node:events';
 import type { Packet } from '../protocol/packet.js';

@@ -10,6 +10,9 @@
  * - receiving: the owner calls `consumed(n)` when bytes leave its buffers. In the credit regime that returns credit
  *   to the peer (WINDOW_UPDATE), so a stalled reader stops only its own sender. In the legacy regime (Go peer, or a
  *   stream with one connection such as a yamux substream) an over-full connection pauses the stream.
+ *
+ * Kept whole: Tunnel and TunnelConnection are one machine (a connection's queue flushes on its tunnel's 'drain',
+ * its credit, blocking and half-close are the tunnel's regime), and read best side by side.
  */
 import type { DataPacket, Packet } from '../protocol/packet.js';
 import { PacketType, dataOf, dataPacket, halfClosePacket, windowUpdate } from '../protocol/packet.js';
