@@ -75,6 +75,9 @@ export class TunnelSocket extends Duplex {
   /** After end(): the wait for the peer (refreshed by what it sends), then the wait for its CLOSE_RSP. */
   private closeTimer: NodeJS.Timeout | undefined;
   private halfClosed = false;
+  /** close() was called: the write side's end is a CLOSE_REQ, not a half-close (set before end(), which may call _final at once). */
+  private closeRequested = false;
+  private closing: Promise<void> | undefined;
   private readonly halfCloseTimeoutMs: number;
   private readonly onCloseHook: ((socket: TunnelSocket) => void) | undefined;
 
@@ -224,19 +227,43 @@ export class TunnelSocket extends Duplex {
     else this.pendingWrite = callback;
   }
 
+  /**
+   * Close the connection as the reference client's `Close()` does, whether or not the peer can hear a half-close:
+   * stop writing, send CLOSE_REQ after the queued data, and wait for the peer's CLOSE_RSP; without one in
+   * CLOSE_TIMEOUT_MS the socket is destroyed. What the endpoint sent before goes to 'data' listeners, or is dropped
+   * if nobody reads (the socket flows from now on). Resolves once the socket has closed. Idempotent.
+   */
+  close(): Promise<void> {
+    if (this.closing) return this.closing;
+    this.closeRequested = true;
+    this.closing = new Promise<void>((resolve) => {
+      if (this.closed) return resolve();
+      this.once('close', () => resolve());
+      // Done with it: what is not read is dropped, so the EOF is reached and the socket closes.
+      this.resume();
+      if (!this.writableEnded) this.end();
+      // Already half-closed: close now rather than at the end of the wait.
+      else if (this.halfClosed) this.closeWithRequest();
+    });
+    return this.closing;
+  }
+
   override _final(callback: (err?: Error | null) => void): void {
-    if (!this.remoteDone) {
+    if (!this.remoteDone && this.closeRequested) {
+      this.closeWithRequest();
+    } else if (!this.remoteDone) {
       // The endpoint hears our end where the peer can carry it; its answer keeps coming until it closes.
       this.connection.endWrite();
       this.halfClosed = true;
-      this.closeTimer = setTimeout(() => this.halfCloseExpired(), this.halfCloseTimeoutMs).unref();
+      this.closeTimer = setTimeout(() => this.closeWithRequest(), this.halfCloseTimeoutMs).unref();
     }
     callback();
   }
 
-  /** Nothing came for `halfCloseTimeoutMs` after end(): close as the reference client does. */
-  private halfCloseExpired(): void {
+  /** close(), or nothing came for `halfCloseTimeoutMs` after end(): close as the reference client does. */
+  private closeWithRequest(): void {
     this.halfClosed = false;
+    clearTimeout(this.closeTimer);
     if (this.remoteDone) return;
     // A per-connection stream we ended can carry no CLOSE_REQ: destroying it resets the stream.
     if (!this.connection.canSend) {

@@ -170,6 +170,31 @@ describe.each(LEGS)('half-close over $name', (leg) => {
     expect(await drain(socket)).toEqual({ text: 'chunk 1;chunk 2;chunk 3;chunk 4;', errored: null });
   });
 
+  it('close(): CLOSE_REQ after the queued data, whether or not the peer hears half-closes, and the socket closes', async () => {
+    const target = await silentTarget();
+    cleanups.push(() => target.close());
+    const { server } = await setup({ halfClose: false });
+    const socket = await server.dial(target.address);
+    socket.write('queued first');
+    await socket.close();
+    expect(socket.errored).toBeNull();
+    await target.closed;
+    expect(server.stats.packets.toAgent['CLOSE_REQ']).toBe(1);
+    expect(server.stats.packets.toAgent['DATA']).toBe(1);
+  });
+
+  it('close() after end() does not wait for halfCloseTimeoutMs', async () => {
+    const target = await silentTarget();
+    cleanups.push(() => target.close());
+    const { server } = await setup();
+    const socket = await server.dial(target.address);
+    socket.end('half');
+    await once(socket, 'finish');
+    await socket.close();
+    expect(socket.errored).toBeNull();
+    await target.closed;
+  });
+
   it('refuses a bad halfCloseTimeoutMs', async () => {
     const { server } = await setup();
     const err = await server.dial('127.0.0.1:1', { halfCloseTimeoutMs: -1 }).catch((e: unknown) => e);

@@ -25,6 +25,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe } from 'vitest';
 import type { KonnbenchResult as KonnbenchLine } from '../../../bench/lib/konnbench.js';
 import { GrpcProxyClient } from '../../../src/client/grpc-client.js';
 import { connectViaHttpProxy } from '../../../src/client/http-connect.js';
+import { TunnelSocket } from '../../../src/tunnel/tunnel-socket.js';
 import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
 import { ROOT, findShared } from '../../helpers/shared.js';
 import { httpGet, startProcess, startProgram, type Program } from '../../integration/cli/processes.js';
@@ -560,8 +561,12 @@ async function write(stream: Duplex, data: Buffer): Promise<void> {
   if (!stream.write(data)) await once(stream, 'drain');
 }
 
-/** End a connection and wait until it is closed (a gRPC tunnel connection answers CLOSE_REQ with CLOSE_RSP). */
+/**
+ * End a connection and wait until it is closed. A TunnelSocket closes as the reference client does (`close()`:
+ * CLOSE_REQ, then the CLOSE_RSP), whether or not the peer can hear its half-close; a socket ends with its FIN.
+ */
 export async function finish(stream: Duplex): Promise<void> {
+  if (stream instanceof TunnelSocket) return stream.close();
   const closed = stream.destroyed ? Promise.resolve() : once(stream, 'close').then(() => undefined);
   stream.end();
   await closed;
