@@ -44,11 +44,16 @@ export const PACKET_TYPE_NAMES: readonly string[] = [
   'DRAIN',
 ];
 
-/** The name of a packet type, or `UNKNOWN(n)` for a number outside the enum. */
-export function packetTypeName(type: number): string {
+/** The name of a packet type of the contract or of our extensions, undefined for any other number. */
+export function knownPacketTypeName(type: number): string | undefined {
   if (type === PacketType.WINDOW_UPDATE) return 'WINDOW_UPDATE';
   if (type === PacketType.HALF_CLOSE) return 'HALF_CLOSE';
-  return PACKET_TYPE_NAMES[type] ?? `UNKNOWN(${type})`;
+  return PACKET_TYPE_NAMES[type];
+}
+
+/** The name of a packet type, or `UNKNOWN(n)` for a number outside the enum. */
+export function packetTypeName(type: number): string {
+  return knownPacketTypeName(type) ?? `UNKNOWN(${type})`;
 }
 
 /** DIAL_REQ's payload: open a connection to `address`. */

@@ -1,5 +1,5 @@
 /** Packet counts by segment and packet type name: what the server's and the agent's stats (and metrics) read. */
-import { PACKET_TYPE_NAMES, PacketType, packetTypeName, type Packet } from '../protocol/packet.js';
+import { knownPacketTypeName, type Packet } from '../protocol/packet.js';
 
 /** The one key every packet type outside the contract is counted under. */
 export const UNKNOWN_PACKET_TYPE = 'UNKNOWN';
@@ -9,8 +9,7 @@ export const UNKNOWN_PACKET_TYPE = 'UNKNOWN';
  * peer grow the table (and the Prometheus series) without bound, so they all share {@link UNKNOWN_PACKET_TYPE}.
  */
 export function tallyPacket(counts: Record<string, number>, packet: Packet): void {
-  const known = packet.type === PacketType.WINDOW_UPDATE || PACKET_TYPE_NAMES[packet.type] !== undefined;
-  const name = known ? packetTypeName(packet.type) : UNKNOWN_PACKET_TYPE;
+  const name = knownPacketTypeName(packet.type) ?? UNKNOWN_PACKET_TYPE;
   counts[name] = (counts[name] ?? 0) + 1;
 }
 

@@ -14,6 +14,7 @@ import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
  */
 export type AgentCertificateBinding = 'agentID' | 'identifiers';
 
+/** Every value `agentCertificateBinding` accepts. */
 export const AGENT_CERTIFICATE_BINDINGS: readonly AgentCertificateBinding[] = ['agentID', 'identifiers'];
 
 /** Undefined when the agent's claims match its certificate's names; otherwise the ERR_UNAUTHENTICATED to refuse with. */

@@ -9,12 +9,13 @@ describe('PacketCounts', () => {
     counts.count('fromAgent', dialRequest('127.0.0.1:1', 1n));
     counts.count('fromAgent', dataPacket(1n, Buffer.from('x')));
     counts.count('fromAgent', { type: 64 } as Packet);
+    counts.count('fromAgent', { type: 65 } as Packet);
     for (let type = 7; type < 5007; type++) {
-      if (type === 64) continue;
+      if (type === 64 || type === 65) continue;
       counts.count('fromAgent', { type, unknown: true } as Packet);
     }
     const snap = counts.snapshot().fromAgent;
-    expect(Object.keys(snap).sort()).toEqual(['DATA', 'DIAL_REQ', UNKNOWN_PACKET_TYPE, 'WINDOW_UPDATE'].sort());
-    expect(snap[UNKNOWN_PACKET_TYPE]).toBe(4999);
+    expect(Object.keys(snap).sort()).toEqual(['DATA', 'DIAL_REQ', 'HALF_CLOSE', UNKNOWN_PACKET_TYPE, 'WINDOW_UPDATE'].sort());
+    expect(snap[UNKNOWN_PACKET_TYPE]).toBe(4998);
   });
 });
