@@ -120,6 +120,15 @@ export class TunnelSocket extends Duplex {
   /** Empty: the agent picked the endpoint's address. */
   readonly autoSelectFamilyAttemptedAddresses: string[] = [];
 
+  /**
+   * True when `end()` reaches the peer as a half-close: the connection's stream ends (yamux) or the peer confirmed
+   * HALF_CLOSE. On the server (`server.dial()`) that peer is the agent, so false means a Go agent, whose endpoint
+   * never sees our EOF; on a client it is the server, which may still serve the dial through a Go agent.
+   */
+  get halfCloseCarried(): boolean {
+    return this.connection.tunnel.halfClose !== undefined;
+  }
+
   /** Always false (connected when the dial resolved). */
   get pending(): boolean {
     return false;

@@ -103,6 +103,7 @@ describe.each(LEGS)('half-close over $name', (leg) => {
     const { server } = await setup();
     const socket = await server.dial(target.address);
     socket.end('x'.repeat(100_000));
+    expect(socket.halfCloseCarried).toBe(true);
     expect(await drain(socket)).toEqual({ text: 'got 100000 bytes', errored: null });
     // A shared stream says it with one HALF_CLOSE; a substream with its FIN.
     expect(server.stats.packets.toAgent['HALF_CLOSE'] ?? 0).toBe(leg.substreams ? 0 : 1);
@@ -128,9 +129,27 @@ describe.each(LEGS)('half-close over $name', (leg) => {
     cleanups.push(() => target.close());
     const { server } = await setup({ halfClose: false });
     const socket = await server.dial(target.address);
+    expect(socket.halfCloseCarried).toBe(false);
     socket.end('GET /');
     expect(await drain(socket)).toEqual({ text: 'answer to GET /', errored: null });
     expect(server.stats.packets.toAgent['HALF_CLOSE']).toBeUndefined();
+  });
+
+  it.skipIf(leg.substreams)("HTTP-CONNECT toward such an agent: the client's FIN closes the connection as the reference does (CLOSE_REQ)", async () => {
+    const target = await silentTarget();
+    cleanups.push(() => target.close());
+    const { server } = await setup({ halfClose: false });
+    const frontend = createHttpConnectFrontend({ server });
+    await frontend.listen({ port: 0, host: '127.0.0.1' });
+    cleanups.push(() => frontend.close({ graceMs: 0 }));
+    const { socket } = await rawConnect((frontend.address() as AddressInfo).port, target.address);
+    socket.end('no EOF reaches the endpoint');
+    const answer = await readUntil(socket, () => false);
+    socket.destroy();
+    expect(answer.length).toBe(0);
+    await target.closed;
+    expect(server.stats.packets.toAgent['HALF_CLOSE']).toBeUndefined();
+    expect(server.stats.packets.toAgent['CLOSE_REQ']).toBe(1);
   });
 
   it.skipIf(leg.substreams)('toward such an agent, an endpoint that waits for EOF is closed after halfCloseTimeoutMs (CLOSE_REQ)', async () => {

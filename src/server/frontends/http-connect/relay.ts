@@ -5,6 +5,7 @@
  */
 import type { Duplex } from 'node:stream';
 import { whenClosed } from '../../../tunnel/stream-lifecycle.js';
+import { TunnelSocket } from '../../../tunnel/tunnel-socket.js';
 
 /** What one relay moved and how it ended. */
 export interface RelayResult {
@@ -31,8 +32,8 @@ export interface RelayOptions {
 }
 
 /**
- * Start relaying. Half-closes travel across: client EOF ends the tunnel (the engine sends CLOSE_REQ, or a FIN
- * where the transport carries half-close), tunnel EOF ends the client. When either side closes, the other is
+ * Start relaying. Half-closes travel across: client EOF ends the tunnel (a half-close where the agent can hear one,
+ * else CLOSE_REQ as the reference sends), tunnel EOF ends the client. When either side closes, the other is
  * ended, its input is read and dropped, and it is destroyed after `lingerMs` (from its flush) or `flushTimeoutMs`.
  * An error on either side destroys both. Resolves once both sides have closed; never rejects.
  */
@@ -58,7 +59,10 @@ export function relay(client: Duplex, tunnel: Duplex, options: RelayOptions = {}
         if (!src.destroyed) src.resume();
       });
       const onEnd = (): void => {
-        if (!dst.destroyed && !dst.writableEnded) dst.end();
+        if (dst.destroyed || dst.writableEnded) return;
+        // An agent that cannot hear the half-close (a Go agent) gets what the reference sends on a client's EOF.
+        if (dst instanceof TunnelSocket && !dst.halfCloseCarried) void dst.close();
+        else dst.end();
       };
       // The client may have sent its EOF before the tunnel was open.
       if (src.readableEnded) onEnd();
