@@ -47,7 +47,7 @@ describe('README', () => {
     expect(text).toEqual([]);
   }, 120_000);
 
-  it('the first snippet (Agent, ProxyServer, memoryConnector) prints the reply and exits', async () => {
+  it('the first snippet (ProxyServer, Agent, ServerTunnels, memoryConnector) prints the reply and exits', async () => {
     const { stdout, stderr } = await runTs('snippet.mts', readmeFirstSnippet(ROOT));
     expect(stderr).toBe('');
     expect(stdout).toMatch(README_SNIPPET_OUTPUT);
