@@ -136,7 +136,7 @@ interface PathDef {
   name: string;
   label: string;
   frontend: 'raw' | 'programmatic' | 'http-connect' | 'grpc' | 'grpc-shared';
-  leg?: 'memory' | 'grpc' | 'yamux';
+  leg?: 'memory' | 'grpc' | 'yamux' | 'yamux-tls';
   needs: Need[];
 }
 
@@ -150,6 +150,8 @@ const PATHS: PathDef[] = [
   { name: 'grpcfe1-grpc', label: 'gRPC frontend (1 conn), gRPC leg', frontend: 'grpc-shared', leg: 'grpc', needs: ['grpcFrontend', 'grpcLeg'] },
   { name: 'yamux', label: 'dial(), yamux leg', frontend: 'programmatic', leg: 'yamux', needs: ['yamuxLeg'] },
   { name: 'connect-yamux', label: 'HTTP-CONNECT, yamux leg', frontend: 'http-connect', leg: 'yamux', needs: ['httpConnect', 'yamuxLeg'] },
+  { name: 'yamux-tls', label: 'dial(), yamux leg over TLS', frontend: 'programmatic', leg: 'yamux-tls', needs: ['yamuxLeg'] },
+  { name: 'connect-yamux-tls', label: 'HTTP-CONNECT, yamux leg over TLS', frontend: 'http-connect', leg: 'yamux-tls', needs: ['httpConnect', 'yamuxLeg'] },
 ];
 
 /** The processes of one path: `workload` runs the client side of every scenario. */

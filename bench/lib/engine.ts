@@ -4,7 +4,7 @@
  * as its pieces are on main. A piece that does not exist makes its paths "n/a (not built)".
  */
 /* eslint-disable @typescript-eslint/no-explicit-any */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -21,6 +21,7 @@ export interface Lib {
   createYamuxServer?: any;
   yamuxAgentConnector?: any;
   tcpCarrier?: any;
+  tlsCarrier?: any;
   createHttpConnectFrontend?: any;
   /** The framers, for the receive trace (bench/lib/rx-trace.ts). */
   GrpcMessageDecoder?: any;
@@ -78,4 +79,13 @@ export function cliPrograms(): { server: string; agent: string } | { missing: st
   const agent = fileURLToPath(new URL('../../src/cli/konnectivity-agent.ts', import.meta.url));
   const missing = [server, agent].filter((f) => !existsSync(f));
   return missing.length ? { missing: `not built: ${missing.map((f) => relative(process.cwd(), f)).join(', ')}` } : { server, agent };
+}
+
+/** mTLS material for the yamux-over-TLS paths: the tests' throw-away certificates (server for 127.0.0.1/localhost). */
+export function benchTls(): { server: Record<string, Buffer | boolean>; client: Record<string, Buffer> } {
+  const pem = (name: string) => readFileSync(new URL(`../../test/integration/http-connect/fixtures/${name}`, import.meta.url));
+  return {
+    server: { key: pem('server-key.pem'), cert: pem('server.pem'), ca: pem('ca.pem'), requestCert: true, rejectUnauthorized: true },
+    client: { key: pem('client-key.pem'), cert: pem('client.pem'), ca: pem('ca.pem') },
+  };
 }

@@ -2,7 +2,7 @@
  * The agent (the worker-node side): dials out to the server over the gRPC or yamux leg and dials the target.
  * It starts idle and connects on the `connect` command, so its start-up overlaps the server's.
  */
-import { loadLib } from '../lib/engine.js';
+import { benchTls, loadLib } from '../lib/engine.js';
 import { serveRole } from '../lib/ipc.js';
 import { installRxTrace, RX_TRACE_ENV } from '../lib/rx-trace.js';
 
@@ -12,11 +12,15 @@ const agent = new lib.Agent({ agentID: 'bench-agent' });
 agent.on('error', (err: Error) => console.error('agent error:', err));
 
 const role = serveRole({
-  connect: async ({ leg, port }: { leg: 'grpc' | 'yamux'; port: number }) => {
+  connect: async ({ leg, port }: { leg: 'grpc' | 'yamux' | 'yamux-tls'; port: number }) => {
+    const carrier =
+      leg === 'yamux-tls'
+        ? lib.tlsCarrier({ port, host: '127.0.0.1', servername: 'localhost', ...benchTls().client })
+        : lib.tcpCarrier({ port, host: '127.0.0.1' });
     const connector =
       leg === 'grpc'
         ? lib.grpcAgentConnector({ address: `127.0.0.1:${port}` })
-        : lib.yamuxAgentConnector({ connect: lib.tcpCarrier({ port, host: '127.0.0.1' }) });
+        : lib.yamuxAgentConnector({ connect: carrier });
     await agent.connect(connector);
     return true;
   },

@@ -5,13 +5,13 @@
  */
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { loadLib } from '../lib/engine.js';
+import { benchTls, loadLib } from '../lib/engine.js';
 import { roleArgs, serveRole } from '../lib/ipc.js';
 import { installRxTrace, RX_TRACE_ENV } from '../lib/rx-trace.js';
 import { workloadHandlers } from '../lib/workloads.js';
 
 export interface ServerArgs {
-  leg: 'memory' | 'grpc' | 'yamux';
+  leg: 'memory' | 'grpc' | 'yamux' | 'yamux-tls';
   frontends: Array<'http-connect' | 'grpc'>;
   /** host:port of the target, for the programmatic path. */
   targetAddress: string;
@@ -58,8 +58,11 @@ if (args.leg === 'grpc' || args.frontends.includes('grpc')) {
   closers.push(() => grpc.destroy());
 }
 
-if (args.leg === 'yamux') {
-  const yamux = lib.createYamuxServer({ onTunnel: (incoming: unknown) => void server.acceptAgent(incoming) });
+if (args.leg === 'yamux' || args.leg === 'yamux-tls') {
+  const yamux = lib.createYamuxServer({
+    onTunnel: (incoming: unknown) => void server.acceptAgent(incoming),
+    tls: args.leg === 'yamux-tls' ? benchTls().server : undefined,
+  });
   await yamux.listen({ host: '127.0.0.1', port: 0 });
   info.agentPort = (yamux.address() as net.AddressInfo).port;
   closers.push(() => yamux.destroy());
