@@ -61,9 +61,11 @@ export class YamuxServer implements Listener {
       const problem = verify ? clientCertificateProblem(socket as tls.TLSSocket) : undefined;
       serveYamuxCarrier(socket, options, problem);
     };
+    // noDelay on the listener covers each accepted socket from its first byte, the TLS handshake included (why no
+    // Nagle: carriers.ts).
     this.server = options.tls
-      ? tls.createServer({ ...options.tls, ...(verify ? { rejectUnauthorized: false } : {}), handshakeTimeout }, onCarrier)
-      : net.createServer(onCarrier);
+      ? tls.createServer({ ...options.tls, ...(verify ? { rejectUnauthorized: false } : {}), handshakeTimeout, noDelay: true }, onCarrier)
+      : net.createServer({ noDelay: true }, onCarrier);
     this.server.maxConnections = maxConnections;
     this.server.on('connection', (socket: net.Socket) => {
       rememberPeer(socket);
