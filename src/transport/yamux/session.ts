@@ -4,7 +4,8 @@
  * Writing: control frames (window updates, pings, go away) go out at once; Data frames are taken round-robin from
  * the streams that have data and window, one frame of at most `maxDataFrameBytes` per turn, and only while the
  * carrier accepts more (`write()` true, or less than `writeHighWaterMarkBytes` buffered), so one busy stream
- * cannot starve the others and the carrier never buffers without bound.
+ * cannot starve the others and the carrier never buffers without bound. Everything written in one tick reaches the
+ * carrier as one write (corked until process.nextTick); payloads go as views of what the streams were given.
  * Reading: the carrier is never paused; each stream's window bounds what the peer may send, and a peer that
  * exceeds it breaks the protocol (Go Away, then the session fails), as in the reference.
  *
@@ -62,7 +63,10 @@ export class YamuxSession extends EventEmitter<YamuxSessionEventMap> {
   /** Streams with data and window, in round-robin order (a Set keeps insertion order). */
   private readonly ready = new Set<YamuxStream>();
   private flushing = false;
+  /** Corked for the current tick (corkForTick). */
   private corked = false;
+  /** Scratch list for the views of one Data frame. */
+  private readonly views: Buffer[] = [];
   /** Incoming streams not accepted yet. */
   private backlog: YamuxStream[] = [];
   private acceptWaiters: Array<{ resolve: (s: YamuxStream) => void; reject: (e: Error) => void }> = [];
@@ -278,6 +282,7 @@ export class YamuxSession extends EventEmitter<YamuxSessionEventMap> {
       this.destroy(new KonnectivityError(ErrorCode.TUNNEL_CLOSED, 'yamux: the peer does not read what we send'));
       return;
     }
+    this.corkForTick();
     this.socket.write(encodeHeader({ type, flags, streamID, length }));
   }
 
@@ -288,34 +293,45 @@ export class YamuxSession extends EventEmitter<YamuxSessionEventMap> {
   private flush(): void {
     if (this.flushing) return;
     this.flushing = true;
+    const views = this.views;
     try {
       while (!this.done && this.ready.size > 0 && this.canWriteData()) {
         const s = this.ready.values().next().value as YamuxStream;
         this.ready.delete(s);
-        const data = s.takeData(this.options.maxDataFrameBytes);
-        if (data && data.length > 0) {
-          if (!this.corked) {
-            this.corked = true;
-            this.socket.cork();
-          }
-          this.socket.write(encodeHeader({ type: FrameType.DATA, flags: 0, streamID: s.id, length: data.length }));
-          this.socket.write(data);
+        const n = s.takeData(this.options.maxDataFrameBytes, views);
+        if (n > 0) {
+          this.corkForTick();
+          this.socket.write(encodeHeader({ type: FrameType.DATA, flags: 0, streamID: s.id, length: n }));
+          for (const v of views) this.socket.write(v);
+          views.length = 0;
           s.dataSent();
         }
         // Back of the queue: the next stream gets the next frame.
         if (s.hasSendable()) this.ready.add(s);
       }
     } finally {
+      views.length = 0;
       this.flushing = false;
-      this.uncork();
     }
   }
 
-  private uncork(): void {
+  /**
+   * Gather every frame written in this tick into one carrier write (one writev, one TLS record run): cork now,
+   * uncork once the current tick's work is done. process.nextTick runs before any I/O, so a lone frame waits for
+   * nothing but the code already running.
+   */
+  private corkForTick(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.socket.cork();
+    process.nextTick(this.uncork);
+  }
+
+  private readonly uncork = (): void => {
     if (!this.corked) return;
     this.corked = false;
     this.socket.uncork();
-  }
+  };
 
   private readonly onSocketDrain = (): void => {
     this.flush();
@@ -331,19 +347,9 @@ export class YamuxSession extends EventEmitter<YamuxSessionEventMap> {
       this.protocolFailure(err as KonnectivityError);
       return;
     }
-    // Batch what the frames make us send (window updates, acks) into one carrier write.
-    const corkHere = !this.corked;
-    if (corkHere) {
-      this.corked = true;
-      this.socket.cork();
-    }
-    try {
-      for (const f of frames) {
-        if (this.done) return;
-        this.onFrame(f);
-      }
-    } finally {
-      if (corkHere) this.uncork();
+    for (const f of frames) {
+      if (this.done) return;
+      this.onFrame(f);
     }
   };
 

@@ -1,7 +1,8 @@
 /**
  * One yamux stream as a Node Duplex, with the stream's own flow control:
- * - sending: a chunk is handed to the session only as far as the peer's window allows; the write callback runs
- *   once the whole chunk is on the carrier, so a zero window fills the writable buffer and `write()` returns false;
+ * - sending: written chunks are handed to the session only as far as the peer's window allows, as views (chunks
+ *   written together, `_writev`, share frames); the write callback runs once they are all on the carrier, so a
+ *   zero window fills the writable buffer and `write()` returns false;
  * - receiving: the peer may send at most our window; we grow it (Window Update) as the application *consumes*
  *   bytes (Node calls `_read` when the readable buffer runs low), never when they merely arrive, so a stalled
  *   reader holds at most one window.
@@ -25,8 +26,11 @@ export interface StreamOwner {
   streamClosed(stream: YamuxStream): void;
 }
 
-interface PendingChunk {
-  buf: Buffer;
+/** What one `_write` or `_writev` handed us: sent frame by frame as the window allows, then acknowledged. */
+interface PendingWrite {
+  bufs: Buffer[];
+  /** The first chunk not wholly taken, and how much of it is. */
+  index: number;
   offset: number;
   callback: (err?: Error | null) => void;
 }
@@ -41,7 +45,7 @@ export class YamuxStream extends Duplex {
   private sendWindow = INITIAL_WINDOW_BYTES;
   /** Bytes the peer may still send us. */
   private recvWindow = INITIAL_WINDOW_BYTES;
-  private pending: PendingChunk | undefined;
+  private pending: PendingWrite | undefined;
   private finSent = false;
   private finReceived = false;
   private resetSeen = false;
@@ -129,21 +133,35 @@ export class YamuxStream extends Duplex {
     return this.pending !== undefined && this.sendWindow > 0 && !this.resetSeen;
   }
 
-  /** @internal Take up to `max` bytes of queued data that the window allows, consuming window. */
-  takeData(max: number): Buffer | undefined {
+  /**
+   * @internal Take up to `max` bytes of queued data that the window allows, consuming window: views of the written
+   * chunks (no copy), appended to `out`. Returns how many bytes were taken.
+   */
+  takeData(max: number, out: Buffer[]): number {
     const p = this.pending;
-    if (!p || this.sendWindow === 0) return undefined;
-    const n = Math.min(max, this.sendWindow, p.buf.length - p.offset);
-    const out = p.buf.subarray(p.offset, p.offset + n);
-    p.offset += n;
-    this.sendWindow -= n;
-    return out;
+    if (!p) return 0;
+    let room = Math.min(max, this.sendWindow);
+    let taken = 0;
+    while (room > 0 && p.index < p.bufs.length) {
+      const buf = p.bufs[p.index]!;
+      const n = Math.min(room, buf.length - p.offset);
+      out.push(p.offset === 0 && n === buf.length ? buf : buf.subarray(p.offset, p.offset + n));
+      taken += n;
+      room -= n;
+      p.offset += n;
+      if (p.offset === buf.length) {
+        p.index++;
+        p.offset = 0;
+      }
+    }
+    this.sendWindow -= taken;
+    return taken;
   }
 
   /** @internal Called after the bytes from takeData() were written to the carrier. */
   dataSent(): void {
     const p = this.pending;
-    if (p && p.offset === p.buf.length) {
+    if (p && p.index === p.bufs.length) {
       this.pending = undefined;
       p.callback();
     }
@@ -191,8 +209,22 @@ export class YamuxStream extends Duplex {
       callback();
       return;
     }
-    this.pending = { buf: chunk, offset: 0, callback };
-    if (this.hasSendable()) this.owner.markReady(this);
+    this.queueSend([chunk], callback);
+  }
+
+  /** Everything written while a write was pending (or while corked) arrives here at once: it shares frames. */
+  override _writev(chunks: Array<{ chunk: Buffer }>, callback: (err?: Error | null) => void): void {
+    if (this.forgotten) {
+      callback(new KonnectivityError(ErrorCode.STREAM_CLOSED, 'yamux: stream closed'));
+      return;
+    }
+    const bufs: Buffer[] = [];
+    for (const c of chunks) if (c.chunk.length > 0) bufs.push(c.chunk);
+    if (bufs.length === 0) {
+      callback();
+      return;
+    }
+    this.queueSend(bufs, callback);
   }
 
   override _final(callback: (err?: Error | null) => void): void {
@@ -219,6 +251,11 @@ export class YamuxStream extends Duplex {
   }
 
   // ---- internals ----------------------------------------------------------------------------------------------
+
+  private queueSend(bufs: Buffer[], callback: (err?: Error | null) => void): void {
+    this.pending = { bufs, index: 0, offset: 0, callback };
+    if (this.hasSendable()) this.owner.markReady(this);
+  }
 
   private maybeForget(): void {
     if (this.finSent && this.finReceived) this.forget();
