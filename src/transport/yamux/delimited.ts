@@ -1,9 +1,10 @@
 /**
  * Packets on a yamux stream, and the control-stream handshake, travel varint-delimited (protobuf's
  * writeDelimited form): a varint length, then the message. Writing: encodeDelimitedPacket puts the prefix in room
- * the codec reserved, in one buffer. Reading: DelimitedMessageDecoder (see ../framing.ts for the shared machinery).
+ * the codec reserved, in one buffer; delimitedDataHead leaves a DATA payload out, to be written beside it.
+ * Reading: DelimitedMessageDecoder (see ../framing.ts for the shared machinery).
  */
-import { encodePacket } from '../../protocol/encode.js';
+import { encodeDataHeader, encodePacket } from '../../protocol/encode.js';
 import type { Packet } from '../../protocol/packet.js';
 import { LengthPrefixedDecoder, tooLarge } from '../framing.js';
 
@@ -23,14 +24,14 @@ export class DelimitedMessageDecoder extends LengthPrefixedDecoder {
 }
 
 /** Bytes of the varint prefix of a message of `length` bytes. */
-function prefixSize(length: number): number {
+export function prefixSize(length: number): number {
   let size = 1;
   for (let v = length; v > 0x7f; v = Math.floor(v / 128)) size++;
   return size;
 }
 
 /** Write `length` as a varint at `pos` of `buf` (division, not shifts: lengths reach 2^32 - 1). */
-function writePrefix(buf: Buffer, pos: number, length: number): void {
+export function writePrefix(buf: Buffer, pos: number, length: number): void {
   while (length > 0x7f) {
     buf[pos++] = (length & 0x7f) | 0x80;
     length = Math.floor(length / 128);
@@ -45,14 +46,28 @@ export function delimitedPrefix(length: number): Buffer {
   return b;
 }
 
-/** Space for the longest varint prefix of a message under 2^32 bytes. */
-const PREFIX_ROOM = 5;
+/** Room for the longest prefix: an optional tag byte and a varint under 2^32. */
+const PREFIX_ROOM = 6;
 
-/** Encode a packet with its varint length prefix, in one buffer (one copy). */
-export function encodeDelimitedPacket(packet: Packet): Buffer {
+/**
+ * Encode a packet with its varint length prefix, in one buffer (one copy). With `tag`, one byte before the prefix
+ * (the substream records of records.ts).
+ */
+export function encodeDelimitedPacket(packet: Packet, tag?: number): Buffer {
   const buf = encodePacket(packet, { reserve: PREFIX_ROOM });
-  const len = buf.length - PREFIX_ROOM;
-  const start = PREFIX_ROOM - prefixSize(len);
-  writePrefix(buf, start, len);
-  return buf.subarray(start);
+  return fillPrefix(buf, buf.length - PREFIX_ROOM, tag);
+}
+
+/** Prefix and envelope of a delimited DATA packet whose payload is written after it as its own chunk (no copy). */
+export function delimitedDataHead(connectID: bigint, payloadLength: number, tag?: number): Buffer {
+  const head = encodeDataHeader(connectID, payloadLength, PREFIX_ROOM);
+  return fillPrefix(head, head.length - PREFIX_ROOM + payloadLength, tag);
+}
+
+/** Write the prefix for `length` bytes so that it ends where the reserved room does; returns the framed view. */
+function fillPrefix(buf: Buffer, length: number, tag: number | undefined): Buffer {
+  let pos = PREFIX_ROOM - prefixSize(length);
+  writePrefix(buf, pos, length);
+  if (tag !== undefined) buf[--pos] = tag;
+  return buf.subarray(pos);
 }

@@ -1,7 +1,9 @@
 /**
  * The yamux frame: a 12-byte big-endian header, and for Data frames a payload of `length` bytes.
  * Pure: no sockets, no timers. `FrameDecoder.push(chunk)` takes bytes split at any offset and returns the frames
- * they complete; a payload wholly inside one chunk is returned as a view of it (no copy).
+ * they complete. Payloads are never copied: a Data frame split across chunks comes out as several Data frames, one
+ * per chunk, each a view of its chunk (SYN and ACK on the first, FIN and RST on the last), which means the same on
+ * a byte stream and counts the same against the window.
  */
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
 import { checkNumber } from '../../protocol/options.js';
@@ -97,25 +99,27 @@ export interface FrameDecoderOptions {
 }
 
 const DEFAULT_MAX_PAYLOAD = 16 * 1024 * 1024;
+/** Flags that end a stream: they belong on the last piece of a split Data frame. */
+const END_FLAGS = Flag.FIN | Flag.RST;
 
 /** Sans-I/O frame parser. After it throws once, it keeps throwing: the byte stream is out of step for good. */
 export class FrameDecoder extends StickyDecoder<Frame> {
   private readonly maxPayloadBytes: number;
   private readonly head = Buffer.alloc(HEADER_BYTES);
   private headFilled = 0;
-  /** The header whose payload is being collected. */
+  /** The Data frame whose payload is being read: its ID, its FIN/RST, flags not yet passed on, bytes to come. */
   private current: FrameHeader | undefined;
-  private parts: Buffer[] = [];
-  private partsBytes = 0;
+  private startFlags = 0;
+  private remaining = 0;
 
   constructor(options: FrameDecoderOptions = {}) {
     super();
     this.maxPayloadBytes = checkNumber('maxPayloadBytes', options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD, { integer: true, min: 0, max: 0xffffffff });
   }
 
-  /** Bytes held for a frame not yet complete. */
+  /** Bytes held for a frame not yet complete (only a partial header: payloads pass through). */
   get bufferedBytes(): number {
-    return this.headFilled + this.partsBytes;
+    return this.headFilled;
   }
 
   /** True when no partial frame is held. */
@@ -130,17 +134,14 @@ export class FrameDecoder extends StickyDecoder<Frame> {
     while (pos < n) {
       if (this.current !== undefined) {
         const h = this.current;
-        const take = Math.min(h.length - this.partsBytes, n - pos);
-        this.parts.push(chunk.subarray(pos, pos + take));
-        this.partsBytes += take;
+        const take = Math.min(this.remaining, n - pos);
+        this.remaining -= take;
+        const last = this.remaining === 0;
+        const flags = this.startFlags | (last ? h.flags & END_FLAGS : 0);
+        this.startFlags = 0;
+        out.push({ type: FrameType.DATA, flags, streamID: h.streamID, length: take, payload: chunk.subarray(pos, pos + take) });
         pos += take;
-        if (this.partsBytes === h.length) {
-          // Parts are views of the caller's chunks, which Node never reuses; one copy joins them.
-          out.push({ ...h, payload: Buffer.concat(this.parts, h.length) });
-          this.current = undefined;
-          this.parts = [];
-          this.partsBytes = 0;
-        }
+        if (last) this.current = undefined;
         continue;
       }
       let h: FrameHeader;
@@ -170,7 +171,17 @@ export class FrameDecoder extends StickyDecoder<Frame> {
         out.push({ ...h, payload: chunk.subarray(pos, pos + h.length) });
         pos += h.length;
       } else {
+        // The rest of this chunk now, the rest of the frame as it comes.
         this.current = h;
+        this.remaining = h.length;
+        this.startFlags = h.flags & ~END_FLAGS;
+        if (pos < n) {
+          const take = n - pos;
+          this.remaining -= take;
+          out.push({ type: FrameType.DATA, flags: this.startFlags, streamID: h.streamID, length: take, payload: chunk.subarray(pos) });
+          this.startFlags = 0;
+          pos = n;
+        }
       }
     }
     return out;

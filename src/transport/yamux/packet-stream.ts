@@ -1,18 +1,21 @@
 /**
- * The PacketStream over yamux: Packets varint-delimited (protobuf's writeDelimited form) on a yamux stream.
+ * The PacketStream over yamux: Packets varint-delimited (protobuf's writeDelimited form) on a yamux stream, or, on
+ * substreams of a tunnel that negotiated `raw-data`, records with DATA payloads outside Packets (records.ts).
  *
  * A tunnel is one yamux session on one carrier (TCP, TLS, WebSocket):
  * - the **control stream** is the first stream, opened by the agent (the yamux client, so stream ID 1). Its first
  *   message each way is a handshake (see tunnel.ts); after it, Packets. It carries DRAIN and anything a peer
  *   without substreams sends there.
  * - every proxied connection gets a **substream** of its own (opened by the server, one per dial), carrying that
- *   connection's Packets from its first byte, with yamux's per-stream window as its flow control.
+ *   connection's Packets from its first byte, with yamux's per-stream window as its flow control. DATA payloads
+ *   are written beside their header, never copied into a frame; with `raw-data` they are also received as views.
  * The control stream owns the session: closing it cleanly closes the session gracefully (Go Away, substreams
  * finish), destroying it destroys the session; the session failing fails the control stream.
  */
 import { decodePacket } from '../../protocol/decode.js';
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
-import type { Packet } from '../../protocol/packet.js';
+import { PacketType, dataPacket, type DataPacket, type Packet } from '../../protocol/packet.js';
+import { toBuffer } from '../../protocol/wire.js';
 import {
   AbstractPacketStream,
   streamClosedError,
@@ -21,7 +24,8 @@ import {
   type SubstreamProvider,
 } from '../packet-stream.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../framing.js';
-import { DelimitedMessageDecoder, encodeDelimitedPacket } from './delimited.js';
+import { DelimitedMessageDecoder, delimitedDataHead, encodeDelimitedPacket } from './delimited.js';
+import { RecordDecoder, RecordKind, dataPacketRecordHead, dataRecordHeader, encodePacketRecord } from './records.js';
 import type { YamuxSession } from './session.js';
 import type { YamuxStream } from './stream.js';
 
@@ -37,6 +41,10 @@ export interface YamuxPacketStreamInit {
   /** For the control stream: the session, which then lives and dies with this stream. */
   session?: YamuxSession;
   maxPacketBytes?: number;
+  /** This stream speaks records (`raw-data`, records.ts) instead of delimited Packets (default false). */
+  records?: boolean;
+  /** For the control stream: its substreams speak records (the tunnel negotiated `raw-data`). */
+  substreamRecords?: boolean;
 }
 
 /** A PacketStream over one yamux stream. */
@@ -46,7 +54,12 @@ export class YamuxPacketStream extends AbstractPacketStream {
   /** The peer's address, for logs. */
   readonly remoteAddress: string;
   private readonly stream: YamuxStream;
-  private readonly decoder: DelimitedMessageDecoder;
+  /** Exactly one of the two decoders, by the stream's encoding. */
+  private readonly decoder: DelimitedMessageDecoder | undefined;
+  private readonly records: RecordDecoder | undefined;
+  /** Records: the connectID of the last DATA Packet sent and received (what Data records belong to). */
+  private sentConnectID: bigint | undefined;
+  private receivedConnectID: bigint | undefined;
   private readonly session: YamuxSession | undefined;
   private readonly provider: SubstreamProvider | undefined;
   private finished = false;
@@ -62,10 +75,12 @@ export class YamuxPacketStream extends AbstractPacketStream {
     this.stream = stream;
     this.remoteMetadata = init.remoteMetadata ?? {};
     this.remoteAddress = init.remoteAddress;
-    this.decoder = init.decoder ?? new DelimitedMessageDecoder({ maxMessageBytes: init.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES });
+    const maxPacketBytes = init.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES;
+    if (init.records) this.records = new RecordDecoder({ maxRecordBytes: maxPacketBytes });
+    else this.decoder = init.decoder ?? new DelimitedMessageDecoder({ maxMessageBytes: maxPacketBytes });
     this.session = init.session;
     if (init.session) {
-      this.provider = new YamuxSubstreams(init.session, init.remoteAddress, init.maxPacketBytes);
+      this.provider = new YamuxSubstreams(init.session, init.remoteAddress, init.maxPacketBytes, init.substreamRecords ?? false);
       init.session.once('close', this.onSessionClose);
     }
     stream.on('error', this.onStreamError);
@@ -94,7 +109,25 @@ export class YamuxPacketStream extends AbstractPacketStream {
   }
 
   protected sendPacket(packet: Packet): boolean {
-    return this.stream.write(encodeDelimitedPacket(packet));
+    const stream = this.stream;
+    const data = packet.type === PacketType.DATA ? (packet as DataPacket).data : undefined;
+    if (data === undefined || data.error !== '' || data.data.length === 0) {
+      return stream.write(this.records ? encodePacketRecord(packet) : encodeDelimitedPacket(packet));
+    }
+    // The payload goes beside its header (the stream's _writev puts both in one frame): never copied.
+    const n = data.data.length;
+    let head: Buffer;
+    if (!this.records) head = delimitedDataHead(data.connectID, n);
+    else if (data.connectID === this.sentConnectID) head = dataRecordHeader(n);
+    else {
+      this.sentConnectID = data.connectID;
+      head = dataPacketRecordHead(data.connectID, n);
+    }
+    stream.cork();
+    stream.write(head);
+    const ok = stream.write(toBuffer(data.data));
+    stream.uncork();
+    return ok;
   }
 
   protected endLocal(): void {
@@ -128,14 +161,29 @@ export class YamuxPacketStream extends AbstractPacketStream {
 
   private readonly onStreamData = (chunk: Buffer): void => {
     try {
-      for (const m of this.decoder.push(chunk)) this.onMessage(m);
+      if (this.records) this.onRecords(chunk, this.records);
+      else for (const m of this.decoder!.push(chunk)) this.onMessage(m);
     } catch (err) {
       this.destroy(err as Error);
     }
   };
 
+  private onRecords(chunk: Buffer, decoder: RecordDecoder): void {
+    for (const r of decoder.push(chunk)) {
+      if (r.kind === RecordKind.DATA) {
+        const id = this.receivedConnectID;
+        if (id === undefined) throw new KonnectivityError(ErrorCode.PROTOCOL, 'yamux substream: a Data record before any DATA packet');
+        this.deliver(dataPacket(id, r.bytes));
+        continue;
+      }
+      const p = decodePacket(r.bytes);
+      if (p.type === PacketType.DATA) this.receivedConnectID = (p as DataPacket).data?.connectID ?? 0n;
+      this.deliver(p);
+    }
+  }
+
   private readonly onStreamEnd = (): void => {
-    if (!this.decoder.idle) {
+    if (!(this.records ?? this.decoder!).idle) {
       this.destroy(new KonnectivityError(ErrorCode.MALFORMED_PACKET, 'yamux stream ended inside a packet'));
       return;
     }
@@ -171,6 +219,7 @@ class YamuxSubstreams implements SubstreamProvider {
     private readonly session: YamuxSession,
     private readonly remoteAddress: string,
     private readonly maxPacketBytes: number | undefined,
+    private readonly records: boolean,
   ) {}
 
   open(): PacketStream {
@@ -186,7 +235,7 @@ class YamuxSubstreams implements SubstreamProvider {
   }
 
   private wrap(s: YamuxStream): PacketStream {
-    return new YamuxPacketStream(s, { remoteAddress: this.remoteAddress, maxPacketBytes: this.maxPacketBytes });
+    return new YamuxPacketStream(s, { remoteAddress: this.remoteAddress, maxPacketBytes: this.maxPacketBytes, records: this.records });
   }
 }
 

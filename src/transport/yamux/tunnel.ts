@@ -9,6 +9,11 @@
  * Metadata is what gRPC would carry as request metadata and response headers (lower-case keys, lists of
  * strings). After the handshake both directions carry Packets, varint-delimited. The agent may write Packets right
  * after its handshake; the server reads none before it accepted.
+ *
+ * Features: a side may add `"features":[...]`, names of encodings it speaks; the agent offers, the server answers
+ * with those it takes, and a peer that knows none (an older one) sends no list and ignores the key. One so far:
+ * `raw-data`: substreams carry records (records.ts), DATA payloads outside Packets. The control stream stays
+ * delimited either way.
  */
 import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
@@ -28,6 +33,8 @@ import type { YamuxStream } from './stream.js';
 export const HANDSHAKE_VERSION = 1;
 /** Largest handshake message accepted, in bytes. */
 const MAX_HANDSHAKE_BYTES = 64 * 1024;
+/** The handshake feature for the record encoding of substreams (records.ts). */
+export const RAW_DATA_FEATURE = 'raw-data';
 
 /** Options of a yamux tunnel (both ends): the session's options and the handshake's timeout. */
 export interface YamuxTunnelOptions {
@@ -39,6 +46,11 @@ export interface YamuxTunnelOptions {
   maxPacketBytes?: number;
   /** The peer's address for logs; default: from the carrier (`host:port`), else `yamux`. */
   remoteAddress?: string;
+  /**
+   * Offer (agent) or take (server) the `raw-data` substream encoding: DATA payloads outside Packets, never copied
+   * (default true). Used only when both sides speak it; false keeps delimited Packets, as older peers do.
+   */
+  rawData?: boolean;
 }
 
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -49,6 +61,7 @@ interface HandshakeMessage {
   konnectivity: number;
   metadata?: Record<string, string[]>;
   error?: { code: string; message: string };
+  features?: string[];
 }
 
 function protocolError(message: string): KonnectivityError {
@@ -89,7 +102,9 @@ function parseHandshake(bytes: Buffer): HandshakeMessage {
     }
     return { konnectivity: HANDSHAKE_VERSION, error: { code: e.code, message: e.message } };
   }
-  return { konnectivity: HANDSHAKE_VERSION, metadata: parseMetadata(o.metadata) as Record<string, string[]> };
+  const features = o.features ?? [];
+  if (!Array.isArray(features) || !features.every((f) => typeof f === 'string')) throw protocolError('features is not a list of strings');
+  return { konnectivity: HANDSHAKE_VERSION, metadata: parseMetadata(o.metadata) as Record<string, string[]>, features };
 }
 
 /** Read the first message of a stream; resolves with it, the decoder, and any messages after it. */
@@ -205,6 +220,7 @@ export async function acceptYamuxTunnel(carrier: Duplex, options: YamuxTunnelOpt
   let control: YamuxStream | undefined;
   let hello: Awaited<ReturnType<typeof readFirstMessage>>;
   let metadata: Metadata;
+  let rawData = false;
   try {
     control = await session.accept({ signal });
     control.on('error', () => undefined);
@@ -212,6 +228,7 @@ export async function acceptYamuxTunnel(carrier: Duplex, options: YamuxTunnelOpt
     const m = parseHandshake(hello.message);
     if (!m.metadata) throw protocolError('the agent sent no metadata');
     metadata = m.metadata;
+    rawData = (options.rawData ?? true) && (m.features ?? []).includes(RAW_DATA_FEATURE);
   } catch (err) {
     const e = signal.aborted ? (signal.reason as Error) : (err as Error);
     if (isKonnectivityError(e, ErrorCode.PROTOCOL) && control) {
@@ -234,7 +251,13 @@ export async function acceptYamuxTunnel(carrier: Duplex, options: YamuxTunnelOpt
     accept(responseMetadata: Metadata): PacketStream {
       if (answered) throw new KonnectivityError(ErrorCode.PROTOCOL, 'yamux tunnel already answered');
       answered = true;
-      ctl.write(encodeHandshake({ konnectivity: HANDSHAKE_VERSION, metadata: { ...responseMetadata } as Record<string, string[]> }));
+      ctl.write(
+        encodeHandshake({
+          konnectivity: HANDSHAKE_VERSION,
+          metadata: { ...responseMetadata } as Record<string, string[]>,
+          ...(rawData ? { features: [RAW_DATA_FEATURE] } : {}),
+        }),
+      );
       return new YamuxPacketStream(ctl, {
         remoteMetadata: metadata,
         remoteAddress,
@@ -242,6 +265,7 @@ export async function acceptYamuxTunnel(carrier: Duplex, options: YamuxTunnelOpt
         leftover: hello.leftover,
         session,
         maxPacketBytes,
+        substreamRecords: rawData,
       });
     },
     reject(err: KonnectivityError): void {
@@ -283,7 +307,14 @@ export function yamuxAgentConnector(options: YamuxAgentConnectorOptions): Tunnel
       quietSession(session);
       const control = session.open();
       control.on('error', () => undefined);
-      control.write(encodeHandshake({ konnectivity: HANDSHAKE_VERSION, metadata: { ...metadata } as Record<string, string[]> }));
+      const offerRawData = options.rawData ?? true;
+      control.write(
+        encodeHandshake({
+          konnectivity: HANDSHAKE_VERSION,
+          metadata: { ...metadata } as Record<string, string[]>,
+          ...(offerRawData ? { features: [RAW_DATA_FEATURE] } : {}),
+        }),
+      );
       const hello = await readFirstMessage(control, maxPacketBytes, signal);
       const m = parseHandshake(hello.message);
       if (m.error) {
@@ -298,6 +329,8 @@ export function yamuxAgentConnector(options: YamuxAgentConnectorOptions): Tunnel
         leftover: hello.leftover,
         session,
         maxPacketBytes,
+        // Only what we offered: a server that answers with more is not believed.
+        substreamRecords: offerRawData && (m.features ?? []).includes(RAW_DATA_FEATURE),
       });
     } catch (err) {
       const e = signal.aborted ? (signal.reason as Error) : (err as Error);
