@@ -54,10 +54,22 @@ export const HTTP2_MAX_FRAME_BYTES = 64 * 1024;
 /** The window every yamux stream starts with, in each direction (fixed by the spec; a larger one is announced). */
 export const YAMUX_INITIAL_WINDOW_BYTES = 256 * 1024;
 /**
- * The receive window per stream of a yamux tunnel session (its `maxStreamWindowBytes`): the per-connection buffer,
- * since each connection has its own stream. hashicorp's 256 KiB would cap a connection near 6 MB/s at 20 ms.
+ * The receive window each stream of a yamux tunnel session opens with (its `maxStreamWindowBytes`): the
+ * per-connection buffer, since each connection has its own stream. hashicorp's 256 KiB would cap a connection near
+ * 6 MB/s at 20 ms; 1 MiB caps it near 50 MB/s, so it grows (next two).
  */
 export const DEFAULT_YAMUX_TUNNEL_STREAM_WINDOW_BYTES = DEFAULT_CONNECTION_BUFFER_BYTES;
+/**
+ * The largest a tunnel stream's receive window grows to when the measured round trip shows the window limits it
+ * (`streamWindowCeilingBytes`, yamux/window-growth.ts): about 800 MB/s at 20 ms. Also the most one stalled reader
+ * holds, and only one that was fast before it stalled (a window grows only while its reader keeps up).
+ */
+export const DEFAULT_YAMUX_TUNNEL_STREAM_WINDOW_CEILING_BYTES = 16 * 1024 * 1024;
+/**
+ * What all streams of one yamux session together may grow beyond their opening window (`windowGrowthBudgetBytes`):
+ * bounds what a tunnel holds when many fast connections stall at once.
+ */
+export const DEFAULT_YAMUX_WINDOW_GROWTH_BUDGET_BYTES = 64 * 1024 * 1024;
 /** Largest yamux Data frame we send (`maxDataFrameBytes`): a bound on how long one stream holds the carrier. */
 export const DEFAULT_YAMUX_MAX_DATA_FRAME_BYTES = 64 * 1024;
 /** Unsent carrier bytes above which a yamux session stops sending Data frames (`writeHighWaterMarkBytes`). */

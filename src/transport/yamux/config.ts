@@ -6,6 +6,7 @@ import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
 import { checkNumber } from '../../protocol/options.js';
 import {
   DEFAULT_YAMUX_MAX_DATA_FRAME_BYTES,
+  DEFAULT_YAMUX_WINDOW_GROWTH_BUDGET_BYTES,
   DEFAULT_YAMUX_STREAM_HIGH_WATER_MARK_BYTES,
   DEFAULT_YAMUX_WRITE_HIGH_WATER_MARK_BYTES,
   YAMUX_INITIAL_WINDOW_BYTES,
@@ -25,10 +26,18 @@ export interface YamuxSessionOptions {
   /** Fail the session when a ping is not answered within this many ms (default 10000, like ConnectionWriteTimeout). */
   pingTimeoutMs?: number;
   /**
-   * Receive window per stream, in bytes (default and minimum 256 KiB). A larger window is announced in the
-   * Window Update that carries SYN or ACK. It is also what a stalled reader may hold.
+   * Receive window each stream opens with, in bytes (default and minimum 256 KiB, as hashicorp's
+   * MaxStreamWindowSize). A larger window is announced in the Window Update that carries SYN or ACK.
    */
   maxStreamWindowBytes?: number;
+  /**
+   * Largest a stream's receive window grows to, in bytes, when the round trip (measured with pings) shows the window
+   * limits the sender (window-growth.ts). Default: `maxStreamWindowBytes`, no growth. It is what a stalled reader
+   * may hold at most.
+   */
+  streamWindowCeilingBytes?: number;
+  /** What all streams of the session together may grow beyond `maxStreamWindowBytes`, in bytes (default 64 MiB). */
+  windowGrowthBudgetBytes?: number;
   /** Largest Data frame we send, in bytes (default 64 KiB): a bound on how long one stream holds the socket. */
   maxDataFrameBytes?: number;
   /** Stop sending Data frames while the carrier holds more than this many bytes unsent (default 512 KiB). */
@@ -52,6 +61,9 @@ export const YAMUX_DEFAULTS: ResolvedYamuxOptions = {
   keepAliveIntervalMs: 30_000,
   pingTimeoutMs: 10_000,
   maxStreamWindowBytes: YAMUX_INITIAL_WINDOW_BYTES,
+  // 0: the same as maxStreamWindowBytes (resolveYamuxOptions fills it in).
+  streamWindowCeilingBytes: 0,
+  windowGrowthBudgetBytes: DEFAULT_YAMUX_WINDOW_GROWTH_BUDGET_BYTES,
   maxDataFrameBytes: DEFAULT_YAMUX_MAX_DATA_FRAME_BYTES,
   writeHighWaterMarkBytes: DEFAULT_YAMUX_WRITE_HIGH_WATER_MARK_BYTES,
   streamReadableHighWaterMarkBytes: DEFAULT_YAMUX_STREAM_HIGH_WATER_MARK_BYTES,
@@ -81,6 +93,9 @@ export function resolveYamuxOptions(options: YamuxSessionOptions = {}): Resolved
   int('keepAliveIntervalMs', o.keepAliveIntervalMs, 0, 2 ** 31 - 1);
   int('pingTimeoutMs', o.pingTimeoutMs, 1, 2 ** 31 - 1);
   int('maxStreamWindowBytes', o.maxStreamWindowBytes, YAMUX_INITIAL_WINDOW_BYTES, 2 ** 31);
+  if (o.streamWindowCeilingBytes === 0) o.streamWindowCeilingBytes = o.maxStreamWindowBytes;
+  int('streamWindowCeilingBytes', o.streamWindowCeilingBytes, o.maxStreamWindowBytes, 2 ** 31);
+  int('windowGrowthBudgetBytes', o.windowGrowthBudgetBytes, 0, 2 ** 40);
   int('maxDataFrameBytes', o.maxDataFrameBytes, 1, 16 * 1024 * 1024);
   int('writeHighWaterMarkBytes', o.writeHighWaterMarkBytes, 1, 2 ** 31);
   int('streamReadableHighWaterMarkBytes', o.streamReadableHighWaterMarkBytes, 1, o.maxStreamWindowBytes / 2);

@@ -21,6 +21,7 @@ import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
 import { resolveYamuxOptions, type ResolvedYamuxOptions, type YamuxSessionOptions } from './config.js';
 import { Flag, FrameDecoder, FrameType, GoAwayCode, encodeHeader, type Frame } from './frame.js';
 import { YamuxStream } from './stream.js';
+import { WindowGrowth } from './window-growth.js';
 
 /** What a yamux session is made with: its options, and which end it is. */
 export interface YamuxSessionInit extends YamuxSessionOptions {
@@ -42,6 +43,9 @@ const GO_AWAY_TEXT: Record<number, string> = {
   [GoAwayCode.PROTOCOL_ERROR]: 'protocol error',
   [GoAwayCode.INTERNAL_ERROR]: 'internal error',
 };
+
+/** Pings sent back to back when the session starts, to learn the round trip for window growth. */
+const RTT_PROBES = 3;
 
 /** Unsent bytes, in multiples of writeHighWaterMarkBytes, past which the peer is taken for not reading. */
 const CONTROL_BACKLOG_FACTOR = 16;
@@ -81,6 +85,8 @@ export class YamuxSession extends EventEmitter<YamuxSessionEventMap> {
   private closeTimer: NodeJS.Timeout | undefined;
   private nextPingID = 1;
   private readonly pings = new Map<number, { start: number; timer: NodeJS.Timeout; resolve: (ms: number) => void; reject: (e: Error) => void }>();
+  /** Receive-window growth, when the ceiling is above the opening window; its round trip comes from our pings. */
+  readonly windowGrowth: WindowGrowth | undefined;
 
   constructor(socket: Duplex, init: YamuxSessionInit) {
     super();
@@ -89,7 +95,15 @@ export class YamuxSession extends EventEmitter<YamuxSessionEventMap> {
     this.client = client;
     this.nextID = client ? 1 : 2;
     this.socket = socket;
-    this.decoder = new FrameDecoder({ maxPayloadBytes: this.options.maxStreamWindowBytes });
+    this.decoder = new FrameDecoder({ maxPayloadBytes: this.options.streamWindowCeilingBytes });
+    if (this.options.streamWindowCeilingBytes > this.options.maxStreamWindowBytes) {
+      this.windowGrowth = new WindowGrowth({
+        initialBytes: this.options.maxStreamWindowBytes,
+        ceilingBytes: this.options.streamWindowCeilingBytes,
+        budgetBytes: this.options.windowGrowthBudgetBytes,
+        now: () => performance.now(),
+      });
+    }
     socket.on('data', this.onSocketData);
     socket.on('drain', this.onSocketDrain);
     socket.on('end', this.onSocketEnd);
@@ -101,6 +115,19 @@ export class YamuxSession extends EventEmitter<YamuxSessionEventMap> {
       }, this.options.keepAliveIntervalMs);
       this.keepAliveTimer.unref();
     }
+    if (this.windowGrowth) this.probeRtt(RTT_PROBES);
+  }
+
+  /**
+   * Window growth needs the round trip from the start: a few pings back to back, the least of them kept (the first
+   * may wait behind the handshake's work); keepalive pings add samples later. An unanswered probe only leaves the
+   * round trip unknown (keepalive, when on, is what fails a silent peer).
+   */
+  private probeRtt(left: number): void {
+    this.sendPing(false).then(
+      () => left > 1 && !this.done && this.probeRtt(left - 1),
+      () => undefined,
+    );
   }
 
   /** Streams open now (both directions, accepted or not). */
@@ -177,6 +204,10 @@ export class YamuxSession extends EventEmitter<YamuxSessionEventMap> {
 
   /** Send a ping and resolve with the round-trip time in ms; fails the session after `pingTimeoutMs`. */
   ping(): Promise<number> {
+    return this.sendPing(true);
+  }
+
+  private sendPing(fatal: boolean): Promise<number> {
     if (this.done || this.socket.writableEnded) {
       return Promise.reject(this.error ?? new KonnectivityError(ErrorCode.SHUTTING_DOWN, 'yamux: session is closed'));
     }
@@ -187,10 +218,10 @@ export class YamuxSession extends EventEmitter<YamuxSessionEventMap> {
         this.pings.delete(id);
         const err = new KonnectivityError(ErrorCode.TUNNEL_CLOSED, 'yamux: keepalive timeout');
         reject(err);
-        this.destroy(err);
+        if (fatal) this.destroy(err);
       }, this.options.pingTimeoutMs);
       timer.unref();
-      this.pings.set(id, { start: Date.now(), timer, resolve, reject });
+      this.pings.set(id, { start: performance.now(), timer, resolve, reject });
       this.writeFrame(FrameType.PING, Flag.SYN, 0, id);
     });
   }
@@ -366,7 +397,12 @@ export class YamuxSession extends EventEmitter<YamuxSessionEventMap> {
           if (p) {
             this.pings.delete(f.length);
             clearTimeout(p.timer);
-            p.resolve(Date.now() - p.start);
+            const rtt = performance.now() - p.start;
+            // The least sample: a ping behind queued data measures the queue too, and a window grown on that
+            // would grow the queue (the session is one connection on one path, so its least round trip holds).
+            const g = this.windowGrowth;
+            if (g) g.rttMs = g.rttMs === undefined ? rtt : Math.min(g.rttMs, rtt);
+            p.resolve(rtt);
           }
         }
         return;

@@ -5,7 +5,8 @@
  *   zero window fills the writable buffer and `write()` returns false;
  * - receiving: the peer may send at most our window; we grow it (Window Update) as the application *consumes*
  *   bytes (Node calls `_read` when the readable buffer runs low), never when they merely arrive, so a stalled
- *   reader holds at most one window.
+ *   reader holds at most one window. The window grows, up to a ceiling, when the round trip shows the sender is
+ *   held back by it (window-growth.ts); only a reader that keeps up makes it grow.
  * Half-close: `end()` sends FIN after the queued data; the peer's FIN ends the readable side. `destroy()` before
  * both FINs sends RST.
  */
@@ -14,10 +15,13 @@ import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
 import type { ResolvedYamuxOptions } from './config.js';
 import { YAMUX_INITIAL_WINDOW_BYTES as INITIAL_WINDOW_BYTES } from '../windows.js';
 import { Flag, FrameType } from './frame.js';
+import type { WindowGrowth } from './window-growth.js';
 
 /** What a stream needs from its session (kept as an interface so the two files do not import each other). */
 export interface StreamOwner {
   readonly options: ResolvedYamuxOptions;
+  /** How receive windows grow, if they do. */
+  readonly windowGrowth: WindowGrowth | undefined;
   /** The stream has data to send and window for it. */
   markReady(stream: YamuxStream): void;
   /** Send a frame without payload (Window Update) for this stream. */
@@ -40,7 +44,10 @@ export class YamuxStream extends Duplex {
   /** The stream ID (odd when the client side opened it, even when the server side did). */
   readonly id: number;
   private readonly owner: StreamOwner;
-  private readonly maxWindow: number;
+  /** Our receive window: what we let the peer have in flight (it grows with window growth). */
+  private window: number;
+  /** When we last sent a Window Update, or first got data (window growth only). */
+  private lastUpdateMs: number | undefined;
   /** Bytes the peer still lets us send. */
   private sendWindow = INITIAL_WINDOW_BYTES;
   /** Bytes the peer may still send us. */
@@ -62,12 +69,12 @@ export class YamuxStream extends Duplex {
     });
     this.owner = owner;
     this.id = id;
-    this.maxWindow = owner.options.maxStreamWindowBytes;
+    this.window = owner.options.maxStreamWindowBytes;
     this.acked = !outgoing;
     if (outgoing) {
       // Open: SYN on a Window Update, announcing a larger window at once when configured.
-      this.recvWindow = this.maxWindow;
-      owner.sendControl(FrameType.WINDOW_UPDATE, Flag.SYN, id, this.maxWindow - INITIAL_WINDOW_BYTES);
+      this.recvWindow = this.window;
+      owner.sendControl(FrameType.WINDOW_UPDATE, Flag.SYN, id, this.window - INITIAL_WINDOW_BYTES);
       const ms = owner.options.streamOpenTimeoutMs;
       if (ms > 0) {
         this.openTimer = setTimeout(() => {
@@ -83,12 +90,17 @@ export class YamuxStream extends Duplex {
     return this.acked;
   }
 
+  /** Our receive window in bytes: the most the peer may have sent us and we not yet consumed. */
+  get receiveWindowBytes(): number {
+    return this.window;
+  }
+
   // ---- called by the session --------------------------------------------------------------------------------
 
   /** @internal Accept an incoming stream: ACK, announcing a larger window when configured. */
   sendAck(): void {
-    this.recvWindow = this.maxWindow;
-    this.owner.sendControl(FrameType.WINDOW_UPDATE, Flag.ACK, this.id, this.maxWindow - INITIAL_WINDOW_BYTES);
+    this.recvWindow = this.window;
+    this.owner.sendControl(FrameType.WINDOW_UPDATE, Flag.ACK, this.id, this.window - INITIAL_WINDOW_BYTES);
   }
 
   /** @internal A frame for this stream carried ACK. */
@@ -107,6 +119,7 @@ export class YamuxStream extends Duplex {
   onData(payload: Buffer): boolean {
     if (payload.length > this.recvWindow) return false;
     this.recvWindow -= payload.length;
+    if (this.lastUpdateMs === undefined && this.owner.windowGrowth) this.lastUpdateMs = this.owner.windowGrowth.now();
     if (payload.length === 0 || this.finReceived || this.destroyed) return true;
     // A small view would pin the carrier's whole read buffer while a slow reader holds it: copy it out.
     const own = payload.length * 2 < payload.buffer.byteLength ? Buffer.from(payload) : payload;
@@ -189,15 +202,21 @@ export class YamuxStream extends Duplex {
   /**
    * Grow the peer's window by what the application consumed, once that is at least half a window (as the
    * reference does), so updates stay few. With a zero window and an empty buffer the delta is a whole window,
-   * so a sender is never left waiting.
+   * so a sender is never left waiting. With window growth the window itself may grow here (window-growth.ts).
    */
   private growWindow(): void {
     if (this.forgotten || this.finReceived) return;
-    const delta = this.maxWindow - this.readableLength - this.recvWindow;
-    if (delta > 0 && delta >= this.maxWindow / 2) {
-      this.recvWindow += delta;
-      this.owner.sendControl(FrameType.WINDOW_UPDATE, 0, this.id, delta);
+    const consumed = this.window - this.readableLength - this.recvWindow;
+    if (consumed <= 0 || consumed < this.window / 2) return;
+    const growth = this.owner.windowGrowth;
+    if (growth) {
+      const now = growth.now();
+      this.window = growth.grow(this.window, this.lastUpdateMs, now);
+      this.lastUpdateMs = now;
     }
+    const delta = this.window - this.readableLength - this.recvWindow;
+    this.recvWindow += delta;
+    this.owner.sendControl(FrameType.WINDOW_UPDATE, 0, this.id, delta);
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
@@ -265,6 +284,7 @@ export class YamuxStream extends Duplex {
     if (this.forgotten) return;
     this.forgotten = true;
     this.clearOpenTimer();
+    this.owner.windowGrowth?.release(this.window);
     this.owner.streamClosed(this);
   }
 

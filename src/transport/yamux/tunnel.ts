@@ -21,7 +21,7 @@ import { joinHostPort } from '../../protocol/address.js';
 import { abortError } from '../../protocol/abort.js';
 import { ErrorCode, KonnectivityError, isKonnectivityError } from '../../protocol/errors.js';
 import type { IncomingPacketStream, Metadata, PacketStream, TunnelConnector } from '../packet-stream.js';
-import { DEFAULT_YAMUX_TUNNEL_STREAM_WINDOW_BYTES } from '../windows.js';
+import { DEFAULT_YAMUX_TUNNEL_STREAM_WINDOW_BYTES, DEFAULT_YAMUX_TUNNEL_STREAM_WINDOW_CEILING_BYTES } from '../windows.js';
 import { peerCertificateNames } from '../tls-peer.js';
 import { DelimitedMessageDecoder, delimitedPrefix } from './delimited.js';
 import { resolveYamuxOptions, type YamuxSessionOptions } from './config.js';
@@ -54,8 +54,20 @@ export interface YamuxTunnelOptions {
 }
 
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
-/** Tunnel sessions announce a larger receive window per stream than hashicorp's (why: ../windows.ts). */
-const TUNNEL_YAMUX_DEFAULTS: YamuxSessionOptions = { maxStreamWindowBytes: DEFAULT_YAMUX_TUNNEL_STREAM_WINDOW_BYTES };
+/** Tunnel sessions open streams with a larger receive window than hashicorp's and let it grow (why: ../windows.ts). */
+const TUNNEL_YAMUX_DEFAULTS: YamuxSessionOptions = {
+  maxStreamWindowBytes: DEFAULT_YAMUX_TUNNEL_STREAM_WINDOW_BYTES,
+  streamWindowCeilingBytes: DEFAULT_YAMUX_TUNNEL_STREAM_WINDOW_CEILING_BYTES,
+};
+
+/** A tunnel session's options: the tunnel defaults under the caller's, the ceiling never below the opening window. */
+function tunnelSessionOptions(user: YamuxSessionOptions | undefined): YamuxSessionOptions {
+  const o = { ...TUNNEL_YAMUX_DEFAULTS, ...user };
+  if (user?.streamWindowCeilingBytes === undefined && o.maxStreamWindowBytes! > o.streamWindowCeilingBytes!) {
+    o.streamWindowCeilingBytes = o.maxStreamWindowBytes;
+  }
+  return o;
+}
 
 interface HandshakeMessage {
   konnectivity: number;
@@ -210,7 +222,7 @@ export async function acceptYamuxTunnel(carrier: Duplex, options: YamuxTunnelOpt
   const remoteAddress = options.remoteAddress ?? carrierAddress(carrier);
   let session: YamuxSession;
   try {
-    session = new YamuxSession(carrier, { ...TUNNEL_YAMUX_DEFAULTS, ...options.yamux, client: false });
+    session = new YamuxSession(carrier, { ...tunnelSessionOptions(options.yamux), client: false });
   } catch (err) {
     carrier.destroy();
     throw err;
@@ -303,7 +315,7 @@ export function yamuxAgentConnector(options: YamuxAgentConnectorOptions): Tunnel
         throw signal.reason;
       }
       const remoteAddress = options.remoteAddress ?? carrierAddress(carrier);
-      session = new YamuxSession(carrier, { ...TUNNEL_YAMUX_DEFAULTS, ...options.yamux, client: true });
+      session = new YamuxSession(carrier, { ...tunnelSessionOptions(options.yamux), client: true });
       quietSession(session);
       const control = session.open();
       control.on('error', () => undefined);

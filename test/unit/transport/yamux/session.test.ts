@@ -64,6 +64,11 @@ describe('yamux session', () => {
     expect(() => resolveYamuxOptions({ maxStreamWindowBytes: 1000 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION' }));
     expect(() => resolveYamuxOptions({ bogus: 1 } as never)).toThrow(/unknown yamux option/);
     expect(resolveYamuxOptions().acceptBacklog).toBe(256);
+    // The growth ceiling defaults to the opening window (no growth) and may not be below it.
+    expect(resolveYamuxOptions({ maxStreamWindowBytes: 1 << 20 }).streamWindowCeilingBytes).toBe(1 << 20);
+    expect(() => resolveYamuxOptions({ maxStreamWindowBytes: 1 << 20, streamWindowCeilingBytes: 1 << 19 })).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_OPTION' }),
+    );
   });
 
   it('opens odd streams from the client and even from the server, both ways, with half-close', async () => {

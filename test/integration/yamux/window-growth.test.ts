@@ -1,0 +1,116 @@
+/**
+ * Receive windows grow on a delayed link, and only for a reader that keeps up: two sessions over TCP through a relay
+ * that holds every chunk 10 ms each way. Asserts window sizes and bytes held, never speed.
+ */
+import { once } from 'node:events';
+import net from 'node:net';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { YamuxSession } from '../../../src/transport/yamux/session.js';
+import type { YamuxStream } from '../../../src/transport/yamux/stream.js';
+import { until } from '../../compliance/helpers.js';
+import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const DELAY_MS = 10;
+const options = { keepAliveIntervalMs: 0, maxStreamWindowBytes: 256 * KiB, streamWindowCeilingBytes: 4 * MiB };
+
+/** Forward `from` to `to`, each chunk `DELAY_MS` later, in order. */
+function delayed(from: net.Socket, to: net.Socket, timers: Set<NodeJS.Timeout>): void {
+  from.on('data', (chunk: Buffer) => {
+    const t = setTimeout(() => {
+      timers.delete(t);
+      if (!to.destroyed) to.write(chunk);
+    }, DELAY_MS);
+    timers.add(t);
+  });
+  from.on('close', () => to.destroy());
+  from.on('error', () => undefined);
+}
+
+describe('yamux window growth on a 20 ms round trip', () => {
+  let before: ResourceSnapshot;
+  let target: net.Server;
+  let relay: net.Server;
+  const sockets = new Set<net.Socket>();
+  const timers = new Set<NodeJS.Timeout>();
+  let client: YamuxSession;
+  let server: YamuxSession;
+
+  beforeEach(async () => {
+    before = snapshotResources();
+    let accepted!: (s: net.Socket) => void;
+    const serverSocket = new Promise<net.Socket>((r) => (accepted = r));
+    target = net.createServer({ noDelay: true }, (s) => {
+      sockets.add(s);
+      accepted(s);
+    });
+    target.listen(0, '127.0.0.1');
+    await once(target, 'listening');
+    relay = net.createServer({ noDelay: true }, (down) => {
+      const up = net.connect({ port: (target.address() as net.AddressInfo).port, host: '127.0.0.1', noDelay: true });
+      sockets.add(down).add(up);
+      delayed(down, up, timers);
+      delayed(up, down, timers);
+    });
+    relay.listen(0, '127.0.0.1');
+    await once(relay, 'listening');
+    const c = net.connect({ port: (relay.address() as net.AddressInfo).port, host: '127.0.0.1', noDelay: true });
+    sockets.add(c);
+    await once(c, 'connect');
+    client = new YamuxSession(c, { client: true, ...options });
+    server = new YamuxSession(await serverSocket, { client: false, ...options });
+  });
+
+  afterEach(async () => {
+    client.destroy();
+    server.destroy();
+    for (const t of timers) clearTimeout(t);
+    for (const s of sockets) s.destroy();
+    await Promise.all([new Promise((r) => target.close(r)), new Promise((r) => relay.close(r))]);
+    await expectNoLeaks(before);
+  });
+
+  it('grows the window of a stream whose reader keeps up, up to the ceiling; a stalled one keeps its own', async () => {
+    const incoming: YamuxStream[] = [];
+    server.onStream((s) => {
+      s.on('error', () => undefined);
+      incoming.push(s);
+    });
+    // A stalled reader first: the writer fills what the window allows and no more reaches the reader.
+    const stalled = client.open();
+    stalled.on('error', () => undefined);
+    const block = Buffer.alloc(64 * KiB, 1);
+    while (stalled.write(block));
+    await until(() => incoming.length === 1, 'the stalled stream to arrive');
+    const stalledPeer = incoming[0]!;
+    stalledPeer.pause();
+
+    // A bulk stream that is read as fast as it comes.
+    const bulk = client.open();
+    bulk.on('error', () => undefined);
+    const total = 16 * MiB;
+    let got = 0;
+    bulk.write(block);
+    await until(() => incoming.length === 2, 'the bulk stream to arrive');
+    const bulkPeer = incoming[1]!;
+    bulkPeer.on('data', (d: Buffer) => (got += d.length));
+    let sent = block.length;
+    while (sent < total) {
+      if (!bulk.write(block)) await once(bulk, 'drain');
+      sent += block.length;
+    }
+    await until(() => got === total, 'the bulk transfer');
+
+    expect(bulkPeer.receiveWindowBytes).toBeGreaterThan(options.maxStreamWindowBytes);
+    expect(bulkPeer.receiveWindowBytes).toBeLessThanOrEqual(options.streamWindowCeilingBytes);
+    // The stalled reader holds what one opening window let through, and its window never grew.
+    await until(() => stalledPeer.readableLength === options.maxStreamWindowBytes, 'the stalled window to fill');
+    expect(stalledPeer.receiveWindowBytes).toBe(options.maxStreamWindowBytes);
+    expect(stalledPeer.readableLength).toBe(options.maxStreamWindowBytes);
+    // What bulk grew came out of the session's budget, and goes back when it closes.
+    expect(server.windowGrowth!.spareBytes).toBe(64 * MiB - (bulkPeer.receiveWindowBytes - options.maxStreamWindowBytes));
+    bulk.destroy();
+    await until(() => server.windowGrowth!.spareBytes === 64 * MiB, 'the budget to come back');
+  });
+});
