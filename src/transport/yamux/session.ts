@@ -71,6 +71,8 @@ export class YamuxSession extends EventEmitter<YamuxSessionEventMap> {
   private corked = false;
   /** Scratch list for the views of one Data frame. */
   private readonly views: Buffer[] = [];
+  /** Payload bytes per stream in the read being handled (countShares). */
+  private readonly shares = new Map<number, number>();
   /** Incoming streams not accepted yet. */
   private backlog: YamuxStream[] = [];
   private acceptWaiters: Array<{ resolve: (s: YamuxStream) => void; reject: (e: Error) => void }> = [];
@@ -378,11 +380,26 @@ export class YamuxSession extends EventEmitter<YamuxSessionEventMap> {
       this.protocolFailure(err as KonnectivityError);
       return;
     }
+    this.countShares(frames);
     for (const f of frames) {
       if (this.done) return;
       this.onFrame(f);
     }
+    this.shares.clear();
   };
+
+  /**
+   * How many payload bytes of this read each stream gets. A stream that gets at least half of the read may keep
+   * views of it (what it pins is at most twice what it holds); one that gets less copies its bytes out, so a slow
+   * reader never pins reads made mostly of other streams' data. A bulk stream whose frame boundary falls inside a
+   * read gets the whole read in two pieces and copies neither.
+   */
+  private countShares(frames: Frame[]): void {
+    for (const f of frames) {
+      if (f.type !== FrameType.DATA || f.length === 0) continue;
+      this.shares.set(f.streamID, (this.shares.get(f.streamID) ?? 0) + f.length);
+    }
+  }
 
   private onFrame(f: Frame): void {
     switch (f.type) {
@@ -432,7 +449,7 @@ export class YamuxSession extends EventEmitter<YamuxSessionEventMap> {
     if (f.flags & Flag.ACK) s.onAck();
     if (f.type === FrameType.WINDOW_UPDATE) {
       if (f.length > 0) s.onWindowUpdate(f.length);
-    } else if (!s.onData(f.payload!)) {
+    } else if (!s.onData(f.payload!, 2 * (this.shares.get(id) ?? 0) >= f.payload!.buffer.byteLength)) {
       this.protocolFailure(protocolError(`stream ${id} exceeded its receive window`));
       return;
     }

@@ -115,15 +115,17 @@ export class YamuxStream extends Duplex {
     if (this.hasSendable()) this.owner.markReady(this);
   }
 
-  /** @internal Data arrived. Returns false when it exceeds the window (a protocol error for the session). */
-  onData(payload: Buffer): boolean {
+  /**
+   * @internal Data arrived, a view of the carrier's read; `keepView` says whether this stream got enough of that read
+   * to hold views of it (else the bytes are copied out, so a slow reader never pins a read it has little of).
+   * Returns false when it exceeds the window (a protocol error for the session).
+   */
+  onData(payload: Buffer, keepView: boolean): boolean {
     if (payload.length > this.recvWindow) return false;
     this.recvWindow -= payload.length;
     if (this.lastUpdateMs === undefined && this.owner.windowGrowth) this.lastUpdateMs = this.owner.windowGrowth.now();
     if (payload.length === 0 || this.finReceived || this.destroyed) return true;
-    // A small view would pin the carrier's whole read buffer while a slow reader holds it: copy it out.
-    const own = payload.length * 2 < payload.buffer.byteLength ? Buffer.from(payload) : payload;
-    this.push(own);
+    this.push(keepView ? payload : Buffer.from(payload));
     return true;
   }
 

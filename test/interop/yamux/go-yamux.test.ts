@@ -15,11 +15,17 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { YAMUX_INITIAL_WINDOW_BYTES as INITIAL_WINDOW_BYTES, YamuxSession } from '../../../src/transport/yamux/index.js';
+import {
+  YAMUX_INITIAL_WINDOW_BYTES as INITIAL_WINDOW_BYTES,
+  YamuxSession,
+  type YamuxSessionOptions,
+} from '../../../src/transport/yamux/index.js';
 import { expectNoLeaks, snapshotResources } from '../../helpers/leaks.js';
 import { readAll, sha } from '../../unit/transport/yamux/bytes.js';
 
 const GOPATH = '/usr/share/gocode';
+/** What tunnel sessions run with: a 1 MiB opening window that grows (round trip from pings the Go peer answers). */
+const GROWING: YamuxSessionOptions = { maxStreamWindowBytes: 1024 * 1024, streamWindowCeilingBytes: 16 * 1024 * 1024 };
 const YAMUX_SRC = path.join(GOPATH, 'src/github.com/hashicorp/yamux');
 const PEER_DIR = fileURLToPath(new URL('./peer/', import.meta.url));
 const required = process.env.KONNECTIVITY_REQUIRE_INTEROP === '1';
@@ -114,6 +120,21 @@ describe.skipIf(missing !== undefined)('yamux interop with hashicorp/yamux (Go)'
       await expectNoLeaks(before);
     });
 
+    it('with a growing window (as tunnel sessions run): 8 streams of 8 MiB echoed, checksummed', async () => {
+      const before = snapshotResources();
+      const session = new YamuxSession(await connectTo(port), { client: true, ...GROWING });
+      const data = Array.from({ length: 8 }, () => randomBytes(8 * 1024 * 1024));
+      await Promise.all(
+        data.map(async (d) => {
+          const st = session.open();
+          st.end(d);
+          expect(sha(await readAll(st))).toBe(sha(d));
+        }),
+      );
+      await session.close();
+      await expectNoLeaks(before);
+    });
+
     it('a stalled reader holds exactly one window; reading resumes the transfer', async () => {
       const before = snapshotResources();
       const session = new YamuxSession(await connectTo(port), { client: true });
@@ -147,11 +168,11 @@ describe.skipIf(missing !== undefined)('yamux interop with hashicorp/yamux (Go)'
   });
 
   describe('their client, our server', () => {
-    async function runGoClient(streams: number, bytes: number): Promise<void> {
+    async function runGoClient(streams: number, bytes: number, options: YamuxSessionOptions = {}): Promise<void> {
       const before = snapshotResources();
       const sessions: YamuxSession[] = [];
       const server = net.createServer((socket) => {
-        const session = new YamuxSession(socket, { client: false });
+        const session = new YamuxSession(socket, { client: false, ...options });
         sessions.push(session);
         // Echo every stream; pipe() ends ours (FIN) when theirs ends. The Go client closes its session as soon as
         // it has its echo, so our last FINs may meet a closed socket: that is not a failure here.
@@ -181,6 +202,10 @@ describe.skipIf(missing !== undefined)('yamux interop with hashicorp/yamux (Go)'
 
     it('echoes 32 concurrent streams of 4 MiB for the Go client', async () => {
       await runGoClient(32, 4 * 1024 * 1024);
+    });
+
+    it('echoes 8 concurrent streams of 8 MiB for the Go client, our windows growing', async () => {
+      await runGoClient(8, 8 * 1024 * 1024, GROWING);
     });
 
     it('echoes 1,000 concurrent streams for the Go client', async () => {

@@ -178,6 +178,45 @@ describe('yamux session', () => {
     s.destroy();
   });
 
+  it("passes views of a read to the stream that got most of it, and copies a stream's small share out", async () => {
+    const [a, b] = duplexPair();
+    const s = new YamuxSession(b, { client: false, keepAliveIntervalMs: 0 });
+    const got = new Map<number, Buffer[]>();
+    s.onStream((st) => {
+      quiet(st);
+      got.set(st.id, []);
+      st.on('data', (d: Buffer) => got.get(st.id)!.push(d));
+    });
+    a.on('data', () => undefined);
+    const small = Buffer.alloc(100, 2);
+    const frameA = Buffer.alloc(30_000, 1);
+    const frameB = Buffer.alloc(30_000, 3);
+    const wire = Buffer.concat([
+      encodeHeader({ type: FrameType.WINDOW_UPDATE, flags: Flag.SYN, streamID: 1, length: 0 }),
+      encodeHeader({ type: FrameType.WINDOW_UPDATE, flags: Flag.SYN, streamID: 3, length: 0 }),
+      encodeHeader({ type: FrameType.DATA, flags: 0, streamID: 3, length: small.length }),
+      small,
+      encodeHeader({ type: FrameType.DATA, flags: 0, streamID: 1, length: frameA.length }),
+      frameA,
+      encodeHeader({ type: FrameType.DATA, flags: 0, streamID: 1, length: frameB.length }),
+      frameB,
+    ]);
+    // Three reads, as a socket delivers them: the first mostly stream 1, a little stream 3; the second the end of
+    // frame A and the start of frame B (two pieces of stream 1, each under half the read); the third the rest.
+    const startA = 12 * 3 + small.length + 12;
+    const cuts = [startA + 20_000, startA + 30_000 + 12 + 10_000];
+    const reads = [wire.subarray(0, cuts[0]), wire.subarray(cuts[0], cuts[1]), wire.subarray(cuts[1])].map((r) => Buffer.from(r));
+    for (const r of reads) a.write(r);
+    const total = () => got.get(1)?.reduce((n, d) => n + d.length, 0) ?? 0;
+    await until(() => total() === 60_000 && (got.get(3)?.length ?? 0) > 0);
+    const pieces = got.get(1)!;
+    expect(pieces.map((p) => p.length)).toEqual([20_000, 10_000, 10_000, 20_000]);
+    expect(pieces.map((p) => reads.indexOf(reads.find((r) => r.buffer === p.buffer)!))).toEqual([0, 1, 1, 2]);
+    expect(got.get(3)![0]!.buffer).not.toBe(reads[0]!.buffer);
+    expect(got.get(3)![0]!.equals(small)).toBe(true);
+    s.destroy();
+  });
+
   it('RST: destroying one side fails the other with ERR_STREAM_CLOSED', async () => {
     const [c, s] = pair();
     const st = c.open();
