@@ -138,6 +138,8 @@ interface PathDef {
   frontend: 'raw' | 'programmatic' | 'http-connect' | 'grpc' | 'grpc-shared';
   leg?: 'memory' | 'grpc' | 'yamux' | 'yamux-tls';
   needs: Need[];
+  /** Runs only when named in --path (kept out of the default run's time budget). */
+  onRequest?: true;
 }
 
 /** Every path, baseline first. The agent leg is what the long-link relay sits on. */
@@ -150,8 +152,8 @@ const PATHS: PathDef[] = [
   { name: 'grpcfe1-grpc', label: 'gRPC frontend (1 conn), gRPC leg', frontend: 'grpc-shared', leg: 'grpc', needs: ['grpcFrontend', 'grpcLeg'] },
   { name: 'yamux', label: 'dial(), yamux leg', frontend: 'programmatic', leg: 'yamux', needs: ['yamuxLeg'] },
   { name: 'connect-yamux', label: 'HTTP-CONNECT, yamux leg', frontend: 'http-connect', leg: 'yamux', needs: ['httpConnect', 'yamuxLeg'] },
-  { name: 'yamux-tls', label: 'dial(), yamux leg over TLS', frontend: 'programmatic', leg: 'yamux-tls', needs: ['yamuxLeg'] },
-  { name: 'connect-yamux-tls', label: 'HTTP-CONNECT, yamux leg over TLS', frontend: 'http-connect', leg: 'yamux-tls', needs: ['httpConnect', 'yamuxLeg'] },
+  { name: 'yamux-tls', label: 'dial(), yamux leg over TLS', frontend: 'programmatic', leg: 'yamux-tls', needs: ['yamuxLeg'], onRequest: true },
+  { name: 'connect-yamux-tls', label: 'HTTP-CONNECT, yamux leg over TLS', frontend: 'http-connect', leg: 'yamux-tls', needs: ['httpConnect', 'yamuxLeg'], onRequest: true },
 ];
 
 /** The processes of one path: `workload` runs the client side of every scenario. */
@@ -453,7 +455,7 @@ async function main(): Promise<void> {
   if (unknown.length) throw new Error(`unknown path ${unknown.join(', ')}; known: ${known.join(', ')}`);
   // Raw TCP runs whenever a Node-client path does (it is their baseline).
   const anyNode = !opts.paths || opts.paths.some((n) => PATHS.some((p) => p.name === n));
-  const selected = PATHS.filter((p) => !opts.paths || opts.paths.includes(p.name) || (p.name === 'raw' && anyNode));
+  const selected = PATHS.filter((p) => (opts.paths ? opts.paths.includes(p.name) : !p.onRequest) || (p.name === 'raw' && anyNode));
   const has = (s: Scenario) => opts.scenarios.includes(s);
 
   const target = new RoleProcess('target', {});
