@@ -216,7 +216,9 @@ export class YamuxStream extends Duplex {
       this.window = growth.grow(this.window, this.lastUpdateMs, now);
       this.lastUpdateMs = now;
     }
+    // Never negative: a window shrinks at most by half, and at least half of it was consumed.
     const delta = this.window - this.readableLength - this.recvWindow;
+    if (delta <= 0) return;
     this.recvWindow += delta;
     this.owner.sendControl(FrameType.WINDOW_UPDATE, 0, this.id, delta);
   }

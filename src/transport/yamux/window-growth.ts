@@ -14,10 +14,18 @@
  * that is more than double, instead of climbing there round trip by round trip (most of a 16 MiB download would
  * otherwise pass while its window is still small). Streams still open with the opening window and grow only on
  * their own proof, so a new stalled reader holds no more than before.
+ *
+ * A grown window also shrinks: when updates come `SHRINK_RTTS` round trips apart or more, the sender uses far less
+ * than the window (its source slowed down, or the connection went quiet and woke up), so the window halves, never
+ * below the opening one, and gives the rest back to the budget. A stream that grew once therefore does not keep
+ * budget that other streams need. Growth below 2 round trips and shrinking from 8 leave a window between about 4x
+ * and 16x what it carries per round trip, so it does not flap.
  */
 
 /** Updates closer together than this many round trips mean the window, not the link, limits the sender. */
 export const GROWTH_RTTS = 2;
+/** Updates this many round trips apart or more mean the window is far larger than the sender uses. */
+export const SHRINK_RTTS = 8;
 
 export interface WindowGrowthOptions {
   /** The window every stream opens with, in bytes. */
@@ -56,12 +64,19 @@ export class WindowGrowth {
 
   /**
    * A stream whose window is `size` bytes is about to send a Window Update at `now`; it sent its last one (or got
-   * its first data) at `lastMs`. Returns its window from now on: `size`, or larger when it proved it needs more.
+   * its first data) at `lastMs`. Returns its window from now on: `size`, larger when it proved it needs more, or
+   * smaller (not below the opening window) when it uses far less.
    */
   grow(size: number, lastMs: number | undefined, now: number): number {
     const rtt = this.rttMs;
-    if (rtt === undefined || lastMs === undefined || size >= this.ceiling || this.spare === 0) return size;
-    if (now - lastMs >= GROWTH_RTTS * rtt) return size;
+    if (rtt === undefined || lastMs === undefined) return size;
+    const gap = now - lastMs;
+    if (gap >= SHRINK_RTTS * rtt && size > this.initial) {
+      const smaller = Math.max(this.initial, Math.floor(size / 2));
+      this.spare += size - smaller;
+      return smaller;
+    }
+    if (size >= this.ceiling || this.spare === 0 || gap >= GROWTH_RTTS * rtt) return size;
     const target = Math.min(Math.max(2 * size, this.learned), this.ceiling);
     const extra = Math.min(target - size, this.spare);
     this.spare -= extra;

@@ -113,4 +113,43 @@ describe('yamux window growth on a 20 ms round trip', () => {
     bulk.destroy();
     await until(() => server.windowGrowth!.spareBytes === 64 * MiB, 'the budget to come back');
   });
+
+  it('shrinks a grown window once its sender slows down, and the budget comes back', async () => {
+    let peer!: YamuxStream;
+    server.onStream((s) => {
+      s.on('error', () => undefined);
+      peer = s;
+    });
+    const stream = client.open();
+    stream.on('error', () => undefined);
+    const block = Buffer.alloc(64 * KiB, 2);
+    let got = 0;
+    const send = async (bytes: number): Promise<void> => {
+      for (let sent = 0; sent < bytes; sent += block.length) {
+        if (!stream.write(block.subarray(0, Math.min(block.length, bytes - sent)))) await once(stream, 'drain');
+      }
+    };
+    await send(block.length);
+    await until(() => peer !== undefined, 'the stream to arrive');
+    peer.on('data', (d: Buffer) => (got += d.length));
+    await send(16 * MiB - block.length);
+    await until(() => got === 16 * MiB, 'the bulk transfer');
+    const grown = peer.receiveWindowBytes;
+    expect(grown).toBeGreaterThan(options.maxStreamWindowBytes);
+
+    // Now a steady trickle, 64 KiB every 30 ms: half a window takes far more than 8 round trips (the least round
+    // trip here is about 20 ms; a loaded machine only makes the gaps longer).
+    let trickled = 0;
+    while (peer.receiveWindowBytes >= grown && trickled < 8 * MiB) {
+      await new Promise((r) => setTimeout(r, 30));
+      await send(block.length);
+      trickled += block.length;
+    }
+    await until(() => got === 16 * MiB + trickled, 'the trickle');
+    expect(peer.receiveWindowBytes).toBeLessThan(grown);
+    expect(peer.receiveWindowBytes).toBeGreaterThanOrEqual(options.maxStreamWindowBytes);
+    expect(server.windowGrowth!.spareBytes).toBe(64 * MiB - (peer.receiveWindowBytes - options.maxStreamWindowBytes));
+    stream.destroy();
+    await until(() => server.windowGrowth!.spareBytes === 64 * MiB, 'the budget to come back');
+  });
 });

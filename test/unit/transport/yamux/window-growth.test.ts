@@ -1,6 +1,6 @@
-/** Receive-window growth with an injected clock: when a window doubles, how far, and the shared budget. */
+/** Receive-window growth with an injected clock: when a window doubles or halves, how far, and the shared budget. */
 import { describe, expect, it } from 'vitest';
-import { GROWTH_RTTS, WindowGrowth } from '../../../../src/transport/yamux/window-growth.js';
+import { GROWTH_RTTS, SHRINK_RTTS, WindowGrowth } from '../../../../src/transport/yamux/window-growth.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -74,5 +74,47 @@ describe('window growth', () => {
     // A stream that never grew gives nothing back.
     g.release(1 * MiB);
     expect(g.spareBytes).toBe(0);
+  });
+
+  it(`halves a grown window whose updates come ${SHRINK_RTTS} round trips apart, down to the opening window, and gives the budget back`, () => {
+    const { g } = growth();
+    g.rttMs = 20;
+    let size = 1 * MiB;
+    for (let i = 0; i < 3; i++) size = g.grow(size, 0, 1);
+    expect(size).toBe(8 * MiB);
+    expect(g.spareBytes).toBe(64 * MiB - 7 * MiB);
+    const gap = SHRINK_RTTS * 20;
+    const sizes: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      size = g.grow(size, 0, gap);
+      sizes.push(size / MiB);
+    }
+    expect(sizes).toEqual([4, 2, 1, 1, 1]);
+    expect(g.spareBytes).toBe(64 * MiB);
+    // Releasing a stream that shrank back gives nothing twice.
+    g.release(size);
+    expect(g.spareBytes).toBe(64 * MiB);
+  });
+
+  it(`keeps a grown window whose updates come between ${GROWTH_RTTS} and ${SHRINK_RTTS} round trips apart (no flapping)`, () => {
+    const { g } = growth();
+    g.rttMs = 20;
+    const size = g.grow(g.grow(1 * MiB, 0, 1), 0, 1);
+    expect(size).toBe(4 * MiB);
+    expect(g.grow(size, 0, GROWTH_RTTS * 20)).toBe(4 * MiB);
+    expect(g.grow(size, 0, SHRINK_RTTS * 20 - 1)).toBe(4 * MiB);
+    // A window that never grew does not shrink below the opening one.
+    expect(g.grow(1 * MiB, 0, 10 * SHRINK_RTTS * 20)).toBe(1 * MiB);
+  });
+
+  it('lets a stream grow again after it shrank, with budget another stream gave back', () => {
+    const { g } = growth(4 * MiB);
+    g.rttMs = 10;
+    const a = g.grow(g.grow(g.grow(1 * MiB, 0, 1), 0, 1), 0, 1); // 1 -> 2 -> 4 -> 5 (the budget runs out)
+    expect(a).toBe(5 * MiB);
+    expect(g.grow(1 * MiB, 0, 1)).toBe(1 * MiB); // b: nothing left
+    const a2 = g.grow(a, 0, SHRINK_RTTS * 10); // a went quiet: 5 -> 2.5 MiB
+    expect(a2).toBe(Math.floor(5 * MiB / 2));
+    expect(g.grow(1 * MiB, 0, 1)).toBe(1 * MiB + (5 * MiB - Math.floor(5 * MiB / 2))); // b takes what a gave back
   });
 });
