@@ -24,7 +24,7 @@ import { PendingDials } from '../tunnel/pending-dials.js';
 import { attachStream, closeStream } from '../tunnel/stream-lifecycle.js';
 import { TunnelGroup } from '../tunnel/tunnel-group.js';
 import type { PacketCounter, Tunnel } from '../tunnel/tunnel.js';
-import type { Dialer } from './dialer.js';
+import { directDialOf, type Dialer } from './dialer.js';
 
 /** A connection the agent opened or closed, as its `connectionOpened` and `connectionClosed` events tell. */
 export interface AgentConnectionEvent {
@@ -77,15 +77,18 @@ export class DialSlots {
   }
 }
 
-/** A connection whose endpoint is open. */
+/** A connection whose endpoint is open (its tunnel is `binding.connection.tunnel`). */
 interface Endpoint {
-  via: Tunnel;
+  /** The dial's `random` and address, for the connection's events. */
+  random: bigint;
+  address: string;
   binding: EndpointBinding;
 }
 
 /** An endpoint dial in progress. */
 interface EndpointDial {
-  controller: AbortController;
+  /** Give up the dial (DIAL_CLS, its timeout, the tunnel's end). */
+  cancel(): void;
   /** The stream the DIAL_REQ came on: only a DIAL_CLS on the same stream cancels the dial. */
   via: Tunnel;
   /** DIAL_CLS arrived or the tunnel closed: a late success is closed at once. */
@@ -162,10 +165,11 @@ export class AgentTunnel {
   /** Close the endpoints (each gets its CLOSE_RSP out), then end the stream. */
   async close(): Promise<void> {
     for (const [id, ep] of [...this.endpoints]) {
+      const via = ep.binding.connection.tunnel;
       ep.binding.destroy();
-      ep.via.send(closeResponse(id));
+      via.send(closeResponse(id));
     }
-    for (const d of this.dials.values()) d.value.controller.abort();
+    for (const d of this.dials.values()) d.value.cancel();
     await this.stream.close().catch(noop);
   }
 
@@ -188,53 +192,92 @@ export class AgentTunnel {
       return;
     }
     const connectID = ++this.nextConnectID;
+    const direct = directDialOf(this.host.dialer);
+    if (direct) {
+      // The default dialer: callbacks, and its own timeout (the same as ours); no Promise, signal or second timer.
+      const value: EndpointDial = { cancel: noop, via, cancelled: false };
+      const pd = this.dials.add(random, value, undefined, noop);
+      const cancel = direct(address, protocol, (err, endpoint) => {
+        pd.settle();
+        this.dialed(err, endpoint, address, protocol, random, connectID, via, pd.startedAt, false);
+      });
+      // A cancelled dial never calls back: its end is here.
+      value.cancel = () => {
+        cancel();
+        pd.settle();
+        this.tunnels.release(via);
+      };
+      return;
+    }
     const controller = new AbortController();
     // User dialers get the same deadline as the default one.
-    const pd = this.dials.add(random, { controller, via, cancelled: false }, this.host.dialTimeoutMs + 100, () => controller.abort());
+    const pd = this.dials.add(random, { cancel: () => controller.abort(), via, cancelled: false }, this.host.dialTimeoutMs + 100, () =>
+      controller.abort(),
+    );
     this.host.dialer({ address, protocol, signal: controller.signal }).then(
       (endpoint) => {
         pd.settle();
-        if (pd.value.cancelled || this.ended || via.stream.closed) {
+        if (pd.value.cancelled) {
           endpoint.destroy();
           this.tunnels.release(via);
           return;
         }
-        this.established(endpoint, address, random, connectID, via, performance.now() - pd.startedAt);
+        this.dialed(undefined, endpoint, address, protocol, random, connectID, via, pd.startedAt, false);
       },
       (err: unknown) => {
         pd.settle();
-        if (pd.value.cancelled || this.ended) {
+        if (pd.value.cancelled) {
           this.tunnels.release(via);
           return;
         }
-        const text = controller.signal.aborted
-          ? `dial ${protocol} ${address}: i/o timeout`
-          : err instanceof Error ? err.message : String(err);
-        via.send(dialResponse(random, 0n, text));
-        this.host.events.emit('dialFailed', { address, error: text, serverID: this.serverID, dialID: random });
-        this.tunnels.release(via);
+        this.dialed(err instanceof Error ? err : new Error(String(err)), undefined, address, protocol, random, connectID, via, pd.startedAt, controller.signal.aborted);
       },
     );
+  }
+
+  /** An endpoint dial ended: join the endpoint, or answer the server with the error (`timedOut`: ours fired). */
+  private dialed(
+    err: Error | undefined, endpoint: Duplex | undefined, address: string, protocol: string, random: bigint, connectID: bigint,
+    via: Tunnel, startedAt: number, timedOut: boolean,
+  ): void {
+    if (this.ended || (endpoint && via.stream.closed)) {
+      endpoint?.destroy();
+      this.tunnels.release(via);
+      return;
+    }
+    if (endpoint) {
+      this.established(endpoint, address, random, connectID, via, performance.now() - startedAt);
+      return;
+    }
+    const text = timedOut ? `dial ${protocol} ${address}: i/o timeout` : err!.message;
+    via.send(dialResponse(random, 0n, text));
+    this.host.events.emit('dialFailed', { address, error: text, serverID: this.serverID, dialID: random });
+    this.tunnels.release(via);
   }
 
   private established(endpoint: Duplex, address: string, random: bigint, connectID: bigint, via: Tunnel, durationMs: number): void {
     const conn = via.open(connectID);
     // DIAL_RSP goes before any DATA the endpoint may already have sent: both happen in this tick, in this order.
     via.send(dialResponse(random, connectID));
-    const event: AgentConnectionEvent = { address, connectID, serverID: this.serverID, dialID: random };
-    const binding = bindEndpoint(conn, endpoint, () => closeResponse(connectID), () => {
-      this.endpoints.delete(connectID);
-      this.host.events.emit('connectionClosed', event);
-      this.tunnels.release(via);
-    });
-    this.endpoints.set(connectID, { via, binding });
-    this.host.events.emit('connectionOpened', { ...event, durationMs });
+    const binding = bindEndpoint(conn, endpoint, closeResponse, this.endpointDone);
+    this.endpoints.set(connectID, { random, address, binding });
+    this.host.events.emit('connectionOpened', { address, connectID, serverID: this.serverID, dialID: random, durationMs });
   }
+
+  /** One function for every endpoint's end, not a closure each. */
+  private readonly endpointDone = (binding: EndpointBinding): void => {
+    const connectID = binding.connection.connectID;
+    const ep = this.endpoints.get(connectID);
+    if (ep?.binding !== binding) return;
+    this.endpoints.delete(connectID);
+    this.host.events.emit('connectionClosed', { address: ep.address, connectID, serverID: this.serverID, dialID: ep.random });
+    this.tunnels.release(binding.connection.tunnel);
+  };
 
   /** CLOSE_REQ: flush what the endpoint has for the server, then answer CLOSE_RSP. */
   private closeRequested(connectID: bigint, via: Tunnel): void {
     const ep = this.endpoints.get(connectID);
-    if (ep && ep.via === via) ep.binding.closeByPeer(closeResponse(connectID));
+    if (ep && ep.binding.connection.tunnel === via) ep.binding.closeByPeer(closeResponse(connectID));
     else via.send(closeResponse(connectID, 'Unknown connectID'));
   }
 
@@ -248,28 +291,28 @@ export class AgentTunnel {
     const pd = this.dials.get(random);
     if (!pd || pd.value.via !== via) return;
     pd.value.cancelled = true;
-    pd.value.controller.abort();
+    pd.value.cancel();
   }
 
   /** A substream's FIN is the client's end(): pass it to the endpoint and keep relaying its answer. */
   private substreamEnded(via: Tunnel): void {
     const [conn] = via.connections.values();
     const ep = conn ? this.endpoints.get(conn.connectID) : undefined;
-    if (ep && ep.via === via) ep.binding.halfClose();
+    if (ep && ep.binding.connection.tunnel === via) ep.binding.halfClose();
     else closeStream(via.stream);
   }
 
   /** HALF_CLOSE (the extension): the same as a substream's FIN, for one connection of the tunnel. */
   private halfClosed(connectID: bigint, via: Tunnel): void {
     const ep = this.endpoints.get(connectID);
-    if (ep && ep.via === via) ep.binding.halfClose();
+    if (ep && ep.binding.connection.tunnel === via) ep.binding.halfClose();
   }
 
   private onClosed(err: Error | undefined): Error | undefined {
     this.ended = true;
     for (const d of this.dials.settleWhere(() => true)) {
       d.value.cancelled = true;
-      d.value.controller.abort();
+      d.value.cancel();
     }
     const reason = err ?? new KonnectivityError(ErrorCode.TUNNEL_CLOSED, 'tunnel closed');
     this.tunnels.destroy(reason);

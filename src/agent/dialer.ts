@@ -45,48 +45,109 @@ const GO_CONNECT_ERRORS: Record<string, string> = {
   ETIMEDOUT: 'i/o timeout',
 };
 
+/**
+ * A dial in callback form: `done` is called once, with the endpoint or the error text's Error; the returned
+ * function cancels the dial (then `done` is not called). The default dialer has it, so the agent dials with no
+ * Promise and no AbortSignal per connection; any other Dialer is called through its Promise form.
+ * @internal
+ */
+export type DirectDial = (address: string, protocol: string, done: (err: Error | undefined, endpoint?: Duplex) => void) => () => void;
+
+/** Where a Dialer keeps its callback form. @internal */
+export const DIRECT_DIAL = Symbol('konnectivity-ts.directDial');
+
+/** The callback form of `dialer`, when it has one. @internal */
+export function directDialOf(dialer: Dialer): DirectDial | undefined {
+  return (dialer as Dialer & { [DIRECT_DIAL]?: DirectDial })[DIRECT_DIAL];
+}
+
 /** The default dialer: TCP, with Go-style error text. */
 export function tcpDialer(options: TcpDialerOptions = {}): Dialer {
   const timeoutMs = options.timeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS;
-  return ({ address, protocol, signal }) =>
+  const direct: DirectDial = (address, protocol, done) => dialTcp(address, protocol, timeoutMs, done);
+  const dialer: Dialer = ({ address, protocol, signal }) =>
     new Promise<Duplex>((resolve, reject) => {
-      if (protocol !== 'tcp' && protocol !== 'tcp4' && protocol !== 'tcp6') {
-        reject(new Error(`dial ${protocol} ${address}: unknown network ${protocol}`));
-        return;
-      }
-      const target = parseAddress(address);
-      if (typeof target === 'string') {
-        reject(new Error(`dial ${protocol} ${address}: ${target}`));
-        return;
-      }
       if (signal.aborted) {
         reject(new Error(`dial ${protocol} ${address}: operation was canceled`));
         return;
       }
-      const socket = net.connect({ host: target.host, port: target.port, family: protocol === 'tcp4' ? 4 : protocol === 'tcp6' ? 6 : 0 });
-      const cleanup = (): void => {
-        clearTimeout(timer);
+      const onAbort = (): void => {
+        cancel();
+        reject(new Error(`dial ${protocol} ${address}: operation was canceled`));
+      };
+      const cancel = direct(address, protocol, (err, socket) => {
         signal.removeEventListener('abort', onAbort);
-        socket.off('connect', onConnect);
-        socket.off('error', onError);
-      };
-      const fail = (text: string): void => {
-        cleanup();
-        socket.destroy();
-        reject(new Error(text));
-      };
-      const onConnect = (): void => {
-        cleanup();
-        socket.setNoDelay(true);
-        resolve(socket);
-      };
-      const onError = (err: NodeJS.ErrnoException): void => fail(goDialError(protocol, address, err));
-      const onAbort = (): void => fail(`dial ${protocol} ${address}: operation was canceled`);
-      const timer = setTimeout(() => fail(`dial ${protocol} ${address}: i/o timeout`), timeoutMs).unref();
+        if (err) reject(err);
+        else resolve(socket!);
+      });
       signal.addEventListener('abort', onAbort, { once: true });
-      socket.once('connect', onConnect);
-      socket.once('error', onError);
     });
+  return Object.assign(dialer, { [DIRECT_DIAL]: direct });
+}
+
+/** A TCP dial in progress, kept on its socket, so that the socket's listeners can be shared functions. */
+interface TcpDial {
+  address: string;
+  protocol: string;
+  timer: NodeJS.Timeout;
+  done: (err: Error | undefined, endpoint?: Duplex) => void;
+}
+const DIALING = Symbol('konnectivity-ts.tcpDial');
+type DialingSocket = net.Socket & { [DIALING]?: TcpDial | undefined };
+
+/** One TCP dial with a timeout; `done` runs once unless cancelled. Returns the cancel. */
+function dialTcp(address: string, protocol: string, timeoutMs: number, done: (err: Error | undefined, endpoint?: Duplex) => void): () => void {
+  let failure: string | undefined;
+  let target: { host: string; port: number } | string | undefined;
+  if (protocol !== 'tcp' && protocol !== 'tcp4' && protocol !== 'tcp6') failure = `dial ${protocol} ${address}: unknown network ${protocol}`;
+  else if (typeof (target = parseAddress(address)) === 'string') failure = `dial ${protocol} ${address}: ${target}`;
+  if (failure !== undefined || typeof target !== 'object') {
+    // Asynchronously, as a connect error would be.
+    const text = failure!;
+    let cancelled = false;
+    process.nextTick(() => {
+      if (!cancelled) done(new Error(text));
+    });
+    return () => (cancelled = true);
+  }
+  // No Nagle: net sets TCP_NODELAY as the connect completes. An IP literal connects without a lookup.
+  const socket: DialingSocket = net.connect({
+    host: target.host,
+    port: target.port,
+    family: protocol === 'tcp4' ? 4 : protocol === 'tcp6' ? 6 : 0,
+    noDelay: true,
+  });
+  socket[DIALING] = { address, protocol, done, timer: setTimeout(onDialTimeout, timeoutMs, socket).unref() };
+  // The listeners stay after the dial (removing one turns the socket's listener table into a dictionary), doing
+  // nothing once it is settled.
+  socket.on('connect', onDialConnect);
+  socket.on('error', onDialError);
+  return () => {
+    if (socket[DIALING] === undefined) return;
+    clearTimeout(socket[DIALING].timer);
+    socket[DIALING] = undefined;
+    socket.destroy();
+  };
+}
+
+function settleDial(socket: DialingSocket, err: Error | undefined): void {
+  const dial = socket[DIALING];
+  if (dial === undefined) return;
+  socket[DIALING] = undefined;
+  clearTimeout(dial.timer);
+  if (err) socket.destroy();
+  dial.done(err, err ? undefined : socket);
+}
+function onDialConnect(this: DialingSocket): void {
+  settleDial(this, undefined);
+}
+function onDialError(this: DialingSocket, err: NodeJS.ErrnoException): void {
+  const dial = this[DIALING];
+  if (dial) settleDial(this, new Error(goDialError(dial.protocol, dial.address, err)));
+}
+function onDialTimeout(socket: DialingSocket): void {
+  const dial = socket[DIALING];
+  if (dial) settleDial(socket, new Error(`dial ${dial.protocol} ${dial.address}: i/o timeout`));
 }
 
 /** Render a Node connect error the way Go's net.Dial does. */

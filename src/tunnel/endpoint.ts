@@ -6,90 +6,145 @@
  * is returned at once while the endpoint is under its high-water mark, else on 'drain', so a target that reads
  * slowly holds only its own sender.
  *
- * The other join is a TunnelSocket (a Duplex over the connection) piped to a socket by the HTTP-CONNECT relay. They
- * stay two on purpose: routing the agent's endpoints through a TunnelSocket would put a second stream, its buffer
- * and a callback per chunk on every agent connection, and the relay cannot bind to a connection, because its
- * dialer may return any Duplex (a chained proxy). What they share is in TunnelConnection: `handedOn`/`release`
- * credit for a full sink, `discardIncoming` after the owner left, and the stream lifecycle for 'close'.
+ * An open connection costs the endpoint, one EndpointBinding (which is also the connection's handlers) and the
+ * TunnelConnection: the endpoint's listeners are shared functions that find their binding on the endpoint, so
+ * nothing else is allocated per connection, and listeners stay attached rather than being removed (removing one
+ * turns the emitter's listener table into a dictionary).
+ *
+ * The other joins are the HTTP-CONNECT frontend's (`server/frontends/http-connect/binding.ts`, the client socket
+ * straight onto its connection) and a TunnelSocket (the connection as a net.Socket-like Duplex, for `dial()` and the
+ * client). What they share is in TunnelConnection: `handedOn`/`release` credit for a full sink, `discardIncoming`
+ * after the owner left, and the stream lifecycle for 'close'.
  */
 import type { Duplex } from 'node:stream';
 import type { Packet } from '../protocol/packet.js';
-import type { TunnelConnection } from './tunnel.js';
+import type { ConnectionHandlers, TunnelConnection } from './tunnel.js';
 
-/** What {@link bindEndpoint} gives back: how the connection's owner ends the join. */
-export interface EndpointBinding {
-  /** The peer closed the connection: flush what is queued to the endpoint, end it, then send `reply`. */
-  closeByPeer(reply: Packet): void;
-  /** The peer ended its direction (yamux FIN): end the endpoint's write side; its answer keeps flowing back. */
-  halfClose(): void;
-  /** Tear down at once (DIAL_CLS, tunnel gone). */
-  destroy(err?: Error): void;
-}
+const BINDING = Symbol('konnectivity-ts.endpointBinding');
 
 /**
- * Start relaying. `closePacket` is what tells the peer that the endpoint went away (the agent's unsolicited
- * CLOSE_RSP); `onDone` runs once, when the connection is over either way.
+ * Attach a table of shared listeners (functions that find their state through `this`, the emitter) to `emitter`:
+ * the way a binding listens without a closure per connection.
+ */
+export function attachListeners(emitter: NodeJS.EventEmitter, listeners: Readonly<Record<string, (this: never, ...args: never[]) => void>>): void {
+  for (const event in listeners) emitter.on(event, listeners[event] as (...args: unknown[]) => void);
+}
+
+/** An endpoint while it is bound. */
+type BoundEndpoint = Duplex & { [BINDING]?: EndpointBinding | undefined };
+
+/**
+ * Start relaying. `closePacket(connectID)` is what tells the peer that the endpoint went away (the agent's
+ * unsolicited CLOSE_RSP); `onDone` runs once, when the connection is over either way.
  */
 export function bindEndpoint(
   connection: TunnelConnection,
   endpoint: Duplex,
-  closePacket: () => Packet,
-  onDone: () => void,
+  closePacket: (connectID: bigint) => Packet,
+  onDone: (binding: EndpointBinding) => void,
 ): EndpointBinding {
-  let done = false;
-  const finishOnce = (): void => {
-    if (done) return;
-    done = true;
-    endpoint.off('data', onData);
-    connection.detach();
-    onDone();
-  };
-  const onData = (chunk: Buffer): void => {
-    if (!connection.sendData(chunk)) endpoint.pause();
-  };
-  endpoint.on('drain', () => connection.release());
-  connection.handlers = {
-    onData: (data) => {
-      const gone = endpoint.writableEnded || endpoint.destroyed;
-      connection.handedOn(data.length, gone || endpoint.write(data));
-    },
-    onWritable: () => endpoint.resume(),
-  };
-  endpoint.on('data', onData);
-  // The endpoint went away (EOF, error or close): send what it had sent us, then tell the peer.
-  const onEndpointGone = (): void => {
-    if (done || connection.finishing) return;
-    endpoint.off('data', onData);
-    connection.finish(closePacket(), true, () => {
-      endpoint.destroy();
-      finishOnce();
-    });
-  };
-  endpoint.once('end', onEndpointGone);
-  endpoint.once('close', onEndpointGone);
-  endpoint.on('error', () => {
-    /* reported through 'close'; the peer learns of it through the close packet */
-  });
-
-  const binding: EndpointBinding = {
-    closeByPeer(reply) {
-      if (done) return;
-      endpoint.off('data', onData);
-      endpoint.pause();
-      // Queued writes reach the endpoint before its FIN; there is no half-close, so it is destroyed after.
-      endpoint.end(() => endpoint.destroy());
-      connection.finish(reply, true, finishOnce);
-    },
-    halfClose() {
-      if (done || endpoint.writableEnded) return;
-      endpoint.end();
-    },
-    destroy(err) {
-      if (done) return;
-      endpoint.destroy(err);
-      finishOnce();
-    },
-  };
-  connection.handlers.onTunnelClosed = () => binding.destroy();
-  return binding;
+  return new EndpointBinding(connection, endpoint, closePacket, onDone);
 }
+
+export class EndpointBinding implements ConnectionHandlers {
+  private done = false;
+  /** The endpoint's input is no longer sent (it went away, or the peer closed). */
+  private stopped = false;
+
+  /** @internal Made by {@link bindEndpoint}. */
+  constructor(
+    readonly connection: TunnelConnection,
+    readonly endpoint: Duplex,
+    private readonly closePacket: (connectID: bigint) => Packet,
+    private readonly onDone: (binding: EndpointBinding) => void,
+  ) {
+    connection.handlers = this;
+    (endpoint as BoundEndpoint)[BINDING] = this;
+    attachListeners(endpoint, ENDPOINT_LISTENERS);
+  }
+
+  /** The peer closed the connection: flush what is queued to the endpoint, end it, then send `reply`. */
+  closeByPeer(reply: Packet): void {
+    if (this.done) return;
+    this.stopped = true;
+    const endpoint = this.endpoint;
+    endpoint.pause();
+    // Queued writes reach the endpoint before its FIN; there is no half-close, so it is destroyed after.
+    endpoint.end(() => endpoint.destroy());
+    this.connection.finish(reply, true, () => this.finished());
+  }
+
+  /** The peer ended its direction (yamux FIN): end the endpoint's write side; its answer keeps flowing back. */
+  halfClose(): void {
+    if (this.done || this.endpoint.writableEnded) return;
+    this.endpoint.end();
+  }
+
+  /** Tear down at once (DIAL_CLS, tunnel gone). */
+  destroy(err?: Error): void {
+    if (this.done) return;
+    this.endpoint.destroy(err);
+    this.finished();
+  }
+
+  // ---- the connection's handlers -------------------------------------------------------------------------------
+
+  onData(data: Uint8Array): void {
+    const e = this.endpoint;
+    this.connection.handedOn(data.length, e.writableEnded || e.destroyed || e.write(data));
+  }
+
+  onWritable(): void {
+    this.endpoint.resume();
+  }
+
+  onTunnelClosed(): void {
+    this.destroy();
+  }
+
+  // ---- from the endpoint -----------------------------------------------------------------------------------------
+
+  /** @internal */
+  fromEndpoint(chunk: Buffer): void {
+    if (!this.stopped && !this.connection.sendData(chunk)) this.endpoint.pause();
+  }
+
+  /** @internal The endpoint went away (EOF, error or close): send what it had sent us, then tell the peer. */
+  endpointGone(): void {
+    if (this.done || this.connection.finishing) return;
+    this.stopped = true;
+    const c = this.connection;
+    c.finish(this.closePacket(c.connectID), true, () => {
+      this.endpoint.destroy();
+      this.finished();
+    });
+  }
+
+  private finished(): void {
+    if (this.done) return;
+    this.done = true;
+    this.stopped = true;
+    (this.endpoint as BoundEndpoint)[BINDING] = undefined;
+    this.connection.detach();
+    this.onDone(this);
+  }
+}
+
+// Shared listeners: `this` is the endpoint, which carries its binding.
+function onEndpointData(this: BoundEndpoint, chunk: Buffer): void {
+  this[BINDING]?.fromEndpoint(chunk);
+}
+function onEndpointDrain(this: BoundEndpoint): void {
+  this[BINDING]?.connection.release();
+}
+function onEndpointGone(this: BoundEndpoint): void {
+  this[BINDING]?.endpointGone();
+}
+const ENDPOINT_LISTENERS = {
+  data: onEndpointData,
+  drain: onEndpointDrain,
+  end: onEndpointGone,
+  close: onEndpointGone,
+  // Reported through 'close'; the peer learns of it through the close packet.
+  error: () => {},
+};

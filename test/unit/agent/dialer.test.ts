@@ -1,5 +1,6 @@
-import { describe, expect, it } from 'vitest';
-import { goDialError, tcpDialer } from '../../../src/agent/dialer.js';
+import net from 'node:net';
+import { describe, expect, it, vi } from 'vitest';
+import { directDialOf, goDialError, tcpDialer } from '../../../src/agent/dialer.js';
 
 describe('goDialError', () => {
   it('renders Node errors as Go net.Dial text', () => {
@@ -30,5 +31,37 @@ describe('tcpDialer', () => {
     await expect(tcpDialer()({ address: '127.0.0.1:1', protocol: 'tcp', signal: ac.signal })).rejects.toThrow(
       'dial tcp 127.0.0.1:1: operation was canceled',
     );
+  });
+});
+
+describe('tcpDialer sockets', () => {
+  it('connect without Nagle (noDelay) and resolve with the connected socket', async () => {
+    const server = net.createServer((s) => s.end());
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const connect = vi.spyOn(net, 'connect');
+    try {
+      const socket = (await tcpDialer()({ address: `127.0.0.1:${(server.address() as net.AddressInfo).port}`, protocol: 'tcp', signal: new AbortController().signal })) as net.Socket;
+      expect(connect).toHaveBeenCalledTimes(1);
+      expect(connect.mock.calls[0]![0]).toMatchObject({ host: '127.0.0.1', noDelay: true });
+      expect(socket.remotePort).toBe((server.address() as net.AddressInfo).port);
+      socket.destroy();
+    } finally {
+      connect.mockRestore();
+      server.close();
+    }
+  });
+
+  it('has a callback form without a Promise or an AbortSignal, which the agent uses, and can cancel it', async () => {
+    const direct = directDialOf(tcpDialer());
+    expect(direct).toBeTypeOf('function');
+    const err = await new Promise<Error | undefined>((resolve) => direct!('127.0.0.1:1', 'tcp', (e) => resolve(e)));
+    expect(err?.message).toBe('dial tcp 127.0.0.1:1: connect: connection refused');
+    // A cancelled dial never calls back.
+    let called = false;
+    direct!('127.0.0.1:1', 'tcp', () => (called = true))();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(called).toBe(false);
+    // A dialer of the caller's own has none: the agent calls it with a signal.
+    expect(directDialOf(async () => new net.Socket())).toBeUndefined();
   });
 });
