@@ -40,12 +40,19 @@ export interface RegisteredBackend {
 /** The connected agent streams, by agentID, and the strategies that pick one for a dial. */
 export class AgentRegistry<B extends RegisteredBackend> {
   private readonly byAgent = new Map<string, B[]>();
+  /** The same lists in an array, so that a dial picks without copying the map (agents come and go rarely). */
+  private readonly lists: B[][] = [];
 
   /** Register an agent stream (an agent may have several, one per server connection). */
   add(backend: B): void {
     const list = this.byAgent.get(backend.agentID);
-    if (list) list.push(backend);
-    else this.byAgent.set(backend.agentID, [backend]);
+    if (list) {
+      list.push(backend);
+      return;
+    }
+    const fresh = [backend];
+    this.byAgent.set(backend.agentID, fresh);
+    this.lists.push(fresh);
   }
 
   /** Remove a stream; returns true when it was the agent's last one. */
@@ -56,6 +63,7 @@ export class AgentRegistry<B extends RegisteredBackend> {
     if (i >= 0) list.splice(i, 1);
     if (list.length > 0) return false;
     this.byAgent.delete(backend.agentID);
+    this.lists.splice(this.lists.indexOf(list), 1);
     return true;
   }
 
@@ -71,9 +79,9 @@ export class AgentRegistry<B extends RegisteredBackend> {
 
   /** Pick the stream for a dial to `address` among those `accept` takes (all by default), or undefined when none fits. */
   pick(address: string, strategies: readonly AgentStrategy[], accept: (b: B) => boolean = always): B | undefined {
-    for (const allowDraining of [false, true]) {
+    for (let draining = 0; draining < 2; draining++) {
       for (const s of strategies) {
-        const b = this.pickWith(s, address, allowDraining, accept);
+        const b = this.pickWith(s, address, draining === 1, accept);
         if (b) return b;
       }
     }
@@ -81,15 +89,15 @@ export class AgentRegistry<B extends RegisteredBackend> {
   }
 
   private pickWith(strategy: AgentStrategy, address: string, allowDraining: boolean, accept: (b: B) => boolean): B | undefined {
+    const lists = this.lists;
     if (strategy === 'destHost') {
       const host = hostOf(address);
-      for (const list of this.byAgent.values()) {
+      for (const list of lists) {
         const b = usable(list, allowDraining, accept);
         if (b && advertises(b.identifiers, host)) return b;
       }
       return undefined;
     }
-    const lists = [...this.byAgent.values()];
     if (lists.length === 0) return undefined;
     // Start at a random agent, as the reference does, and take the first usable one round the list.
     const start = Math.floor(Math.random() * lists.length);
