@@ -7,7 +7,7 @@
  * `frontends/` (which see only the DialBroker) and `auth/`.
  *
  * Transports hand it agent streams (`acceptAgent`) and frontend streams (`acceptFrontend`); `dial()` is the
- * programmatic frontend. HTTP-CONNECT frontends are built on `dial()`.
+ * programmatic frontend. HTTP-CONNECT frontends are built on `openConnection()` (or any dialer's `dial()`).
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -25,9 +25,9 @@ import { AgentBackend, type AgentBackendEvents, type AgentBackendHost, type Agen
 import { AgentRegistry, type AgentStrategy, parseStrategies } from './agent-registry.js';
 import { checkAgent, type AgentAuthenticator } from './auth/agent-auth.js';
 import { AGENT_CERTIFICATE_BINDINGS, checkCertificateBinding, type AgentCertificateBinding } from './auth/certificate-binding.js';
-import { Dials, shuttingDown, type DialEvents } from './dials.js';
+import { Dials, shuttingDown, type DialEvents, type DialHandle } from './dials.js';
 import { GrpcFrontendSession } from './frontends/grpc/session.js';
-import { ProgrammaticFrontend, type ProgrammaticDialOptions } from './frontends/programmatic.js';
+import { ProgrammaticFrontend, type OpenCallbacks, type ProgrammaticDialOptions } from './frontends/programmatic.js';
 
 /**
  * Options of {@link ProxyServer}: identity, agent selection, dial timeouts (ms), buffers (bytes), extensions and
@@ -253,6 +253,15 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
    */
   dial(address: string, options: ProgrammaticDialOptions = {}): Promise<TunnelSocket> {
     return this.programmatic.dial(address, options);
+  }
+
+  /**
+   * Dial `address` and hand the tunnel connection itself to `callbacks.succeed`, for a frontend that binds a socket
+   * straight to it (the HTTP-CONNECT frontend does). Returns the error when the dial cannot start, else a handle to
+   * cancel it; `timeoutMs` undefined is the server's `dialTimeoutMs`.
+   */
+  openConnection(address: string, timeoutMs: number | undefined, callbacks: OpenCallbacks): DialHandle | KonnectivityError {
+    return this.programmatic.open(address, timeoutMs, callbacks);
   }
 
   /**

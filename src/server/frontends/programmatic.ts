@@ -1,12 +1,14 @@
 /**
  * The programmatic frontend, `ProxyServer.dial()`: a dial from inside the process, answered with a TunnelSocket (a
- * net.Socket-like Duplex). The HTTP-CONNECT frontend is built on it. Like every frontend it knows the server only as
- * a {@link DialBroker}.
+ * net.Socket-like Duplex). Under it is `open()`, which hands over the tunnel connection itself, for an owner that
+ * binds a socket straight to it with no Duplex in between (the HTTP-CONNECT frontend). Like every frontend it knows
+ * the server only as a {@link DialBroker}.
  */
 import { abortError, destroyOnAbort } from '../../protocol/abort.js';
 import { KonnectivityError } from '../../protocol/errors.js';
 import { TunnelSocket, checkHalfCloseTimeoutMs } from '../../tunnel/tunnel-socket.js';
-import type { DialBroker } from '../dials.js';
+import type { TunnelConnection } from '../../tunnel/tunnel.js';
+import type { DialBroker, DialHandle } from '../dials.js';
 
 export interface ProgrammaticDialOptions {
   signal?: AbortSignal;
@@ -16,14 +18,53 @@ export interface ProgrammaticDialOptions {
   halfCloseTimeoutMs?: number;
 }
 
+/** Whoever holds a connection handed over by {@link ProgrammaticFrontend.open}. */
+export interface ConnectionOwner {
+  /** The server is shutting down: tear the connection down now. */
+  destroy(reason: Error): void;
+}
+
+/** What becomes of {@link ProgrammaticFrontend.open}: exactly one of the two, unless the dial is cancelled. */
+export interface OpenCallbacks {
+  /**
+   * The agent connected: the connection is the owner's (set `connection.handlers` now). Call `ended()` once when it
+   * is over; until then the server's shutdown reaches the owner through `destroy()`.
+   */
+  succeed(connection: TunnelConnection, agentID: string, ended: () => void): ConnectionOwner;
+  fail(err: KonnectivityError): void;
+}
+
 export class ProgrammaticFrontend {
-  /** Open sockets, so that shutdown reaches them. */
-  private readonly sockets = new Set<TunnelSocket>();
+  /** Owners of open connections, so that shutdown reaches them. */
+  private readonly owners = new Set<ConnectionOwner>();
 
   constructor(
     private readonly broker: DialBroker,
     private readonly dialTimeoutMs: number,
   ) {}
+
+  /**
+   * Dial `address`; the connection goes to `callbacks.succeed`. Returns the error when the dial cannot start (no
+   * agent, shutting down); otherwise a handle whose `cancel()` gives up while the agent dials.
+   */
+  open(address: string, timeoutMs: number | undefined, callbacks: OpenCallbacks): DialHandle | KonnectivityError {
+    const request = { address, random: this.broker.newDialID() };
+    return this.broker.beginDial(request, 'programmatic', timeoutMs ?? this.dialTimeoutMs, {
+      succeed: (connection, agentID) => {
+        let owner: ConnectionOwner | undefined;
+        let over = false;
+        const ended = (): void => {
+          if (over) return;
+          over = true;
+          if (owner) this.owners.delete(owner);
+          this.broker.connectionEnded(agentID, connection);
+        };
+        owner = callbacks.succeed(connection, agentID, ended);
+        if (!over) this.owners.add(owner);
+      },
+      fail: (err) => callbacks.fail(err),
+    });
+  }
 
   /** See `ProxyServer.dial()`. */
   dial(address: string, options: ProgrammaticDialOptions = {}): Promise<TunnelSocket> {
@@ -39,23 +80,14 @@ export class ProgrammaticFrontend {
         if (!(handle instanceof KonnectivityError)) handle.cancel();
         reject(abortError('dial aborted', signal));
       };
-      const request = { address, random: this.broker.newDialID() };
-      const handle = this.broker.beginDial(request, 'programmatic', options.timeoutMs ?? this.dialTimeoutMs, {
-        succeed: (connection, agentID) => {
+      const handle = this.open(address, options.timeoutMs, {
+        succeed: (connection, agentID, ended) => {
           signal?.removeEventListener('abort', onAbort);
-          const socket = new TunnelSocket(connection, {
-            address,
-            agentID,
-            halfCloseTimeoutMs: options.halfCloseTimeoutMs,
-            onClose: (s) => {
-              this.sockets.delete(s);
-              this.broker.connectionEnded(agentID, connection);
-            },
-          });
-          this.sockets.add(socket);
+          const socket = new TunnelSocket(connection, { address, agentID, halfCloseTimeoutMs: options.halfCloseTimeoutMs, onClose: ended });
           // As net.connect({ signal }): the signal still aborts the connection once it is open.
           destroyOnAbort(socket, signal);
           resolve(socket);
+          return socket;
         },
         fail: (err) => {
           signal?.removeEventListener('abort', onAbort);
@@ -70,8 +102,8 @@ export class ProgrammaticFrontend {
     });
   }
 
-  /** Destroy every open socket (the server is shutting down). */
+  /** Destroy every open connection (the server is shutting down). */
   destroy(reason: Error): void {
-    for (const s of [...this.sockets]) s.destroy(reason);
+    for (const o of [...this.owners]) o.destroy(reason);
   }
 }

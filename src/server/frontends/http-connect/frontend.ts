@@ -16,9 +16,11 @@ import { abortError } from '../../../protocol/abort.js';
 import { ErrorCode, KonnectivityError } from '../../../protocol/errors.js';
 import { noop } from '../../../protocol/noop.js';
 import { bindServer, type Listener, type ListenTarget } from '../../../transport/listener.js';
+import type { DialHandle } from '../../dials.js';
 import { Admission, mtls, remoteAddressOf } from './admission.js';
 import { parseConnectAuthority } from './authority.js';
-import { holdEarlyInput } from './early-input.js';
+import { ClientBinding } from './binding.js';
+import { holdEarlyInput, type EarlyInput } from './early-input.js';
 import {
   DEFAULT_GRACE_MS,
   resolveHttpConnectOptions,
@@ -40,11 +42,14 @@ import {
   type ErrorResponse,
 } from './responses.js';
 
-/** One CONNECT socket being served: the abort of its dial, its tunnel once open, and its end. */
+/** One CONNECT socket being served: how to give up its dial, and what carries it once open. */
 interface TunnelEntry {
-  abort: AbortController;
+  /** Give up the dial (the client left, or the frontend is destroyed). */
+  cancel(reason: Error): void;
+  /** The dialer's Duplex, relayed to the socket. */
   tunnel?: Duplex;
-  done: Promise<void>;
+  /** The socket bound straight to its tunnel connection (a dialer with `openConnection`, as the ProxyServer). */
+  binding?: ClientBinding;
 }
 
 /** Create an HTTP-CONNECT frontend; call {@link HttpConnectFrontend.listen} to start serving. */
@@ -68,6 +73,8 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
   private readonly admission: Admission;
   /** CONNECT sockets from the request to the end of their tunnel. */
   private readonly tunnels = new Map<Duplex, TunnelEntry>();
+  /** close() waiting for the last tunnel to end. */
+  private drained: (() => void) | undefined;
   private pending = 0;
   private state: 'idle' | 'listening' | 'closing' | 'closed' = 'idle';
   private closing: Promise<void> | undefined;
@@ -96,9 +103,14 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
         })
       : http.createServer(serverOptions);
     this.admission = new Admission(this.http, this.options, options.tls, (err, remoteAddress) => this.emit('clientError', err, remoteAddress));
+    // One listener for every socket ('close' comes once), not a closure each.
+    const connections = this.connections;
+    const forget = function (this: Socket): void {
+      connections.delete(this);
+    };
     this.http.on('connection', (socket: Socket) => {
-      this.connections.add(socket);
-      socket.once('close', () => this.connections.delete(socket));
+      connections.add(socket);
+      socket.on('close', forget);
     });
     this.http.on('connect', (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
       this.handleConnect(req, socket, head),
@@ -161,15 +173,68 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
       return;
     }
     const address = authority.address;
-    const abort = new AbortController();
-    let finish!: () => void;
-    const entry: TunnelEntry = { abort, done: new Promise<void>((resolve) => (finish = resolve)) };
-    this.tunnels.set(socket, entry);
-    const end = (): void => {
-      this.tunnels.delete(socket);
-      finish();
-    };
     this.pending += 1;
+    if (typeof this.dialer.openConnection === 'function') this.connectBound(socket, head, address, remoteAddress);
+    else this.connectRelayed(socket, head, address, remoteAddress);
+  }
+
+  /** Dial through a dialer that hands over the tunnel connection, and bind the socket straight to it. */
+  private connectBound(socket: Duplex, head: Buffer, address: string, remoteAddress: string): void {
+    const started = Date.now();
+    let handle: DialHandle | KonnectivityError | undefined;
+    const entry: TunnelEntry = {
+      cancel: (reason) => {
+        if (handle === undefined || handle instanceof KonnectivityError || entry.binding) return;
+        handle.cancel();
+        handle = undefined;
+        this.pending -= 1;
+        early.release();
+        socket.destroy();
+        this.untrack(socket);
+        this.emit('dialFailed', { address, remoteAddress, statusCode: undefined, error: reason });
+      },
+    };
+    this.tunnels.set(socket, entry);
+    const early = holdEarlyInput(socket, head, this.options.maxEarlyDataBytes, (why) => entry.cancel(abortError(why)));
+    try {
+      handle = this.dialer.openConnection!(address, this.options.dialTimeoutMs, {
+        succeed: (connection, _agentID, ended) => {
+          handle = undefined;
+          this.pending -= 1;
+          const { chunks, ended: clientEnded } = early.release();
+          const binding = new ClientBinding(socket, connection, this.options, (result) => {
+            ended();
+            this.untrack(socket);
+            this.emit('tunnelClosed', { ...result, address, remoteAddress });
+          });
+          entry.binding = binding;
+          socket.write(CONNECT_ESTABLISHED);
+          binding.start(chunks, clientEnded);
+          this.emit('tunnelOpened', { address, remoteAddress, durationMs: Date.now() - started });
+          return binding;
+        },
+        fail: (err) => {
+          handle = undefined;
+          this.dialFailed(socket, early, address, remoteAddress, err, false);
+        },
+      });
+    } catch (err) {
+      // A dialer that throws fails this CONNECT, not the process.
+      this.dialFailed(socket, early, address, remoteAddress, err instanceof Error ? err : new Error(String(err)), false);
+      return;
+    }
+    if (handle instanceof KonnectivityError) {
+      const err = handle;
+      handle = undefined;
+      this.dialFailed(socket, early, address, remoteAddress, err, false);
+    }
+  }
+
+  /** Dial through the dialer's `dial()`, and relay between the socket and the Duplex it gives. */
+  private connectRelayed(socket: Duplex, head: Buffer, address: string, remoteAddress: string): void {
+    const abort = new AbortController();
+    const entry: TunnelEntry = { cancel: (reason) => abort.abort(reason) };
+    this.tunnels.set(socket, entry);
     const early = holdEarlyInput(socket, head, this.options.maxEarlyDataBytes, (why) =>
       abort.abort(abortError(why)),
     );
@@ -182,7 +247,7 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
           // The client left while the dial completed (#404): close the connection on the agent at once.
           tunnel.destroy();
           socket.destroy();
-          end();
+          this.untrack(socket);
           this.emit('dialFailed', { address, remoteAddress, statusCode: undefined, error: abortReason(abort.signal) });
           return;
         }
@@ -190,29 +255,42 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
         socket.write(CONNECT_ESTABLISHED);
         for (const chunk of chunks) tunnel.write(chunk);
         void relay(socket, tunnel, this.options).then((result) => {
-          end();
+          this.untrack(socket);
           this.emit('tunnelClosed', { ...result, address, remoteAddress });
         });
         // Events go out after the bookkeeping, so a listener that throws cannot leave a socket unserved.
         this.emit('tunnelOpened', { address, remoteAddress, durationMs: Date.now() - started });
       },
       (err: unknown) => {
-        this.pending -= 1;
-        early.release();
         const error = err instanceof Error ? err : new Error(String(err));
-        let statusCode: number | undefined;
-        if (socket.destroyed || abort.signal.aborted) {
-          socket.destroy();
-        } else {
-          const response = dialErrorResponse(error);
-          statusCode = response.statusCode;
-          this.respondAndClose(socket, response);
-        }
-        if (socket.closed) end();
-        else socket.once('close', end);
-        this.emit('dialFailed', { address, remoteAddress, statusCode, error });
+        this.dialFailed(socket, early, address, remoteAddress, error, abort.signal.aborted);
       },
     );
+  }
+
+  /** A dial failed: answer the client with the status for `error`, unless it left first. */
+  private dialFailed(socket: Duplex, early: EarlyInput, address: string, remoteAddress: string, error: Error, aborted: boolean): void {
+    this.pending -= 1;
+    early.release();
+    let statusCode: number | undefined;
+    if (socket.destroyed || aborted) {
+      socket.destroy();
+    } else {
+      const response = dialErrorResponse(error);
+      statusCode = response.statusCode;
+      this.respondAndClose(socket, response);
+    }
+    if (socket.closed) this.untrack(socket);
+    else socket.once('close', () => this.untrack(socket));
+    this.emit('dialFailed', { address, remoteAddress, statusCode, error });
+  }
+
+  /** The CONNECT socket is done with; close() may be waiting for the last one. */
+  private untrack(socket: Duplex): void {
+    if (!this.tunnels.delete(socket) || this.tunnels.size > 0) return;
+    const drained = this.drained;
+    this.drained = undefined;
+    drained?.();
   }
 
   /**
@@ -230,7 +308,7 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
       try {
         // Idle keep-alive connections (a client that got a 405) would hold close() open.
         this.http.closeIdleConnections();
-        await Promise.all([...this.tunnels.values()].map((t) => t.done));
+        if (this.tunnels.size > 0) await new Promise<void>((resolve) => (this.drained = resolve));
         await stopped;
       } finally {
         clearTimeout(timer);
@@ -247,9 +325,11 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
       this.state = 'closed';
       void this.stopListening();
     }
-    for (const [socket, entry] of this.tunnels) {
+    const reason = new KonnectivityError(ErrorCode.SHUTTING_DOWN, 'the frontend was destroyed');
+    for (const [socket, entry] of [...this.tunnels]) {
       entry.tunnel?.destroy();
-      entry.abort.abort(new KonnectivityError(ErrorCode.SHUTTING_DOWN, 'the frontend was destroyed'));
+      entry.binding?.destroy(reason);
+      entry.cancel(reason);
       socket.destroy();
     }
     for (const socket of this.connections) socket.destroy();

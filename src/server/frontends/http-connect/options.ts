@@ -8,6 +8,8 @@ import { ErrorCode, KonnectivityError } from '../../../protocol/errors.js';
 import { checkNumber } from '../../../protocol/options.js';
 import type { ListenTarget } from '../../../transport/listener.js';
 import { DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS_PER_LISTENER } from '../../../transport/limits.js';
+import type { DialHandle } from '../../dials.js';
+import type { OpenCallbacks } from '../programmatic.js';
 import type { RelayResult } from './relay.js';
 
 /** What the frontend needs from a server: a dial that resolves with a connected Duplex. */
@@ -17,6 +19,13 @@ export interface HttpConnectDialer {
    * (message = the agent's error text), ERR_DIAL_TIMEOUT, ERR_TUNNEL_CLOSED, an AbortError (ABORT_ERR), ERR_SHUTTING_DOWN.
    */
   dial(address: string, options: { signal?: AbortSignal; timeoutMs?: number }): Promise<Duplex>;
+  /**
+   * Optional (a ProxyServer has it): dial and hand over the tunnel connection itself, so the frontend binds the
+   * client socket straight to it, with no Duplex and relay in between (less memory per connection, less work per
+   * packet). Returns the error when the dial cannot start; `timeoutMs` undefined leaves the dialer's default.
+   * Without it the frontend serves every CONNECT through `dial()`.
+   */
+  openConnection?(address: string, timeoutMs: number | undefined, callbacks: OpenCallbacks): DialHandle | KonnectivityError;
 }
 
 /** Options of {@link createHttpConnectFrontend}. */
