@@ -51,6 +51,9 @@ const GiB = 1024 ** 3;
 /** Fewer than the limit by this much: every process also holds listeners, pipes and its agent leg. */
 const NOFILE_MARGIN = 100;
 const IDLE_MAX_CAP = 20_000;
+/** Warm-up before each dial-rate case: until this many cycles or seconds, whichever comes first. */
+const WARMUP_CYCLES = 3000;
+const WARMUP_SEC = 3;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -138,17 +141,29 @@ export async function runReference(kit: PeerKit, ts: Programs['ts'], o: RefOptio
   async function dialCase(path: RefPathName | 'raw', stackName: RefStack, stack: Stack | undefined, dialers: number): Promise<RefDial> {
     const mode = path === 'raw' ? 'direct' : path === 'grpcfe' ? 'grpc' : 'http-connect';
     const run = (n: number) => konnbench({ mode, uds: stack?.uds, target, test: 'rr', n, c: dialers, timeoutSec: 120 });
-    // A short pilot sizes the runs to about --dial-ms each (and warms both ends up).
-    const pilot = await run(Math.max(10, 4 * dialers));
-    const cycles = Math.min(20_000, Math.max(20, Math.round(((pilot.dials_per_s || 100) * o.dialMs) / 1000)));
+    // Warm both ends up first (a JIT reaches its steady state after some thousand dials; Go needs none, and
+    // gets the same), then size the runs to about --dial-ms each from the warm rate.
+    let n = Math.max(20, 4 * dialers);
+    let warm = await run(n);
+    for (let done = n, spent = warm.secs; spent < WARMUP_SEC && done < WARMUP_CYCLES; done += n, spent += warm.secs || 0.5) {
+      n = Math.min(WARMUP_CYCLES - done, Math.max(50, Math.round((warm.dials_per_s || 100) / 2)));
+      warm = await run(n);
+    }
+    const cycles = Math.min(20_000, Math.max(20, Math.round(((warm.dials_per_s || 100) * o.dialMs) / 1000)));
+    const pids = stack?.agent ? [stack.server.pid, stack.agent.pid] : [];
+    const cpu0 = pids.map(cpuSecondsOf);
     const runs = [];
     for (let i = 0; i < o.repeats; i++) runs.push(await run(cycles));
+    const cpu1 = pids.map(cpuSecondsOf);
     const mid = runs.slice().sort((a, b) => a.dials_per_s - b.dials_per_s)[runs.length >> 1]!;
     const errors = runs.reduce((n, x) => n + (x.ok ? 0 : x.errors || 1), 0);
     const error = runs.find((x) => x.error)?.error;
     const out: RefDial = { path, stack: stackName, dialers, rate: mid.dials_per_s, p50Ms: mid.p50_ms, p99Ms: mid.p99_ms, cycles, samples: runs.map((x) => x.dials_per_s), errors };
     if (error) out.error = error;
-    o.progress(`${caseName(path, stackName)}: dial x${dialers} ${out.rate.toFixed(0)}/s, p50 ${out.p50Ms.toFixed(2)} ms, p99 ${out.p99Ms.toFixed(2)} ms${errors ? `, ${errors} errors: ${error}` : ''}`);
+    const dials = cycles * o.repeats;
+    if (pids.length) out.cpuMs = { server: ((cpu1[0]! - cpu0[0]!) * 1000) / dials, agent: ((cpu1[1]! - cpu0[1]!) * 1000) / dials };
+    const cpu = out.cpuMs ? `, CPU ${out.cpuMs.server.toFixed(2)}+${out.cpuMs.agent.toFixed(2)} ms/dial (server+agent)` : '';
+    o.progress(`${caseName(path, stackName)}: dial x${dialers} ${out.rate.toFixed(0)}/s, p50 ${out.p50Ms.toFixed(2)} ms, p99 ${out.p99Ms.toFixed(2)} ms${cpu}${errors ? `, ${errors} errors: ${error}` : ''}`);
     return out;
   }
 

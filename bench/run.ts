@@ -7,8 +7,9 @@
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { dirname, resolve } from 'node:path';
+import { dirname, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { BUILD_ENV, buildPackage } from './lib/build.js';
 import { availability, cliPrograms, loadErrors, loadLib } from './lib/engine.js';
 import { RoleProcess, type ProcessStats } from './lib/ipc.js';
 import { toJson } from './lib/json.js';
@@ -50,6 +51,8 @@ interface Options {
   /** Also hold as many idle connections as the open-files limit allows, through each konnbench-section stack. */
   idleMax: boolean;
   cpuProf: boolean;
+  /** Run src/ through tsx instead of the package built for the run (bench/lib/build.ts). */
+  fromSource: boolean;
   verbose: boolean;
 }
 
@@ -65,6 +68,7 @@ const USAGE = `usage: npm run bench -- [options]
   --idle-max              also idle connections up to the open-files limit (20,000 at most), konnbench section
   --latency-bytes=64M     bytes per long-link case       --delay-ms=10     relay delay each way
   --micro-ms=300          time per micro-benchmark       --cpu-prof        profile each scenario in each role
+  --from-source           run src/ through tsx instead of the package built for the run
   --verbose               log more and why a path is n/a`;
 
 function parseSize(v: string): number {
@@ -93,6 +97,7 @@ function parseOptions(argv: string[]): Options {
     refBytes: quick ? 16 << 20 : 256 << 20,
     idleMax: false,
     cpuProf: false,
+    fromSource: false,
     verbose: false,
   };
   for (const a of argv) {
@@ -120,6 +125,7 @@ function parseOptions(argv: string[]): Options {
       case '--ref-bytes': o.refBytes = parseSize(v); break;
       case '--idle-max': o.idleMax = true; break;
       case '--cpu-prof': o.cpuProf = true; break;
+      case '--from-source': o.fromSource = true; break;
       case '--verbose': o.verbose = true; break;
       case '--help': case '-h': console.log(USAGE); process.exit(0);
       // eslint-disable-next-line no-fallthrough
@@ -304,6 +310,8 @@ async function runBulk(t: Topology, r: PathResult): Promise<void> {
 async function runDial(t: Topology, r: PathResult): Promise<void> {
   r.dial = [];
   for (const dialers of [1, 8]) {
+    // A warm-up first: the JIT reaches its steady state after some thousand dials.
+    await t.workload.call<DialRateResult>('dialRate', { dialers, durationMs: opts.quick ? 200 : 2000 }, 120_000);
     const runs: DialRateResult[] = [];
     for (let i = 0; i < opts.repeats; i++) {
       runs.push(await t.workload.call<DialRateResult>('dialRate', { dialers, durationMs: opts.dialMs }, 120_000));
@@ -407,6 +415,7 @@ const REF_PATHS: Array<{ name: string; path: RefPathName }> = [
 ];
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const LOG_DIR = resolve('bench/results/logs');
+const BUILD_DIR = resolve(ROOT, 'bench/results/build');
 
 async function runReferenceSection(has: (s: Scenario) => boolean, target: RoleProcess, targetPort: number): Promise<RefResults> {
   const paths = REF_PATHS.filter((p) => !opts.paths || opts.paths.includes(p.name)).map((p) => p.path);
@@ -447,6 +456,12 @@ async function main(): Promise<void> {
   if (opts.cpuProf) process.env[RX_TRACE_ENV] = '1';
   // Children inherit the limit: raise our soft open-files limit to the hard one (idle connections need many).
   raiseNofile(process.pid);
+  // Our processes run the package as it ships (see bench/lib/build.ts); raw TCP alone needs none of it.
+  if (!opts.fromSource && (!opts.paths || opts.paths.some((n) => n !== 'raw'))) {
+    const ms = await buildPackage(ROOT, BUILD_DIR);
+    process.env[BUILD_ENV] = BUILD_DIR;
+    progress(`built the package (tsup, ESM) into ${relative(process.cwd(), BUILD_DIR)} in ${(ms / 1000).toFixed(1)} s`);
+  }
   const lib = await loadLib();
   const avail = availability(lib);
   log('available:', avail, loadErrors, 'open files:', nofileOf('self'));
@@ -527,7 +542,7 @@ async function main(): Promise<void> {
   const load = (l: number[]) => l.map((x) => x.toFixed(1)).join(' ');
   console.log(`konnectivity-ts benchmarks, ${m.date}, Node ${m.node}, ${m.cpus}, load average ${load(m.loadavgStart)} at the start, ${load(m.loadavg)} at the end`);
   console.log(`medians of ${opts.repeats}; ratios are to raw TCP (and to the Go reference) in this run; ${m.seconds.toFixed(0)} s\n`);
-  console.log(formatReport(run, { repeats: opts.repeats, delayMs: opts.latencyDelayMs, bulkBytes: opts.bulkBytes, refBytes: opts.refBytes, latencyBytes: opts.latencyBytes, dialMs: opts.dialMs }, checks));
+  console.log(formatReport(run, { repeats: opts.repeats, delayMs: opts.latencyDelayMs, bulkBytes: opts.bulkBytes, refBytes: opts.refBytes, latencyBytes: opts.latencyBytes, dialMs: opts.dialMs, fromSource: opts.fromSource }, checks));
   const file = resolve(opts.json);
   const svg = file.replace(/(\.json)?$/, '.svg');
   mkdirSync(dirname(file), { recursive: true });

@@ -1,12 +1,14 @@
 /**
- * The one place where the benchmark meets the library. It takes each piece from the package's public entry point
- * (src/index.ts) and, for pieces not exported there yet, from the module that defines them, so a path runs as soon
- * as its pieces are on main. A piece that does not exist makes its paths "n/a (not built)".
+ * The one place where the benchmark meets the library. It takes each piece from the package's public entry point:
+ * the built package (bench/lib/build.ts) when the run made one ({@link BUILD_ENV}), else src/index.ts through tsx
+ * and, for pieces not exported there yet, the module that defines them, so a path runs as soon as its pieces are
+ * on main. A piece that does not exist makes its paths "n/a (not built)".
  */
 /* eslint-disable @typescript-eslint/no-explicit-any */
 import { existsSync, readFileSync } from 'node:fs';
-import { relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { relative, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { BUILD_ENV } from './build.js';
 
 /** Library pieces the benchmark uses, by their exported names. */
 export interface Lib {
@@ -47,7 +49,9 @@ export const loadErrors: Record<string, string> = {};
 export async function loadLib(): Promise<Lib> {
   if (loaded) return loaded;
   const lib: Record<string, unknown> = {};
-  for (const spec of MODULES) {
+  const build = process.env[BUILD_ENV];
+  const specs = build ? [pathToFileURL(resolve(build, 'index.js')).href] : MODULES;
+  for (const spec of specs) {
     try {
       const url = new URL(spec, import.meta.url).href;
       const mod = (await import(url)) as Record<string, unknown>;
@@ -73,10 +77,11 @@ export function availability(lib: Lib): Record<'engine' | 'grpcLeg' | 'yamuxLeg'
   };
 }
 
-/** The konnectivity-ts programs (run from source through tsx), or what is missing. */
+/** The konnectivity-ts programs (built, or the sources run through tsx), or what is missing. */
 export function cliPrograms(): { server: string; agent: string } | { missing: string } {
-  const server = fileURLToPath(new URL('../../src/cli/konnectivity-server.ts', import.meta.url));
-  const agent = fileURLToPath(new URL('../../src/cli/konnectivity-agent.ts', import.meta.url));
+  const build = process.env[BUILD_ENV];
+  const server = build ? resolve(build, 'cli/konnectivity-server.js') : fileURLToPath(new URL('../../src/cli/konnectivity-server.ts', import.meta.url));
+  const agent = build ? resolve(build, 'cli/konnectivity-agent.js') : fileURLToPath(new URL('../../src/cli/konnectivity-agent.ts', import.meta.url));
   const missing = [server, agent].filter((f) => !existsSync(f));
   return missing.length ? { missing: `not built: ${missing.map((f) => relative(process.cwd(), f)).join(', ')}` } : { server, agent };
 }

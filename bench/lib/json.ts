@@ -78,6 +78,7 @@ function refDial(d: RefDial, list: readonly RefDial[]) {
     dialsPerSec: round(d.rate), samplesDialsPerSec: d.samples.map((s) => round(s)),
     p50Ms: round(d.p50Ms), p99Ms: round(d.p99Ms),
     vsRawRatio: d.stack === 'raw' ? undefined : ratioOf(d.rate, raw), vsGoRatio: ratioOf(d.rate, go),
+    cpuPerDialMs: d.cpuMs && { server: round(d.cpuMs.server), agent: round(d.cpuMs.agent), total: round(d.cpuMs.server + d.cpuMs.agent) },
     errors: d.errors, error: d.error,
   };
 }

@@ -9,6 +9,7 @@ import {
   findRate,
   REF_PATH_LABELS,
   REF_STACK_LABELS,
+  type RefDial,
   type RefPathName,
   type RefRate,
   type RefResults,
@@ -24,11 +25,14 @@ export interface ReportContext {
   refBytes: number;
   latencyBytes: number;
   dialMs: number;
+  /** Our processes ran src/ through tsx (`--from-source`) instead of the package built for the run. */
+  fromSource?: boolean;
 }
 
 const size = (b: number) => (b >= 1024 ** 3 ? `${b / 1024 ** 3} GiB` : b >= 1024 ** 2 ? `${b / 1024 ** 2} MiB` : `${b / 1024} KiB`);
 const errs = (n: number | undefined) => (n ? ` (${n} err)` : '');
 const REF_PATHS: RefPathName[] = ['grpcfe', 'connect', 'connect-yamux'];
+const ourCode = (c: ReportContext) => (c.fromSource ? 'src/cli through tsx, --from-source' : 'the package built for the run, not transformed by tsx');
 
 function refSection(ref: RefResults, c: ReportContext): string[] {
   const out: string[] = [];
@@ -52,7 +56,7 @@ function refSection(ref: RefResults, c: ReportContext): string[] {
     }
     if (rows.length > 1) {
       out.push(withLegend(table(rows), [
-        ['ours', `the konnectivity-ts programs (src/cli through tsx), server and agent as separate processes; median MB/s (10^6 bytes/s) of ${c.repeats} konnbench runs`],
+        ['ours', `the konnectivity-ts programs (${ourCode(c)}), server and agent as separate processes; median MB/s (10^6 bytes/s) of ${c.repeats} konnbench runs`],
         ['Go', 'the reference v0.31.4 proxy-server and proxy-agent with the same flags, frontend on a Unix socket, agent leg TLS with the peer kit\'s certificates; the same konnbench client'],
         ['raw TCP', 'konnbench -mode direct straight to the same target (Go to Go over loopback): the baseline of this section'],
         ['ours/Go, ours/raw, Go/raw', 'ratios of the medians (above 1: the first is faster)'],
@@ -62,7 +66,8 @@ function refSection(ref: RefResults, c: ReportContext): string[] {
     }
   }
   if (ref.dial.length) {
-    const rows = [['konnbench rr: dial + 64 B echo + close', 'ours', 'p50', 'p99', 'Go', 'p50', 'p99', 'ours/Go', 'raw TCP', 'ours/raw']];
+    const rows = [['konnbench rr: dial + 64 B echo + close', 'ours', 'p50', 'p99', 'CPU ms/dial', 'Go', 'p50', 'p99', 'CPU ms/dial', 'ours/Go', 'raw TCP', 'ours/raw']];
+    const cpuCell = (d: RefDial | undefined) => (d?.cpuMs ? `${(d.cpuMs.server + d.cpuMs.agent).toFixed(2)} (${d.cpuMs.server.toFixed(2)}+${d.cpuMs.agent.toFixed(2)})` : '-');
     for (const path of REF_PATHS) {
       for (const dialers of [1, 8]) {
         const ts = findDial(ref.dial, path, 'ts', dialers);
@@ -71,15 +76,16 @@ function refSection(ref: RefResults, c: ReportContext): string[] {
         const raw = findDial(ref.dial, 'raw', 'raw', dialers)?.rate;
         rows.push([
           `${REF_PATH_LABELS[path]}, ${dialers} dialer${dialers > 1 ? 's' : ''}`,
-          `${perSec(ts?.rate)}${errs(ts?.errors)}`, ms(ts?.p50Ms), ms(ts?.p99Ms),
-          go ? `${perSec(go.rate)}${errs(go.errors)}` : '-', ms(go?.p50Ms), ms(go?.p99Ms),
+          `${perSec(ts?.rate)}${errs(ts?.errors)}`, ms(ts?.p50Ms), ms(ts?.p99Ms), cpuCell(ts),
+          go ? `${perSec(go.rate)}${errs(go.errors)}` : '-', ms(go?.p50Ms), ms(go?.p99Ms), cpuCell(go),
           times(ts?.rate, go?.rate) || '-', perSec(raw), times(ts?.rate, raw) || '-',
         ]);
       }
     }
     out.push(withLegend(table(rows), [
-      ['ours, Go', `dials per second of konnbench -test rr (each dialer: dial, echo 64 bytes, close, and in gRPC mode wait for the tunnel to finish), median of ${c.repeats} runs, each about ${c.dialMs} ms (its cycle count set by a short pilot run)`],
+      ['ours, Go', `dials per second of konnbench -test rr (each dialer: dial, echo 64 bytes, close, and in gRPC mode wait for the tunnel to finish), median of ${c.repeats} runs, each about ${c.dialMs} ms (its cycle count set from the rate at the end of a warm-up of up to 3,000 cycles or 3 s); ours: ${ourCode(c)}`],
       ['p50, p99', 'latency of one whole cycle in the median run'],
+      ['CPU ms/dial', 'user + system CPU of the server and the agent (/proc/<pid>/stat) over the measured runs per cycle, as total (server+agent): what a dial costs, less sensitive to the load than the rate'],
       ['raw TCP', 'konnbench -mode direct: a TCP connect to the target, same cycle'],
       ['err', 'cycles that failed (konnbench reports the first error; see the JSON)'],
     ]));
@@ -171,7 +177,7 @@ function nodeSection(res: RunResults, c: ReportContext): string[] {
       ])]);
     }
     out.push(withLegend(table(rows), [
-      ['N dialers', `N loops that each dial, send 64 bytes, wait for the echo and close, for ${c.dialMs} ms; dials per second of the median run, (0.5x) the ratio to raw TCP`],
+      ['N dialers', `N loops that each dial, send 64 bytes, wait for the echo and close, for ${c.dialMs} ms after a warm-up of 2 s (quick: 0.2 s); dials per second of the median run, (0.5x) the ratio to raw TCP`],
       ['p50, p99', 'latency of one whole round'],
     ]));
   }

@@ -138,6 +138,8 @@ export interface RefDial {
   samples: number[];
   errors: number;
   error?: string;
+  /** CPU milliseconds per dial of the server and the agent (/proc/<pid>/stat utime + stime over the runs). */
+  cpuMs?: { server: number; agent: number };
 }
 
 /** Idle connections through a reference-section stack (held by the Node client over the Unix socket). */
