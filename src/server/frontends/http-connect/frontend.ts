@@ -4,7 +4,7 @@
  * `HTTP/1.1 200 Connection Established\r\n\r\n` once the dial succeeded, and relays raw bytes.
  *
  * It depends only on {@link HttpConnectDialer}, which the ProxyServer satisfies, so it can front anything that
- * dials.
+ * dials. This file is the server and its lifecycle; one CONNECT's dial and join are in `connect.ts`.
  */
 import { EventEmitter } from 'node:events';
 import { unlink } from 'node:fs/promises';
@@ -12,15 +12,12 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { abortError } from '../../../protocol/abort.js';
 import { ErrorCode, KonnectivityError } from '../../../protocol/errors.js';
 import { noop } from '../../../protocol/noop.js';
 import { bindServer, type Listener, type ListenTarget } from '../../../transport/listener.js';
-import type { DialHandle } from '../../dials.js';
 import { Admission, mtls, remoteAddressOf } from './admission.js';
 import { parseConnectAuthority } from './authority.js';
-import { ClientBinding } from './binding.js';
-import { holdEarlyInput, type EarlyInput } from './early-input.js';
+import { serveConnect, type ConnectHost, type TunnelEntry } from './connect.js';
 import {
   DEFAULT_GRACE_MS,
   resolveHttpConnectOptions,
@@ -30,10 +27,8 @@ import {
   type HttpConnectFrontendOptions,
   type ResolvedHttpConnectOptions,
 } from './options.js';
-import { relay } from './relay.js';
 import {
   badRequestResponse,
-  CONNECT_ESTABLISHED,
   dialErrorResponse,
   forbiddenResponse,
   formatErrorResponse,
@@ -41,16 +36,6 @@ import {
   METHOD_NOT_ALLOWED_BODY,
   type ErrorResponse,
 } from './responses.js';
-
-/** One CONNECT socket being served: how to give up its dial, and what carries it once open. */
-interface TunnelEntry {
-  /** Give up the dial (the client left, or the frontend is destroyed). */
-  cancel(reason: Error): void;
-  /** The dialer's Duplex, relayed to the socket. */
-  tunnel?: Duplex;
-  /** The socket bound straight to its tunnel connection (a dialer with `openConnection`, as the ProxyServer). */
-  binding?: ClientBinding;
-}
 
 /** Create an HTTP-CONNECT frontend; call {@link HttpConnectFrontend.listen} to start serving. */
 export function createHttpConnectFrontend(options: HttpConnectFrontendOptions): HttpConnectFrontend {
@@ -76,6 +61,8 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
   /** close() waiting for the last tunnel to end. */
   private drained: (() => void) | undefined;
   private pending = 0;
+  /** What serving a CONNECT needs of this frontend. */
+  private readonly host: ConnectHost;
   private state: 'idle' | 'listening' | 'closing' | 'closed' = 'idle';
   private closing: Promise<void> | undefined;
   private socketPath: string | undefined;
@@ -84,6 +71,15 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
     super();
     this.dialer = options.server;
     this.options = resolveHttpConnectOptions(options);
+    this.host = {
+      dialer: this.dialer,
+      options: this.options,
+      track: (socket, entry) => this.tunnels.set(socket, entry),
+      untrack: (socket) => this.untrack(socket),
+      dialSettled: () => (this.pending -= 1),
+      respondAndClose: (socket, response) => this.respondAndClose(socket, response),
+      emit: this.emit.bind(this) as ConnectHost['emit'],
+    };
     const serverOptions: http.ServerOptions = {
       maxHeaderSize: this.options.maxHeaderSize,
       headersTimeout: this.options.headersTimeoutMs,
@@ -174,115 +170,7 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
     }
     const address = authority.address;
     this.pending += 1;
-    if (typeof this.dialer.openConnection === 'function') this.connectBound(socket, head, address, remoteAddress);
-    else this.connectRelayed(socket, head, address, remoteAddress);
-  }
-
-  /** Dial through a dialer that hands over the tunnel connection, and bind the socket straight to it. */
-  private connectBound(socket: Duplex, head: Buffer, address: string, remoteAddress: string): void {
-    const started = Date.now();
-    let handle: DialHandle | KonnectivityError | undefined;
-    const entry: TunnelEntry = {
-      cancel: (reason) => {
-        if (handle === undefined || handle instanceof KonnectivityError || entry.binding) return;
-        handle.cancel();
-        handle = undefined;
-        this.pending -= 1;
-        early.release();
-        socket.destroy();
-        this.untrack(socket);
-        this.emit('dialFailed', { address, remoteAddress, statusCode: undefined, error: reason });
-      },
-    };
-    this.tunnels.set(socket, entry);
-    const early = holdEarlyInput(socket, head, this.options.maxEarlyDataBytes, (why) => entry.cancel(abortError(why)));
-    try {
-      handle = this.dialer.openConnection!(address, this.options.dialTimeoutMs, {
-        succeed: (connection, _agentID, ended) => {
-          handle = undefined;
-          this.pending -= 1;
-          const { chunks, ended: clientEnded } = early.release();
-          const binding = new ClientBinding(socket, connection, this.options, (result) => {
-            ended();
-            this.untrack(socket);
-            this.emit('tunnelClosed', { ...result, address, remoteAddress });
-          });
-          entry.binding = binding;
-          socket.write(CONNECT_ESTABLISHED);
-          binding.start(chunks, clientEnded);
-          this.emit('tunnelOpened', { address, remoteAddress, durationMs: Date.now() - started });
-          return binding;
-        },
-        fail: (err) => {
-          handle = undefined;
-          this.dialFailed(socket, early, address, remoteAddress, err, false);
-        },
-      });
-    } catch (err) {
-      // A dialer that throws fails this CONNECT, not the process.
-      this.dialFailed(socket, early, address, remoteAddress, err instanceof Error ? err : new Error(String(err)), false);
-      return;
-    }
-    if (handle instanceof KonnectivityError) {
-      const err = handle;
-      handle = undefined;
-      this.dialFailed(socket, early, address, remoteAddress, err, false);
-    }
-  }
-
-  /** Dial through the dialer's `dial()`, and relay between the socket and the Duplex it gives. */
-  private connectRelayed(socket: Duplex, head: Buffer, address: string, remoteAddress: string): void {
-    const abort = new AbortController();
-    const entry: TunnelEntry = { cancel: (reason) => abort.abort(reason) };
-    this.tunnels.set(socket, entry);
-    const early = holdEarlyInput(socket, head, this.options.maxEarlyDataBytes, (why) =>
-      abort.abort(abortError(why)),
-    );
-    const started = Date.now();
-    this.dialThrough(address, abort.signal).then(
-      (tunnel) => {
-        this.pending -= 1;
-        const { chunks } = early.release();
-        if (socket.destroyed || abort.signal.aborted) {
-          // The client left while the dial completed (#404): close the connection on the agent at once.
-          tunnel.destroy();
-          socket.destroy();
-          this.untrack(socket);
-          this.emit('dialFailed', { address, remoteAddress, statusCode: undefined, error: abortReason(abort.signal) });
-          return;
-        }
-        entry.tunnel = tunnel;
-        socket.write(CONNECT_ESTABLISHED);
-        for (const chunk of chunks) tunnel.write(chunk);
-        void relay(socket, tunnel, this.options).then((result) => {
-          this.untrack(socket);
-          this.emit('tunnelClosed', { ...result, address, remoteAddress });
-        });
-        // Events go out after the bookkeeping, so a listener that throws cannot leave a socket unserved.
-        this.emit('tunnelOpened', { address, remoteAddress, durationMs: Date.now() - started });
-      },
-      (err: unknown) => {
-        const error = err instanceof Error ? err : new Error(String(err));
-        this.dialFailed(socket, early, address, remoteAddress, error, abort.signal.aborted);
-      },
-    );
-  }
-
-  /** A dial failed: answer the client with the status for `error`, unless it left first. */
-  private dialFailed(socket: Duplex, early: EarlyInput, address: string, remoteAddress: string, error: Error, aborted: boolean): void {
-    this.pending -= 1;
-    early.release();
-    let statusCode: number | undefined;
-    if (socket.destroyed || aborted) {
-      socket.destroy();
-    } else {
-      const response = dialErrorResponse(error);
-      statusCode = response.statusCode;
-      this.respondAndClose(socket, response);
-    }
-    if (socket.closed) this.untrack(socket);
-    else socket.once('close', () => this.untrack(socket));
-    this.emit('dialFailed', { address, remoteAddress, statusCode, error });
+    serveConnect(this.host, socket, head, address, remoteAddress);
   }
 
   /** The CONNECT socket is done with; close() may be waiting for the last one. */
@@ -337,15 +225,6 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
   }
 
   // ---- internals -----------------------------------------------------------------------------------------------
-
-  /** The dialer's promise; a dialer that throws instead of rejecting fails that one CONNECT, not the process. */
-  private dialThrough(address: string, signal: AbortSignal): Promise<Duplex> {
-    try {
-      return this.dialer.dial(address, { signal, timeoutMs: this.options.dialTimeoutMs });
-    } catch (err) {
-      return Promise.reject(err);
-    }
-  }
 
   private stopListening(): Promise<void> {
     if (!this.http.listening) return Promise.resolve();
@@ -411,8 +290,4 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
     if (socket.readableEnded) socket.once('finish', () => socket.destroy());
     else socket.once('end', () => socket.destroy());
   }
-}
-
-function abortReason(signal: AbortSignal): Error {
-  return signal.reason instanceof Error ? signal.reason : abortError('the dial was aborted', signal);
 }
