@@ -46,18 +46,28 @@ export function bindEndpoint(
   return new EndpointBinding(connection, endpoint, closePacket, onDone);
 }
 
+/**
+ * An endpoint joined to its tunnel connection, made by {@link bindEndpoint}: it is also the connection's handlers,
+ * and how the connection's owner ends the join.
+ */
 export class EndpointBinding implements ConnectionHandlers {
+  /** The tunnel connection. */
+  readonly connection: TunnelConnection;
+  /** The endpoint socket (or any Duplex a dialer gave). */
+  readonly endpoint: Duplex;
   private done = false;
   /** The endpoint's input is no longer sent (it went away, or the peer closed). */
   private stopped = false;
 
   /** @internal Made by {@link bindEndpoint}. */
   constructor(
-    readonly connection: TunnelConnection,
-    readonly endpoint: Duplex,
+    connection: TunnelConnection,
+    endpoint: Duplex,
     private readonly closePacket: (connectID: bigint) => Packet,
     private readonly onDone: (binding: EndpointBinding) => void,
   ) {
+    this.connection = connection;
+    this.endpoint = endpoint;
     connection.handlers = this;
     (endpoint as BoundEndpoint)[BINDING] = this;
     attachListeners(endpoint, ENDPOINT_LISTENERS);
@@ -89,15 +99,18 @@ export class EndpointBinding implements ConnectionHandlers {
 
   // ---- the connection's handlers -------------------------------------------------------------------------------
 
+  /** DATA from the peer: written to the endpoint, its credit kept until the endpoint drains. */
   onData(data: Uint8Array): void {
     const e = this.endpoint;
     this.connection.handedOn(data.length, e.writableEnded || e.destroyed || e.write(data));
   }
 
+  /** The connection can take more: read the endpoint again. */
   onWritable(): void {
     this.endpoint.resume();
   }
 
+  /** The tunnel went away: the endpoint goes too. */
   onTunnelClosed(): void {
     this.destroy();
   }

@@ -10,7 +10,9 @@ import { TunnelSocket, checkHalfCloseTimeoutMs } from '../../tunnel/tunnel-socke
 import type { TunnelConnection } from '../../tunnel/tunnel.js';
 import type { DialBroker, DialHandle } from '../dials.js';
 
+/** Options of `ProxyServer.dial()`. */
 export interface ProgrammaticDialOptions {
+  /** Aborts the dial, and the connection once it is open (as `net.connect({ signal })`). */
   signal?: AbortSignal;
   /** How long to wait for the agent's DIAL_RSP; 0 = no limit (default: the server's `dialTimeoutMs`). */
   timeoutMs?: number;
@@ -31,6 +33,7 @@ export interface OpenCallbacks {
    * is over; until then the server's shutdown reaches the owner through `destroy()`.
    */
   succeed(connection: TunnelConnection, agentID: string, ended: () => void): ConnectionOwner;
+  /** The dial failed (no answer in time, refused by the agent, its tunnel gone). */
   fail(err: KonnectivityError): void;
 }
 
