@@ -15,9 +15,9 @@ let before: ResourceSnapshot;
 let engine: Engine;
 let frontend: HttpConnectFrontend;
 
-async function start(substreams: boolean): Promise<number> {
+async function start(substreams: boolean, halfClose = true): Promise<number> {
   engine = new Engine({ substreams });
-  await engine.agent();
+  await engine.agent({ halfClose });
   frontend = createHttpConnectFrontend({ server: engine.server });
   await frontend.listen({ port: 0, host: '127.0.0.1' });
   return (frontend.address() as AddressInfo).port;
@@ -69,10 +69,29 @@ describe.each([false, true])('HTTP-CONNECT bound to the tunnel connection (subst
     socket.end('12345');
     const answer = (await readUntil(socket, () => false)).toString();
     expect(seenAtEnd).toEqual([5]);
-    // Over a shared tunnel the EOF is a CLOSE_REQ, on which the agent closes the endpoint (the reference protocol
-    // has no half-close); over a substream it is a FIN, and the endpoint answers.
-    if (substreams) expect(answer).toBe('got 5');
+    // Our agent hears the half-close (a substream's FIN, or HALF_CLOSE on a shared tunnel), and the answer comes back.
+    expect(answer).toBe('got 5');
     socket.destroy();
+  });
+
+  // A substream's FIN always carries the half-close; on a shared tunnel it takes the agent's offer.
+  it.runIf(!substreams)("toward an agent that cannot hear a half-close, the client's EOF closes the connection after its data", async () => {
+    const port = await start(substreams, false);
+    const seenAtEnd: number[] = [];
+    const target = await listenTcp((socket) => {
+      let n = 0;
+      socket.on('data', (d: Buffer) => (n += d.length));
+      socket.on('end', () => seenAtEnd.push(n));
+      socket.on('error', () => {});
+    });
+    engine.defer(() => target.close());
+    const { socket } = await rawConnect(port, `127.0.0.1:${target.port}`);
+    socket.end('12345');
+    socket.resume();
+    if (!socket.closed) await once(socket, 'close');
+    // CLOSE_REQ went after the data, as the reference server sends it: the agent flushed, then closed the endpoint.
+    while (seenAtEnd.length === 0) await new Promise((r) => setTimeout(r, 5));
+    expect(seenAtEnd).toEqual([5]);
   });
 
   it('the server shutting down closes the client', async () => {
