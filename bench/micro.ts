@@ -98,7 +98,7 @@ function cases(): Case[] {
   const delimChunks = chunks(delimStream);
 
   let sink = 0;
-  const decodeFramed = (decoder: { push(c: Uint8Array): Buffer[] }, parts: Buffer[]) => {
+  const decodeFramed = (decoder: { push(c: Uint8Array): Array<Buffer | Buffer[]> }, parts: Buffer[]) => {
     for (const c of parts) for (const m of decoder.push(c)) sink += decodePacket(m).type;
   };
 

@@ -4,7 +4,8 @@
  *
  * Decoding accepts any field order, skips unknown fields, keeps unknown packet types, and never returns a
  * half-filled packet: malformed input throws KonnectivityError(ERR_MALFORMED_PACKET).
- * DATA payloads decode as views into the input (no copy).
+ * DATA payloads decode as views into the input (no copy); a message that arrived in pieces keeps them
+ * (decodePacketPieces).
  */
 import {
   PacketType,
@@ -15,6 +16,7 @@ import {
   type HalfClose,
   type WindowUpdate,
 } from './packet.js';
+import { PiecewiseData, isPieces, joinPayload, payloadLength, slicePayload, type Payload } from './payload.js';
 import { ENCODED, HALF_CLOSE_FIELD, Reader, WINDOW_UPDATE_FIELD, WIRE_LEN, WIRE_VARINT, malformed, toBuffer } from './wire.js';
 
 function expectWire(actual: number, expected: number, what: string): void {
@@ -126,8 +128,12 @@ export interface DecodeOptions {
   keepEncoded?: boolean;
 }
 
-/** Decode one Packet message. Throws KonnectivityError(ERR_MALFORMED_PACKET) on malformed input. */
-export function decodePacket(bytes: Uint8Array, options?: DecodeOptions): Packet {
+/**
+ * Decode one Packet message, held as one buffer or as the pieces it arrived in (see decodePacketPieces). Throws
+ * KonnectivityError(ERR_MALFORMED_PACKET) on malformed input.
+ */
+export function decodePacket(bytes: Payload, options?: DecodeOptions): Packet {
+  if (isPieces(bytes)) return decodePacketPieces(bytes, payloadLength(bytes), options);
   const buf = toBuffer(bytes);
   const end = buf.length;
   const r = new Reader(buf, 0, end);
@@ -230,4 +236,57 @@ function decodeMember(buf: Buffer, field: number, start: number, end: number): {
       value = {};
   }
   return { field, value };
+}
+
+/** Longest DATA envelope the piecewise decoder reads in place: type, member, connectID and data tags and lengths. */
+const DATA_ENVELOPE_MAX_BYTES = 32;
+
+/**
+ * Decode one Packet message that arrived in `pieces` (views of a transport's receive buffers, in order, `length`
+ * bytes in all). A DATA packet laid out as every encoder writes it (ours and Go's: type, then the Data member with
+ * connectID and the payload last, no error text) keeps its payload as views of the pieces: nothing is copied.
+ * Anything else is joined once and decoded as usual.
+ */
+export function decodePacketPieces(pieces: readonly Uint8Array[], length: number, options?: DecodeOptions): Packet {
+  const first = pieces[0];
+  if (pieces.length > 1 && first !== undefined) {
+    const headLength = Math.min(length, DATA_ENVELOPE_MAX_BYTES);
+    const head = first.length >= headLength ? toBuffer(first) : toBuffer(joinPayload(slicePayload(pieces, 0, headLength), headLength));
+    const envelope = dataEnvelope(head, Math.min(head.length, headLength), length);
+    if (envelope !== undefined) {
+      const payload = slicePayload(pieces, envelope.payloadStart, length);
+      const data = new PiecewiseData(envelope.connectID, payload instanceof Uint8Array ? [payload] : payload, length - envelope.payloadStart);
+      const p: Packet = { type: PacketType.DATA, data };
+      if (options?.keepEncoded) Object.defineProperty(p, ENCODED, { value: pieces, writable: true, configurable: true });
+      return p;
+    }
+  }
+  return decodePacket(joinPayload(pieces, length), options);
+}
+
+/**
+ * Where the payload of a DATA message of `length` bytes starts, read from its first `end` bytes in `head`; undefined
+ * when the message is not laid out as `08 04 22 <len> [08 <connectID>] 1a <len> <payload>` with both lengths
+ * reaching the end of the message (the general decoder then handles it).
+ */
+function dataEnvelope(head: Buffer, end: number, length: number): { connectID: bigint; payloadStart: number } | undefined {
+  if (end < 5 || head[0] !== 0x08 || head[1] !== PacketType.DATA || head[2] !== ((4 << 3) | WIRE_LEN)) return undefined;
+  try {
+    const r = new Reader(head, 3, end);
+    const memberLength = r.uint32();
+    if (r.pos + memberLength !== length) return undefined;
+    let connectID = 0n;
+    let t = r.uint32();
+    if (t === 0x08) {
+      connectID = r.int64();
+      t = r.uint32();
+    }
+    if (t !== 0x1a) return undefined;
+    const dataLength = r.uint32();
+    if (r.pos + dataLength !== length) return undefined;
+    return { connectID, payloadStart: r.pos };
+  } catch {
+    // The envelope runs past the bytes read in place (or is malformed): the general decoder decides.
+    return undefined;
+  }
 }

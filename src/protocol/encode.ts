@@ -18,6 +18,7 @@ import {
   type Packet,
   type WindowUpdate,
 } from './packet.js';
+import { joinPayload } from './payload.js';
 import {
   ENCODED,
   HALF_CLOSE_FIELD,
@@ -58,7 +59,7 @@ export function encodePacket(p: Packet, options?: EncodeOptions): Buffer {
   const reserve = options?.reserve ?? 0;
   const kept = (p as WithEncoded)[ENCODED];
   if (kept !== undefined && reserve === 0) {
-    return toBuffer(kept);
+    return toBuffer(joinPayload(kept));
   }
   const type = p.type;
   const typeSize = type === 0 ? 0 : 1 + (type > 0 ? varint32Size(type >>> 0) : 10);

@@ -1,4 +1,5 @@
 export * from './packet.js';
+export * from './payload.js';
 export * from './errors.js';
 export { AbortError } from './abort.js';
 export * from './encode.js';

@@ -9,6 +9,8 @@
  * use the accessors below rather than reading the members directly when a zero default is what you want.
  */
 
+import { PiecewiseData, isPieces, payloadLength, type Payload } from './payload.js';
+
 /** The packet types of the contract. Values are the wire numbers. */
 export const PacketType = {
   DIAL_REQ: 0,
@@ -119,7 +121,10 @@ export interface Data {
   connectID: bigint;
   /** Never set or read by the reference; kept for round trips. */
   error: string;
-  /** The payload. A decoded packet's `data` is a view into the received buffer, not a copy. */
+  /**
+   * The payload. A decoded packet's `data` is a view into the received buffer, not a copy. A payload received in
+   * pieces ({@link PiecewiseData}) is joined on first read; the hot path reads {@link payloadOf} instead.
+   */
   data: Uint8Array;
 }
 
@@ -236,9 +241,10 @@ export function closeRequest(connectID: bigint): CloseRequestPacket {
 export function closeResponse(connectID: bigint, error = ''): CloseResponsePacket {
   return { type: PacketType.CLOSE_RSP, closeResponse: { error, connectID } };
 }
-/** A DATA packet carrying `data` (not copied) for connection `connectID`. */
-export function dataPacket(connectID: bigint, data: Uint8Array): DataPacket {
-  return { type: PacketType.DATA, data: { connectID, error: '', data } };
+/** A DATA packet; a payload in pieces stays in pieces ({@link PiecewiseData}). */
+export function dataPacket(connectID: bigint, data: Payload): DataPacket {
+  if (!isPieces(data)) return { type: PacketType.DATA, data: { connectID, error: '', data } };
+  return { type: PacketType.DATA, data: new PiecewiseData(connectID, data, payloadLength(data)) };
 }
 /** A DIAL_CLS for dial ID `random`. */
 export function closeDial(random: bigint): CloseDialPacket {
@@ -294,7 +300,21 @@ export function randomOf(p: Packet): bigint {
   }
 }
 
-/** The payload bytes of a DATA packet (empty when absent). */
+/** The payload bytes of a DATA packet as one buffer (empty when absent; a payload in pieces is joined, a copy). */
 export function dataOf(p: DataPacket): Uint8Array {
   return p.data?.data ?? EMPTY;
+}
+
+/** The payload of a DATA packet as it is held: pieces stay pieces (no copy). Empty when absent. */
+export function payloadOf(p: DataPacket): Payload {
+  const d = p.data;
+  if (d === undefined) return EMPTY;
+  return d instanceof PiecewiseData ? d.pieces : d.data;
+}
+
+/** Payload bytes of a DATA packet, without joining pieces. */
+export function payloadLengthOf(p: DataPacket): number {
+  const d = p.data;
+  if (d === undefined) return 0;
+  return d instanceof PiecewiseData ? d.length : d.data.length;
 }

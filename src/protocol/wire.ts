@@ -3,6 +3,7 @@
  * varint sizes, and the byte Writer and Reader the hot path runs on. Pure: no I/O, no Node built-in module.
  */
 import { ErrorCode, KonnectivityError } from './errors.js';
+import type { Payload } from './payload.js';
 
 export const WIRE_VARINT = 0;
 export const WIRE_FIXED64 = 1;
@@ -15,11 +16,12 @@ export const HALF_CLOSE_FIELD = 65;
 
 /**
  * Decoded packets that came off the wire keep their encoded bytes under this key, so a relay can forward a packet
- * it did not change without encoding it again. Packets must be treated as immutable.
+ * it did not change without encoding it again: one buffer, or the pieces the message arrived in. Packets must be
+ * treated as immutable.
  */
 export const ENCODED = Symbol('konnectivity.encoded');
 export interface WithEncoded {
-  [ENCODED]?: Uint8Array;
+  [ENCODED]?: Payload;
 }
 
 /** A Buffer view of the same bytes (no copy). */

@@ -54,12 +54,18 @@ export abstract class StickyDecoder<T> {
   protected abstract consume(chunk: Buffer): T[];
 }
 
-/** The length-prefixed framers' common part: subclasses parse their prefix; this holds a partial message's body. */
-export abstract class LengthPrefixedDecoder extends StickyDecoder<Buffer> {
+/**
+ * The length-prefixed framers' common part: subclasses parse their prefix; this holds a partial message's body.
+ * A message split across chunks is assembled once its last byte arrives, or, when the subclass sets `gather`,
+ * returned as its pieces (views of the chunks, in order) so that nothing is copied (`M` is then `Buffer | Buffer[]`).
+ */
+export abstract class LengthPrefixedDecoder<M extends Buffer | Buffer[] = Buffer> extends StickyDecoder<M> {
   protected readonly maxMessageBytes: number;
   /** Bytes of the prefix read so far (prefixes are at most 10 bytes). */
   protected readonly prefix = Buffer.alloc(10);
   protected prefixLength = 0;
+  /** Return split messages as pieces instead of assembling them (see the class comment). */
+  protected readonly gather: boolean = false;
   /** The declared length of the message being assembled, -1 when none is. */
   private bodyLength = -1;
   private bodyParts: Buffer[] = [];
@@ -86,18 +92,18 @@ export abstract class LengthPrefixedDecoder extends StickyDecoder<Buffer> {
     return this.prefixLength === 0 && this.bodyLength < 0;
   }
 
-  protected consume(chunk: Buffer): Buffer[] {
-    const out: Buffer[] = [];
+  protected consume(chunk: Buffer): M[] {
+    const out: Array<Buffer | Buffer[]> = [];
     let pos = 0;
     const n = chunk.length;
     while (pos < n) {
       if (this.bodyLength >= 0) {
         const take = Math.min(this.bodyLength - this.bodyFilled, n - pos);
-        this.bodyParts.push(chunk.subarray(pos, pos + take));
+        this.bodyParts.push(pos === 0 && take === n ? chunk : chunk.subarray(pos, pos + take));
         this.bodyFilled += take;
         pos += take;
         if (this.bodyFilled === this.bodyLength) {
-          out.push(Buffer.concat(this.bodyParts, this.bodyLength));
+          out.push(this.gather ? this.bodyParts : Buffer.concat(this.bodyParts, this.bodyLength));
           this.bodyParts = [];
           this.bodyLength = -1;
           this.bodyFilled = 0;
@@ -117,6 +123,6 @@ export abstract class LengthPrefixedDecoder extends StickyDecoder<Buffer> {
         this.bodyFilled = 0;
       }
     }
-    return out;
+    return out as M[];
   }
 }

@@ -16,11 +16,26 @@
  * client). What they share is in TunnelConnection: `handedOn`/`release` credit for a full sink, `discardIncoming`
  * after the owner left, and the stream lifecycle for 'close'.
  */
-import type { Duplex } from 'node:stream';
-import type { Packet } from '../protocol/packet.js';
+import type { Duplex, Writable } from 'node:stream';
+import { payloadOf, type DataPacket, type Packet } from '../protocol/packet.js';
+import { isPieces, ownPayload, type Payload } from '../protocol/payload.js';
 import type { ConnectionHandlers, TunnelConnection } from './tunnel.js';
 
 const BINDING = Symbol('konnectivity-ts.endpointBinding');
+
+/**
+ * Write a payload to a sink: pieces in one corked batch (one writev), and, when the sink is already full, as a copy,
+ * so that bytes that wait there do not hold on to the transport's receive buffers. Returns the sink's write() answer.
+ */
+export function writePayload(sink: Writable, payload: Payload): boolean {
+  if (sink.writableNeedDrain) payload = ownPayload(payload);
+  if (!isPieces(payload)) return sink.write(payload);
+  let ok = true;
+  sink.cork();
+  for (const piece of payload) ok = sink.write(piece);
+  sink.uncork();
+  return ok;
+}
 
 /**
  * Attach a table of shared listeners (functions that find their state through `this`, the emitter) to `emitter`:
@@ -99,10 +114,10 @@ export class EndpointBinding implements ConnectionHandlers {
 
   // ---- the connection's handlers -------------------------------------------------------------------------------
 
-  /** DATA from the peer: written to the endpoint, its credit kept until the endpoint drains. */
-  onData(data: Uint8Array): void {
+  /** DATA from the peer: written to the endpoint (pieces in one writev), its credit kept until the endpoint drains. */
+  onData(packet: DataPacket, length: number): void {
     const e = this.endpoint;
-    this.connection.handedOn(data.length, e.writableEnded || e.destroyed || e.write(data));
+    this.connection.handedOn(length, e.writableEnded || e.destroyed || writePayload(e, payloadOf(packet)));
   }
 
   /** The connection can take more: read the endpoint again. */

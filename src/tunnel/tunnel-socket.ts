@@ -13,7 +13,8 @@ import type * as net from 'node:net';
 import { Duplex } from 'node:stream';
 import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
 import { checkNumber } from '../protocol/options.js';
-import { closeRequest } from '../protocol/packet.js';
+import { closeRequest, payloadOf, type DataPacket } from '../protocol/packet.js';
+import { isPieces, ownPayload } from '../protocol/payload.js';
 import { splitHostPort } from '../protocol/address.js';
 import type { TunnelConnection } from './tunnel.js';
 
@@ -97,7 +98,7 @@ export class TunnelSocket extends Duplex {
     this.remoteFamily = host.includes(':') ? 'IPv6' : /^\d+\.\d+\.\d+\.\d+$/.test(host) ? 'IPv4' : undefined;
     this.onCloseHook = info.onClose;
     connection.handlers = {
-      onData: (data) => this.onData(data),
+      onData: (packet, length) => this.onData(packet, length),
       onWritable: () => {
         const cb = this.pendingWrite;
         this.pendingWrite = undefined;
@@ -297,10 +298,16 @@ export class TunnelSocket extends Duplex {
     callback(err);
   }
 
-  private onData(data: Uint8Array): void {
+  private onData(packet: DataPacket, length: number): void {
     this.touch();
     if (this.halfClosed) this.closeTimer?.refresh();
-    this.connection.handedOn(data.length, this.push(data));
+    let payload = payloadOf(packet);
+    // Bytes that wait for a reader must not hold on to the transport's receive buffers.
+    if (this.readableLength >= this.readableHighWaterMark) payload = ownPayload(payload);
+    let ok = true;
+    if (isPieces(payload)) for (const piece of payload) ok = this.push(piece);
+    else ok = this.push(payload);
+    this.connection.handedOn(length, ok);
   }
 
   private touch(): void {

@@ -15,7 +15,8 @@
  * its credit, blocking and half-close are the tunnel's regime), and read best side by side.
  */
 import type { DataPacket, Packet } from '../protocol/packet.js';
-import { PacketType, dataOf, dataPacket, halfClosePacket, windowUpdate } from '../protocol/packet.js';
+import { PacketType, dataPacket, halfClosePacket, payloadLengthOf, windowUpdate } from '../protocol/packet.js';
+import { payloadLength, slicePayload, type Payload } from '../protocol/payload.js';
 import type { PacketStream } from '../transport/packet-stream.js';
 import { noop } from '../protocol/noop.js';
 import { DEFAULT_CONNECTION_BUFFER_BYTES, MAX_DATA_CHUNK_BYTES } from './flow.js';
@@ -44,8 +45,11 @@ export interface TunnelOptions {
 
 /** What a connection's owner provides. */
 export interface ConnectionHandlers {
-  /** A DATA payload arrived; call `consumed(data.length)` once these bytes have left your buffers. */
-  onData(data: Uint8Array, packet: DataPacket): void;
+  /**
+   * A DATA packet with `length` payload bytes arrived (read them with `payloadOf(packet)`: they may be in pieces);
+   * call `consumed(length)` once they have left your buffers.
+   */
+  onData(packet: DataPacket, length: number): void;
   /** The connection can take more after `sendData` returned false. */
   onWritable(): void;
   /** The peer ended the connection (the role's packet handler calls this; `error` is the peer's text, if any). */
@@ -183,8 +187,8 @@ export class TunnelConnection {
   bytesSent = 0;
   /** Bytes of DATA payload received. */
   bytesReceived = 0;
-  /** Queued DATA payloads and the packets ordered after them. */
-  private queue: Array<Uint8Array | Packet | typeof END_STREAM> = [];
+  /** Queued DATA payloads (one buffer or pieces) and the packets ordered after them. */
+  private queue: Array<Payload | Packet | typeof END_STREAM> = [];
   private credit: number;
   /** Bytes received and not yet consumed by the owner. */
   private buffered = 0;
@@ -222,10 +226,11 @@ export class TunnelConnection {
    * Queue a payload. Returns true when all of it went to the stream; false when some waits for credit or for the
    * stream to drain, in which case `onWritable` follows. Callers pause their source on false.
    */
-  sendData(data: Uint8Array): boolean {
+  sendData(data: Payload): boolean {
     if (this.detached || this.finishPacket) return false;
-    for (let off = 0; off < data.length; off += MAX_DATA_CHUNK_BYTES) {
-      this.queue.push(off === 0 && data.length <= MAX_DATA_CHUNK_BYTES ? data : data.subarray(off, off + MAX_DATA_CHUNK_BYTES));
+    const length = payloadLength(data);
+    for (let off = 0; off < length; off += MAX_DATA_CHUNK_BYTES) {
+      this.queue.push(off === 0 && length <= MAX_DATA_CHUNK_BYTES ? data : slicePayload(data, off, Math.min(length, off + MAX_DATA_CHUNK_BYTES)));
     }
     if (this.flush()) return true;
     this.wantWritable = true;
@@ -328,7 +333,7 @@ export class TunnelConnection {
    * dropped quietly (its credit returned) rather than answered as an unknown connection.
    */
   discardIncoming(): void {
-    this.handlers = { onData: (data) => this.consumed(data.length), onWritable: noop };
+    this.handlers = { onData: (_packet, length) => this.consumed(length), onWritable: noop };
   }
 
   /** Remove the connection from its tunnel; later packets for its connectID are unknown. Idempotent. */
@@ -348,14 +353,14 @@ export class TunnelConnection {
 
   /** @internal */
   receive(packet: DataPacket): void {
-    const data = dataOf(packet);
-    this.bytesReceived += data.length;
-    this.buffered += data.length;
+    const n = payloadLengthOf(packet);
+    this.bytesReceived += n;
+    this.buffered += n;
     if (!this.blocking && this.buffered > this.tunnel.bufferBytes) {
       this.blocking = true;
       this.tunnel.block();
     }
-    this.handlers.onData(data, packet);
+    this.handlers.onData(packet, n);
   }
 
   /** @internal */
@@ -373,20 +378,22 @@ export class TunnelConnection {
         return false;
       }
       const head = this.queue[0]!;
-      if (head instanceof Uint8Array) {
+      if (head instanceof Uint8Array || Array.isArray(head)) {
         if (this.credit <= 0) return false;
-        const n = Math.min(head.length, this.credit);
-        if (n === head.length) this.queue.shift();
-        else this.queue[0] = head.subarray(n);
+        const data = head as Payload;
+        const length = payloadLength(data);
+        const n = Math.min(length, this.credit);
+        if (n === length) this.queue.shift();
+        else this.queue[0] = slicePayload(data, n, length);
         this.credit -= n;
         this.bytesSent += n;
-        this.tunnel.send(dataPacket(this.connectID, n === head.length ? head : head.subarray(0, n)));
+        this.tunnel.send(dataPacket(this.connectID, n === length ? data : slicePayload(data, 0, n)));
       } else if (head === END_STREAM) {
         this.queue.shift();
         closeStream(this.tunnel.stream);
       } else {
         this.queue.shift();
-        this.writePacket(head);
+        this.writePacket(head as Packet);
       }
     }
     if (this.wantWritable && !this.detached) {

@@ -1,13 +1,20 @@
 /**
  * The gRPC message framing a Packet travels in: 1 flag byte (0 = uncompressed), then a 4-byte big-endian length.
  * Writing: the codec reserves the prefix room (`encodePacket(p, { reserve: GRPC_PREFIX_BYTES })`) and
- * writeGrpcPrefix fills it in place. Reading: GrpcMessageDecoder (see ../framing.ts for the shared machinery).
+ * writeGrpcPrefix fills it in place. Reading: GrpcMessageDecoder (see ../framing.ts for the shared machinery), whose
+ * messages are one buffer or, when split across chunks, the list of their pieces.
  */
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
 import { LengthPrefixedDecoder } from '../framing.js';
 
-/** Decodes the gRPC length-prefixed message stream. Compressed messages (flag 1) are refused: we never negotiate compression. */
-export class GrpcMessageDecoder extends LengthPrefixedDecoder {
+/**
+ * Decodes the gRPC length-prefixed message stream. Compressed messages (flag 1) are refused: we never negotiate
+ * compression. A message split across chunks (node:http2 hands over one chunk per HTTP/2 DATA frame, 16 KiB at
+ * most) comes out as its pieces, views of the chunks: nothing is copied.
+ */
+export class GrpcMessageDecoder extends LengthPrefixedDecoder<Buffer | Buffer[]> {
+  protected override readonly gather = true;
+
   protected prefixComplete(): number {
     if (this.prefixLength < 5) return -1;
     const flag = this.prefix[0]!;

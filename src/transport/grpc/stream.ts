@@ -1,16 +1,18 @@
 /**
  * One gRPC bidirectional-streaming call (`stream Packet` both ways) over a node:http2 stream, as a PacketStream.
  *
- * Messages are the 5-byte gRPC prefix plus an encoded Packet, written as one buffer (the codec reserves the prefix).
- * Received bytes go through GrpcMessageDecoder; DATA payloads are views of the received chunk. pause() pauses the
- * http2 stream, so node stops returning flow-control credit and the peer's HTTP/2 window fills.
+ * Messages are the 5-byte gRPC prefix plus an encoded Packet; a large DATA payload is written beside its envelope,
+ * not copied into it. Received bytes go through GrpcMessageDecoder; DATA payloads are views of the received chunks
+ * (in pieces when a message spans chunks). pause() pauses the http2 stream, so node stops returning flow-control
+ * credit and the peer's HTTP/2 window fills.
  * This is the part both ends share; server-stream.ts and client-stream.ts add what differs (headers, status).
  */
 import { constants as h2c, type Http2Stream } from 'node:http2';
 import { decodePacket } from '../../protocol/decode.js';
 import { encodeDataHeader, encodePacket } from '../../protocol/encode.js';
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
-import { PacketType, type DataPacket, type Packet } from '../../protocol/packet.js';
+import { PacketType, payloadLengthOf, payloadOf, type DataPacket, type Packet } from '../../protocol/packet.js';
+import { isPieces, ownPayload, payloadLength, type Payload } from '../../protocol/payload.js';
 import { ENCODED, type WithEncoded } from '../../protocol/wire.js';
 import { AbstractPacketStream, streamClosedError } from '../packet-stream.js';
 import { GRPC_PREFIX_BYTES, GrpcMessageDecoder, grpcPrefix, writeGrpcPrefix } from './framing.js';
@@ -18,6 +20,7 @@ import type { ResolvedStreamOptions } from './options.js';
 
 /** DATA payloads from this size up are written beside their envelope rather than copied into it. */
 const SEPARATE_PAYLOAD_BYTES = 4096;
+const KEEP_ENCODED = { keepEncoded: true } as const;
 
 /**
  * The bytes of messages not yet whole, held by all the calls of one HTTP/2 connection, against a ceiling: HTTP/2
@@ -63,24 +66,27 @@ export abstract class GrpcPacketStreamBase extends AbstractPacketStream {
 
   protected sendPacket(packet: Packet): boolean {
     if (this.h2.destroyed || !this.h2.writable) return false;
-    // Large payloads are never copied: the envelope and the payload (or a forwarded packet's received bytes) go
-    // out as two buffers in one writev.
+    // Large payloads are never copied: the envelope and the payload (or a forwarded packet's received bytes, in the
+    // pieces they came in) go out together in one writev.
     const kept = (packet as WithEncoded)[ENCODED];
-    const data = packet.type === PacketType.DATA ? (packet as DataPacket).data : undefined;
     let head: Buffer;
-    let body: Uint8Array | undefined;
+    let body: Payload | undefined;
+    let length: number;
     if (kept !== undefined) {
-      head = grpcPrefix(kept.length);
       body = kept;
-    } else if (data && data.data.length >= SEPARATE_PAYLOAD_BYTES && data.error === '') {
-      head = encodeDataHeader(data.connectID, data.data.length, GRPC_PREFIX_BYTES);
-      body = data.data;
-      writeGrpcPrefix(head, head.length - GRPC_PREFIX_BYTES + body.length);
+      length = payloadLength(kept);
+      head = grpcPrefix(length);
+    } else if (packet.type === PacketType.DATA && payloadLengthOf(packet as DataPacket) >= SEPARATE_PAYLOAD_BYTES && (packet as DataPacket).data!.error === '') {
+      const data = (packet as DataPacket).data!;
+      body = payloadOf(packet as DataPacket);
+      head = encodeDataHeader(data.connectID, payloadLengthOf(packet as DataPacket), GRPC_PREFIX_BYTES);
+      length = head.length - GRPC_PREFIX_BYTES + payloadLengthOf(packet as DataPacket);
+      writeGrpcPrefix(head, length);
     } else {
       head = encodePacket(packet, { reserve: GRPC_PREFIX_BYTES });
-      writeGrpcPrefix(head, head.length - GRPC_PREFIX_BYTES);
+      length = head.length - GRPC_PREFIX_BYTES;
+      writeGrpcPrefix(head, length);
     }
-    const length = head.length - GRPC_PREFIX_BYTES + (body?.length ?? 0);
     if (length > this.maxSendBytes) {
       // The peer would refuse it and fail the whole call; fail here with a clear error instead.
       const err = new KonnectivityError(
@@ -90,16 +96,20 @@ export abstract class GrpcPacketStreamBase extends AbstractPacketStream {
       queueMicrotask(() => this.destroy(err));
       return false;
     }
+    const h2 = this.h2;
     if (body === undefined) {
-      this.h2.write(head);
+      h2.write(head);
     } else {
-      this.h2.cork();
-      this.h2.write(head);
-      this.h2.write(body);
-      this.h2.uncork();
+      // Bytes that wait behind a full window must not hold on to the receive buffers they are views of.
+      if (h2.writableLength > this.hwm) body = ownPayload(body);
+      h2.cork();
+      h2.write(head);
+      if (isPieces(body)) for (const piece of body) h2.write(piece);
+      else h2.write(body);
+      h2.uncork();
     }
     // node counts what its socket has not taken yet; its 'drain' follows once that is written.
-    return this.h2.writableLength <= this.hwm;
+    return h2.writableLength <= this.hwm;
   }
 
   protected override pauseSource(): void {
@@ -112,7 +122,7 @@ export abstract class GrpcPacketStreamBase extends AbstractPacketStream {
 
   private onChunk(chunk: Buffer): void {
     if (this.closed && this.errored) return;
-    let messages: Buffer[];
+    let messages: Array<Buffer | Buffer[]>;
     try {
       messages = this.decoder.push(chunk);
     } catch (err) {
@@ -132,7 +142,7 @@ export abstract class GrpcPacketStreamBase extends AbstractPacketStream {
       let packet: Packet;
       try {
         // Keep the received bytes, so a packet forwarded unchanged (agent DATA to a gRPC frontend) is not re-encoded.
-        packet = decodePacket(m, { keepEncoded: true });
+        packet = decodePacket(m, KEEP_ENCODED);
       } catch (err) {
         this.destroy(
           new KonnectivityError(ErrorCode.MALFORMED_PACKET, `grpc: failed to unmarshal the received message: ${(err as Error).message}`, {

@@ -1,7 +1,7 @@
 /** Shared helpers for the protocol tests: the golden vectors file and a comparable form of packets. */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { PacketType, type Packet } from '../../../src/protocol/index.js';
+import { PacketType, PiecewiseData, type Packet } from '../../../src/protocol/index.js';
 import { ROOT, findShared } from '../../helpers/shared.js';
 
 export { ROOT };
@@ -77,6 +77,8 @@ export function packetFromJson(j: JsonPacket): Packet {
  * same bytes compare equal), bigints stay bigints (compared exactly), symbol keys are dropped.
  */
 export function canon(value: unknown): unknown {
+  // A payload held in pieces is the same packet as one with the joined payload.
+  if (value instanceof PiecewiseData) return canon({ connectID: value.connectID, error: value.error, data: value.data });
   if (value instanceof Uint8Array) return `hex:${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('hex')}`;
   if (Array.isArray(value)) return value.map(canon);
   if (value !== null && typeof value === 'object') {

@@ -5,7 +5,15 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ErrorCode, KonnectivityError, decodePacket, encodePacket, dataPacket } from '../../../src/protocol/index.js';
+import {
+  ErrorCode,
+  KonnectivityError,
+  dataPacket,
+  decodePacket,
+  encodePacket,
+  joinPayload,
+  type Payload,
+} from '../../../src/protocol/index.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../../../src/transport/framing.js';
 import { GRPC_PREFIX_BYTES, GrpcMessageDecoder, grpcPrefix, writeGrpcPrefix } from '../../../src/transport/grpc/framing.js';
 import { DelimitedMessageDecoder, delimitedPrefix } from '../../../src/transport/yamux/delimited.js';
@@ -24,6 +32,11 @@ function prefix(kind: Kind, length: number): Buffer {
 
 function frame(kind: Kind, msg: Uint8Array): Buffer {
   return Buffer.concat([prefix(kind, msg.length), msg]);
+}
+
+/** A decoded message as one buffer (the gRPC decoder returns a split message as its pieces). */
+function whole(m: Payload): Buffer {
+  return Buffer.from(joinPayload(m));
 }
 
 function codeOf(fn: () => unknown): string | undefined {
@@ -68,8 +81,8 @@ for (const kind of kinds) {
       const chunk = Buffer.concat(msgs.map((m) => frame(kind, m)));
       const d = decoder(kind);
       const out = d.push(chunk);
-      expect(out.map((b) => b.toString('hex'))).toEqual(msgs.map((m) => m.toString('hex')));
-      for (const b of out) expect(b.buffer).toBe(chunk.buffer);
+      expect(out.map((b) => whole(b).toString('hex'))).toEqual(msgs.map((m) => m.toString('hex')));
+      for (const b of out) expect((b as Buffer).buffer).toBe(chunk.buffer);
       expect(d.idle).toBe(true);
       expect(d.bufferedBytes).toBe(0);
     });
@@ -100,7 +113,7 @@ for (const kind of kinds) {
         const second = d.push(framed.subarray(cut));
         const all = [...first, ...second];
         expect(all).toHaveLength(1);
-        expect(all[0]!.equals(msg)).toBe(true);
+        expect(whole(all[0]!).equals(msg)).toBe(true);
         expect(d.idle).toBe(true);
       }
     });
@@ -114,13 +127,13 @@ for (const kind of kinds) {
             const stream = Buffer.concat(msgs.map((m) => frame(kind, m)));
             const points = [...new Set(cuts.map((c) => c % (stream.length + 1)))].sort((a, b) => a - b);
             const d = decoder(kind);
-            const out: Buffer[] = [];
+            const out: Payload[] = [];
             let start = 0;
             for (const cut of [...points, stream.length]) {
               out.push(...d.push(stream.subarray(start, cut)));
               start = cut;
             }
-            expect(out.map((b) => b.toString('hex'))).toEqual(msgs.map((m) => Buffer.from(m).toString('hex')));
+            expect(out.map((b) => whole(b).toString('hex'))).toEqual(msgs.map((m) => Buffer.from(m).toString('hex')));
             expect(d.idle).toBe(true);
           },
         ),
@@ -130,7 +143,7 @@ for (const kind of kinds) {
 
     it('accepts a message of exactly maxMessageBytes', () => {
       const d = decoder(kind, 16);
-      expect(d.push(frame(kind, Buffer.alloc(16, 1)))[0]!.length).toBe(16);
+      expect(whole(d.push(frame(kind, Buffer.alloc(16, 1)))[0]!).length).toBe(16);
     });
 
     it('refuses a declared length above the maximum after only the prefix, before buffering', () => {
@@ -164,6 +177,25 @@ for (const kind of kinds) {
 }
 
 describe('gRPC decoder specifics', () => {
+  it('returns a message split across chunks as views of the chunks, without copying', () => {
+    const msg = Buffer.alloc(40_000);
+    for (let i = 0; i < msg.length; i++) msg[i] = i % 251;
+    const framed = frame('grpc', msg);
+    const chunks = [framed.subarray(0, 16_384), framed.subarray(16_384, 32_768), framed.subarray(32_768)];
+    const d = new GrpcMessageDecoder();
+    const out = chunks.flatMap((c) => d.push(c));
+    expect(out).toHaveLength(1);
+    const pieces = out[0] as Buffer[];
+    expect(Array.isArray(pieces)).toBe(true);
+    expect(pieces.map((p) => p.length)).toEqual([16_384 - GRPC_PREFIX_BYTES, 16_384, 40_000 + GRPC_PREFIX_BYTES - 32_768]);
+    pieces.forEach((p, i) => {
+      expect(p.buffer).toBe(framed.buffer);
+      expect(p.byteOffset).toBe(framed.byteOffset + (i === 0 ? GRPC_PREFIX_BYTES : i * 16_384));
+    });
+    expect(whole(pieces).equals(msg)).toBe(true);
+    expect(d.idle).toBe(true);
+  });
+
   it('refuses the compressed flag (no compression is negotiated)', () => {
     const d = new GrpcMessageDecoder();
     const bad = Buffer.from('0100000001ff', 'hex');

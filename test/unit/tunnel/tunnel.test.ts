@@ -28,7 +28,7 @@ describe('Tunnel credit regime', () => {
   it('a sender never has more than the window unacknowledged; consumption returns credit', async () => {
     const { ta, tb, a, b } = pair(64 * KiB);
     const held: number[] = [];
-    const receiver: TunnelConnection = tb.open(1n, { onData: (d) => held.push(d.length), onWritable() {} });
+    const receiver: TunnelConnection = tb.open(1n, { onData: (_p, length) => held.push(length), onWritable() {} });
     let writable = 0;
     const sender = ta.open(1n, { onData() {}, onWritable: () => writable++ });
     expect(sender.sendData(Buffer.alloc(200 * KiB))).toBe(false);
@@ -80,7 +80,7 @@ describe('Tunnel legacy regime', () => {
   it('pauses the stream while a connection holds more than its buffer, resumes at half', async () => {
     const { ta, tb, a, b } = pair(undefined, 64 * KiB);
     let got = 0;
-    const receiver = tb.open(1n, { onData: (d) => (got += d.length), onWritable() {} });
+    const receiver = tb.open(1n, { onData: (_p, length) => (got += length), onWritable() {} });
     const sender = ta.open(1n, { onData() {}, onWritable() {} });
     sender.sendData(Buffer.alloc(256 * KiB));
     await settle();

@@ -12,7 +12,7 @@ import {
   closeRequest,
   closeResponse,
   connectIDOf,
-  dataOf,
+  payloadOf,
   dialResponse,
   randomOf,
   type DataPacket,
@@ -96,7 +96,7 @@ export class GrpcFrontendSession {
         this.end(closeResponse(id, 'mismatched connection IDs'));
         return;
       }
-      if (!this.connection.sendData(dataOf(p))) this.stream.pause();
+      if (!this.connection.sendData(payloadOf(p))) this.stream.pause();
       return;
     }
     if (this.state === 'closing') return; // the reference discards data after CLOSE_REQ
@@ -138,7 +138,7 @@ export class GrpcFrontendSession {
     const id = connection.connectID;
     this.write(dialResponse(this.random, id));
     connection.handlers = {
-      onData: (data, packet) => connection.handedOn(data.length, this.write(packet)),
+      onData: (packet, length) => connection.handedOn(length, this.write(packet)),
       onWritable: () => this.stream.resume(),
       onPeerClosed: (error) => this.end(closeResponse(id, error)),
       onTunnelClosed: () => this.end(closeResponse(id)),

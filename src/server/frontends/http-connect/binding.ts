@@ -20,8 +20,8 @@
  */
 import type { Duplex } from 'node:stream';
 import { ErrorCode, KonnectivityError } from '../../../protocol/errors.js';
-import { closeRequest } from '../../../protocol/packet.js';
-import { attachListeners } from '../../../tunnel/endpoint.js';
+import { closeRequest, payloadOf, type DataPacket } from '../../../protocol/packet.js';
+import { attachListeners, writePayload } from '../../../tunnel/endpoint.js';
 import { CLOSE_TIMEOUT_MS, HALF_CLOSE_TIMEOUT_MS } from '../../../tunnel/tunnel-socket.js';
 import type { ConnectionHandlers, TunnelConnection } from '../../../tunnel/tunnel.js';
 import type { ConnectionOwner } from '../programmatic.js';
@@ -67,10 +67,11 @@ export class ClientBinding implements ConnectionHandlers, ConnectionOwner {
 
   // ---- the connection's handlers -------------------------------------------------------------------------------
 
-  onData(data: Uint8Array): void {
+  onData(packet: DataPacket, length: number): void {
     const s = this.socket;
     if (this.halfClosed) this.timer?.refresh();
-    this.connection.handedOn(data.length, s.destroyed || s.writableEnded || s.write(data));
+    // A payload in pieces (the HTTP/2 frames it came in) goes out in one writev.
+    this.connection.handedOn(length, s.destroyed || s.writableEnded || writePayload(s, payloadOf(packet)));
   }
 
   onWritable(): void {

@@ -49,10 +49,22 @@ export function relay(client: Duplex, tunnel: Duplex, options: RelayOptions = {}
       client.destroy();
       tunnel.destroy();
     };
-    const pump = (src: Duplex, dst: Duplex, count: (n: number) => void): void => {
+    const pump = (src: Duplex, dst: Duplex, count: (n: number) => void, gather: boolean): void => {
+      // The tunnel hands over a DATA payload in pieces (the HTTP/2 frames it came in): what arrives in one tick goes
+      // to the client socket in one writev, flushed at the end of the tick, so a lone small write waits for nothing.
+      let corked = false;
+      const uncork = (): void => {
+        corked = false;
+        dst.uncork();
+      };
       src.on('data', (chunk: Buffer) => {
         count(chunk.length);
         if (dst.destroyed || dst.writableEnded) return; // the other side is gone: read and drop
+        if (gather && !corked) {
+          corked = true;
+          dst.cork();
+          process.nextTick(uncork);
+        }
         if (!dst.write(chunk)) src.pause();
       });
       dst.on('drain', () => {
@@ -99,8 +111,8 @@ export function relay(client: Duplex, tunnel: Duplex, options: RelayOptions = {}
       if (other.writableFinished) linger();
       else other.once('finish', linger);
     };
-    pump(client, tunnel, (n) => (result.bytesFromClient += n));
-    pump(tunnel, client, (n) => (result.bytesToClient += n));
+    pump(client, tunnel, (n) => (result.bytesFromClient += n), false);
+    pump(tunnel, client, (n) => (result.bytesToClient += n), true);
     client.on('error', fail);
     tunnel.on('error', fail);
     // Either side may have closed already (a race with the dial).
