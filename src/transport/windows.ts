@@ -34,15 +34,27 @@ export const MAX_DATA_CHUNK_BYTES = 32 * 1024;
 // ---- gRPC (HTTP/2) ---------------------------------------------------------------------------------------------
 
 /**
- * HTTP/2 flow-control window (each stream and the whole connection) over TCP (`windowBytes` of the gRPC server and
- * client). HTTP/2's default of 64 KiB caps a connection at 64 KiB per round trip (about 3 MB/s at 20 ms); 2 MiB
- * allows about 100 MB/s there. It is not larger because node's Http2Session reads nothing while one of its socket
- * writes is pending: two node peers that both send more than the kernel's socket buffers hold wait for each other
- * for ever. On loopback that happened with 16 MiB windows over TCP (not with 4 MiB) and with 512 KiB over a Unix
- * socket (not with 256 KiB). A Go peer reads while it writes, so it is never caught in this.
+ * HTTP/2 flow-control window (each stream and the whole connection) a gRPC connection over TCP starts with
+ * (`windowBytes` of the gRPC server and client). HTTP/2's default of 64 KiB caps a connection at 64 KiB per round
+ * trip (about 3 MB/s at 20 ms); 2 MiB allows about 100 MB/s there, and the windows grow from it with bandwidth x
+ * delay (grpc/bdp.ts) up to DEFAULT_GRPC_MAX_WINDOW_BYTES.
  */
 export const DEFAULT_GRPC_WINDOW_BYTES = 2 * 1024 * 1024;
-/** The HTTP/2 window over a Unix socket, whose buffers are small (about 208 KiB) and whose round trip is near zero. */
+/**
+ * Largest HTTP/2 window a gRPC connection over TCP grows to (`maxWindowBytes`; grpc-go's BDP limit too), about
+ * 800 MB/s at a 20 ms round trip. node:http2 has a ceiling here that is not ours: an Http2Session reads nothing
+ * while one of its socket writes is pending (`MaybeStopReading` in node's C++), so two node peers that both have
+ * more in flight than the socket buffers between them hold stop reading at once and wait for each other for ever.
+ * On loopback, with both ends pushing bulk data, that happened with 6-16 MiB windows on both ends, never with
+ * 2-4 MiB, and never when one end kept 2 MiB however large the other's was. So between two node peers only the
+ * server's window grows and the client's stays at DEFAULT_GRPC_WINDOW_BYTES (grpc/window-tuner.ts); a Go peer
+ * reads while it writes, so against one our end grows either way.
+ */
+export const DEFAULT_GRPC_MAX_WINDOW_BYTES = 16 * 1024 * 1024;
+/**
+ * The HTTP/2 window over a Unix socket, whose buffers are small (about 208 KiB) and whose round trip is near zero;
+ * it does not grow there.
+ */
 export const DEFAULT_GRPC_UDS_WINDOW_BYTES = 128 * 1024;
 /** Bytes queued in one gRPC stream before `write()` returns false (`highWaterMarkBytes`). */
 export const DEFAULT_GRPC_HIGH_WATER_MARK_BYTES = 256 * 1024;

@@ -2,10 +2,11 @@
 import { constants as h2c, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
 import { streamClosedError, type Metadata } from '../packet-stream.js';
-import { headerValue, metadataFromRawHeaders } from './headers.js';
+import { NODE_PEER_HEADER, NODE_PEER_VALUE, headerValue, metadataFromRawHeaders } from './headers.js';
 import type { ResolvedStreamOptions } from './options.js';
 import { GrpcStatus, decodeGrpcMessage, errorForStatus } from './status.js';
 import { GrpcPacketStreamBase } from './stream.js';
+import { releaseWindow } from './window-tuner.js';
 
 /**
  * The client end of a call. `remoteMetadata` is the server's response headers once they arrived ({} before);
@@ -67,6 +68,8 @@ export class GrpcClientStream extends GrpcPacketStreamBase {
       return err;
     }
     this.remoteMetadata = metadata;
+    // A server that reads while it writes (Go) cannot be caught with us in node:http2's write stall.
+    if (headerValue(headers, NODE_PEER_HEADER) !== NODE_PEER_VALUE) releaseWindow(this.h2.session);
     return undefined;
   }
 

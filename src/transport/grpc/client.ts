@@ -13,6 +13,7 @@ import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
 import type { FrontendConnector, Metadata, PacketStream, TunnelConnector } from '../packet-stream.js';
 import { headersFromMetadata } from './headers.js';
 import { startKeepalive } from './keepalive.js';
+import { tuneWindows } from './window-tuner.js';
 import {
   DEFAULT_AGENT_KEEPALIVE_MS,
   DEFAULT_KEEPALIVE_TIMEOUT_MS,
@@ -141,8 +142,8 @@ export class GrpcConnection extends EventEmitter<GrpcConnectionEvents> {
     const o = resolved ?? resolveClientOptions(options, undefined);
     this.options = o;
     this.remoteAddress = o.socketPath !== undefined ? `unix:${o.socketPath}` : joinHostPort(o.host, o.port);
-    const settings = http2Settings(o.stream.windowBytes);
-    const common = { settings, maxSessionMemory: maxSessionMemoryMiB(o.stream.windowBytes) };
+    const settings = http2Settings(o.stream);
+    const common = { settings, maxSessionMemory: maxSessionMemoryMiB(o.stream.maxWindowBytes) };
     // We open the socket ourselves so we can always close it: node leaves a TLS socket open when the handshake
     // fails under a session (a server refusing our client certificate).
     let socket: net.Socket | undefined;
@@ -177,6 +178,8 @@ export class GrpcConnection extends EventEmitter<GrpcConnectionEvents> {
       } catch {
         // Already closing.
       }
+      // Held until the server's response shows whether it is a node peer (window-tuner.ts).
+      tuneWindows(session, o.stream.windowBytes, o.stream.maxWindowBytes, true);
       if (o.keepaliveTimeMs !== undefined) startKeepalive(session, o.keepaliveTimeMs, o.keepaliveTimeoutMs);
     });
     session.on('error', (err: Error) => {

@@ -5,8 +5,24 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
 import type { Metadata } from '../packet-stream.js';
 
-/** Headers that belong to HTTP/2 or gRPC itself, never surfaced as metadata. */
-const RESERVED = new Set(['content-type', 'te', 'grpc-status', 'grpc-message', 'grpc-encoding', 'grpc-accept-encoding', 'grpc-timeout']);
+/**
+ * Response header by which our server tells a client that it is node:http2, whose sessions read nothing while a
+ * socket write is pending (window-tuner.ts says why a client then keeps its window). A Go server does not send it.
+ */
+export const NODE_PEER_HEADER = 'konnectivity-ts-http2';
+export const NODE_PEER_VALUE = 'node';
+
+/** Headers that belong to HTTP/2 or gRPC itself (or to this transport), never surfaced as metadata. */
+const RESERVED = new Set([
+  'content-type',
+  'te',
+  'grpc-status',
+  'grpc-message',
+  'grpc-encoding',
+  'grpc-accept-encoding',
+  'grpc-timeout',
+  NODE_PEER_HEADER,
+]);
 
 /** Metadata from node's raw header list (`[name, value, name, value, ...]`). */
 export function metadataFromRawHeaders(raw: readonly string[]): Metadata {

@@ -1,6 +1,7 @@
 /** The server end of a gRPC call (`/AgentService/Connect`, `/ProxyService/Proxy`), and the trailers-only refusal. */
 import { constants as h2c, type ServerHttp2Stream } from 'node:http2';
 import { streamClosedError, type Metadata } from '../packet-stream.js';
+import { NODE_PEER_HEADER, NODE_PEER_VALUE } from './headers.js';
 import type { ResolvedStreamOptions } from './options.js';
 import { GrpcStatus, encodeGrpcMessage, statusForError } from './status.js';
 import { GrpcPacketStreamBase, type PartialMessageBudget } from './stream.js';
@@ -34,7 +35,10 @@ export class GrpcServerPacketStream extends GrpcPacketStreamBase {
       this.destroy(streamClosedError('the peer closed the stream before it was accepted'));
       return;
     }
-    h2.respond({ ':status': 200, 'content-type': 'application/grpc', ...responseHeaders }, { waitForTrailers: true });
+    h2.respond(
+      { ':status': 200, 'content-type': 'application/grpc', [NODE_PEER_HEADER]: NODE_PEER_VALUE, ...responseHeaders },
+      { waitForTrailers: true },
+    );
     this.startReading();
   }
 

@@ -19,6 +19,7 @@ import { bindServer, type Listener, type ListenerCloseOptions, type ListenTarget
 import type { IncomingPacketStream, Metadata, PacketStream } from '../packet-stream.js';
 import { headersFromMetadata, metadataFromRawHeaders } from './headers.js';
 import { startKeepalive } from './keepalive.js';
+import { tuneWindows } from './window-tuner.js';
 import {
   DEFAULT_KEEPALIVE_TIMEOUT_MS,
   http2Settings,
@@ -217,10 +218,10 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
 
   private createHttp2Server(): Http2Server | Http2SecureServer {
     const options = this.options;
-    const windowBytes = this.streamOptions.windowBytes;
+    const { windowBytes, maxWindowBytes } = this.streamOptions;
     const common = {
-      settings: { ...http2Settings(windowBytes), maxConcurrentStreams: this.maxConcurrentStreams },
-      maxSessionMemory: maxSessionMemoryMiB(windowBytes),
+      settings: { ...http2Settings(this.streamOptions), maxConcurrentStreams: this.maxConcurrentStreams },
+      maxSessionMemory: maxSessionMemoryMiB(maxWindowBytes),
       // Our own memory bound is the per-stream high-water mark; node's outstanding-ping/settings limits stay default.
     };
     const t = options.tls;
@@ -250,6 +251,7 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
       } catch {
         // The session may already be gone.
       }
+      tuneWindows(session, windowBytes, maxWindowBytes);
       if (keepaliveTimeMs !== undefined) startKeepalive(session, keepaliveTimeMs, keepaliveTimeoutMs);
     });
     (server as Http2Server).on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: unknown) =>

@@ -17,6 +17,7 @@ import { ENCODED, type WithEncoded } from '../../protocol/wire.js';
 import { AbstractPacketStream, streamClosedError } from '../packet-stream.js';
 import { GRPC_PREFIX_BYTES, GrpcMessageDecoder, grpcPrefix, writeGrpcPrefix } from './framing.js';
 import type { ResolvedStreamOptions } from './options.js';
+import { minRttOf, receivedOn, tunedWindowOf } from './window-tuner.js';
 
 /** DATA payloads from this size up are written beside their envelope rather than copied into it. */
 const SEPARATE_PAYLOAD_BYTES = 4096;
@@ -55,6 +56,19 @@ export abstract class GrpcPacketStreamBase extends AbstractPacketStream {
     h2.on('drain', () => this.emitDrain());
     // Errors reach us through 'close' (with rstCode) or through onH2Error; never leave 'error' unhandled.
     h2.on('error', (err: Error) => this.onH2Error(err));
+  }
+
+  /**
+   * The HTTP/2 receive window the connection under this call announces now, in bytes (it grows with bandwidth x
+   * delay, see window-tuner.ts); undefined when the connection does not tune it (a Unix socket).
+   */
+  get receiveWindowBytes(): number | undefined {
+    return tunedWindowOf(this.h2.session);
+  }
+
+  /** The smallest round trip measured on the connection under this call (HTTP/2 PING), in ms; undefined before one. */
+  get roundTripMs(): number | undefined {
+    return minRttOf(this.h2.session);
   }
 
   /** Begin reading from the http2 stream (after the call was accepted). */
@@ -122,6 +136,7 @@ export abstract class GrpcPacketStreamBase extends AbstractPacketStream {
 
   private onChunk(chunk: Buffer): void {
     if (this.closed && this.errored) return;
+    receivedOn(this.h2.session, chunk.length);
     let messages: Array<Buffer | Buffer[]>;
     try {
       messages = this.decoder.push(chunk);

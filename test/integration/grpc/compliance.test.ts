@@ -5,7 +5,8 @@ import { agentLegPair, type Kind } from './helpers.js';
 // Above what the suite writes in one turn of the event loop (16 x 64 KiB): node counts bytes not yet handed to
 // the socket as buffered, so a smaller mark would report (and clear) a transient backlog that is no pushback.
 const HWM = 2 * 1024 * 1024;
-// The default windows (2 MiB over TCP, 128 KiB over a Unix socket); HTTP/2 and the sockets hold the rest in flight.
+// The default starting windows (2 MiB over TCP, 128 KiB over a Unix socket), kept from growing so the bound below
+// holds (growth is bounded by maxWindowBytes; latency.test.ts covers it); HTTP/2 and the sockets hold the rest.
 const WINDOW = 2 * 1024 * 1024;
 const remoteMetadata = { a: { serverid: ['server-1'], servercount: ['3'] }, b: { agentid: ['agent-1'] } };
 
@@ -15,6 +16,7 @@ for (const kind of ['tcp', 'tls', 'uds'] as Kind[]) {
     async () =>
       agentLegPair(kind, {
         highWaterMarkBytes: HWM,
+        maxWindowBytes: WINDOW,
         requestMetadata: { agentid: ['agent-1'] },
         responseMetadata: { serverid: ['server-1'], servercount: ['3'] },
       }),

@@ -109,11 +109,17 @@ export function clientTarget(server: GrpcServer, kind: Kind): GrpcClientOptions 
  */
 export async function agentLegPair(
   kind: Kind,
-  options: { windowBytes?: number; highWaterMarkBytes?: number; requestMetadata?: Metadata; responseMetadata?: Metadata } = {},
+  options: {
+    windowBytes?: number;
+    maxWindowBytes?: number;
+    highWaterMarkBytes?: number;
+    requestMetadata?: Metadata;
+    responseMetadata?: Metadata;
+  } = {},
 ): Promise<{ a: PacketStream; b: PacketStream; server: GrpcServer; cleanup: () => Promise<void> }> {
   let resolveServerEnd!: (s: PacketStream) => void;
   const serverEnd = new Promise<PacketStream>((r) => (resolveServerEnd = r));
-  const limits = { windowBytes: options.windowBytes, highWaterMarkBytes: options.highWaterMarkBytes };
+  const limits = { windowBytes: options.windowBytes, maxWindowBytes: options.maxWindowBytes, highWaterMarkBytes: options.highWaterMarkBytes };
   const server = await createGrpcServer({
     ...serverListen(kind),
     ...limits,

@@ -28,6 +28,7 @@ import {
 } from '../../../src/transport/grpc/index.js';
 import type { IncomingPacketStream, PacketStream } from '../../../src/transport/packet-stream.js';
 import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
+import { startDelayRelay } from '../../integration/grpc/delay-relay.js';
 
 const serialize = (p: Packet): Buffer => encodePacket(p);
 const deserialize = (b: Buffer): Packet => decodePacket(b);
@@ -271,4 +272,46 @@ describe('our client against a grpc-js server', () => {
     expect(got[0]).toEqual(dialRequest('10.0.0.1:443', 42n));
     await stream.close();
   });
+
+  it('against a server that reads while it writes (no konnectivity-ts-http2 header), the client window grows', async () => {
+    const total = 24 * 1024 * 1024;
+    connectHandler = (call) => {
+      call.sendMetadata(new grpc.Metadata());
+      call.on('error', () => {});
+      const chunk = Buffer.alloc(32 * 1024, 3);
+      let sent = 0;
+      const pump = (): void => {
+        while (sent < total) {
+          sent += chunk.length;
+          if (!call.write(dataPacket(1n, chunk))) {
+            call.once('drain', pump);
+            return;
+          }
+        }
+        call.end();
+      };
+      pump();
+    };
+    const relay = await startDelayRelay(port, 50);
+    try {
+      const stream = (await grpcAgentConnector({ address: `127.0.0.1:${relay.port}` })({ agentid: ['a'] }, {})) as PacketStream & {
+        receiveWindowBytes?: number;
+      };
+      let got = 0;
+      let window = 0;
+      await new Promise<void>((resolve, reject) => {
+        stream.on('packet', (p) => {
+          got += dataOf(p as DataPacket).length;
+          window = Math.max(window, stream.receiveWindowBytes ?? 0);
+        });
+        stream.once('end', () => resolve());
+        stream.once('close', (err) => (err ? reject(err) : resolve()));
+      });
+      await stream.close();
+      expect(got).toBe(total);
+      expect(window).toBeGreaterThan(2 * 1024 * 1024);
+    } finally {
+      await relay.close();
+    }
+  }, 60_000);
 });
