@@ -78,6 +78,11 @@ export interface PacketStream extends EventEmitter<PacketStreamEventMap> {
    * reference retires a ClientConn that is not READY.
    */
   readonly transportReady: boolean;
+  /**
+   * The smallest round trip the transport has measured to its peer (gRPC: HTTP/2 PING), in ms; undefined when it
+   * does not measure one, or not yet. The engine grows per-connection credit windows from it.
+   */
+  readonly roundTripMs?: number | undefined;
 
   /**
    * Queue a packet. Returns false when the caller should wait for 'drain'. After close or destroy the packet is

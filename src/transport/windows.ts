@@ -28,6 +28,12 @@ export const DEFAULT_CONNECTION_BUFFER_BYTES = 1024 * 1024;
 export const MIN_CONNECTION_WINDOW_BYTES = 64 * 1024;
 /** Largest per-connection window configured or accepted from a peer's offer: what one stalled reader may hold. */
 export const MAX_CONNECTION_WINDOW_BYTES = 64 * 1024 * 1024;
+/**
+ * How far a connection's credit window grows when its reader keeps up and the transport's round trip shows the
+ * window is what holds the sender (tunnel/tunnel.ts; transports that measure the round trip: gRPC). A stalled reader
+ * then costs at most this; one that never proved the need costs its configured window.
+ */
+export const DEFAULT_CONNECTION_WINDOW_MAX_BYTES = 8 * 1024 * 1024;
 /** Largest DATA payload we send: far below gRPC's 4 MiB message limit, small enough to interleave connections fairly. */
 export const MAX_DATA_CHUNK_BYTES = 32 * 1024;
 

@@ -17,7 +17,7 @@ import {
   MIN_CONNECTION_WINDOW_BYTES,
 } from '../transport/windows.js';
 
-export { DEFAULT_CONNECTION_BUFFER_BYTES, MAX_DATA_CHUNK_BYTES } from '../transport/windows.js';
+export { DEFAULT_CONNECTION_BUFFER_BYTES, DEFAULT_CONNECTION_WINDOW_MAX_BYTES, MAX_DATA_CHUNK_BYTES } from '../transport/windows.js';
 
 /** Metadata key that offers (agent, in its request) and confirms (server, in its response) the credit regime. */
 export const WINDOW_METADATA_KEY = 'konnectivity-ts-window';

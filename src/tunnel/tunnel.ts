@@ -10,6 +10,9 @@
  * - receiving: the owner calls `consumed(n)` when bytes leave its buffers. In the credit regime that returns credit
  *   to the peer (WINDOW_UPDATE), so a stalled reader stops only its own sender. In the legacy regime (Go peer, or a
  *   stream with one connection such as a yamux substream) an over-full connection pauses the stream.
+ * - growing: a window caps a connection at one window per round trip. In the credit regime, when the transport
+ *   measures its round trip (gRPC), a connection whose reader drains about a window per round trip has its window
+ *   doubled (extra credit in a WINDOW_UPDATE), up to `maxWindowBytes`; a slow or stalled reader never grows it.
  *
  * Kept whole: Tunnel and TunnelConnection are one machine (a connection's queue flushes on its tunnel's 'drain',
  * its credit, blocking and half-close are the tunnel's regime), and read best side by side.
@@ -19,7 +22,7 @@ import { PacketType, dataPacket, halfClosePacket, payloadLengthOf, windowUpdate 
 import { payloadLength, slicePayload, type Payload } from '../protocol/payload.js';
 import type { PacketStream } from '../transport/packet-stream.js';
 import { noop } from '../protocol/noop.js';
-import { DEFAULT_CONNECTION_BUFFER_BYTES, MAX_DATA_CHUNK_BYTES } from './flow.js';
+import { DEFAULT_CONNECTION_BUFFER_BYTES, DEFAULT_CONNECTION_WINDOW_MAX_BYTES, MAX_DATA_CHUNK_BYTES } from './flow.js';
 import type { HalfCloseMode } from './half-close.js';
 import { closeStream } from './stream-lifecycle.js';
 
@@ -30,6 +33,10 @@ export type PacketCounter = (direction: 'sent' | 'received', packet: Packet) => 
 export interface TunnelOptions {
   /** Per-connection window agreed with the peer (credit regime); undefined for the legacy regime. */
   windowBytes?: number | undefined;
+  /** How far a connection's window may grow (credit regime; default 8 MiB, never below `windowBytes`). */
+  maxWindowBytes?: number | undefined;
+  /** The clock for window growth, in ms (default `performance.now`; tests inject their own). */
+  now?: (() => number) | undefined;
   /** Bytes a connection may hold received but not consumed before the legacy regime pauses the stream. */
   bufferBytes?: number;
   /** Every packet the tunnel does not route itself (it routes DATA and WINDOW_UPDATE of known connections). */
@@ -63,6 +70,11 @@ const NO_HANDLERS: ConnectionHandlers = {
   onWritable() {},
 };
 
+/** A sample counts as window-limited from this share of the window up (credit returns at a quarter). */
+const LIMITED_SHARE = 0.45;
+/** Shortest span a consumption sample covers: below it, one event-loop turn's burst would look like a rate. */
+const MIN_SAMPLE_MS = 10;
+
 /**
  * The engine's view of one tunnel stream: its connections, their send queues and receive accounting (see the module
  * comment).
@@ -72,6 +84,10 @@ export class Tunnel {
   readonly connections = new Map<bigint, TunnelConnection>();
   /** The per-connection credit window agreed with the peer, in bytes; undefined in the legacy regime. */
   readonly windowBytes: number | undefined;
+  /** How far a connection's credit window may grow, in bytes (see the module comment). */
+  readonly maxWindowBytes: number;
+  /** @internal */
+  readonly now: () => number;
   /** Bytes a connection may hold received but not consumed before the legacy regime pauses the stream. */
   readonly bufferBytes: number;
   /** How a connection's `endWrite()` reaches the peer; a client sets it once the server confirmed (DIAL_RSP time). */
@@ -87,6 +103,8 @@ export class Tunnel {
     options: TunnelOptions,
   ) {
     this.windowBytes = options.windowBytes;
+    this.maxWindowBytes = Math.max(options.windowBytes ?? 0, options.maxWindowBytes ?? DEFAULT_CONNECTION_WINDOW_MAX_BYTES);
+    this.now = options.now ?? (() => performance.now());
     this.bufferBytes = options.bufferBytes ?? DEFAULT_CONNECTION_BUFFER_BYTES;
     this.onPacket = options.onPacket;
     this.onCount = options.onCount;
@@ -194,6 +212,11 @@ export class TunnelConnection {
   private buffered = 0;
   /** Bytes consumed and not yet returned to the peer as credit. */
   private unreturned = 0;
+  /** The receive window this end grants the peer (credit regime): the agreed one, grown while the reader keeps up. */
+  private window: number | undefined;
+  /** The consumption sample window growth is judged by: since when (-1: none yet) and how many bytes. */
+  private sampleStartMs = -1;
+  private sampleBytes = 0;
   /** Bytes handed to a sink that was full: consumed once it has room again (`release()`). */
   private held = 0;
   private blocking = false;
@@ -211,6 +234,12 @@ export class TunnelConnection {
     public handlers: ConnectionHandlers,
   ) {
     this.credit = tunnel.windowBytes ?? Number.POSITIVE_INFINITY;
+    this.window = tunnel.windowBytes;
+  }
+
+  /** The receive window this end grants the peer, in bytes (credit regime); undefined in the legacy regime. */
+  get windowBytes(): number | undefined {
+    return this.window;
   }
 
   /** True once the connection was detached from its tunnel. */
@@ -294,22 +323,51 @@ export class TunnelConnection {
     if (!this.detached) this.tunnel.send(packet);
   }
 
-  /** The owner has passed on `n` received bytes: return credit, or lift a legacy pause. */
+  /** The owner has passed on `n` received bytes: return credit (growing the window if it holds the peer back). */
   consumed(n: number): void {
     if (n <= 0) return;
     this.buffered -= n;
-    if (this.blocking && this.buffered <= this.tunnel.bufferBytes / 2) {
+    if (this.blocking && this.buffered <= this.blockLimit() / 2) {
       this.blocking = false;
       this.tunnel.unblock();
     }
-    const window = this.tunnel.windowBytes;
+    const window = this.window;
     if (window === undefined || this.detached) return;
     this.unreturned += n;
-    if (this.unreturned >= window / 4) {
-      const inc = this.unreturned;
+    const extra = this.growth(n, window);
+    if (this.unreturned >= window / 4 || extra > 0) {
+      const inc = this.unreturned + extra;
       this.unreturned = 0;
       this.tunnel.send(windowUpdate(this.connectID, inc));
     }
+  }
+
+  /**
+   * Judge the window by what the reader drains per round trip: when that is most of a window, the window is what
+   * holds the sender, so it doubles (returns the extra credit to grant). A reader that is slow drains less and never
+   * grows it, nor does a transport that does not measure its round trip.
+   */
+  private growth(n: number, window: number): number {
+    if (window >= this.tunnel.maxWindowBytes) return 0;
+    const rtt = this.tunnel.stream.roundTripMs;
+    if (rtt === undefined) return 0;
+    const now = this.tunnel.now();
+    if (this.sampleStartMs < 0) this.sampleStartMs = now;
+    this.sampleBytes += n;
+    const elapsed = now - this.sampleStartMs;
+    if (elapsed < Math.max(rtt, MIN_SAMPLE_MS)) return 0;
+    const perRoundTrip = (this.sampleBytes / elapsed) * rtt;
+    this.sampleStartMs = now;
+    this.sampleBytes = 0;
+    if (perRoundTrip < LIMITED_SHARE * window) return 0;
+    const grown = Math.min(this.tunnel.maxWindowBytes, 2 * window);
+    this.window = grown;
+    return grown - window;
+  }
+
+  /** Bytes held unconsumed above which the stream is paused: the buffer, or the window a peer may fill. */
+  private blockLimit(): number {
+    return Math.max(this.tunnel.bufferBytes, this.window ?? 0);
   }
 
   /**
@@ -356,7 +414,7 @@ export class TunnelConnection {
     const n = payloadLengthOf(packet);
     this.bytesReceived += n;
     this.buffered += n;
-    if (!this.blocking && this.buffered > this.tunnel.bufferBytes) {
+    if (!this.blocking && this.buffered > this.blockLimit()) {
       this.blocking = true;
       this.tunnel.block();
     }

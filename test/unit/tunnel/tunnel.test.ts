@@ -76,6 +76,79 @@ describe('Tunnel credit regime', () => {
   });
 });
 
+describe('Tunnel credit window growth', () => {
+  /** A pair whose receiving end measures a 20 ms round trip and reads an injected clock. */
+  function measured(rttMs: number | undefined) {
+    const [a, b] = createMemoryPair({ encode: true });
+    if (rttMs !== undefined) Object.defineProperty(b, 'roundTripMs', { value: rttMs });
+    const clock = { now: 0 };
+    const ta = new Tunnel(a, { windowBytes: 64 * KiB, maxWindowBytes: 512 * KiB, onPacket: () => {} });
+    const tb = new Tunnel(b, { windowBytes: 64 * KiB, maxWindowBytes: 512 * KiB, onPacket: () => {}, now: () => clock.now });
+    let got = 0;
+    const receiver = tb.open(1n, { onData: (_p, length) => (got += length), onWritable() {} });
+    const sender = ta.open(1n, { onData() {}, onWritable() {} });
+    return { a, b, clock, receiver, sender, got: () => got };
+  }
+
+  /** Let the sender fill the window, then consume all of it `msLater` on the clock; returns what was in flight. */
+  async function roundTrip(m: ReturnType<typeof measured>, consumedSoFar: number, msLater: number): Promise<number> {
+    await settle();
+    const inFlight = m.got() - consumedSoFar;
+    m.clock.now += msLater;
+    m.receiver.consumed(inFlight);
+    return inFlight;
+  }
+
+  it('doubles the window of a reader that drains a window per round trip, up to the bound', async () => {
+    const m = measured(20);
+    m.sender.sendData(Buffer.alloc(8 * 1024 * KiB));
+    const flights: number[] = [];
+    let consumed = 0;
+    for (let i = 0; i < 6; i++) {
+      const f = await roundTrip(m, consumed, 20);
+      consumed += f;
+      flights.push(f);
+    }
+    expect(flights[0]).toBe(64 * KiB);
+    // One window per round trip is what holds the sender: 64 KiB, then 128, 256, 512 (the bound), 512.
+    expect(m.receiver.windowBytes).toBe(512 * KiB);
+    expect(Math.max(...flights)).toBe(512 * KiB);
+    expect(flights.every((f) => f <= 512 * KiB)).toBe(true);
+    m.a.destroy();
+    m.b.destroy();
+  });
+
+  it('never grows for a slow reader, nor without a measured round trip', async () => {
+    for (const [rtt, msPerWindow] of [
+      [20, 200],
+      [undefined, 20],
+    ] as const) {
+      const m = measured(rtt);
+      m.sender.sendData(Buffer.alloc(1024 * KiB));
+      let consumed = 0;
+      for (let i = 0; i < 6; i++) consumed += await roundTrip(m, consumed, msPerWindow);
+      expect(m.receiver.windowBytes).toBe(64 * KiB);
+      expect(m.got()).toBe(6 * 64 * KiB);
+      m.a.destroy();
+      m.b.destroy();
+    }
+  });
+
+  it('a grown window does not pause the stream while it is within the window', async () => {
+    const m = measured(20);
+    m.sender.sendData(Buffer.alloc(4 * 1024 * KiB));
+    let consumed = 0;
+    for (let i = 0; i < 5; i++) consumed += await roundTrip(m, consumed, 20);
+    expect(m.receiver.windowBytes).toBe(512 * KiB);
+    // Hold a whole grown window unconsumed: more than the 64 KiB buffer, no pause.
+    await settle();
+    expect(m.got() - consumed).toBe(512 * KiB);
+    expect(m.b.isPaused).toBe(false);
+    m.a.destroy();
+    m.b.destroy();
+  });
+});
+
 describe('Tunnel legacy regime', () => {
   it('pauses the stream while a connection holds more than its buffer, resumes at half', async () => {
     const { ta, tb, a, b } = pair(undefined, 64 * KiB);
