@@ -40,6 +40,11 @@ export abstract class GrpcPacketStreamBase extends AbstractPacketStream {
   private readonly maxSendBytes: number;
   /** This call's share of `budget.held`. */
   private partialHeld = 0;
+  private corked = false;
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.h2.uncork();
+  };
 
   constructor(
     protected readonly h2: Http2Stream,
@@ -111,16 +116,19 @@ export abstract class GrpcPacketStreamBase extends AbstractPacketStream {
       return false;
     }
     const h2 = this.h2;
-    if (body === undefined) {
-      h2.write(head);
-    } else {
+    // What one tick writes reaches node:http2 as one writev, at the end of the tick: a lone packet waits for
+    // nothing (node itself sends at the end of the event-loop turn).
+    if (!this.corked) {
+      this.corked = true;
+      h2.cork();
+      process.nextTick(this.uncork);
+    }
+    h2.write(head);
+    if (body !== undefined) {
       // Bytes that wait behind a full window must not hold on to the receive buffers they are views of.
       if (h2.writableLength > this.hwm) body = ownPayload(body);
-      h2.cork();
-      h2.write(head);
       if (isPieces(body)) for (const piece of body) h2.write(piece);
       else h2.write(body);
-      h2.uncork();
     }
     // node counts what its socket has not taken yet; its 'drain' follows once that is written.
     return h2.writableLength <= this.hwm;
