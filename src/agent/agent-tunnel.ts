@@ -18,6 +18,7 @@ import {
 } from '../protocol/packet.js';
 import { metadataValue, type PacketStream } from '../transport/packet-stream.js';
 import { bindEndpoint, type EndpointBinding } from '../tunnel/endpoint.js';
+import type { CreditTerms } from '../tunnel/flow.js';
 import type { EventSink } from '../tunnel/event-sink.js';
 import { packetSwitch, refuseUnknownData } from '../tunnel/packet-switch.js';
 import { PendingDials } from '../tunnel/pending-dials.js';
@@ -123,14 +124,14 @@ export class AgentTunnel {
   constructor(
     private readonly host: AgentTunnelHost,
     readonly stream: PacketStream,
-    windowBytes: number | undefined,
+    terms: CreditTerms | undefined,
   ) {
     this.dials = new PendingDials<EndpointDial>(() => host.dialSlots.give());
     this.serverID = metadataValue(stream.remoteMetadata, 'serverid');
     const count = Number(metadataValue(stream.remoteMetadata, 'servercount'));
     this.serverCount = Number.isInteger(count) && count > 0 ? count : 1;
     this.tunnels = new TunnelGroup(stream, {
-      windowBytes,
+      terms,
       bufferBytes: host.bufferBytes,
       onPacket: (p, via) => AgentTunnel.packets(this, p, via),
       onCount: host.count,

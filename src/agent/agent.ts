@@ -10,7 +10,7 @@ import { checkNumber } from '../protocol/options.js';
 import { DEFAULT_AGENT_MAX_PENDING_DIALS } from '../transport/limits.js';
 import type { Metadata, PacketStream, TunnelConnector } from '../transport/packet-stream.js';
 import { PacketCounts } from '../tunnel/packet-counts.js';
-import { WINDOW_METADATA_KEY, offeredWindow, validBufferBytes } from '../tunnel/flow.js';
+import { agreedCreditTerms, creditOffer, validBufferBytes } from '../tunnel/flow.js';
 import { HALF_CLOSE_METADATA } from '../tunnel/half-close.js';
 import { AgentTunnel, DialSlots, type AgentTunnelEvents, type AgentTunnelHost } from './agent-tunnel.js';
 import { DEFAULT_DIAL_TIMEOUT_MS, tcpDialer, type Dialer } from './dialer.js';
@@ -110,7 +110,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       agentid: [this.agentID],
       agentidentifiers: [encodeAgentIdentifiers(this.identifiers)],
     };
-    if (this.credits) md[WINDOW_METADATA_KEY] = [String(this.bufferBytes)];
+    if (this.credits) Object.assign(md, creditOffer(this.bufferBytes));
     if (this.halfClose) Object.assign(md, HALF_CLOSE_METADATA);
     if (this.token) md['authorization'] = [`Bearer ${(await this.token()).trim()}`];
     return md;
@@ -129,7 +129,7 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** Serve an open stream; its `remoteMetadata` holds the server's `serverid` and `servercount`. */
   serve(stream: PacketStream): AgentTunnel {
-    const t = new AgentTunnel(this.host, stream, this.credits ? offeredWindow(stream.remoteMetadata) : undefined);
+    const t = new AgentTunnel(this.host, stream, this.credits ? agreedCreditTerms(stream.remoteMetadata) : undefined);
     this.live.add(t);
     void t.done.then((err) => {
       this.live.delete(t);

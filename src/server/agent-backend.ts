@@ -6,6 +6,7 @@ import type { AgentIdentifiers } from '../protocol/identifiers.js';
 import { PacketType, closeRequest, randomOf } from '../protocol/packet.js';
 import type { PacketStream } from '../transport/packet-stream.js';
 import type { EventSink } from '../tunnel/event-sink.js';
+import type { CreditTerms } from '../tunnel/flow.js';
 import { packetSwitch, peerClosed, refuseUnknownData } from '../tunnel/packet-switch.js';
 import { DialFailure } from '../tunnel/pending-dials.js';
 import { TunnelGroup } from '../tunnel/tunnel-group.js';
@@ -66,12 +67,12 @@ export class AgentBackend implements DialRoute {
     readonly agentID: string,
     readonly identifiers: AgentIdentifiers,
     readonly stream: PacketStream,
-    /** What was agreed with the agent: the credit window (undefined: none) and HALF_CLOSE. */
-    agreed: { windowBytes: number | undefined; halfClose: boolean },
+    /** What was agreed with the agent: the credit regime's terms (undefined: legacy) and HALF_CLOSE. */
+    agreed: { terms: CreditTerms | undefined; halfClose: boolean },
     private readonly host: AgentBackendHost,
   ) {
     this.tunnels = new TunnelGroup(stream, {
-      windowBytes: agreed.windowBytes,
+      terms: agreed.terms,
       halfClose: agreed.halfClose ? 'packet' : undefined,
       bufferBytes: host.bufferBytes,
       onPacket: (p, via) => AgentBackend.packets(this, p, via),

@@ -16,7 +16,7 @@ import { parseAgentIdentifiers } from '../protocol/identifiers.js';
 import { checkNumber } from '../protocol/options.js';
 import { DEFAULT_MAX_PENDING_DIALS_PER_AGENT, DEFAULT_MAX_PENDING_DIALS_PER_FRONTEND } from '../transport/limits.js';
 import { metadataValue, type IncomingPacketStream, type Metadata, type PacketStream } from '../transport/packet-stream.js';
-import { WINDOW_METADATA_KEY, offeredWindow, validBufferBytes } from '../tunnel/flow.js';
+import { acceptCreditOffer, validBufferBytes } from '../tunnel/flow.js';
 import { HALF_CLOSE_METADATA, offersHalfClose } from '../tunnel/half-close.js';
 import { PacketCounts } from '../tunnel/packet-counts.js';
 import { attachStream, closeStream, whenClosed } from '../tunnel/stream-lifecycle.js';
@@ -223,15 +223,13 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
       if (refused) return refuse(refused);
       if (this.state !== 'open') return refuse(shuttingDown());
     }
-    // Credit both ways is bounded by the smaller of the two buffers.
-    const offered = this.credits ? offeredWindow(incoming.metadata) : undefined;
-    const window = offered === undefined ? undefined : Math.min(offered, this.bufferBytes);
-    const response: Record<string, string[]> = { serverid: [this.serverID], servercount: [String(this.serverCount)] };
-    if (window !== undefined) response[WINDOW_METADATA_KEY] = [String(window)];
+    // Credit both ways is bounded by the smaller of the two buffers, chunks by the smaller of the two offers.
+    const credit = this.credits ? acceptCreditOffer(incoming.metadata, this.bufferBytes) : undefined;
+    const response: Record<string, string[]> = { serverid: [this.serverID], servercount: [String(this.serverCount)], ...credit?.response };
     const halfClose = this.halfClose && offersHalfClose(incoming.metadata);
     if (halfClose) Object.assign(response, HALF_CLOSE_METADATA);
     const stream = incoming.accept(response);
-    const backend = new AgentBackend(agentID, identifiers, stream, { windowBytes: window, halfClose }, this.backendHost);
+    const backend = new AgentBackend(agentID, identifiers, stream, { terms: credit?.terms, halfClose }, this.backendHost);
     attachStream(stream, { onClose: (err) => this.agentGone(backend, err) });
     if (stream.closed) return;
     this.registry.add(backend);

@@ -34,7 +34,13 @@ export const MAX_CONNECTION_WINDOW_BYTES = 64 * 1024 * 1024;
  * then costs at most this; one that never proved the need costs its configured window.
  */
 export const DEFAULT_CONNECTION_WINDOW_MAX_BYTES = 8 * 1024 * 1024;
-/** Largest DATA payload we send: far below gRPC's 4 MiB message limit, small enough to interleave connections fairly. */
+/**
+ * Largest DATA payload sent to a konnectivity-ts peer that agreed to it (`konnectivity-ts-chunk` metadata, with the
+ * credit regime): a socket read of up to 64 KiB goes out as one packet, half the per-packet work of 32 KiB. A Go
+ * peer gets MAX_DATA_CHUNK_BYTES.
+ */
+export const DEFAULT_TS_DATA_CHUNK_BYTES = 128 * 1024;
+/** Largest DATA payload we send to a Go peer: far below gRPC's 4 MiB message limit, small enough to interleave connections fairly. */
 export const MAX_DATA_CHUNK_BYTES = 32 * 1024;
 
 // ---- gRPC (HTTP/2) ---------------------------------------------------------------------------------------------

@@ -5,8 +5,13 @@ export { HALF_CLOSE_METADATA_KEY, HALF_CLOSE_METADATA, offersHalfClose, type Hal
 export { bindEndpoint, type EndpointBinding } from './endpoint.js';
 export {
   WINDOW_METADATA_KEY,
+  CHUNK_METADATA_KEY,
   DEFAULT_CONNECTION_BUFFER_BYTES,
   MAX_DATA_CHUNK_BYTES,
+  acceptCreditOffer,
+  agreedCreditTerms,
+  creditOffer,
   offeredWindow,
   validBufferBytes,
+  type CreditTerms,
 } from './flow.js';

@@ -9,12 +9,13 @@
  */
 import type { Packet } from '../protocol/packet.js';
 import type { PacketStream } from '../transport/packet-stream.js';
+import type { CreditTerms } from './flow.js';
 import { attachStream, closeStream } from './stream-lifecycle.js';
 import { Tunnel, type PacketCounter } from './tunnel.js';
 
 export interface TunnelGroupOptions {
-  /** The per-connection credit window agreed on the control stream (substreams have their own window). */
-  windowBytes: number | undefined;
+  /** The credit regime agreed on the control stream (substreams have their own window); undefined: legacy. */
+  terms: CreditTerms | undefined;
   /** Per-connection buffer (the Tunnels' `bufferBytes`). */
   bufferBytes: number;
   /** The control stream's half-close: `packet` when the peer confirmed HALF_CLOSE (substreams end by their FIN). */
@@ -39,7 +40,8 @@ export class TunnelGroup {
   ) {
     const { onPacket } = options;
     this.control = new Tunnel(stream, {
-      windowBytes: options.windowBytes,
+      windowBytes: options.terms?.windowBytes,
+      chunkBytes: options.terms?.chunkBytes,
       bufferBytes: options.bufferBytes,
       halfClose: options.halfClose,
       onPacket: (p) => onPacket(p, this.control),

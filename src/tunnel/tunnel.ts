@@ -9,10 +9,8 @@
  *   while it has credit; otherwise it keeps at most the one chunk it was given and its owner pauses its source.
  * - receiving: the owner calls `consumed(n)` when bytes leave its buffers. In the credit regime that returns credit
  *   to the peer (WINDOW_UPDATE), so a stalled reader stops only its own sender. In the legacy regime (Go peer, or a
- *   stream with one connection such as a yamux substream) an over-full connection pauses the stream.
- * - growing: a window caps a connection at one window per round trip. In the credit regime, when the transport
- *   measures its round trip (gRPC), a connection whose reader drains about a window per round trip has its window
- *   doubled (extra credit in a WINDOW_UPDATE), up to `maxWindowBytes`; a slow or stalled reader never grows it.
+ *   stream with one connection such as a yamux substream) an over-full connection pauses the stream. A credit
+ *   window grows while its reader keeps up and the round trip shows it holds the sender (receive-window.ts).
  *
  * Kept whole: Tunnel and TunnelConnection are one machine (a connection's queue flushes on its tunnel's 'drain',
  * its credit, blocking and half-close are the tunnel's regime), and read best side by side.
@@ -24,6 +22,7 @@ import type { PacketStream } from '../transport/packet-stream.js';
 import { noop } from '../protocol/noop.js';
 import { DEFAULT_CONNECTION_BUFFER_BYTES, DEFAULT_CONNECTION_WINDOW_MAX_BYTES, MAX_DATA_CHUNK_BYTES } from './flow.js';
 import type { HalfCloseMode } from './half-close.js';
+import { ReceiveWindow } from './receive-window.js';
 import { closeStream } from './stream-lifecycle.js';
 
 /** Counts packets for metrics: `direction` is from this side's point of view. */
@@ -33,6 +32,8 @@ export type PacketCounter = (direction: 'sent' | 'received', packet: Packet) => 
 export interface TunnelOptions {
   /** Per-connection window agreed with the peer (credit regime); undefined for the legacy regime. */
   windowBytes?: number | undefined;
+  /** Largest DATA payload sent (default MAX_DATA_CHUNK_BYTES, 32 KiB; konnectivity-ts peers agree on more). */
+  chunkBytes?: number | undefined;
   /** How far a connection's window may grow (credit regime; default 8 MiB, never below `windowBytes`). */
   maxWindowBytes?: number | undefined;
   /** The clock for window growth, in ms (default `performance.now`; tests inject their own). */
@@ -70,11 +71,6 @@ const NO_HANDLERS: ConnectionHandlers = {
   onWritable() {},
 };
 
-/** A sample counts as window-limited from this share of the window up (credit returns at a quarter). */
-const LIMITED_SHARE = 0.45;
-/** Shortest span a consumption sample covers: below it, one event-loop turn's burst would look like a rate. */
-const MIN_SAMPLE_MS = 10;
-
 /**
  * The engine's view of one tunnel stream: its connections, their send queues and receive accounting (see the module
  * comment).
@@ -86,7 +82,9 @@ export class Tunnel {
   readonly windowBytes: number | undefined;
   /** How far a connection's credit window may grow, in bytes (see the module comment). */
   readonly maxWindowBytes: number;
-  /** @internal */
+  /** The largest DATA payload this end sends, in bytes (agreed with the peer; 32 KiB to a Go peer). */
+  readonly chunkBytes: number;
+  /** @internal The clock window growth reads, in ms. */
   readonly now: () => number;
   /** Bytes a connection may hold received but not consumed before the legacy regime pauses the stream. */
   readonly bufferBytes: number;
@@ -103,6 +101,7 @@ export class Tunnel {
     options: TunnelOptions,
   ) {
     this.windowBytes = options.windowBytes;
+    this.chunkBytes = options.chunkBytes ?? MAX_DATA_CHUNK_BYTES;
     this.maxWindowBytes = Math.max(options.windowBytes ?? 0, options.maxWindowBytes ?? DEFAULT_CONNECTION_WINDOW_MAX_BYTES);
     this.now = options.now ?? (() => performance.now());
     this.bufferBytes = options.bufferBytes ?? DEFAULT_CONNECTION_BUFFER_BYTES;
@@ -210,13 +209,8 @@ export class TunnelConnection {
   private credit: number;
   /** Bytes received and not yet consumed by the owner. */
   private buffered = 0;
-  /** Bytes consumed and not yet returned to the peer as credit. */
-  private unreturned = 0;
-  /** The receive window this end grants the peer (credit regime): the agreed one, grown while the reader keeps up. */
-  private window: number | undefined;
-  /** The consumption sample window growth is judged by: since when (-1: none yet) and how many bytes. */
-  private sampleStartMs = -1;
-  private sampleBytes = 0;
+  /** The window this end grants the peer (credit regime only). */
+  private readonly receiveWindow: ReceiveWindow | undefined;
   /** Bytes handed to a sink that was full: consumed once it has room again (`release()`). */
   private held = 0;
   private blocking = false;
@@ -234,12 +228,12 @@ export class TunnelConnection {
     public handlers: ConnectionHandlers,
   ) {
     this.credit = tunnel.windowBytes ?? Number.POSITIVE_INFINITY;
-    this.window = tunnel.windowBytes;
+    this.receiveWindow = tunnel.windowBytes === undefined ? undefined : new ReceiveWindow(tunnel.windowBytes, tunnel.maxWindowBytes);
   }
 
-  /** The receive window this end grants the peer, in bytes (credit regime); undefined in the legacy regime. */
+  /** The window this end grants the peer, in bytes (credit regime; it grows); undefined in the legacy regime. */
   get windowBytes(): number | undefined {
-    return this.window;
+    return this.receiveWindow?.windowBytes;
   }
 
   /** True once the connection was detached from its tunnel. */
@@ -258,8 +252,9 @@ export class TunnelConnection {
   sendData(data: Payload): boolean {
     if (this.detached || this.finishPacket) return false;
     const length = payloadLength(data);
-    for (let off = 0; off < length; off += MAX_DATA_CHUNK_BYTES) {
-      this.queue.push(off === 0 && length <= MAX_DATA_CHUNK_BYTES ? data : slicePayload(data, off, Math.min(length, off + MAX_DATA_CHUNK_BYTES)));
+    const chunk = this.tunnel.chunkBytes;
+    for (let off = 0; off < length; off += chunk) {
+      this.queue.push(off === 0 && length <= chunk ? data : slicePayload(data, off, Math.min(length, off + chunk)));
     }
     if (this.flush()) return true;
     this.wantWritable = true;
@@ -323,7 +318,7 @@ export class TunnelConnection {
     if (!this.detached) this.tunnel.send(packet);
   }
 
-  /** The owner has passed on `n` received bytes: return credit (growing the window if it holds the peer back). */
+  /** The owner has passed on `n` received bytes: return credit, or lift a legacy pause. */
   consumed(n: number): void {
     if (n <= 0) return;
     this.buffered -= n;
@@ -331,43 +326,14 @@ export class TunnelConnection {
       this.blocking = false;
       this.tunnel.unblock();
     }
-    const window = this.window;
-    if (window === undefined || this.detached) return;
-    this.unreturned += n;
-    const extra = this.growth(n, window);
-    if (this.unreturned >= window / 4 || extra > 0) {
-      const inc = this.unreturned + extra;
-      this.unreturned = 0;
-      this.tunnel.send(windowUpdate(this.connectID, inc));
-    }
-  }
-
-  /**
-   * Judge the window by what the reader drains per round trip: when that is most of a window, the window is what
-   * holds the sender, so it doubles (returns the extra credit to grant). A reader that is slow drains less and never
-   * grows it, nor does a transport that does not measure its round trip.
-   */
-  private growth(n: number, window: number): number {
-    if (window >= this.tunnel.maxWindowBytes) return 0;
-    const rtt = this.tunnel.stream.roundTripMs;
-    if (rtt === undefined) return 0;
-    const now = this.tunnel.now();
-    if (this.sampleStartMs < 0) this.sampleStartMs = now;
-    this.sampleBytes += n;
-    const elapsed = now - this.sampleStartMs;
-    if (elapsed < Math.max(rtt, MIN_SAMPLE_MS)) return 0;
-    const perRoundTrip = (this.sampleBytes / elapsed) * rtt;
-    this.sampleStartMs = now;
-    this.sampleBytes = 0;
-    if (perRoundTrip < LIMITED_SHARE * window) return 0;
-    const grown = Math.min(this.tunnel.maxWindowBytes, 2 * window);
-    this.window = grown;
-    return grown - window;
+    if (this.receiveWindow === undefined || this.detached) return;
+    const credit = this.receiveWindow.consumed(n, this.tunnel.now, this.tunnel.stream.roundTripMs);
+    if (credit > 0) this.tunnel.send(windowUpdate(this.connectID, credit));
   }
 
   /** Bytes held unconsumed above which the stream is paused: the buffer, or the window a peer may fill. */
   private blockLimit(): number {
-    return Math.max(this.tunnel.bufferBytes, this.window ?? 0);
+    return Math.max(this.tunnel.bufferBytes, this.receiveWindow?.windowBytes ?? 0);
   }
 
   /**

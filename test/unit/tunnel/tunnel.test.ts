@@ -149,6 +149,26 @@ describe('Tunnel credit window growth', () => {
   });
 });
 
+describe('Tunnel chunk size', () => {
+  it('splits what it sends at the agreed chunk size (32 KiB by default)', async () => {
+    for (const [chunkBytes, sizes] of [
+      [undefined, [32, 32, 32, 32, 32, 32, 8]],
+      [128 * KiB, [128, 72]],
+    ] as const) {
+      const [a, b] = createMemoryPair({ encode: true });
+      const ta = new Tunnel(a, { windowBytes: 1024 * KiB, chunkBytes, onPacket: () => {} });
+      const tb = new Tunnel(b, { windowBytes: 1024 * KiB, onPacket: () => {} });
+      const got: number[] = [];
+      tb.open(1n, { onData: (_p, length) => got.push(length / KiB), onWritable() {} });
+      ta.open(1n, { onData() {}, onWritable() {} }).sendData(Buffer.alloc(200 * KiB));
+      await settle();
+      expect(got).toEqual(sizes);
+      a.destroy();
+      b.destroy();
+    }
+  });
+});
+
 describe('Tunnel legacy regime', () => {
   it('pauses the stream while a connection holds more than its buffer, resumes at half', async () => {
     const { ta, tb, a, b } = pair(undefined, 64 * KiB);
