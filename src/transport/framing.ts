@@ -4,9 +4,10 @@
  *
  * They are sans-I/O state machines: `push(chunk)` takes bytes split at any offset and returns the complete items
  * they finish. A message that lies wholly inside one chunk is returned as a view of it (no copy); one split across
- * chunks is assembled once, when its last byte arrives: until then only the bytes received are held (views of the
- * chunks), never a buffer of the declared size, so a peer that declares large messages and sends little costs
- * what it sent. A declared length above `maxMessageBytes` is refused before anything is buffered for it.
+ * chunks is assembled once, when its last byte arrives, or, for a framer that gathers (gRPC), returned as the views
+ * of its pieces: until then only the bytes received are held (views of the chunks), never a buffer of the declared
+ * size, so a peer that declares large messages and sends little costs what it sent. A declared length above
+ * `maxMessageBytes` is refused before anything is buffered for it.
  */
 import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
 import { checkNumber } from '../protocol/options.js';
