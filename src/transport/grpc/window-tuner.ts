@@ -5,17 +5,18 @@
  * streams too). Both matter: node:http2 returns connection window as data arrives, stream window only as it is read,
  * so the stream window is what bounds a stream whose reader stalls.
  *
- * Between two node peers only the server end grows. node:http2 reads nothing while one of its socket writes is
- * pending, so two node peers that both have more in flight than the socket buffers between them hold stop reading
- * at once and wait for each other for ever; as long as one direction stays within a window the buffers are known
- * to hold (the starting 2 MiB), that end's writes always complete, it keeps reading, and the other end drains. A
- * client therefore holds its window at the start until the server's response headers show a peer that reads while
- * it writes (a Go server: no `konnectivity-ts-http2` header).
+ * Between two node peers only the server end grows freely. node:http2 reads nothing while one of its socket writes
+ * is pending, so two node peers that both have more in flight than the socket buffers between them hold stop
+ * reading at once and wait for each other for ever; as long as one direction stays within a window the buffers are
+ * known to hold (DEFAULT_GRPC_NODE_PEER_MAX_WINDOW_BYTES), that end's writes always complete, it keeps reading, and
+ * the other end drains. A client therefore grows its window only to that bound until the server's response headers
+ * show a peer that reads while it writes (a Go server: no `konnectivity-ts-http2` header).
  *
  * PINGs go out only right after DATA arrived, at most one at a time, so a Go server never counts them as abusive
  * (grpc-go forgives a PING that follows data it sent, which is how its own BDP pings work).
  */
 import type { Http2Session } from 'node:http2';
+import { DEFAULT_GRPC_NODE_PEER_MAX_WINDOW_BYTES } from '../windows.js';
 import { BdpEstimator } from './bdp.js';
 
 const tuners = new WeakMap<Http2Session, WindowTuner>();
@@ -29,7 +30,8 @@ class WindowTuner {
     readonly maxWindowBytes: number,
     held: boolean,
   ) {
-    this.estimator = new BdpEstimator({ initialWindowBytes, maxWindowBytes: held ? initialWindowBytes : maxWindowBytes });
+    const heldMax = Math.max(initialWindowBytes, Math.min(maxWindowBytes, DEFAULT_GRPC_NODE_PEER_MAX_WINDOW_BYTES));
+    this.estimator = new BdpEstimator({ initialWindowBytes, maxWindowBytes: held ? heldMax : maxWindowBytes });
     if (this.estimator.idlePing()) this.ping();
   }
 
@@ -66,7 +68,8 @@ class WindowTuner {
 
 /**
  * Start growing `session`'s receive window from `initialWindowBytes` (already announced) up to `maxWindowBytes`;
- * `held` keeps it at the start until {@link releaseWindow}. Nothing happens when the maximum is not above the start.
+ * `held` keeps it within DEFAULT_GRPC_NODE_PEER_MAX_WINDOW_BYTES until {@link releaseWindow}. Nothing happens when
+ * the maximum is not above the start.
  */
 export function tuneWindows(session: Http2Session, initialWindowBytes: number, maxWindowBytes: number, held = false): void {
   if (maxWindowBytes <= initialWindowBytes || tuners.has(session)) return;

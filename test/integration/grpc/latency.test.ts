@@ -54,7 +54,7 @@ it('keeps more than 64 KiB in flight over a 20 ms link', async () => {
   await expectNoLeaks(before, { timeoutMs: 5000 });
 });
 
-it('grows the server window with bandwidth x delay on a 100 ms link; the node client keeps its starting window', async () => {
+it('grows the server window with bandwidth x delay on a 100 ms link', async () => {
   // 100 ms, so that 2 MiB per round trip (20 MB/s) is what limits the sender even on a busy machine.
   const before = snapshotResources();
   const { server, received, end } = await countingServer();
@@ -75,8 +75,7 @@ it('grows the server window with bandwidth x delay on a 100 ms link; the node cl
     expect(serverWindow).toBeGreaterThan(2 * 1024 * 1024);
     expect(serverWindow).toBeLessThanOrEqual(16 * 1024 * 1024);
     expect(relay.maxHeldUp).toBeGreaterThan(2 * 1024 * 1024 + 512 * 1024);
-    // Against a node server the client's window stays where it started (a node pair with two large windows can
-    // stall for ever when both push bulk data).
+    // The client received no DATA, so its window had nothing to grow from.
     expect(clientWindow).toBe(2 * 1024 * 1024);
   } finally {
     await relay.close();
@@ -85,9 +84,45 @@ it('grows the server window with bandwidth x delay on a 100 ms link; the node cl
   await expectNoLeaks(before, { timeoutMs: 5000 });
 });
 
+it('a node client that receives bulk data on a 100 ms link grows its window to 4 MiB against a node server, no further', async () => {
+  // A node pair with two windows above 4 MiB can stall for ever when both push bulk data (windows.ts).
+  const before = snapshotResources();
+  const total = 48 * 1024 * 1024;
+  let serverPush: Promise<void> | undefined;
+  const server = await createGrpcServer({
+    port: 0,
+    agent: (incoming) => {
+      const serverEnd = incoming.accept({ serverid: ['s'] });
+      serverPush = push(serverEnd, total);
+      serverEnd.on('end', () => void serverPush!.then(() => serverEnd.close()));
+    },
+  });
+  const relay = await startDelayRelay(server.port, 50);
+  try {
+    const stream = (await grpcAgentConnector({ address: `127.0.0.1:${relay.port}` })({ agentid: ['a'] }, {})) as Measured;
+    let atClient = 0;
+    const done = new Promise<void>((resolve) => {
+      stream.on('packet', (p) => {
+        atClient += p.type === PacketType.DATA ? dataOf(p as DataPacket).length : 0;
+        if (atClient === total) resolve();
+      });
+    });
+    await done;
+    const clientWindow = stream.receiveWindowBytes;
+    const roundTripMs = stream.roundTripMs;
+    await stream.close();
+    expect(roundTripMs).toBeGreaterThanOrEqual(99);
+    expect(clientWindow).toBe(4 * 1024 * 1024);
+  } finally {
+    await relay.close();
+    await server.close({ graceMs: 1000 });
+  }
+  await expectNoLeaks(before, { timeoutMs: 5000 });
+}, 60_000);
+
 it('two node peers both pushing bulk data finish when the server window is far above the socket buffers', async () => {
   // With 6 MiB or more on both ends, node:http2 peers that both push stop reading and wait for ever; the client
-  // keeping its 2 MiB is what lets this finish, however large the server's window.
+  // keeping to its bound (4 MiB) is what lets this finish, however large the server's window.
   const before = snapshotResources();
   const total = 48 * 1024 * 1024;
   let atServer = 0;
@@ -104,7 +139,7 @@ it('two node peers both pushing bulk data finish when the server window is far a
     },
   });
   try {
-    const stream = await grpcAgentConnector({ address: `127.0.0.1:${server.port}` })({ agentid: ['a'] }, {});
+    const stream = await grpcAgentConnector({ address: `127.0.0.1:${server.port}`, windowBytes: 4 * 1024 * 1024 })({ agentid: ['a'] }, {});
     let atClient = 0;
     stream.on('packet', (p) => (atClient += p.type === PacketType.DATA ? dataOf(p as DataPacket).length : 0));
     await push(stream, total);
