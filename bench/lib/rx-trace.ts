@@ -1,7 +1,8 @@
 /**
  * How received bytes are framed, counted in a running process (`--cpu-prof` runs only): the chunk sizes the
  * transport delivers to the gRPC and delimited (yamux) framers, and how many messages come out as views of one
- * chunk (no copy) and how many had to be assembled from several chunks (one copy of the whole message). It wraps
+ * chunk (no copy), how many as the views of the several chunks they arrived in (no copy either: a framer that
+ * gathers, gRPC's), and how many had to be assembled from several chunks (one copy of the whole message). It wraps
  * the framers' public `push()`; the library is not changed.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -16,6 +17,8 @@ interface Tally {
   messages: number;
   /** Messages returned as a view of the chunk they arrived in. */
   views: number;
+  /** Messages returned as views of several chunks (a list of pieces). */
+  pieces: number;
   /** Messages assembled into a buffer of their own (copied). */
   assembled: number;
   assembledBytes: number;
@@ -23,15 +26,15 @@ interface Tally {
 
 const tallies = new Map<string, Tally>();
 
-const fresh = (): Tally => ({ chunks: 0, chunkBytes: 0, sizes: new Map(), messages: 0, views: 0, assembled: 0, assembledBytes: 0 });
+const fresh = (): Tally => ({ chunks: 0, chunkBytes: 0, sizes: new Map(), messages: 0, views: 0, pieces: 0, assembled: 0, assembledBytes: 0 });
 
 /** Wrap `push()` of the framers this checkout has. Idempotent. */
 export function installRxTrace(lib: Lib): void {
   for (const [name, cls] of [['grpc', lib.GrpcMessageDecoder], ['delimited', lib.DelimitedMessageDecoder]] as const) {
     const proto = cls?.prototype;
     if (!proto || proto.__rxTraced) continue;
-    const push = proto.push as (chunk: Uint8Array) => Buffer[];
-    proto.push = function traced(this: unknown, chunk: Uint8Array): Buffer[] {
+    const push = proto.push as (chunk: Uint8Array) => Array<Buffer | Buffer[]>;
+    proto.push = function traced(this: unknown, chunk: Uint8Array): Array<Buffer | Buffer[]> {
       const out = push.call(this, chunk);
       let t = tallies.get(name);
       if (!t) tallies.set(name, (t = fresh()));
@@ -40,7 +43,8 @@ export function installRxTrace(lib: Lib): void {
       t.sizes.set(chunk.byteLength, (t.sizes.get(chunk.byteLength) ?? 0) + 1);
       for (const m of out) {
         t.messages++;
-        if (m.buffer === chunk.buffer) t.views++;
+        if (Array.isArray(m)) t.pieces++;
+        else if (m.buffer === chunk.buffer) t.views++;
         else {
           t.assembled++;
           t.assembledBytes += m.length;
@@ -72,7 +76,7 @@ export function formatRxTrace(t: ReturnType<typeof takeRxTrace>): string {
     .map(([name, x]) => {
       const sizes = x.commonChunkSizes.map(([size, n]) => `${n} x ${size} B`).join(', ');
       const pct = x.messages ? ((100 * x.assembled) / x.messages).toFixed(1) : '0';
-      return `${name} framer: ${x.chunks} chunks (${sizes}), ${x.messages} messages, ${x.assembled} assembled by a copy (${pct} %, ${(x.assembledBytes / 2 ** 20).toFixed(1)} MiB), ${x.views} views`;
+      return `${name} framer: ${x.chunks} chunks (${sizes}), ${x.messages} messages, ${x.assembled} assembled by a copy (${pct} %, ${(x.assembledBytes / 2 ** 20).toFixed(1)} MiB), ${x.views} views, ${x.pieces} in pieces`;
     })
     .join('; ');
 }

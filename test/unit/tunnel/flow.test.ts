@@ -12,7 +12,7 @@ import {
   agreedCreditTerms,
   creditOffer,
 } from '../../../src/tunnel/flow.js';
-import { ReceiveWindow } from '../../../src/tunnel/receive-window.js';
+import { ReceiveWindow, WINDOWS_BEFORE_GROWTH } from '../../../src/tunnel/receive-window.js';
 
 const KiB = 1024;
 
@@ -55,6 +55,12 @@ describe('ReceiveWindow', () => {
     let now = 0;
     const clock = () => now;
     const fast = new ReceiveWindow(64 * KiB, 256 * KiB);
+    // Nothing is judged in the first eight windows (WINDOWS_BEFORE_GROWTH), however fast they go.
+    for (let i = 0; i < WINDOWS_BEFORE_GROWTH; i++) {
+      now += 1;
+      expect(fast.consumed(fast.windowBytes, clock, 20)).toBe(64 * KiB);
+    }
+    expect(fast.windowBytes).toBe(64 * KiB);
     const grants: number[] = [];
     for (let i = 0; i < 4; i++) {
       now += 20;
@@ -64,14 +70,14 @@ describe('ReceiveWindow', () => {
     expect(grants).toEqual([64, 128, 256, 256]);
     expect(fast.windowBytes).toBe(256 * KiB);
     const slow = new ReceiveWindow(64 * KiB, 256 * KiB);
-    for (let i = 0; i < 8; i++) {
+    for (let i = 0; i < 16; i++) {
       now += 200;
       slow.consumed(64 * KiB, clock, 20);
     }
     expect(slow.windowBytes).toBe(64 * KiB);
     // A burst inside one event-loop turn is not a rate: spans shorter than 10 ms do not count.
     const burst = new ReceiveWindow(64 * KiB, 256 * KiB);
-    for (let i = 0; i < 8; i++) burst.consumed(64 * KiB, () => 5, 0.2);
+    for (let i = 0; i < 16; i++) burst.consumed(64 * KiB, () => 5, 0.2);
     expect(burst.windowBytes).toBe(64 * KiB);
   });
 });

@@ -104,16 +104,31 @@ describe('Tunnel credit window growth', () => {
     m.sender.sendData(Buffer.alloc(8 * 1024 * KiB));
     const flights: number[] = [];
     let consumed = 0;
-    for (let i = 0; i < 6; i++) {
+    // Eight windows at the start (WINDOWS_BEFORE_GROWTH), then one growth per round trip.
+    for (let i = 0; i < 14; i++) {
       const f = await roundTrip(m, consumed, 20);
       consumed += f;
       flights.push(f);
     }
-    expect(flights[0]).toBe(64 * KiB);
+    expect(flights.slice(0, 9)).toEqual(Array(9).fill(64 * KiB));
     // One window per round trip is what holds the sender: 64 KiB, then 128, 256, 512 (the bound), 512.
     expect(m.receiver.windowBytes).toBe(512 * KiB);
     expect(Math.max(...flights)).toBe(512 * KiB);
     expect(flights.every((f) => f <= 512 * KiB)).toBe(true);
+    m.a.destroy();
+    m.b.destroy();
+  });
+
+  it('never grows for a reader that stops after taking in less than eight windows at full speed', async () => {
+    const m = measured(20);
+    m.sender.sendData(Buffer.alloc(2048 * KiB));
+    let consumed = 0;
+    // What a socket's buffers take in before a reader that never reads holds them full: fast, then nothing.
+    for (let i = 0; i < 7; i++) consumed += await roundTrip(m, consumed, 20);
+    m.clock.now += 1000;
+    await settle();
+    expect(m.receiver.windowBytes).toBe(64 * KiB);
+    expect(m.got() - consumed).toBe(64 * KiB);
     m.a.destroy();
     m.b.destroy();
   });
@@ -124,11 +139,11 @@ describe('Tunnel credit window growth', () => {
       [undefined, 20],
     ] as const) {
       const m = measured(rtt);
-      m.sender.sendData(Buffer.alloc(1024 * KiB));
+      m.sender.sendData(Buffer.alloc(2048 * KiB));
       let consumed = 0;
-      for (let i = 0; i < 6; i++) consumed += await roundTrip(m, consumed, msPerWindow);
+      for (let i = 0; i < 14; i++) consumed += await roundTrip(m, consumed, msPerWindow);
       expect(m.receiver.windowBytes).toBe(64 * KiB);
-      expect(m.got()).toBe(6 * 64 * KiB);
+      expect(m.got()).toBe(14 * 64 * KiB);
       m.a.destroy();
       m.b.destroy();
     }
@@ -136,9 +151,9 @@ describe('Tunnel credit window growth', () => {
 
   it('a grown window does not pause the stream while it is within the window', async () => {
     const m = measured(20);
-    m.sender.sendData(Buffer.alloc(4 * 1024 * KiB));
+    m.sender.sendData(Buffer.alloc(8 * 1024 * KiB));
     let consumed = 0;
-    for (let i = 0; i < 5; i++) consumed += await roundTrip(m, consumed, 20);
+    for (let i = 0; i < 13; i++) consumed += await roundTrip(m, consumed, 20);
     expect(m.receiver.windowBytes).toBe(512 * KiB);
     // Hold a whole grown window unconsumed: more than the 64 KiB buffer, no pause.
     await settle();
