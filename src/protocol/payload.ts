@@ -57,6 +57,7 @@ export function slicePayload(p: Payload, start: number, end: number): Payload {
  * that wants one buffer; the forwarding path reads `pieces` and copies nothing.
  */
 export class PiecewiseData {
+  /** Always empty: a DATA packet with an error is never held in pieces. */
   error = '';
   private joined: Uint8Array | undefined;
 
@@ -66,10 +67,12 @@ export class PiecewiseData {
     public length: number,
   ) {}
 
+  /** The payload as one buffer, joined from the pieces on first read. */
   get data(): Uint8Array {
     return (this.joined ??= joinPayload(this.pieces, this.length));
   }
 
+  /** Replace the payload with one buffer. */
   set data(value: Uint8Array) {
     this.joined = value;
     this.pieces = [value];
