@@ -36,6 +36,8 @@ export const ErrorCode = {
   LIMIT_EXCEEDED: 'ERR_LIMIT_EXCEEDED',
   /** A remote error reported by the peer's transport (gRPC status, yamux go-away). */
   REMOTE: 'ERR_REMOTE',
+  /** The Kubernetes API answered with an error `Status` (see `KubeApiError.status` and `.reason`) or was unreachable. */
+  KUBE_API: 'ERR_KUBE_API',
 } as const;
 /** One of the {@link ErrorCode} strings. */
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -14,14 +14,16 @@ const SRC = join(ROOT, 'src');
 
 /**
  * What each layer (top-level folder of src/) may import besides itself. `ops` (metrics, logging, health) is
- * cross-cutting: the roles use it, and it stands on protocol only. `cli` and src/index.ts may import anything.
+ * cross-cutting: the roles use it, and it stands on protocol only. `kube` (the Kubernetes API client) stands on
+ * protocol only too; the server's TokenReview uses it. `cli` and src/index.ts may import anything.
  */
 const ALLOWED: Readonly<Record<string, readonly string[] | '*'>> = {
   protocol: [],
   transport: ['protocol'],
   tunnel: ['protocol', 'transport'],
   ops: ['protocol'],
-  server: ['protocol', 'transport', 'tunnel', 'ops'],
+  kube: ['protocol'],
+  server: ['protocol', 'transport', 'tunnel', 'ops', 'kube'],
   agent: ['protocol', 'transport', 'tunnel', 'ops'],
   client: ['protocol', 'transport', 'tunnel', 'ops'],
   cli: '*',
