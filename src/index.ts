@@ -12,3 +12,4 @@ export * from './server/index.js';
 export * from './agent/index.js';
 export * from './client/index.js';
 export * from './ops/index.js';
+export * from './kube/index.js';
