@@ -65,6 +65,12 @@ export interface ServerTunnelsOptions {
    * connection is no longer ready (closed, or told to go away) is closed, and the set dials again.
    */
   probeIntervalMs?: number;
+  /**
+   * The number of servers to hold tunnels to, given the last `servercount` received from a new server (0 before
+   * any); default: that count. Lease counting plugs in here (`--count-server-leases`, `--server-count-source`);
+   * call `recount()` when its answer changes.
+   */
+  serverCount?: (fromResponses: number) => number;
   /** Aborting it closes the set, as `close()` does. */
   signal?: AbortSignal;
   /** Randomness for jitter, in [0, 1) (default Math.random). */
@@ -124,6 +130,7 @@ export class ServerTunnels<T extends ClientSetTunnel = ClientSetTunnel> extends 
   private state: 'idle' | 'running' | 'draining' | 'closed' = 'idle';
   private drained = false;
   private lastReceivedServerCount = 0;
+  private readonly countServers: (fromResponses: number) => number;
   private closing: Promise<void> | undefined;
 
   constructor(agent: ClientSetAgent<T>, options: ServerTunnelsOptions) {
@@ -147,6 +154,7 @@ export class ServerTunnels<T extends ClientSetTunnel = ClientSetTunnel> extends 
     this.probeIntervalMs = check('probeIntervalMs', options.probeIntervalMs ?? DEFAULTS.probeIntervalMs, { above: 0 });
     this.syncForever = options.syncForever ?? false;
     this.random = options.random ?? Math.random;
+    this.countServers = options.serverCount ?? ((n) => n);
     this.stop.signal.addEventListener('abort', () => this.notifyChange(), { once: true });
     const signal = options.signal;
     if (signal) {
@@ -175,9 +183,14 @@ export class ServerTunnels<T extends ClientSetTunnel = ClientSetTunnel> extends 
     return [...this.held.keys()];
   }
 
-  /** The server count in use: the last `servercount` received from a new server (0 before any). */
+  /** The server count in use: the last `servercount` received from a new server (0 before any), or the `serverCount` option's. */
   get serverCount(): number {
-    return this.lastReceivedServerCount;
+    return this.countServers(this.lastReceivedServerCount);
+  }
+
+  /** The `serverCount` option's answer may have changed: a sync loop that holds enough tunnels looks again. */
+  recount(): void {
+    this.notifyChange();
   }
 
   /** Begin dialling (idempotent). */
@@ -267,7 +280,7 @@ export class ServerTunnels<T extends ClientSetTunnel = ClientSetTunnel> extends 
   private async syncLoop(connector: TunnelConnector): Promise<void> {
     const backoff = this.newBackoff();
     while (!this.stopped) {
-      const serverCount = this.lastReceivedServerCount;
+      const serverCount = this.serverCount;
       const full = (): boolean => serverCount > 0 && this.held.size >= serverCount;
       if (!this.syncForever && full()) {
         // Nothing changes the count but a lost tunnel; wait for one instead of polling.

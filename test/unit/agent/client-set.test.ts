@@ -125,6 +125,25 @@ describe('AgentClientSet behind a load balancer', () => {
     expect(calls.n).toBe(2);
   });
 
+  it('holds as many tunnels as the serverCount option says (lease counting), and looks again on recount()', async () => {
+    // Each server claims a count of 1, as servers behind leases do; the leases say 2, then 3.
+    const servers = ['a', 'b', 'c'].map((id) => new FakeServer(id, 1));
+    let leases = 2;
+    const calls = { n: 0 };
+    const set = makeSet(new FakeAgent(), { connector: balancer(servers, calls), serverCount: (fromResponses) => Math.max(leases, fromResponses) });
+    set.start();
+    await until(set, () => set.tunnels.length === 2);
+    expect(set.serverCount).toBe(2);
+    await sleep(30);
+    const dialled = calls.n;
+    expect(set.tunnels.length).toBe(2);
+    leases = 3;
+    set.recount();
+    await until(set, () => set.tunnels.length === 3);
+    expect(set.serverIDs.sort()).toEqual(['a', 'b', 'c']);
+    expect(calls.n).toBeGreaterThan(dialled);
+  });
+
   it('closes a duplicate at once and retries until it finds the missing server', async () => {
     const a = new FakeServer('a', 2);
     const b = new FakeServer('b', 2);
