@@ -13,10 +13,8 @@ import type { EventSink } from '../tunnel/event-sink.js';
 import { DialFailure, PendingDials, type PendingDial } from '../tunnel/pending-dials.js';
 import type { Tunnel, TunnelConnection } from '../tunnel/tunnel.js';
 
-/**
- * Which frontend a dial came from, in events and metrics: the gRPC frontend or `server.dial()` (HTTP-CONNECT included).
- */
-export type FrontendKind = 'grpc' | 'programmatic';
+/** Which frontend a dial came from: a gRPC `Proxy` stream, an HTTP-CONNECT request, or a `dial()` call. */
+export type FrontendKind = 'grpc' | 'http-connect' | 'programmatic';
 
 /** What is refused (agents, frontends, dials) once the server is shutting down. */
 export function shuttingDown(): KonnectivityError {

@@ -25,7 +25,7 @@ import { AgentBackend, type AgentBackendEvents, type AgentBackendHost, type Agen
 import { AgentRegistry, type AgentStrategy, parseStrategies } from './agent-registry.js';
 import { checkAgent, type AgentAuthenticator } from './auth/agent-auth.js';
 import { AGENT_CERTIFICATE_BINDINGS, checkCertificateBinding, type AgentCertificateBinding } from './auth/certificate-binding.js';
-import { Dials, shuttingDown, type DialEvents, type DialHandle } from './dials.js';
+import { Dials, shuttingDown, type DialEvents, type DialHandle, type FrontendKind } from './dials.js';
 import { GrpcFrontendSession } from './frontends/grpc/session.js';
 import { ProgrammaticFrontend, type OpenCallbacks, type ProgrammaticDialOptions } from './frontends/programmatic.js';
 
@@ -256,10 +256,11 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
   /**
    * Dial `address` and hand the tunnel connection itself to `callbacks.succeed`, for a frontend that binds a socket
    * straight to it (the HTTP-CONNECT frontend does). Returns the error when the dial cannot start, else a handle to
-   * cancel it; `timeoutMs` undefined is the server's `dialTimeoutMs`.
+   * cancel it; `timeoutMs` undefined is the server's `dialTimeoutMs`; `frontend` labels the dial in events and
+   * metrics (default `programmatic`).
    */
-  openConnection(address: string, timeoutMs: number | undefined, callbacks: OpenCallbacks): DialHandle | KonnectivityError {
-    return this.programmatic.open(address, timeoutMs, callbacks);
+  openConnection(address: string, timeoutMs: number | undefined, callbacks: OpenCallbacks, frontend?: FrontendKind): DialHandle | KonnectivityError {
+    return this.programmatic.open(address, timeoutMs, callbacks, frontend);
   }
 
   /**

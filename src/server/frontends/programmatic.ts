@@ -8,7 +8,7 @@ import { abortError, destroyOnAbort } from '../../protocol/abort.js';
 import { KonnectivityError } from '../../protocol/errors.js';
 import { TunnelSocket, checkHalfCloseTimeoutMs } from '../../tunnel/tunnel-socket.js';
 import type { TunnelConnection } from '../../tunnel/tunnel.js';
-import type { DialBroker, DialHandle } from '../dials.js';
+import type { DialBroker, DialHandle, FrontendKind } from '../dials.js';
 
 /** Options of `ProxyServer.dial()`. */
 export interface ProgrammaticDialOptions {
@@ -18,6 +18,8 @@ export interface ProgrammaticDialOptions {
   timeoutMs?: number;
   /** After `end()`, how long the socket waits with nothing from the peer before closing, in ms (default 300000). */
   halfCloseTimeoutMs?: number;
+  /** Which frontend asks, for events, metrics and logs (default `programmatic`; the HTTP-CONNECT frontend says so). */
+  frontend?: FrontendKind;
 }
 
 /** Whoever holds a connection handed over by {@link ProgrammaticFrontend.open}. */
@@ -48,11 +50,12 @@ export class ProgrammaticFrontend {
 
   /**
    * Dial `address`; the connection goes to `callbacks.succeed`. Returns the error when the dial cannot start (no
-   * agent, shutting down); otherwise a handle whose `cancel()` gives up while the agent dials.
+   * agent, shutting down); otherwise a handle whose `cancel()` gives up while the agent dials. `frontend` labels the
+   * dial in events and metrics.
    */
-  open(address: string, timeoutMs: number | undefined, callbacks: OpenCallbacks): DialHandle | KonnectivityError {
+  open(address: string, timeoutMs: number | undefined, callbacks: OpenCallbacks, frontend: FrontendKind = 'programmatic'): DialHandle | KonnectivityError {
     const request = { address, random: this.broker.newDialID() };
-    return this.broker.beginDial(request, 'programmatic', timeoutMs ?? this.dialTimeoutMs, {
+    return this.broker.beginDial(request, frontend, timeoutMs ?? this.dialTimeoutMs, {
       succeed: (connection, agentID) => {
         let owner: ConnectionOwner | undefined;
         let over = false;
@@ -96,7 +99,7 @@ export class ProgrammaticFrontend {
           signal?.removeEventListener('abort', onAbort);
           reject(err);
         },
-      });
+      }, options.frontend);
       if (handle instanceof KonnectivityError) {
         reject(handle);
         return;

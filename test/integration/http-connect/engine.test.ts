@@ -70,8 +70,11 @@ describe('HTTP-CONNECT over the engine', () => {
   it("502 with the agent's Go-style text for a refused endpoint", async () => {
     await start();
     await engine.agent();
+    const failed = new Promise<{ frontend: string; reason: string }>((resolve) => engine.server.once('dialFailed', resolve));
     const response = await rawExchange(port, 'CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
     expect(response).toBe(`HTTP/1.1 502 Bad Gateway\r\n${TEXT_UTF8}\r\n\r\ndial tcp 127.0.0.1:1: connect: connection refused`);
+    // The engine's events (and so the metrics and logs) name the HTTP-CONNECT frontend, not `programmatic`.
+    expect(await failed).toMatchObject({ frontend: 'http-connect', reason: 'error_response' });
   });
 
   it('502 Backend context error when the agent stream dies during the dial', async () => {
@@ -111,7 +114,9 @@ describe('HTTP-CONNECT over the engine', () => {
     await engine.agent();
     const target = await echoServer();
     engine.defer(() => target.close());
+    const succeeded = new Promise<{ frontend: string }>((resolve) => engine.server.once('dialSucceeded', resolve));
     const socket = await rawClient(port, `CONNECT 127.0.0.1:${target.port} HTTP/1.1\r\n\r\nfirst bytes`);
+    expect((await succeeded).frontend).toBe('http-connect');
     const expected = 'HTTP/1.1 200 Connection Established\r\n\r\nfirst bytes';
     const got = await readUntil(socket, (d) => d.length >= expected.length);
     expect(got.toString()).toBe(expected);

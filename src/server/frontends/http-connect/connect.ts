@@ -83,7 +83,7 @@ function connectBound(host: ConnectHost, socket: Duplex, head: Buffer, address: 
         return binding;
       },
       fail: failed,
-    });
+    }, 'http-connect');
   } catch (err) {
     // A dialer that throws fails this CONNECT, not the process.
     failed(err instanceof Error ? err : new Error(String(err)));
@@ -148,7 +148,7 @@ function dialFailed(host: ConnectHost, socket: Duplex, early: EarlyInput, addres
 /** The dialer's promise; a dialer that throws instead of rejecting fails that one CONNECT, not the process. */
 function dialThrough(host: ConnectHost, address: string, signal: AbortSignal): Promise<Duplex> {
   try {
-    return host.dialer.dial(address, { signal, timeoutMs: host.options.dialTimeoutMs });
+    return host.dialer.dial(address, { signal, timeoutMs: host.options.dialTimeoutMs, frontend: 'http-connect' });
   } catch (err) {
     return Promise.reject(err);
   }

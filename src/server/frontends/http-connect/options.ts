@@ -18,14 +18,14 @@ export interface HttpConnectDialer {
    * Dial `address` (`host:port`) through a tunnel. Rejects with a KonnectivityError: ERR_NO_AGENT, ERR_DIAL_FAILED
    * (message = the agent's error text), ERR_DIAL_TIMEOUT, ERR_TUNNEL_CLOSED, an AbortError (ABORT_ERR), ERR_SHUTTING_DOWN.
    */
-  dial(address: string, options: { signal?: AbortSignal; timeoutMs?: number }): Promise<Duplex>;
+  dial(address: string, options: { signal?: AbortSignal; timeoutMs?: number; frontend?: 'http-connect' }): Promise<Duplex>;
   /**
    * Optional (a ProxyServer has it): dial and hand over the tunnel connection itself, so the frontend binds the
    * client socket straight to it, with no Duplex and relay in between (less memory per connection, less work per
    * packet). Returns the error when the dial cannot start; `timeoutMs` undefined leaves the dialer's default.
-   * Without it the frontend serves every CONNECT through `dial()`.
+   * Without it the frontend serves every CONNECT through `dial()`. `frontend` labels the dial in events and metrics.
    */
-  openConnection?(address: string, timeoutMs: number | undefined, callbacks: OpenCallbacks): DialHandle | KonnectivityError;
+  openConnection?(address: string, timeoutMs: number | undefined, callbacks: OpenCallbacks, frontend?: 'http-connect'): DialHandle | KonnectivityError;
 }
 
 /** Options of {@link createHttpConnectFrontend}. */
