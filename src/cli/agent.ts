@@ -16,6 +16,7 @@ import type { TunnelConnector } from '../transport/packet-stream.js';
 import { agentAdminHandler, agentHealthHandler, listenOps, type OpsServer } from '../ops/health.js';
 import type { Logger } from '../ops/logger.js';
 import { instrumentAgent } from '../ops/metrics.js';
+import { DEFAULT_CONNECTION_BUFFER_BYTES } from '../transport/windows.js';
 import { agentFlagSpecs, parseAgentOptions, type AgentOptions } from './agent-options.js';
 import { joinHostPort, listenOnBindAddress } from './listen.js';
 import { processIO, runProgram, tokenFileReader, type ProgramIO } from './process.js';
@@ -91,7 +92,12 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
   // Server-list mode knows its servers from the list; behind a load balancer, from the `servercount` received.
   const listed = o.proxyServerAddresses.length;
   const knownServerCount = (): number => (listed > 0 ? listed : clientSet.serverCount);
-  const metrics = instrumentAgent(agent, registry, { knownServerCount, defaultMetrics: true });
+  const metrics = instrumentAgent(agent, registry, {
+    knownServerCount,
+    defaultMetrics: true,
+    connectionBufferBytes: o.connectionBufferBytes ?? DEFAULT_CONNECTION_BUFFER_BYTES,
+  });
+  const detachSet = metrics.trackClientSet(clientSet);
   logAgentEvents(agent, clientSet, log);
 
   const servers: OpsServer[] = [];
@@ -100,6 +106,7 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
     await agent.close();
     await Promise.all(servers.map((s) => s.close()));
     metrics.detach();
+    detachSet();
   };
   try {
     const health = await listenOnBindAddress(o.healthServerHost, (host) =>

@@ -18,6 +18,8 @@ import type { IncomingPacketStream, PacketStream } from '../transport/packet-str
 import { adminHandler, listenOps, serverHealthHandler, type OpsServer } from '../ops/health.js';
 import type { Logger } from '../ops/logger.js';
 import { instrumentServer, type ServerInstrumentation } from '../ops/metrics.js';
+import { DEFAULT_CONNECTION_BUFFER_BYTES } from '../transport/windows.js';
+import { WINDOW_METADATA_KEY } from '../tunnel/flow.js';
 import { listenOnBindAddress } from './listen.js';
 import { processIO, runProgram, tokenFileVerifier, type ProgramIO } from './process.js';
 import { parseServerOptions, serverFlagSpecs, type ServerOptions } from './server-options.js';
@@ -42,7 +44,7 @@ export interface RunningServer {
   shutdown(graceMs: number): Promise<void>;
 }
 
-/** Tracks the streams of an accepted agent call in the `grpc_connections{service_method="Connect"}` gauge. */
+/** Follows an accepted agent call in the metrics (`grpc_connections{service_method="Connect"}` and the rest), and a refused one. */
 function trackedIncoming(incoming: IncomingPacketStream, metrics: ServerInstrumentation): IncomingPacketStream {
   return {
     metadata: incoming.metadata,
@@ -51,10 +53,13 @@ function trackedIncoming(incoming: IncomingPacketStream, metrics: ServerInstrume
     peerCertificateNames: incoming.peerCertificateNames,
     accept(responseMetadata) {
       const stream = incoming.accept(responseMetadata);
-      metrics.trackGrpcStream('Connect', stream);
+      // The server answers with a window exactly when it agreed to the credit regime.
+      const window = responseMetadata?.[WINDOW_METADATA_KEY]?.[0];
+      metrics.trackGrpcStream('Connect', stream, { creditWindowBytes: window === undefined ? undefined : Number(window) });
       return stream;
     },
     reject(err) {
+      metrics.agentRefused(err);
       incoming.reject(err);
     },
   };
@@ -136,7 +141,10 @@ async function startFrontend({ o, proxy, metrics, log }: Context): Promise<Liste
     metrics.httpConnections.dec();
     log.v(4).info('http-connect tunnel closed', { dialAddress: e.address, remoteAddress: e.remoteAddress });
   });
-  frontend.on('dialFailed', (e) => log.v(2).info('http-connect dial failed', { dialAddress: e.address, status: e.statusCode, err: e.error.message }));
+  frontend.on('dialFailed', (e) => {
+    metrics.httpConnectFailed(e.statusCode);
+    log.v(2).info('http-connect dial failed', { dialAddress: e.address, status: e.statusCode, err: e.error.message });
+  });
   frontend.on('clientError', (err, remoteAddress) =>
     log.info('connection refused', { listener: 'frontend-http-connect', remoteAddress, code: (err as { code?: string }).code, err: err.message }),
   );
@@ -199,7 +207,11 @@ export async function startServer(o: ServerOptions, log: Logger): Promise<Runnin
     ...(verifyToken ? { authenticateAgent: verifyToken } : {}),
     ...(o.connectionBufferBytes ? { connectionBufferBytes: o.connectionBufferBytes } : {}),
   });
-  const metrics = instrumentServer(proxy, registry, { strategies: o.proxyStrategies, defaultMetrics: true });
+  const metrics = instrumentServer(proxy, registry, {
+    strategies: o.proxyStrategies,
+    defaultMetrics: true,
+    connectionBufferBytes: o.connectionBufferBytes ?? DEFAULT_CONNECTION_BUFFER_BYTES,
+  });
   logServerEvents(proxy, log);
   const ctx: Context = { o, proxy, metrics, log };
 

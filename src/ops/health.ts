@@ -15,6 +15,7 @@ import { createServer, type IncomingMessage, type RequestListener, type Server, 
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import { joinHostPort, splitHostPort } from '../protocol/address.js';
+import { metricsHandlerInstrumentation } from './metric-families.js';
 
 /** The server's readiness failure body (reference text). */
 export const SERVER_NOT_READY_BODY = 'no connection to any proxy agent';
@@ -82,8 +83,10 @@ function router(routes: Routes): RequestListener {
 }
 
 function metricsRoute(registry: Registry): Routes[string] {
+  // Go's promhttp handler counts its scrapes; so do we.
+  const scrapes = metricsHandlerInstrumentation(registry);
   return async (_req, res) => {
-    const body = await registry.metrics();
+    const body = await scrapes.scrape(() => registry.metrics());
     send(res, 200, body, registry.contentType);
   };
 }

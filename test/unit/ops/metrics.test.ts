@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { parsePrometheusText } from '../../integration/ops/prom-text.js';
-import { endpointDialFailureReason, instrumentAgent, instrumentServer, segmentLabel } from '../../../src/ops/metrics.js';
+import { endpointDialFailureReason, instrumentAgent, instrumentServer, segmentLabel, streamErrorCode } from '../../../src/ops/metrics.js';
 
 class FakeServer extends EventEmitter {
   agentList: Array<{ agentID: string; identifiers: { host?: string[]; defaultRoute?: boolean } }> = [];
@@ -91,6 +91,64 @@ describe('instrumentServer', () => {
     expect(m.get(`${P}http_connections`)).toBe(0);
   });
 
+  it('stream errors, full receive channels, frontend write latency, refusals and our own families', async () => {
+    const server = new FakeServer();
+    const inst = instrumentServer(server, undefined, { connectionBufferBytes: 1 << 20 });
+    const frontend = Object.assign(new EventEmitter(), { isPaused: false, writes: 0, write(_p: never) { this.writes++; return true; } });
+    const agentCredit = Object.assign(new EventEmitter(), { isPaused: true });
+    const agentLegacy = new EventEmitter();
+    inst.trackGrpcStream('Proxy', frontend);
+    inst.trackGrpcStream('Connect', agentCredit, { creditWindowBytes: 65536 });
+    inst.trackGrpcStream('Connect', agentLegacy);
+    frontend.write(undefined as never);
+    frontend.write(undefined as never);
+    server.emit('dialFailed', { reason: 'shutting_down' });
+    inst.agentRefused({ code: 'ERR_UNAUTHENTICATED' });
+    inst.httpConnectFailed(502);
+    inst.httpConnectFailed(undefined);
+    let m = parse(await inst.registry.metrics());
+    expect(frontend.writes).toBe(2);
+    expect(m.get(`${P}frontend_write_duration_seconds_count`)).toBe(2);
+    expect(m.get(`${P}full_receive_channels{service_method="Connect"}`)).toBe(1);
+    expect(m.has(`${P}full_receive_channels{service_method="Proxy"}`)).toBe(false);
+    expect(m.has(`${P}dial_failure_count{reason="shutting_down"}`)).toBe(false);
+    const T = 'konnectivity_ts_server_';
+    expect(m.get(`${T}dial_refusals_total{reason="shutting_down"}`)).toBe(1);
+    expect(m.get(`${T}agent_refusals_total{code="ERR_UNAUTHENTICATED"}`)).toBe(1);
+    expect(m.get(`${T}http_connect_failures_total{status="502"}`)).toBe(1);
+    expect(m.get(`${T}http_connect_failures_total{status="client_gone"}`)).toBe(1);
+    expect(m.get(`${T}agent_tunnels{flow_control="credit"}`)).toBe(1);
+    expect(m.get(`${T}agent_tunnels{flow_control="legacy"}`)).toBe(1);
+    expect(m.get(`${T}connection_buffer_bytes`)).toBe(1 << 20);
+    frontend.emit('close', new Error('the peer reset the stream (HTTP/2 error code 8)'));
+    agentLegacy.emit('close', undefined);
+    m = parse(await inst.registry.metrics());
+    expect(m.get(`${P}stream_errors_total{segment="from_client",code="Canceled",packet_type="Unknown"}`)).toBe(1);
+    expect(m.has(`${P}stream_errors_total{segment="from_agent",code="Canceled",packet_type="Unknown"}`)).toBe(false);
+    expect(m.get(`${T}agent_tunnels{flow_control="legacy"}`)).toBe(0);
+  });
+
+  it('feeds the lease GC families from a lease controller', async () => {
+    const inst = instrumentServer(new FakeServer());
+    let m = parse(await inst.registry.metrics());
+    expect(m.get(`${P}culled_leases_count`)).toBe(0);
+    const controller = new EventEmitter();
+    const detach = inst.trackLeaseController(controller);
+    controller.emit('call', { call: 'list', status: 200, reason: '', durationMs: 3 });
+    controller.emit('call', { call: 'delete', status: 409, reason: 'Conflict', durationMs: 2 });
+    controller.emit('call', { call: 'delete', status: 0, reason: 'Unreachable', durationMs: 2 });
+    controller.emit('culled', 'x');
+    detach();
+    controller.emit('culled', 'y');
+    m = parse(await inst.registry.metrics());
+    expect(m.get(`${P}culled_leases_count`)).toBe(1);
+    expect(m.get(`${P}lease_list_total{http_status_code="200",reason=""}`)).toBe(1);
+    expect(m.get(`${P}lease_list_latency_seconds_count{http_status_code="200"}`)).toBe(1);
+    expect(m.get(`${P}lease_delete_total{http_status_code="409",reason="Conflict"}`)).toBe(1);
+    expect(m.get(`${P}lease_delete_latency_seconds_bucket{le="0.005",http_status_code="409"}`)).toBe(1);
+    expect(m.has(`${P}lease_delete_total{http_status_code="0",reason="Unreachable"}`)).toBe(false);
+  });
+
   it('detach stops counting; two servers in one process do not collide', async () => {
     const a = new FakeServer();
     const b = new FakeServer();
@@ -135,6 +193,31 @@ describe('instrumentAgent', () => {
     expect(m.get(`${A}dial_duration_seconds_count`)).toBe(1);
   });
 
+  it('feeds failures from the client set and lease calls from the lease counter', async () => {
+    const inst = instrumentAgent(new FakeAgent(), undefined, { connectionBufferBytes: 4096 });
+    const set = new EventEmitter();
+    const counter = new EventEmitter();
+    inst.trackClientSet(set);
+    inst.trackLeaseCounter(counter);
+    set.emit('tunnelRemoved', {}, Object.assign(new Error('UNAVAILABLE: error reading from server: EOF'), { code: 'ERR_SHUTTING_DOWN' }));
+    set.emit('tunnelRemoved', {}, undefined);
+    set.emit('connectFailed', Object.assign(new Error('refused'), { code: 'ERR_UNAUTHENTICATED' }), 1000);
+    set.emit('duplicate', 's1', 1000);
+    counter.emit('call', { call: 'list', status: 200, reason: '', durationMs: 7 });
+    counter.emit('call', { call: 'watch', status: 200, reason: '', durationMs: 1 });
+    counter.emit('call', { call: 'list', status: 403, reason: 'Forbidden', durationMs: 1 });
+    const m = parse(await inst.registry.metrics());
+    expect(m.get(`${A}server_connection_failure_count{direction="from_server"}`)).toBe(1);
+    expect(m.get(`${A}stream_errors_total{segment="to_agent",code="Unavailable",packet_type="Unknown"}`)).toBe(1);
+    expect(m.get(`${A}lease_lists_total{http_response_code="200",reason=""}`)).toBe(1);
+    expect(m.get(`${A}lease_lists_total{http_response_code="403",reason="Forbidden"}`)).toBe(1);
+    expect(m.get(`${A}lease_watches_total{http_response_code="200",reason=""}`)).toBe(1);
+    expect(m.get(`${A}lease_list_latency_seconds_bucket{le="0.025",http_response_code="200"}`)).toBe(1);
+    expect(m.get('konnectivity_ts_agent_tunnel_failures_total{code="ERR_UNAUTHENTICATED"}')).toBe(1);
+    expect(m.get('konnectivity_ts_agent_duplicate_tunnels_total')).toBe(1);
+    expect(m.get('konnectivity_ts_agent_connection_buffer_bytes')).toBe(4096);
+  });
+
   it('uses the client set count when given', async () => {
     const { registry } = instrumentAgent(new FakeAgent(), undefined, { knownServerCount: () => 3 });
     expect(parse(await registry.metrics()).get(`${A}known_server_count`)).toBe(3);
@@ -146,7 +229,16 @@ describe('helpers', () => {
     expect(segmentLabel('fromFrontend')).toBe('from_client');
     expect(segmentLabel('toFrontend')).toBe('to_client');
     expect(segmentLabel('toAgent')).toBe('to_agent');
-    expect(segmentLabel('fromServer')).toBe('from_server');
+    // The agent names them from the server's side, as the reference agent does.
+    expect(segmentLabel('fromServer')).toBe('to_agent');
+    expect(segmentLabel('toServer')).toBe('from_agent');
+  });
+  it('names stream error codes as Go does', () => {
+    expect(streamErrorCode(new Error('the peer reset the stream (HTTP/2 error code 8)'))).toBe('Canceled');
+    expect(streamErrorCode(new Error('UNAVAILABLE: server shutting down'))).toBe('Unavailable');
+    expect(streamErrorCode(Object.assign(new Error('gone'), { code: 'ERR_TUNNEL_CLOSED' }))).toBe('Unavailable');
+    expect(streamErrorCode(Object.assign(new Error('x'), { code: 'ERR_UNAUTHENTICATED' }))).toBe('Unauthenticated');
+    expect(streamErrorCode(new Error('something else'))).toBe('Unknown');
   });
   it('classifies endpoint dial failures', () => {
     expect(endpointDialFailureReason({ code: 'ERR_DIAL_TIMEOUT', message: 'x' })).toBe('timeout');
