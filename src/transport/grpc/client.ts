@@ -38,6 +38,8 @@ export interface GrpcClientTlsOptions {
   key?: string | Buffer;
   /** Server name to verify and send as SNI (default: the address's host). */
   servername?: string;
+  /** ALPN protocols offered before `h2` (the reference agent's `--alpn-proto`, for ALPN-routing balancers). */
+  alpnProtocols?: readonly string[];
 }
 
 /** Where and how to connect. */
@@ -46,8 +48,8 @@ export interface GrpcClientOptions extends GrpcStreamOptions {
   address?: string;
   /** A Unix socket path. */
   socketPath?: string;
-  /** TLS (TCP only); plain h2c when absent. */
-  tls?: GrpcClientTlsOptions;
+  /** TLS (TCP only); plain h2c when absent. A function is called for each connection, so files can be re-read. */
+  tls?: GrpcClientTlsOptions | (() => GrpcClientTlsOptions);
   /** Send a keepalive PING this often, in ms; min 10000 (default: the agent leg 1 h like the reference, the frontend leg never). */
   keepaliveTimeMs?: number;
   /** Drop the connection when a ping stays unanswered this long, in ms (default 20000). */
@@ -65,7 +67,7 @@ const DEFAULT_USER_AGENT = 'konnectivity-ts grpc-node-http2';
 interface ResolvedClientOptions {
   authority: string;
   socketPath: string | undefined;
-  tls: GrpcClientTlsOptions | undefined;
+  tls: GrpcClientTlsOptions | (() => GrpcClientTlsOptions) | undefined;
   host: string;
   port: number;
   keepaliveTimeMs: number | undefined;
@@ -150,7 +152,7 @@ export class GrpcConnection extends EventEmitter<GrpcConnectionEvents> {
     const createConnection = (): net.Socket => {
       if (o.socketPath !== undefined) socket = net.connect(o.socketPath);
       else if (o.tls) {
-        const t = o.tls;
+        const t = typeof o.tls === 'function' ? o.tls() : o.tls;
         socket = tls.connect({
           host: o.host,
           port: o.port,
@@ -158,7 +160,7 @@ export class GrpcConnection extends EventEmitter<GrpcConnectionEvents> {
           cert: t.cert,
           key: t.key,
           servername: t.servername ?? (net.isIP(o.host) ? undefined : o.host),
-          ALPNProtocols: ['h2'],
+          ALPNProtocols: [...(t.alpnProtocols ?? []).filter((p) => p !== 'h2'), 'h2'],
         });
       } else socket = net.connect({ host: o.host, port: o.port });
       return socket;

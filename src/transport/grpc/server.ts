@@ -51,6 +51,8 @@ export interface GrpcServerTlsOptions {
   ca?: string | Buffer;
   /** Lowest TLS version accepted (default TLSv1.2, as the reference). */
   minVersion?: 'TLSv1.2' | 'TLSv1.3';
+  /** OpenSSL cipher list (default: Node's). */
+  ciphers?: string;
 }
 
 /** Options of {@link createGrpcServer}. */
@@ -186,6 +188,22 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
   }
 
   /**
+   * Use new TLS credentials for new handshakes (certificate rotation); open connections keep theirs. A TLS server
+   * only; throws for a plaintext one, or when the material is unusable (the old material then stays).
+   */
+  setSecureContext(t: GrpcServerTlsOptions): void {
+    const server = this.server as Http2SecureServer | undefined;
+    if (!this.options.tls || typeof server?.setSecureContext !== 'function') throw invalidOption('setSecureContext: not a listening TLS server');
+    server.setSecureContext({
+      key: t.key,
+      cert: t.cert,
+      ...(t.ca !== undefined ? { ca: t.ca } : {}),
+      minVersion: t.minVersion ?? 'TLSv1.2',
+      ...(t.ciphers ? { ciphers: t.ciphers } : {}),
+    });
+  }
+
+  /**
    * Stop accepting connections, send GOAWAY on every connection so clients open no new calls, wait for the calls
    * in progress up to `graceMs` (default 5000), then destroy what is left. Idempotent.
    */
@@ -233,6 +251,7 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
           // Unauthorized clients are refused by the 'session' check, with their reason (../tls-peer.ts says why).
           ...(t.ca !== undefined ? { ca: t.ca, requestCert: true, rejectUnauthorized: false } : {}),
           minVersion: t.minVersion ?? 'TLSv1.2',
+          ...(t.ciphers ? { ciphers: t.ciphers } : {}),
           allowHTTP1: false,
           handshakeTimeout: this.limits.handshakeTimeoutMs,
         })

@@ -63,9 +63,10 @@ export function tcpCarrier(options: net.NetConnectOpts): CarrierConnect {
 }
 
 /** Connect over TLS; give `cert`/`key` for mTLS. */
-export function tlsCarrier(options: tls.ConnectionOptions): CarrierConnect {
+export function tlsCarrier(options: tls.ConnectionOptions | (() => tls.ConnectionOptions)): CarrierConnect {
   return ({ signal }) => {
-    const socket = tls.connect(options);
+    // A function is called for each carrier, so certificate files can be re-read before each handshake.
+    const socket = tls.connect(typeof options === 'function' ? options() : options);
     // Reaches the TCP socket under the TLS layer (node passes it on), before the handshake's first flight.
     socket.setNoDelay(true);
     return whenReady(socket, 'secureConnect', 'yamux: TLS connect failed', signal);
