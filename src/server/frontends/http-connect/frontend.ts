@@ -134,6 +134,15 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
     }
   }
 
+  /**
+   * Use new TLS credentials for new handshakes (certificate rotation); open tunnels keep theirs. Throws for a
+   * plaintext frontend, or when the material is unusable (the old material then stays).
+   */
+  setSecureContext(tls: TlsOptions): void {
+    if (!(this.http instanceof https.Server)) throw new KonnectivityError(ErrorCode.INVALID_OPTION, 'setSecureContext: not a TLS frontend');
+    this.http.setSecureContext({ minVersion: 'TLSv1.2', ...tls });
+  }
+
   /** The bound address: an AddressInfo for TCP, the path for a Unix socket, null before listen(). */
   address(): AddressInfo | string | null {
     return this.http.address();
