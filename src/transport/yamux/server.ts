@@ -102,6 +102,12 @@ export class YamuxServer implements Listener {
     return this.server.address();
   }
 
+  /** New TLS credentials for new handshakes (certificate rotation); open carriers keep theirs. TLS servers only. */
+  setSecureContext(options: tls.SecureContextOptions): void {
+    if (!(this.server instanceof tls.Server)) throw new KonnectivityError(ErrorCode.INVALID_OPTION, 'setSecureContext: not a TLS yamux server');
+    this.server.setSecureContext(options);
+  }
+
   /** Open carriers (connections), tunnels or not yet. */
   get carrierCount(): number {
     return this.carriers.size;
