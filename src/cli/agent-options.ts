@@ -3,8 +3,8 @@
  * we accept and ignore, and our own additions, each marked in --help.
  */
 import { randomUUID } from 'node:crypto';
-import { FlagError, connectionBufferFromFlags, parseFlags, xfrChannelSizeFlag, type FlagSpec, type ParsedFlags } from './flags.js';
-import { klogFlags } from './klog-flags.js';
+import { FlagError, connectionBufferFromFlags, parseFlags, validateWith, xfrChannelSizeFlag, type FlagSpec, type FlagValue, type ParsedFlags } from './flags.js';
+import { klogFlags, klogOptions, type KlogOptions } from './klog-flags.js';
 import { parseHostPort } from '../protocol/address.js';
 import { parseAgentIdentifiersFlag as parseAgentIdentifiers, type AgentIdentifiers } from '../protocol/identifiers.js';
 
@@ -36,13 +36,22 @@ export interface AgentOptions {
   transport: 'grpc' | 'yamux';
   /** From `--xfr-channel-size` when given; otherwise the library default (1 MiB). */
   connectionBufferBytes: number | undefined;
+  /** `--alpn-proto`: ALPN protocols offered before the transport's own. */
+  alpnProtocols: string[];
+  /** Lease counting (`--count-server-leases`), with where the leases are. */
+  leases: { namespace: string; labelSelector: string } | undefined;
+  /** `--server-count-source`: `default` (leases when counted, else the servers' headers) or `max` (the larger). */
+  serverCountSource: 'default' | 'max';
+  /** `--kubeconfig` (empty: in-cluster), for lease counting. */
+  kubeconfig: string;
   verbosity: number;
   logFormat: 'text' | 'json';
+  log: KlogOptions;
 }
 
-const port = (v: string | number | boolean): string | undefined =>
+const port = (v: FlagValue): string | undefined =>
   (v as number) < 0 || (v as number) > 65535 ? 'must be a port number 0-65535 (0 picks a free port)' : undefined;
-const positive = (v: string | number | boolean): string | undefined => ((v as number) <= 0 ? 'must be positive' : undefined);
+const positive = (v: FlagValue): string | undefined => ((v as number) <= 0 ? 'must be positive' : undefined);
 
 /** Parse `host:port,host:port` (IPv6 in brackets). */
 export function parseServerAddresses(text: string): Array<{ host: string; port: number }> {
@@ -56,7 +65,14 @@ export function parseServerAddresses(text: string): Array<{ host: string; port: 
 
 /** The agent's flags, in --help order. */
 export function agentFlagSpecs(): FlagSpec[] {
-  const ign = (name: string, type: FlagSpec['type'], def: string | number | boolean, usage: string): FlagSpec => ({ name, type, default: def, usage, ignored: true });
+  const ign = (name: string, type: FlagSpec['type'], def: FlagValue, usage: string, hidden = false): FlagSpec => ({
+    name,
+    type,
+    default: def,
+    usage,
+    ignored: true,
+    hidden,
+  });
   return [
     { name: 'proxy-server-host', type: 'string', default: '127.0.0.1', usage: 'the proxy server (or its load balancer) host' },
     { name: 'proxy-server-port', type: 'int', default: 8091, usage: 'the proxy server (or its load balancer) agent port', validate: port },
@@ -69,14 +85,7 @@ export function agentFlagSpecs(): FlagSpec[] {
       type: 'string',
       default: '',
       usage: 'identifiers in URL query syntax, e.g. host=node1&ipv4=10.0.0.5&default-route=true (keys ipv4, ipv6, host, cidr, default-route)',
-      validate: (v) => {
-        try {
-          parseAgentIdentifiers(String(v));
-          return undefined;
-        } catch (err) {
-          return (err as Error).message;
-        }
-      },
+      validate: validateWith((v) => parseAgentIdentifiers(String(v))),
     },
     { name: 'service-account-token-path', type: 'string', default: '', usage: 'file holding a bearer token, re-read on every connect' },
     { name: 'health-server-host', type: 'string', default: '', usage: 'health server bind address' },
@@ -88,14 +97,25 @@ export function agentFlagSpecs(): FlagSpec[] {
     { name: 'probe-interval', type: 'duration', default: 1000, usage: 'interval between checks of each tunnel\'s health', validate: positive },
     { name: 'keepalive-time', type: 'duration', default: 3_600_000, usage: 'keepalive ping interval to the server (never below 30s on gRPC)', validate: positive },
     { name: 'sync-forever', type: 'bool', default: false, usage: 'keep dialling to discover new servers after --server-count is reached' },
-    ign('alpn-proto', 'string', '', 'extra ALPN protocols'),
-    ign('count-server-leases', 'bool', false, 'count servers from leases'),
-    ign('lease-namespace', 'string', 'kube-system', 'lease namespace'),
-    ign('lease-label-selector', 'string', 'k8s-app=konnectivity-server', 'lease label selector'),
-    ign('lease-label', 'string', 'k8s-app=konnectivity-server', 'lease labels (the reference v0.31 name of --lease-label-selector)'),
-    ign('server-count-source', 'string', 'default', 'server count source: default or max'),
-    ign('kubeconfig', 'string', '', 'kubeconfig for leases'),
-    ign('kube-api-content-type', 'string', 'application/vnd.kubernetes.protobuf', 'Kubernetes API content type'),
+    {
+      name: 'alpn-proto',
+      type: 'strings',
+      default: [],
+      usage: 'ALPN protocols to offer the server before the transport\'s own (h2 for gRPC), e.g. for a load balancer that routes by ALPN',
+    },
+    { name: 'count-server-leases', type: 'bool', default: false, usage: 'count the servers\' leases to know how many servers to hold tunnels to' },
+    { name: 'lease-namespace', type: 'string', default: 'kube-system', usage: 'the namespace of the server leases' },
+    { name: 'lease-label-selector', type: 'string', default: 'k8s-app=konnectivity-server', usage: 'the label selector of the server leases' },
+    { name: 'lease-label', type: 'string', default: 'k8s-app=konnectivity-server', usage: 'the same as --lease-label-selector (its name in the reference v0.31)' },
+    {
+      name: 'server-count-source',
+      type: 'string',
+      default: 'default',
+      usage: 'how to combine the counts from leases and from server responses: default (leases when counted, else responses) or max (the larger)',
+      validate: (v) => (v === 'default' || v === 'max' ? undefined : 'must be default or max'),
+    },
+    { name: 'kubeconfig', type: 'string', default: '', usage: 'kubeconfig for lease counting (empty: in-cluster configuration)' },
+    ign('kube-api-content-type', 'string', 'application/vnd.kubernetes.protobuf', 'Kubernetes API content type (requests are always JSON)'),
     xfrChannelSizeFlag(150),
     ign('warn-on-channel-limit', 'bool', false, 'warn when a queue is full'),
     ign('enable-profiling', 'bool', false, 'serve /debug/pprof'),
@@ -112,14 +132,7 @@ export function agentFlagSpecs(): FlagSpec[] {
       type: 'string',
       default: '',
       usage: 'comma-separated host:port list; keep one tunnel to each (no load balancer needed) [konnectivity-ts]',
-      validate: (v) => {
-        try {
-          parseServerAddresses(String(v));
-          return undefined;
-        } catch (err) {
-          return (err as Error).message;
-        }
-      },
+      validate: validateWith((v) => parseServerAddresses(String(v))),
     },
     ...klogFlags(),
   ];
@@ -150,15 +163,23 @@ export function parseAgentOptions(argv: readonly string[], env: NodeJS.ProcessEn
     syncForever: v['sync-forever'] as boolean,
     transport: v['transport'] as AgentOptions['transport'],
     connectionBufferBytes: connectionBufferFromFlags(parsed),
+    alpnProtocols: (v['alpn-proto'] as string[]).filter((p) => p !== ''),
+    leases: v['count-server-leases']
+      ? {
+          namespace: v['lease-namespace'] as string,
+          // Whichever of the two names was given; --lease-label-selector wins when both were.
+          labelSelector: (parsed.set.has('lease-label-selector') || !parsed.set.has('lease-label') ? v['lease-label-selector'] : v['lease-label']) as string,
+        }
+      : undefined,
+    serverCountSource: v['server-count-source'] as AgentOptions['serverCountSource'],
+    kubeconfig: v['kubeconfig'] as string,
     verbosity: v['v'] as number,
     logFormat: v['log-format'] as AgentOptions['logFormat'],
+    log: klogOptions(parsed),
   };
   if (!parsed.help) {
     if (Boolean(options.agentCert) !== Boolean(options.agentKey)) throw new FlagError('--agent-cert and --agent-key must be given together');
     if (options.syncIntervalCapMs < options.syncIntervalMs) throw new FlagError('--sync-interval-cap must not be less than --sync-interval');
-    if (v['count-server-leases']) {
-      throw new FlagError('--count-server-leases is not supported by konnectivity-ts: servers send their count in the servercount header');
-    }
   }
   return { options, parsed };
 }

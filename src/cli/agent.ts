@@ -2,11 +2,12 @@
  * `konnectivity-agent`: the reference proxy-agent's command line (PROTOCOL.md §4, §6.2) on the library.
  *
  * Keeps tunnels to the proxy servers with the HA client set: behind a load balancer at
- * `--proxy-server-host:--proxy-server-port` (one tunnel per distinct `serverid` up to `servercount`), or to each
- * address of `--proxy-server-addresses`. Serves the health port (`/healthz`, `/readyz`, `/ready`, `/metrics`) and
- * the admin port (`/metrics` redirects to the health port). Each listener logs
- * `"listening" listener=<name> address=<a> port=<p>`. First SIGTERM/SIGINT: DRAIN on every tunnel, stop dialling,
- * keep serving; the second one closes and exits 0.
+ * `--proxy-server-host:--proxy-server-port` (one tunnel per distinct `serverid` up to the server count: the
+ * servers' `servercount`, or their leases with `--count-server-leases`), or to each address of
+ * `--proxy-server-addresses`. TLS files are read again (when changed) before each new tunnel's handshake.
+ * Serves the health port (`/healthz`, `/readyz`, `/ready`, `/metrics`) and the admin port (`/metrics` redirects
+ * to the health port). Each listener logs `"listening" listener=<name> address=<a> port=<p>`. First
+ * SIGTERM/SIGINT: DRAIN on every tunnel, stop dialling, keep serving; the second one closes and exits 0.
  */
 import { Registry } from 'prom-client';
 import { Agent, type AgentTunnel } from '../agent/index.js';
@@ -17,10 +18,12 @@ import { agentAdminHandler, agentHealthHandler, listenOps, type OpsServer } from
 import type { Logger } from '../ops/logger.js';
 import { instrumentAgent } from '../ops/metrics.js';
 import { DEFAULT_CONNECTION_BUFFER_BYTES } from '../transport/windows.js';
+import { KubeClient, ServerLeaseCounter, kubeApiConfig } from '../kube/index.js';
 import { agentFlagSpecs, parseAgentOptions, type AgentOptions } from './agent-options.js';
+import { goSignalName, logAgentEvents, logLeaseCounterEvents, serverCountLogger } from './event-logs.js';
 import { joinHostPort, listenOnBindAddress } from './listen.js';
 import { processIO, runProgram, tokenFileReader, type ProgramIO } from './process.js';
-import { loadClientTls } from './tls.js';
+import { reloadingClientTls, type ClientTlsOptions } from './tls.js';
 import { yamuxConnector } from './yamux.js';
 
 const PROGRAM = 'konnectivity-agent';
@@ -37,20 +40,37 @@ export interface RunningAgent {
   readonly clientSet: AgentClientSet<AgentTunnel>;
   readonly registry: Registry;
   readonly ports: { health: number; admin: number };
+  /** The lease counter, with `--count-server-leases`. */
+  readonly leases: ServerLeaseCounter | undefined;
   /** Send DRAIN on every tunnel and stop dialling (the first signal). Idempotent. */
   drain(): void;
   /** Close the tunnels, the agent and the ops servers. Idempotent. */
   shutdown(): Promise<void>;
 }
 
+/**
+ * The TLS material for each new tunnel: the files are read again when they changed, so a rotated certificate is
+ * used by the next handshake; a broken file is logged and the last good material used.
+ */
+function tlsForEachTunnel(o: AgentOptions, log: Logger): (() => ClientTlsOptions) | undefined {
+  const tls = reloadingClientTls(
+    { ca: o.caCert, cert: o.agentCert, key: o.agentKey, alpnProtocols: o.alpnProtocols },
+    {
+      onReload: (_t, paths) => log.info('Reloaded TLS certificate', { files: paths.join(',') }),
+      onError: (err, paths) => log.error('Could not reload TLS certificate, keeping the old one', err, { files: paths.join(',') }),
+    },
+  );
+  return tls ? () => tls.refresh() : undefined;
+}
+
 /** One connector per server address (server-list mode) or one for the load balancer. */
 function connectors(o: AgentOptions, log: Logger): { connector: TunnelConnector } | { connectors: TunnelConnector[] } {
   // The server is verified as the host dialled (--proxy-server-host, or each list entry), as the reference does.
-  const tls = loadClientTls({ ca: o.caCert, cert: o.agentCert, key: o.agentKey });
+  const tls = tlsForEachTunnel(o, log);
   if (!tls) log.warn('connecting without TLS: no --ca-cert given (the reference agent always uses TLS)');
   let keepaliveTimeMs = o.keepaliveTimeMs;
   if (keepaliveTimeMs < MIN_KEEPALIVE_MS) {
-    log.warn('--keepalive-time raised to 30s: a Go server refuses more frequent pings', { requestedMs: keepaliveTimeMs });
+    log.warn('--keepalive-time raised to 30s: a Go server refuses more frequent pings', { requested: keepaliveTimeMs });
     keepaliveTimeMs = MIN_KEEPALIVE_MS;
   }
   const make = (host: string, port: number): TunnelConnector =>
@@ -61,16 +81,13 @@ function connectors(o: AgentOptions, log: Logger): { connector: TunnelConnector 
   return { connector: make(o.proxyServerHost, o.proxyServerPort) };
 }
 
-function logAgentEvents(agent: Agent, clientSet: AgentClientSet<AgentTunnel>, log: Logger): void {
-  clientSet.on('tunnelAdded', (t) => log.v(2).info('connected to proxy server', { serverID: t.serverID, serverCount: t.serverCount }));
-  clientSet.on('tunnelRemoved', (t, err) => log.v(2).info('tunnel to proxy server closed', { serverID: t.serverID, err: err?.message }));
-  clientSet.on('duplicate', (serverID) => log.v(3).info('tunnel reached a server already connected; closed it', { serverID }));
-  clientSet.on('connectFailed', (err, retryInMs) => log.error('cannot connect to a proxy server', err, { retryInMs: Math.round(retryInMs) }));
-  clientSet.on('probeFailed', (t) => log.v(2).info('probe: connection to proxy server not ready; closing the tunnel', { serverID: t.serverID }));
-  clientSet.on('readyChange', (ready) => log.info(ready ? 'ready: a tunnel is up' : 'not ready: no tunnel is up'));
-  agent.on('connectionOpened', (e) => log.v(3).info('endpoint connection opened', { dialID: e.dialID, dialAddress: e.address, connectionID: e.connectID }));
-  agent.on('dialFailed', (e) => log.v(2).info('endpoint dial failed', { dialID: e.dialID, dialAddress: e.address, err: e.error }));
-  agent.on('connectionClosed', (e) => log.v(4).info('endpoint connection closed', { dialAddress: e.address, connectionID: e.connectID }));
+/**
+ * The server count in use, from `--server-count-source`: `default` is the leases' count when counting leases,
+ * else the servers' `servercount`; `max` the larger of the two.
+ */
+function serverCountOf(o: AgentOptions, leases: ServerLeaseCounter | undefined): ((fromResponses: number) => number) | undefined {
+  if (!leases) return undefined;
+  return (fromResponses) => (o.serverCountSource === 'max' ? Math.max(leases.count(), fromResponses) : leases.count());
 }
 
 /** Start the agent, its tunnels and its ops servers. */
@@ -82,14 +99,18 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
     ...(o.serviceAccountTokenPath ? { token: tokenFileReader(o.serviceAccountTokenPath) } : {}),
     ...(o.connectionBufferBytes ? { connectionBufferBytes: o.connectionBufferBytes } : {}),
   });
+  const kube = o.leases ? new KubeClient(await kubeApiConfig(o.kubeconfig)) : undefined;
+  const leases = o.leases && kube ? new ServerLeaseCounter({ client: kube, namespace: o.leases.namespace, labelSelector: o.leases.labelSelector }) : undefined;
+  const serverCount = serverCountOf(o, leases);
   const clientSet = new AgentClientSet(agent, {
     ...connectors(o, log),
     syncIntervalMs: o.syncIntervalMs,
     syncIntervalCapMs: o.syncIntervalCapMs,
     syncForever: o.syncForever,
     probeIntervalMs: o.probeIntervalMs,
+    ...(serverCount ? { serverCount } : {}),
   });
-  // Server-list mode knows its servers from the list; behind a load balancer, from the `servercount` received.
+  // Server-list mode knows its servers from the list; behind a load balancer, from the count in use.
   const listed = o.proxyServerAddresses.length;
   const knownServerCount = (): number => (listed > 0 ? listed : clientSet.serverCount);
   const metrics = instrumentAgent(agent, registry, {
@@ -99,14 +120,28 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
   });
   const detachSet = metrics.trackClientSet(clientSet);
   logAgentEvents(agent, clientSet, log);
+  const countChanged = serverCountLogger(log, knownServerCount, leases ? 'KNP lease count' : 'KNP server response headers');
+  clientSet.on('tunnelAdded', countChanged);
+  let detachLeases = (): void => undefined;
+  if (leases) {
+    logLeaseCounterEvents(leases, log);
+    detachLeases = metrics.trackLeaseCounter(leases);
+    leases.on('change', () => {
+      countChanged();
+      clientSet.recount();
+    });
+  }
 
   const servers: OpsServer[] = [];
   const stopAll = async (): Promise<void> => {
+    await leases?.stop();
     await clientSet.close();
     await agent.close();
     await Promise.all(servers.map((s) => s.close()));
     metrics.detach();
     detachSet();
+    detachLeases();
+    kube?.close();
   };
   try {
     const health = await listenOnBindAddress(o.healthServerHost, (host) =>
@@ -117,12 +152,14 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
     const admin = await listenOnBindAddress(o.adminBindAddress, (host) => listenOps(agentAdminHandler(() => health.port), host, o.adminServerPort));
     servers.push(admin);
     log.info('listening', { listener: 'admin', address: admin.address, port: admin.port });
+    leases?.start();
     clientSet.start();
     let stopping: Promise<void> | undefined;
     return {
       agent,
       clientSet,
       registry,
+      leases,
       ports: { health: health.port, admin: admin.port },
       drain: () => clientSet.drain(),
       shutdown() {
@@ -145,19 +182,20 @@ export function main(argv: readonly string[] = process.argv.slice(2), io: Progra
       specs: agentFlagSpecs,
       parse: (a) => parseAgentOptions(a),
       name: 'agent',
-      logFields: (o) => ({ agentID: o.agentID }),
       start: async (o, log) => {
         const running = await startAgent(o, log);
         const list = o.proxyServerAddresses.map((a) => joinHostPort(a.host, a.port)).join(',');
-        log.info('agent started', { proxyServer: list || joinHostPort(o.proxyServerHost, o.proxyServerPort), transport: o.transport });
+        log.info('agent started', { agentID: o.agentID, proxyServer: list || joinHostPort(o.proxyServerHost, o.proxyServerPort), transport: o.transport });
         return running;
       },
       onFirstSignal: (running, signal, log) => {
-        log.info('draining: sending DRAIN on every tunnel; send the signal again to exit', { signal });
+        log.v(2).info('Received first signal', { signal: goSignalName(signal) });
+        log.info('Draining: DRAIN sent on every tunnel; send the signal again to exit');
         running.drain();
       },
       onSecondSignal: (running, signal, log, exit) => {
-        log.info('second signal, shutting down', { signal });
+        log.v(2).info('Received second signal', { signal: goSignalName(signal) });
+        log.v(1).infoText('Shutting down agent.');
         void running.shutdown().finally(() => {
           log.info('agent stopped');
           exit(0);

@@ -6,26 +6,41 @@
  */
 import { MAX_CONNECTION_WINDOW_BYTES, MAX_DATA_CHUNK_BYTES, MIN_CONNECTION_WINDOW_BYTES } from '../transport/windows.js';
 
-/** The value kinds a flag can have. */
-export type FlagType = 'string' | 'int' | 'float' | 'bool' | 'duration';
+/** The value kinds a flag can have: `float` is Go's float32/64, `strings` pflag's StringSlice (comma-separated, repeatable). */
+export type FlagType = 'string' | 'int' | 'float' | 'bool' | 'duration' | 'strings';
+
+/** A flag's parsed value: durations in milliseconds, `strings` as an array. */
+export type FlagValue = string | number | boolean | string[];
 
 /** One flag. `default` is already in the parsed form (durations in milliseconds). */
 export interface FlagSpec {
   name: string;
   type: FlagType;
-  default: string | number | boolean;
+  default: FlagValue;
   usage: string;
   /** Accepted for compatibility with the reference and otherwise ignored (a warning is printed when set). */
   ignored?: boolean;
   /** Not listed by --help (deprecated aliases). */
   hidden?: boolean;
   /** Extra check, returns an error message or undefined. */
-  validate?: (value: string | number | boolean) => string | undefined;
+  validate?: (value: FlagValue) => string | undefined;
+}
+
+/** A `validate` that runs `parse` on the value: its error's message is the flag's problem. */
+export function validateWith(parse: (value: FlagValue) => unknown): (value: FlagValue) => string | undefined {
+  return (value) => {
+    try {
+      parse(value);
+      return undefined;
+    } catch (err) {
+      return (err as Error).message;
+    }
+  };
 }
 
 /** The parsed flags: every flag's value (the default when not given), which were set, warnings to print. */
 export interface ParsedFlags {
-  values: Record<string, string | number | boolean>;
+  values: Record<string, FlagValue>;
   /** Names of flags given on the command line. */
   set: Set<string>;
   warnings: string[];
@@ -121,10 +136,13 @@ export function parseGoBool(text: string): boolean | undefined {
   return undefined;
 }
 
-function convert(spec: FlagSpec, raw: string): string | number | boolean {
+function convert(spec: FlagSpec, raw: string): FlagValue {
   switch (spec.type) {
     case 'string':
       return raw;
+    case 'strings':
+      // pflag's StringSlice reads CSV; an empty value is the empty list.
+      return raw === '' ? [] : raw.split(',').map((s) => s.trim());
     case 'bool': {
       const b = parseGoBool(raw);
       if (b === undefined) throw new FlagError(`invalid argument "${raw}" for "--${spec.name}" flag: strconv.ParseBool: parsing "${raw}": invalid syntax`);
@@ -160,7 +178,7 @@ function convert(spec: FlagSpec, raw: string): string | number | boolean {
  */
 export function parseFlags(specs: readonly FlagSpec[], argv: readonly string[]): ParsedFlags {
   const byName = new Map(specs.map((s) => [s.name, s]));
-  const values: Record<string, string | number | boolean> = {};
+  const values: Record<string, FlagValue> = {};
   for (const s of specs) values[s.name] = s.default;
   const set = new Set<string>();
   const warnings: string[] = [];
@@ -190,13 +208,15 @@ export function parseFlags(specs: readonly FlagSpec[], argv: readonly string[]):
         raw = argv[++i]!;
       }
     }
-    const value = convert(spec, raw);
+    let value = convert(spec, raw);
+    // A repeated StringSlice flag adds to the list (its first use replaces the default).
+    if (spec.type === 'strings' && set.has(name)) value = [...(values[name] as string[]), ...(value as string[])];
     const problem = spec.validate?.(value);
     if (problem) throw new FlagError(`invalid argument "${raw}" for "--${name}" flag: ${problem}`);
     values[name] = value;
     set.add(name);
     // Setting an ignored flag to its default changes nothing, so only a different value is worth a warning.
-    if (spec.ignored && value !== spec.default) warnings.push(`flag --${name} is accepted for compatibility and ignored`);
+    if (spec.ignored && String(value) !== String(spec.default)) warnings.push(`flag --${name} is accepted for compatibility and ignored`);
   }
   return { values, set, warnings, help };
 }
@@ -204,6 +224,8 @@ export function parseFlags(specs: readonly FlagSpec[], argv: readonly string[]):
 function defaultText(spec: FlagSpec): string {
   if (spec.type === 'duration') return formatGoDuration(spec.default as number);
   if (spec.type === 'string') return spec.default === '' ? '' : `"${spec.default}"`;
+  if (spec.type === 'strings') return (spec.default as string[]).length === 0 ? '' : `[${(spec.default as string[]).join(',')}]`;
+  if (spec.type === 'float' && spec.default === 0) return '';
   return String(spec.default);
 }
 
@@ -213,7 +235,7 @@ export function formatHelp(program: string, summary: string, specs: readonly Fla
   const rows = specs
     .filter((s) => !s.hidden)
     .map((s) => {
-      const typeName = s.type === 'bool' ? '' : ` ${s.type}`;
+      const typeName = s.type === 'bool' ? '' : ` ${s.type === 'float' ? 'float32' : s.type}`;
       const left = `${s.name.length === 1 ? '-' : '--'}${s.name}${typeName}`;
       const def = defaultText(s);
       const usage = `${s.ignored ? '[accepted, ignored] ' : ''}${s.usage}${def === '' || (s.type === 'bool' && s.default === false) ? '' : ` (default ${def})`}`;

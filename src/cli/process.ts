@@ -3,7 +3,9 @@
  */
 import { readFile } from 'node:fs/promises';
 import { FlagError, formatHelp, type FlagSpec, type ParsedFlags } from './flags.js';
-import { createLogger, type LogFields, type LogFormat, type Logger } from '../ops/logger.js';
+import { createLogger, type LogFormat, type Logger } from '../ops/logger.js';
+import { createKlogOutput, type KlogOutput } from '../ops/log-output.js';
+import type { KlogOptions } from './klog-flags.js';
 import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
 import type { Metadata } from '../transport/packet-stream.js';
 import { bearerToken } from '../server/auth/token-review.js';
@@ -50,15 +52,21 @@ export function parseCommandLine<T>(
   }
 }
 
+/** The options every program has: `-v`, `--log-format` and the klog output flags. */
+export interface LoggingOptions {
+  verbosity: number;
+  logFormat: LogFormat;
+  log: KlogOptions;
+}
+
 /** What differs between the two programs; {@link runProgram} does the rest. */
-export interface ProgramSpec<O extends { verbosity: number; logFormat: LogFormat }, R> {
+export interface ProgramSpec<O extends LoggingOptions, R> {
   program: string;
   summary: string;
   specs: () => FlagSpec[];
   parse: (argv: readonly string[]) => { options: O; parsed: ParsedFlags };
-  /** Logger name (`server`, `agent`) and the fields on every line (`serverID`, `agentID`). */
+  /** Logger name (`server`, `agent`), the `logger` of JSON records. */
   name: string;
-  logFields: (options: O) => LogFields;
   /** Warnings about the command line beyond the ignored-flag ones (e.g. a security feature we do not implement). */
   checkFlags?: (parsed: ParsedFlags) => string[];
   /** Start everything; a throw is logged and the process exits 1. */
@@ -69,25 +77,45 @@ export interface ProgramSpec<O extends { verbosity: number; logFormat: LogFormat
   onSecondSignal: (running: R, signal: NodeJS.Signals, log: Logger, exit: (code: number) => void) => void;
 }
 
+/** The logger of a program: `-v`, `--log-format`, and klog's output flags (`--log-file`, `--logtostderr`, ...). */
+export function programLogger(program: string, name: string, o: LoggingOptions, stderr: ProgramIO['stderr']): { log: Logger; output: KlogOutput } {
+  const output = createKlogOutput({ program, ...o.log, stderr });
+  const log = createLogger({
+    verbosity: o.verbosity,
+    format: o.logFormat,
+    sink: output,
+    name,
+    addDirHeader: o.log.addDirHeader,
+    skipHeaders: o.log.skipHeaders,
+  });
+  return { log, output };
+}
+
 /**
- * A program's life: parse the command line (--help, exit 2 on bad flags), set up the logger from `-v` and
- * `--log-format`, start, then hand the signals to the spec. Resolves once the program has called `exit`.
+ * A program's life: parse the command line (--help, exit 2 on bad flags), set up the logger from `-v`,
+ * `--log-format` and the klog output flags, start, then hand the signals to the spec. Resolves once the program
+ * has called `exit`.
  */
-export async function runProgram<O extends { verbosity: number; logFormat: LogFormat }, R>(
-  spec: ProgramSpec<O, R>,
-  argv: readonly string[],
-  io: ProgramIO,
-): Promise<void> {
+export async function runProgram<O extends LoggingOptions, R>(spec: ProgramSpec<O, R>, argv: readonly string[], io: ProgramIO): Promise<void> {
   const cli = parseCommandLine(spec.program, spec.summary, spec.specs, spec.parse, argv, io);
   if (!cli) return;
   const o = cli.options;
-  const log = createLogger({ verbosity: o.verbosity, format: o.logFormat, sink: io.stderr, name: spec.name }).child(spec.logFields(o));
+  let logging: { log: Logger; output: KlogOutput };
+  try {
+    logging = programLogger(spec.program, spec.name, o, io.stderr);
+  } catch (err) {
+    io.stderr.write(`${spec.program}: cannot open the log file: ${(err as Error).message}\n`);
+    io.exit(1);
+    return;
+  }
+  const { log, output } = logging;
   for (const w of [...cli.parsed.warnings, ...(spec.checkFlags?.(cli.parsed) ?? [])]) log.warn(w);
   let running: R;
   try {
     running = await spec.start(o, log);
   } catch (err) {
     log.error(`failed to start the ${spec.name}`, err);
+    output.close();
     io.exit(1);
     return;
   }
@@ -97,6 +125,7 @@ export async function runProgram<O extends { verbosity: number; logFormat: LogFo
       if (exited) return;
       exited = true;
       dispose();
+      output.close();
       io.exit(code);
       resolve();
     };

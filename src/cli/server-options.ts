@@ -3,8 +3,10 @@
  * we accept and ignore, and our own additions, each marked in --help.
  */
 import { randomUUID } from 'node:crypto';
-import { FlagError, connectionBufferFromFlags, parseFlags, xfrChannelSizeFlag, type FlagSpec, type ParsedFlags } from './flags.js';
-import { klogFlags } from './klog-flags.js';
+import { FlagError, connectionBufferFromFlags, parseFlags, validateWith, xfrChannelSizeFlag, type FlagSpec, type FlagValue, type ParsedFlags } from './flags.js';
+import { klogFlags, klogOptions, type KlogOptions } from './klog-flags.js';
+import { opensslCiphers } from './tls.js';
+import { parseLabels } from '../kube/leases.js';
 
 /** Everything the server program needs, typed. Durations are in milliseconds. */
 export interface ServerOptions {
@@ -38,20 +40,31 @@ export interface ServerOptions {
   /** From `--xfr-channel-size` when given; otherwise the library default (1 MiB). */
   connectionBufferBytes: number | undefined;
   /** TokenReview agent authentication, when `--agent-namespace` etc. are given. */
-  tokenReview: { namespace: string; serviceAccount: string; audience: string; kubeconfig: string } | undefined;
+  tokenReview: { namespace: string; serviceAccount: string; audience: string } | undefined;
+  /** `--kubeconfig` (empty: in-cluster), for TokenReview and the lease controller. */
+  kubeconfig: string;
+  /** `--kubeconfig-qps` and `--kubeconfig-burst` (0: client-go's 5 and 10). */
+  kubeconfigQps: number;
+  kubeconfigBurst: number;
+  /** The lease controller, when `--enable-lease-controller`. */
+  leases: { namespace: string; labels: Record<string, string> } | undefined;
+  /** OpenSSL cipher list from `--cipher-suites`; undefined: Node's defaults. */
+  ciphers: string | undefined;
   verbosity: number;
   logFormat: 'text' | 'json';
+  log: KlogOptions;
 }
 
-const port = (v: string | number | boolean): string | undefined =>
+const port = (v: FlagValue): string | undefined =>
   (v as number) < 0 || (v as number) > 65535 ? 'must be a port number 0-65535 (0 picks a free port)' : undefined;
-const nonNegative = (v: string | number | boolean): string | undefined => ((v as number) < 0 ? 'must not be negative' : undefined);
+const nonNegative = (v: FlagValue): string | undefined => ((v as number) < 0 ? 'must not be negative' : undefined);
+
 const STRATEGIES = ['default', 'destHost', 'defaultRoute'];
 const TLS_VERSIONS: Record<string, string> = { '': 'TLSv1.2', VersionTLS10: 'TLSv1', VersionTLS11: 'TLSv1.1', VersionTLS12: 'TLSv1.2', VersionTLS13: 'TLSv1.3' };
 
 /** The server's flags, in --help order. */
 export function serverFlagSpecs(): FlagSpec[] {
-  const ign = (name: string, type: FlagSpec['type'], def: string | number | boolean, usage: string): FlagSpec => ({ name, type, default: def, usage, ignored: true });
+  const ign = (name: string, type: FlagSpec['type'], def: FlagValue, usage: string): FlagSpec => ({ name, type, default: def, usage, ignored: true });
   return [
     { name: 'mode', type: 'string', default: 'grpc', usage: 'frontend mode: grpc or http-connect', validate: (v) => (v === 'grpc' || v === 'http-connect' ? undefined : 'must be grpc or http-connect') },
     { name: 'uds-name', type: 'string', default: '', usage: 'serve the frontend on this Unix domain socket instead of TCP' },
@@ -88,17 +101,23 @@ export function serverFlagSpecs(): FlagSpec[] {
     { name: 'graceful-shutdown-timeout', type: 'duration', default: 0, usage: 'on SIGTERM, wait this long for connections before closing (0 = at once)', validate: nonNegative },
     { name: 'tls-min-version', type: 'string', default: '', usage: 'minimum TLS version: VersionTLS10..VersionTLS13 (empty: TLS 1.2)', validate: (v) => (String(v) in TLS_VERSIONS ? undefined : 'must be VersionTLS10, VersionTLS11, VersionTLS12 or VersionTLS13') },
     xfrChannelSizeFlag(10),
-    ign('cipher-suites', 'string', '', 'Go TLS cipher suite names (Node\'s defaults are used)'),
+    {
+      name: 'cipher-suites',
+      type: 'strings',
+      default: [],
+      usage: 'comma-separated Go names of the allowed TLS 1.2 cipher suites (no effect on TLS 1.3; empty: the defaults)',
+      validate: validateWith((v) => opensslCiphers(v as string[])),
+    },
     { name: 'agent-namespace', type: 'string', default: '', usage: 'authenticate agents by TokenReview: their service account namespace' },
     { name: 'agent-service-account', type: 'string', default: '', usage: 'authenticate agents by TokenReview: their service account' },
     { name: 'authentication-audience', type: 'string', default: '', usage: 'authenticate agents by TokenReview: the token audience' },
-    { name: 'kubeconfig', type: 'string', default: '', usage: 'kubeconfig for TokenReview (empty: in-cluster configuration)' },
-    ign('kubeconfig-qps', 'float', 0, 'Kubernetes client QPS'),
-    ign('kubeconfig-burst', 'int', 0, 'Kubernetes client burst'),
-    ign('kube-api-content-type', 'string', 'application/vnd.kubernetes.protobuf', 'Kubernetes API content type'),
-    ign('enable-lease-controller', 'bool', false, 'publish a lease for server counting'),
-    ign('lease-namespace', 'string', 'kube-system', 'lease namespace'),
-    ign('lease-label', 'string', 'k8s-app=konnectivity-server', 'lease labels'),
+    { name: 'kubeconfig', type: 'string', default: '', usage: 'kubeconfig for TokenReview and the lease controller (empty: in-cluster configuration)' },
+    { name: 'kubeconfig-qps', type: 'float', default: 0, usage: 'maximum Kubernetes client QPS (0: 5)', validate: (v) => (Number.isNaN(v as number) ? 'must be a number' : undefined) },
+    { name: 'kubeconfig-burst', type: 'int', default: 0, usage: 'maximum Kubernetes client burst (0: 10)', validate: nonNegative },
+    ign('kube-api-content-type', 'string', 'application/vnd.kubernetes.protobuf', 'Kubernetes API content type (requests are always JSON)'),
+    { name: 'enable-lease-controller', type: 'bool', default: false, usage: 'keep a lease for this server (30 s, renewed every 15 s) and delete expired server leases, for agents that count them' },
+    { name: 'lease-namespace', type: 'string', default: 'kube-system', usage: 'the namespace of the server leases' },
+    { name: 'lease-label', type: 'string', default: 'k8s-app=konnectivity-server', usage: 'the labels of the server leases (k=v,k2=v2)', validate: validateWith((v) => parseLabels(String(v))) },
     ign('enable-profiling', 'bool', false, 'serve /debug/pprof'),
     ign('enable-contention-profiling', 'bool', false, 'contention profiling'),
     ign('warn-on-channel-limit', 'bool', false, 'deprecated in the reference, does nothing'),
@@ -152,11 +171,18 @@ export function parseServerOptions(argv: readonly string[], env: NodeJS.ProcessE
           namespace: v['agent-namespace'] as string,
           serviceAccount: v['agent-service-account'] as string,
           audience: v['authentication-audience'] as string,
-          kubeconfig: v['kubeconfig'] as string,
         }
       : undefined,
+    kubeconfig: v['kubeconfig'] as string,
+    kubeconfigQps: v['kubeconfig-qps'] as number,
+    kubeconfigBurst: v['kubeconfig-burst'] as number,
+    leases: v['enable-lease-controller']
+      ? { namespace: v['lease-namespace'] as string, labels: parseLabels(v['lease-label'] as string) }
+      : undefined,
+    ciphers: opensslCiphers(v['cipher-suites'] as string[]),
     verbosity: v['v'] as number,
     logFormat: v['log-format'] as ServerOptions['logFormat'],
+    log: klogOptions(parsed),
   };
   if (!parsed.help) validateServer(options, parsed);
   return { options, parsed };
@@ -179,8 +205,5 @@ function validateServer(o: ServerOptions, parsed: ParsedFlags): void {
     }
     if (o.clusterCaCert) throw new FlagError('--agent-namespace (TokenReview) cannot be used with --cluster-ca-cert');
     if (o.agentTokenFile) throw new FlagError('--agent-namespace (TokenReview) cannot be used with --agent-token-file');
-  }
-  if (parsed.values['enable-lease-controller']) {
-    throw new FlagError('--enable-lease-controller is not supported by konnectivity-ts: give each server the same --server-count');
   }
 }

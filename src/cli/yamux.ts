@@ -3,6 +3,7 @@
  * agent): a TCP or TLS listener whose every connection carries one yamux tunnel, and the matching connector.
  */
 import { createYamuxServer, tcpCarrier, tlsCarrier, yamuxAgentConnector, type YamuxServer } from '../transport/yamux/index.js';
+import type { ConnectionOptions } from 'node:tls';
 import type { IncomingPacketStream, TunnelConnector } from '../transport/packet-stream.js';
 import type { ClientTlsOptions, ServerTlsOptions } from './tls.js';
 
@@ -29,6 +30,11 @@ export async function listenYamuxAgents(options: YamuxAgentListenerOptions): Pro
 }
 
 /** The agent side: a new TCP or TLS carrier per tunnel attempt, so a load balancer can spread them. */
-export function yamuxConnector(host: string, port: number, tls: ClientTlsOptions | undefined): TunnelConnector {
-  return yamuxAgentConnector({ connect: tls ? tlsCarrier({ host, port, ...tls }) : tcpCarrier({ host, port }) });
+export function yamuxConnector(host: string, port: number, tls: (() => ClientTlsOptions) | undefined): TunnelConnector {
+  // The TLS material is asked for each carrier, so rotated files are used by the next handshake.
+  const options = (): ConnectionOptions => {
+    const { alpnProtocols, ...t } = tls!();
+    return { host, port, ...t, ...(alpnProtocols ? { ALPNProtocols: alpnProtocols } : {}) };
+  };
+  return yamuxAgentConnector({ connect: tls ? tlsCarrier(options) : tcpCarrier({ host, port }) });
 }

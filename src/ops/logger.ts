@@ -2,13 +2,18 @@
  * Structured logs with the reference's keys (`dialID`, `connectionID`, `agentID`, `serverID`, `dialAddress`) and
  * klog's verbosity model: a line at level N is written when `-v` >= N. Errors and warnings are always written.
  *
- * Two formats, one line per record, on stderr by default:
- * - `text` (klog-like): `I1125 17:33:45.123456   4242 server] "dial succeeded" dialID=123 agentID="node-1"`;
- *   the first letter is the severity (I, W, E), then month-day, time in UTC with microseconds, pid, the component,
- *   the quoted message and `key=value` pairs (strings quoted, numbers, booleans and bigints bare).
- * - `json` (the shape of Kubernetes' JSON logs): `{"ts":1764092025123.456,"level":"info","v":4,"logger":"server",
- *   "msg":"dial succeeded","dialID":"123","agentID":"node-1"}`; `ts` is Unix milliseconds, bigints are strings
- *   (int64 IDs do not fit a JSON number), an error goes in `err`.
+ * Two formats, one line per record:
+ * - `text`, klog's: `I1125 17:33:45.123456    4242 server.ts:120] "Agent connected" agentID="node-1"`: the
+ *   severity (I, W, E), month-day, local time with real microseconds, the pid, the `file:line` of the call, then
+ *   the quoted message and `key=value` pairs (strings quoted, numbers, booleans and bigints bare, an error first as
+ *   `err="..."`), as klog's `InfoS`/`ErrorS` print them; `infoText` and friends write an unquoted line, as klog's
+ *   `Infof`. The position is read from the call's stack only for lines that are written, so a disabled level
+ *   costs nothing.
+ * - `json` (the shape of Kubernetes' JSON logs): `{"ts":1764092025123.456,"caller":"server.ts:120","level":"info",
+ *   "v":4,"logger":"server","msg":"Agent connected","agentID":"node-1"}`; `ts` is Unix milliseconds, bigints are
+ *   strings (int64 IDs do not fit a JSON number), an error goes in `err`.
+ *
+ * Where lines go is the sink's business (see log-output.ts for klog's `--log-file` and friends).
  */
 
 /** The line format. */
@@ -17,10 +22,15 @@ export type LogFormat = 'text' | 'json';
 /** Key/value pairs of one record. `undefined` values are left out. */
 export type LogFields = Readonly<Record<string, unknown>>;
 
-/** Where lines go: anything with `write(string)` (process.stderr, a test buffer). */
+/** The severity of a line. */
+export type LogSeverity = 'info' | 'warning' | 'error';
+
+/** Where lines go: anything with `write(string)` (process.stderr, a test buffer, a klog output router). */
 export interface LogSink {
-  /** Write one chunk of text. */
+  /** One line, newline included. */
   write(chunk: string): unknown;
+  /** Used instead of `write` when present: a router that sends some severities elsewhere too (klog's stderr threshold). */
+  writeAt?(chunk: string, severity: LogSeverity): unknown;
 }
 
 /** Options of {@link createLogger}. */
@@ -31,12 +41,18 @@ export interface LoggerOptions {
   format?: LogFormat;
   /** Where to write (default process.stderr). */
   sink?: LogSink;
-  /** Component name printed in each line (e.g. `server`, `agent`). */
+  /** Component name (`server`, `agent`): the `logger` of JSON records. */
   name?: string;
   /** Fields added to every record. */
   fields?: LogFields;
-  /** Clock, for tests (default `() => new Date()`). */
-  now?: () => Date;
+  /** Print the caller's `file:line` (default true); false prints the component name instead. */
+  position?: boolean;
+  /** klog's `--add-dir-header`: the position includes the file's directory (`cli/server.ts:12`). */
+  addDirHeader?: boolean;
+  /** klog's `--skip-headers`: text lines without the `I1125 17:03:04.056789 pid file:line] ` header. */
+  skipHeaders?: boolean;
+  /** Clock, for tests: a Date, or epoch milliseconds with a fraction (default: now, to the microsecond). */
+  now?: () => Date | number;
 }
 
 /** Info lines at one verbosity level; a disabled level is a no-op, so callers need no `if`. */
@@ -45,6 +61,8 @@ export interface LevelLogger {
   readonly enabled: boolean;
   /** Write an info line at this level (nothing when disabled). */
   info(msg: string, fields?: LogFields): void;
+  /** An unstructured line, written as it is (klog's `Infof`). */
+  infoText(text: string): void;
 }
 
 /** A structured logger. */
@@ -61,20 +79,25 @@ export interface Logger {
   warn(msg: string, fields?: LogFields): void;
   /** An error line; `err` may be undefined when the message says it all. */
   error(msg: string, err?: unknown, fields?: LogFields): void;
+  /** Unstructured lines, written as they are (klog's `Infof`, `Warningf`, `Errorf`). */
+  infoText(text: string): void;
+  warnText(text: string): void;
+  errorText(text: string): void;
   /** A logger that adds `fields` to every record. */
   child(fields: LogFields): Logger;
 }
 
-type Severity = 'info' | 'warning' | 'error';
-
-const SEVERITY_LETTER: Record<Severity, string> = { info: 'I', warning: 'W', error: 'E' };
+const SEVERITY_LETTER: Record<LogSeverity, string> = { info: 'I', warning: 'W', error: 'E' };
 
 interface Resolved {
   verbosity: number;
   format: LogFormat;
   sink: LogSink;
   name: string;
-  now: () => Date;
+  position: boolean;
+  addDirHeader: boolean;
+  skipHeaders: boolean;
+  now: () => Date | number;
 }
 
 /** Create a logger. Bad options (negative verbosity, unknown format) throw a TypeError. */
@@ -88,12 +111,25 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     format,
     sink: options.sink ?? process.stderr,
     name: options.name ?? '',
-    now: options.now ?? (() => new Date()),
+    position: options.position ?? true,
+    addDirHeader: options.addDirHeader ?? false,
+    skipHeaders: options.skipHeaders ?? false,
+    now: options.now ?? (() => performance.timeOrigin + performance.now()),
   };
   return new StructuredLogger(resolved, options.fields ?? {});
 }
 
-const DISABLED: LevelLogger = { enabled: false, info: () => undefined };
+const DISABLED: LevelLogger = { enabled: false, info: () => undefined, infoText: () => undefined };
+
+/** What a record carries besides the message. */
+interface Record_ {
+  severity: LogSeverity;
+  level: number;
+  msg: string;
+  quoted: boolean;
+  err: unknown;
+  fields: LogFields | undefined;
+}
 
 class StructuredLogger implements Logger {
   constructor(
@@ -111,39 +147,57 @@ class StructuredLogger implements Logger {
 
   v(level: number): LevelLogger {
     if (!this.enabled(level)) return DISABLED;
-    return { enabled: true, info: (msg, fields) => this.write('info', level, msg, undefined, fields) };
+    const info = (msg: string, fields?: LogFields): void =>
+      this.write({ severity: 'info', level, msg, quoted: true, err: undefined, fields }, info);
+    const infoText = (text: string): void => this.write({ severity: 'info', level, msg: text, quoted: false, err: undefined, fields: undefined }, infoText);
+    return { enabled: true, info, infoText };
   }
 
   info(msg: string, fields?: LogFields): void {
-    this.write('info', 0, msg, undefined, fields);
+    this.write({ severity: 'info', level: 0, msg, quoted: true, err: undefined, fields }, this.info);
   }
 
   warn(msg: string, fields?: LogFields): void {
-    this.write('warning', 0, msg, undefined, fields);
+    this.write({ severity: 'warning', level: 0, msg, quoted: true, err: undefined, fields }, this.warn);
   }
 
   error(msg: string, err?: unknown, fields?: LogFields): void {
-    this.write('error', 0, msg, err, fields);
+    this.write({ severity: 'error', level: 0, msg, quoted: true, err, fields }, this.error);
+  }
+
+  infoText(text: string): void {
+    this.write({ severity: 'info', level: 0, msg: text, quoted: false, err: undefined, fields: undefined }, this.infoText);
+  }
+
+  warnText(text: string): void {
+    this.write({ severity: 'warning', level: 0, msg: text, quoted: false, err: undefined, fields: undefined }, this.warnText);
+  }
+
+  errorText(text: string): void {
+    this.write({ severity: 'error', level: 0, msg: text, quoted: false, err: undefined, fields: undefined }, this.errorText);
   }
 
   child(fields: LogFields): Logger {
     return new StructuredLogger(this.r, { ...this.fields, ...fields });
   }
 
-  private write(severity: Severity, level: number, msg: string, err: unknown, fields: LogFields | undefined): void {
-    const all: Record<string, unknown> = { ...this.fields, ...fields };
-    if (err !== undefined) all['err'] = err instanceof Error ? err.message : err;
-    const line = this.r.format === 'json' ? this.json(severity, level, msg, all) : this.text(severity, msg, all);
-    this.r.sink.write(line + '\n');
+  /** `entry` is the public method called, so the position is its caller's. */
+  // eslint-disable-next-line @typescript-eslint/ban-types
+  private write(rec: Record_, entry: Function): void {
+    const where = this.r.position && !(this.r.skipHeaders && this.r.format === 'text') ? callerPosition(entry, this.r.addDirHeader) : this.r.name;
+    const all: Record<string, unknown> = {};
+    // klog's ErrorS puts the error first.
+    if (rec.err !== undefined) all['err'] = rec.err instanceof Error ? rec.err.message : rec.err;
+    Object.assign(all, this.fields, rec.fields);
+    const line = this.r.format === 'json' ? this.json(rec, where, all) : this.text(rec, where, all);
+    const sink = this.r.sink;
+    if (sink.writeAt) sink.writeAt(line + '\n', rec.severity);
+    else sink.write(line + '\n');
   }
 
-  private text(severity: Severity, msg: string, fields: Record<string, unknown>): string {
-    const d = this.r.now();
-    const p2 = (n: number): string => String(n).padStart(2, '0');
-    const stamp =
-      `${p2(d.getUTCMonth() + 1)}${p2(d.getUTCDate())} ` +
-      `${p2(d.getUTCHours())}:${p2(d.getUTCMinutes())}:${p2(d.getUTCSeconds())}.${String(d.getUTCMilliseconds() * 1000).padStart(6, '0')}`;
-    let out = `${SEVERITY_LETTER[severity]}${stamp} ${String(process.pid).padStart(7)} ${this.r.name}] ${JSON.stringify(msg)}`;
+  private text(rec: Record_, where: string, fields: Record<string, unknown>): string {
+    const head = this.r.skipHeaders ? '' : klogHeader(rec.severity, this.r.now(), where);
+    let out = `${head}${rec.quoted ? JSON.stringify(rec.msg) : rec.msg}`;
     for (const [key, value] of Object.entries(fields)) {
       if (value === undefined) continue;
       out += ` ${key}=${textValue(value)}`;
@@ -151,14 +205,51 @@ class StructuredLogger implements Logger {
     return out;
   }
 
-  private json(severity: Severity, level: number, msg: string, fields: Record<string, unknown>): string {
-    const record: Record<string, unknown> = { ts: this.r.now().getTime(), level: severity };
-    if (severity === 'info') record['v'] = level;
+  private json(rec: Record_, where: string, fields: Record<string, unknown>): string {
+    const t = this.r.now();
+    const record: Record<string, unknown> = { ts: typeof t === 'number' ? t : t.getTime() };
+    if (this.r.position) record['caller'] = where;
+    record['level'] = rec.severity;
+    if (rec.severity === 'info') record['v'] = rec.level;
     if (this.r.name) record['logger'] = this.r.name;
-    record['msg'] = msg;
+    record['msg'] = rec.msg;
     for (const [key, value] of Object.entries(fields)) if (value !== undefined && !(key in record)) record[key] = value;
     return JSON.stringify(record, jsonReplacer);
   }
+}
+
+const p2 = (n: number): string => (n < 10 ? `0${n}` : String(n));
+const PID = String(process.pid).padStart(7);
+
+/** klog's line header: `I1125 17:03:04.056123    4242 file.ts:12] ` (local time, as klog prints it). */
+export function klogHeader(severity: LogSeverity, time: Date | number, where: string): string {
+  const ms = typeof time === 'number' ? time : time.getTime();
+  const d = new Date(Math.floor(ms));
+  const micros = typeof time === 'number' ? Math.floor((ms - Math.floor(ms / 1000) * 1000) * 1000) : d.getMilliseconds() * 1000;
+  return (
+    `${SEVERITY_LETTER[severity]}${p2(d.getMonth() + 1)}${p2(d.getDate())} ` +
+    `${p2(d.getHours())}:${p2(d.getMinutes())}:${p2(d.getSeconds())}.${String(micros).padStart(6, '0')} ${PID} ${where}] `
+  );
+}
+
+/** Frames look like `    at fn (/path/to/file.ts:11:13)` or `    at file:///path/file.js:11:13`. */
+const FRAME = /(?:([^/\\\s():]+)[/\\])?([^/\\\s():]+):(\d+):\d+\)?\s*$/;
+
+/**
+ * The `file:line` of the code that called `entry`: one frame, read from the V8 stack (source-mapped when the
+ * process has source maps, as under tsx), only for lines that are written.
+ */
+// eslint-disable-next-line @typescript-eslint/ban-types
+function callerPosition(entry: Function, withDir: boolean): string {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 1;
+  const holder: { stack?: string } = {};
+  Error.captureStackTrace(holder, entry);
+  Error.stackTraceLimit = limit;
+  const frame = holder.stack?.split('\n')[1] ?? '';
+  const m = FRAME.exec(frame);
+  if (!m) return '???:1';
+  return withDir && m[1] ? `${m[1]}/${m[2]}:${m[3]}` : `${m[2]}:${m[3]}`;
 }
 
 /** A logger that writes nothing (library default when the caller gives none). */
@@ -182,4 +273,26 @@ function textValue(value: unknown): string {
       if (value instanceof Error) return JSON.stringify(value.message);
       return JSON.stringify(value, jsonReplacer) ?? String(value);
   }
+}
+
+/**
+ * A duration as Go's `time.Duration.String()` prints it: `7.587817ms`, `1.306274ms`, `419.464µs`, `1.5s`,
+ * `2m3.5s`, `0s`, to the nanosecond.
+ */
+export function formatDuration(ms: number): string {
+  if (!Number.isFinite(ms)) return String(ms);
+  const sign = ms < 0 ? '-' : '';
+  const ns = Math.round(Math.abs(ms) * 1e6);
+  if (ns === 0) return '0s';
+  const trim = (n: number, decimals: number): string => n.toFixed(decimals).replace(/\.?0+$/, '');
+  if (ns < 1000) return `${sign}${ns}ns`;
+  if (ns < 1e6) return `${sign}${trim(ns / 1e3, 3)}µs`;
+  if (ns < 1e9) return `${sign}${trim(ns / 1e6, 6)}ms`;
+  const totalSeconds = ns / 1e9;
+  const h = Math.floor(totalSeconds / 3600);
+  const m = Math.floor((totalSeconds - h * 3600) / 60);
+  const s = trim((ns - (h * 3600 + m * 60) * 1e9) / 1e9, 9);
+  if (h > 0) return `${sign}${h}h${m}m${s}s`;
+  if (m > 0) return `${sign}${m}m${s}s`;
+  return `${sign}${s}s`;
 }

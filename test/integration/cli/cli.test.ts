@@ -180,8 +180,8 @@ describe('konnectivity-server and konnectivity-agent as processes', () => {
 
     const agent = start('konnectivity-agent', agentFlags(sp['agent']!, []));
     const ap = await agent.ports(['health', 'admin']);
-    await agent.waitFor(/ready: a tunnel is up/);
-    await server.waitFor(/"agent connected".*agentID="agent-1"/);
+    await agent.waitFor(/Ready: a tunnel is up/);
+    await server.waitFor(/"Agent connected" agentID="agent-1" serverID=/);
     expect(await httpGet(sp['health']!, '/readyz')).toEqual({ status: 200, body: 'ok' });
     expect(await httpGet(sp['health']!, '/ready')).toEqual({ status: 200, body: 'ok' });
     expect(await httpGet(ap['health']!, '/readyz')).toEqual({ status: 200, body: 'ok' });
@@ -213,13 +213,13 @@ describe('konnectivity-server and konnectivity-agent as processes', () => {
 
     // First signal: DRAIN, the agent keeps serving; second signal: exit 0.
     agent.child.kill('SIGTERM');
-    await agent.waitFor(/draining: sending DRAIN/);
-    await server.waitFor(/"agent draining".*agentID="agent-1"/);
+    await agent.waitFor(/Draining: DRAIN sent on every tunnel/);
+    await server.waitFor(/"Received DRAIN from agent" agentID="agent-1"/);
     const whileDraining = await connectRequest(sp['frontend-http-connect']!, `127.0.0.1:${echoPort}`, 'still served');
     expect(whileDraining.echoed).toBe('still served');
     agent.child.kill('SIGTERM');
     expect(await agent.exited).toBe(0);
-    await server.waitFor(/"agent disconnected".*agentID="agent-1"/);
+    await server.waitFor(/"Stream read from agent (cancelled|failure)".*agentID="agent-1"/);
     expect(await httpGet(sp['health']!, '/readyz')).toEqual({ status: 500, body: 'no connection to any proxy agent' });
 
     server.child.kill('SIGTERM');
@@ -252,8 +252,8 @@ describe('konnectivity-server and konnectivity-agent as processes', () => {
 
     const tlsFlags = [`--ca-cert=${f('ca.crt')}`, `--agent-cert=${f('agent.crt')}`, `--agent-key=${f('agent.key')}`];
     const agent = start('konnectivity-agent', agentFlags(sp['agent']!, [...tlsFlags, `--service-account-token-path=${f('agent-token')}`, '--proxy-server-host=localhost']));
-    await agent.waitFor(/ready: a tunnel is up/);
-    await server.waitFor(/"msg":"agent connected".*"agentID":"agent-1"/);
+    await agent.waitFor(/Ready: a tunnel is up/);
+    await server.waitFor(/"msg":"Agent connected".*"agentID":"agent-1"/);
 
     const stream = openProxyStream({ socketPath: uds });
     const socket = await dialOverStream(stream, `127.0.0.1:${echoPort}`);
@@ -276,7 +276,7 @@ describe('konnectivity-server and konnectivity-agent as processes', () => {
     expect(m.get(`${S}stream_packets_total{segment="from_client",packet_type="DIAL_REQ"}`)).toBe(1);
 
     agent.child.kill('SIGTERM');
-    await agent.waitFor(/draining/);
+    await agent.waitFor(/Draining/);
     agent.child.kill('SIGTERM');
     const code = await agent.exited;
     expect(code, agent.output()).toBe(0);
@@ -302,7 +302,7 @@ describe('konnectivity-server and konnectivity-agent as processes', () => {
     );
     const sp = await server.ports(['frontend-http-connect', 'agent']);
     const agent = start('konnectivity-agent', agentFlags(sp['agent']!, [`--ca-cert=${f('ca.crt')}`, `--agent-cert=${f('agent.crt')}`, `--agent-key=${f('agent.key')}`]));
-    await agent.waitFor(/ready: a tunnel is up/);
+    await agent.waitFor(/Ready: a tunnel is up/);
 
     const ca = readFileSync(f('ca.crt'));
     const socket = await connectViaHttpProxy({
@@ -327,7 +327,7 @@ describe('konnectivity-server and konnectivity-agent as processes', () => {
     );
     const sp = await server.ports(['frontend-http-connect', 'agent', 'admin']);
     const agent = start('konnectivity-agent', agentFlags(sp['agent']!, ['--transport=yamux', `--ca-cert=${f('ca.crt')}`, `--agent-cert=${f('agent.crt')}`, `--agent-key=${f('agent.key')}`]));
-    await agent.waitFor(/ready: a tunnel is up/);
+    await agent.waitFor(/Ready: a tunnel is up/);
     const ok = await connectRequest(sp['frontend-http-connect']!, `127.0.0.1:${echoPort}`, 'over yamux');
     expect(ok.echoed).toBe('over yamux');
     expect((await metrics(sp['admin']!)).get(`${S}dial_duration_seconds_count`)).toBe(1);
@@ -342,13 +342,13 @@ describe('konnectivity-server and konnectivity-agent as processes', () => {
     const sp = await server.ports(['agent']);
     const agent = start('konnectivity-agent', agentFlags(sp['agent']!, [`--service-account-token-path=${join(dir, 'bad-token')}`]));
     const ap = await agent.ports(['health']);
-    await agent.waitFor(/cannot connect to a proxy server.*invalid bearer token/);
+    await agent.waitFor(/"cannot connect once" err=.*invalid bearer token/);
     // A second refusal shows the agent survived the first and retries.
-    await agent.waitFor(/cannot connect to a proxy server.*invalid bearer token/, 2);
+    await agent.waitFor(/"cannot connect once" err=.*invalid bearer token/, 2);
     expect(await httpGet(ap['health']!, '/readyz')).toEqual({ status: 503, body: '[+]ping ok\n[-]server-connected failed: no servers connected\n' });
     // Two signals sent at once may merge into one: send the second once the first was handled.
     agent.child.kill('SIGTERM');
-    await agent.waitFor(/draining/);
+    await agent.waitFor(/Draining/);
     agent.child.kill('SIGTERM');
     expect(await agent.exited).toBe(0);
   });
@@ -359,10 +359,10 @@ describe('konnectivity-server and konnectivity-agent as processes', () => {
     const { agent: agentPort } = await first.ports(['agent']);
     await first.kill();
     const agent = start('konnectivity-agent', agentFlags(agentPort!, []));
-    await agent.waitFor(/cannot connect to a proxy server/, 2);
+    await agent.waitFor(/"cannot connect once"/, 2);
     const server = start('konnectivity-server', serverFlags(['--mode=http-connect', `--agent-port=${agentPort}`]));
     const sp = await server.ports(['frontend-http-connect']);
-    await agent.waitFor(/ready: a tunnel is up/);
+    await agent.waitFor(/Ready: a tunnel is up/);
     expect((await connectRequest(sp['frontend-http-connect']!, `127.0.0.1:${echoPort}`, 'late server')).echoed).toBe('late server');
   });
 
@@ -370,7 +370,7 @@ describe('konnectivity-server and konnectivity-agent as processes', () => {
     const server = start('konnectivity-server', serverFlags(['--mode=http-connect', '--graceful-shutdown-timeout=10m']));
     const sp = await server.ports(['frontend-http-connect', 'agent']);
     const agent = start('konnectivity-agent', agentFlags(sp['agent']!, []));
-    await agent.waitFor(/ready: a tunnel is up/);
+    await agent.waitFor(/Ready: a tunnel is up/);
 
     const sock = connect(sp['frontend-http-connect']!, '127.0.0.1');
     sock.setEncoding('utf8');
@@ -379,7 +379,7 @@ describe('konnectivity-server and konnectivity-agent as processes', () => {
     expect(await reader.next('\r\n\r\n')).toBe('HTTP/1.1 200 Connection Established\r\n\r\n');
 
     server.child.kill('SIGTERM');
-    await server.waitFor(/"shutting down"/);
+    await server.waitFor(/Shutting down server\./);
     sock.write('after SIGTERM\n');
     expect(await reader.next('\n')).toBe('after SIGTERM\n');
 
@@ -395,15 +395,15 @@ describe('konnectivity-server and konnectivity-agent as processes', () => {
     const p2 = await s2.ports(['agent', 'health']);
     const agent = start('konnectivity-agent', agentFlags(0, [`--proxy-server-addresses=127.0.0.1:${p1['agent']},127.0.0.1:${p2['agent']}`]));
     const ap = await agent.ports(['health']);
-    await agent.waitFor(/connected to proxy server.*serverID="s1"/);
-    await agent.waitFor(/connected to proxy server.*serverID="s2"/);
+    await agent.waitFor(/"Start serving" serverID="s1"/);
+    await agent.waitFor(/"Start serving" serverID="s2"/);
     expect((await metrics(ap['health']!)).get(`${A}open_server_connections`)).toBe(2);
     expect((await metrics(ap['health']!)).get(`${A}known_server_count`)).toBe(2);
     expect((await httpGet(p1['health']!, '/readyz')).status).toBe(200);
     expect((await httpGet(p2['health']!, '/readyz')).status).toBe(200);
 
     await s1.kill();
-    await agent.waitFor(/tunnel to proxy server closed.*serverID="s1"/);
+    await agent.waitFor(/"could not read stream".*serverID="s1"/);
     expect((await metrics(ap['health']!)).get(`${A}open_server_connections`)).toBe(1);
     expect(await httpGet(ap['health']!, '/readyz')).toEqual({ status: 200, body: 'ok' });
   });

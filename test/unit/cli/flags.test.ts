@@ -198,11 +198,66 @@ describe('agent options', () => {
       {},
     );
     expect(options).toMatchObject({ agentID: 'a', proxyServerHost: 'localhost', proxyServerPort: 9000, syncIntervalMs: 100, syncIntervalCapMs: 1000, probeIntervalMs: 200, syncForever: true });
-    expect(parsed.warnings).toHaveLength(1);
+    // Every flag of the harness is honoured now (--lease-label included); none is only accepted.
+    expect(parsed.warnings).toEqual([]);
     expect(options.connectionBufferBytes).toBe(150 * 32 * 1024);
     expect(() => parseAgentOptions(['--sync-interval=2s', '--sync-interval-cap=1s'], {})).toThrow(/sync-interval-cap/);
   });
   it('help lists --lease-label, the reference v0.31 name', () => {
     expect(formatHelp('konnectivity-agent', '', agentFlagSpecs())).toMatch(/--lease-label string +\[accepted, ignored\] .*\(default "k8s-app=konnectivity-server"\)/);
+  });
+});
+
+describe('float, string-slice and TLS flags', () => {
+  it('--kubeconfig-qps takes a float as Go parses it; junk is exit 2', () => {
+    const qps = (v: string) => parseServerOptions([`--kubeconfig-qps=${v}`], {}).options.kubeconfigQps;
+    expect(qps('0.5')).toBe(0.5);
+    expect(qps('20')).toBe(20);
+    expect(qps('1e2')).toBe(100);
+    expect(qps('-1')).toBe(-1);
+    let err: unknown;
+    try {
+      qps('fast');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(FlagError);
+    expect((err as FlagError).exitCode).toBe(2);
+    expect((err as Error).message).toMatch(/strconv\.ParseFloat: parsing "fast": invalid syntax/);
+  });
+
+  it('--alpn-proto is a string slice: comma-separated and repeatable', () => {
+    expect(parseAgentOptions([], {}).options.alpnProtocols).toEqual([]);
+    expect(parseAgentOptions(['--alpn-proto=konnectivity,x', '--alpn-proto', 'y'], {}).options.alpnProtocols).toEqual(['konnectivity', 'x', 'y']);
+  });
+
+  it('--cipher-suites maps Go names to OpenSSL, keeps TLS 1.3, and refuses what the reference refuses with exit 2', () => {
+    const ciphers = (v: string) => parseServerOptions([`--cipher-suites=${v}`], {}).options.ciphers;
+    expect(ciphers('')).toBeUndefined();
+    expect(ciphers('TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256')).toBe(
+      'ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305:TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256',
+    );
+    expect(ciphers('TLS_AES_128_GCM_SHA256')).toBe('TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256');
+    // Unknown, insecure (RC4, 3DES, CBC-SHA256) and RSA key exchange names: the reference refuses them all.
+    for (const bad of ['FOO', 'TLS_RSA_WITH_RC4_128_SHA', 'TLS_RSA_WITH_3DES_EDE_CBC_SHA', 'TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256', 'TLS_RSA_WITH_AES_128_GCM_SHA256']) {
+      expect(() => ciphers(bad)).toThrow(FlagError);
+      expect(() => ciphers(bad)).toThrow(new RegExp(`cipher suite ${bad} not supported, doesn't exist or considered as insecure`));
+    }
+  });
+
+  it('help tells the truth about the lease flags', () => {
+    const help = formatHelp('konnectivity-server', '', serverFlagSpecs());
+    for (const name of ['enable-lease-controller', 'lease-namespace', 'lease-label', 'kubeconfig-qps']) {
+      const line = help.split('\n').find((l) => l.includes(`--${name} `))!;
+      expect(line).toBeDefined();
+      expect(line).not.toContain('[accepted, ignored]');
+    }
+    expect(help).toMatch(/--kubeconfig-qps float32/);
+    const agentHelp = formatHelp('konnectivity-agent', '', agentFlagSpecs());
+    for (const name of ['count-server-leases', 'lease-label-selector', 'server-count-source', 'alpn-proto']) {
+      const line = agentHelp.split('\n').find((l) => l.includes(`--${name} `))!;
+      expect(line).toBeDefined();
+      expect(line).not.toContain('[accepted, ignored]');
+    }
   });
 });

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -101,10 +101,18 @@ describe('tls files', () => {
     const cert = join(dir, 'c.pem');
     const key = join(dir, 'k.pem');
     const ca = join(dir, 'ca.pem');
-    for (const p of [cert, key, ca]) writeFileSync(p, 'x');
+    const fixture = (name: string): Buffer => readFileSync(new URL(`../../integration/http-connect/fixtures/${name}`, import.meta.url));
+    writeFileSync(cert, fixture('server.pem'));
+    writeFileSync(key, fixture('server-key.pem'));
+    writeFileSync(ca, fixture('ca.pem'));
     expect(loadServerTls({ cert, key })).toMatchObject({ requestCert: false, rejectUnauthorized: false, minVersion: 'TLSv1.2' });
     expect(loadServerTls({ cert, key, ca, minVersion: 'TLSv1.3' })).toMatchObject({ requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' });
     expect(loadClientTls({ ca, servername: 'proxy' })).toMatchObject({ servername: 'proxy' });
+    // A key that does not match the certificate, or a file that is not PEM, is refused with the file names.
+    writeFileSync(key, fixture('client-key.pem'));
+    expect(() => loadServerTls({ cert, key })).toThrow(/bad TLS material in .*c\.pem, .*k\.pem/);
+    writeFileSync(ca, 'not a certificate');
+    expect(() => loadClientTls({ ca })).toThrow(/bad TLS material/);
   });
   it('names the file it cannot read', () => {
     expect(() => loadServerTls({ cert: join(dir, 'nope.pem'), key: join(dir, 'k.pem') })).toThrow(/failed to read certificate .*nope\.pem/);
@@ -112,18 +120,21 @@ describe('tls files', () => {
 });
 
 describe('TokenReview and lease flags', () => {
-  it('checks the TokenReview flags together and refuses what konnectivity-ts does not do', () => {
+  it('checks the TokenReview flags together; the lease flags configure the lease controller', () => {
     const parse = (argv: string[]) => parseServerOptions(argv, {}).options;
     expect(parse([]).tokenReview).toBeUndefined();
     expect(parse(['--agent-namespace=ns', '--agent-service-account=sa', '--authentication-audience=aud', '--kubeconfig=/k']).tokenReview).toEqual({
       namespace: 'ns',
       serviceAccount: 'sa',
       audience: 'aud',
-      kubeconfig: '/k',
     });
+    expect(parse(['--kubeconfig=/k', '--kubeconfig-qps=0.5', '--kubeconfig-burst=3'])).toMatchObject({ kubeconfig: '/k', kubeconfigQps: 0.5, kubeconfigBurst: 3 });
     expect(() => parse(['--agent-namespace=ns'])).toThrow(/must be given together/);
     expect(() => parse(['--agent-namespace=ns', '--agent-service-account=sa', '--authentication-audience=a', '--agent-token-file=/x'])).toThrow(/agent-token-file/);
-    expect(() => parse(['--enable-lease-controller'])).toThrow(/not supported/);
+    expect(parse([]).leases).toBeUndefined();
+    expect(parse(['--enable-lease-controller', '--lease-namespace=ns', '--lease-label=a=b,c=d']).leases).toEqual({ namespace: 'ns', labels: { a: 'b', c: 'd' } });
+    expect(parse(['--enable-lease-controller']).leases).toEqual({ namespace: 'kube-system', labels: { 'k8s-app': 'konnectivity-server' } });
+    expect(() => parse(['--lease-label=novalue'])).toThrow(/key=value/);
   });
 });
 
@@ -153,7 +164,8 @@ describe('deployment manifests run unchanged', () => {
     );
     expect(server.options).toMatchObject({ mode: 'grpc', serverPort: 0, agentPort: 8091, adminPort: 8093, deleteExistingUdsFile: true, keepaliveTimeMs: 3_600_000 });
     // The manifest authenticates agents by TokenReview, and that is what the server will do.
-    expect(server.options.tokenReview).toEqual({ namespace: 'kube-system', serviceAccount: 'konnectivity-agent', audience: 'system:konnectivity-server', kubeconfig: '/etc/kubernetes/admin.conf' });
+    expect(server.options.tokenReview).toEqual({ namespace: 'kube-system', serviceAccount: 'konnectivity-agent', audience: 'system:konnectivity-server' });
+    expect(server.options.kubeconfig).toBe('/etc/kubernetes/admin.conf');
     const agent = parseAgentOptions(
       [
         '--logtostderr=true',

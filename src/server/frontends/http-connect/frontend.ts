@@ -12,6 +12,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { TlsOptions } from 'node:tls';
 import { ErrorCode, KonnectivityError } from '../../../protocol/errors.js';
 import { noop } from '../../../protocol/noop.js';
 import { bindServer, type Listener, type ListenTarget } from '../../../transport/listener.js';
