@@ -14,13 +14,13 @@ import { parsePrometheusText } from '../ops/prom-text.js';
 import { openProxyStream } from '../../../src/transport/grpc/index.js';
 import { dialOverStream } from '../../../src/client/index.js';
 import { connectViaHttpProxy } from '../../../src/client/http-connect.js';
-import { httpGet, startProgram, type Program } from './processes.js';
+import { httpGet, programPool } from './processes.js';
 
 const S = 'konnectivity_network_proxy_server_';
 const A = 'konnectivity_network_proxy_agent_';
 
 let before: ResourceSnapshot;
-let programs: Program[] = [];
+const pool = programPool();
 let echo: Server;
 let echoPort: number;
 let dir: string;
@@ -34,18 +34,13 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  await Promise.all(programs.map((p) => p.kill()));
-  programs = [];
+  await pool.killAll();
   await new Promise<void>((r) => echo.close(() => r()));
   rmSync(dir, { recursive: true, force: true });
   await expectNoLeaks(before, { timeoutMs: 5000 });
 });
 
-function start(entry: 'konnectivity-server' | 'konnectivity-agent', args: string[]): Program {
-  const p = startProgram(entry, args);
-  programs.push(p);
-  return p;
-}
+const start = pool.start;
 
 /** CONNECT through the HTTP-CONNECT frontend; resolves with the status line and, on 200, an echo round trip. */
 function connectRequest(port: number, target: string, payload = 'hello through the tunnel'): Promise<{ head: string; echoed: string }> {

@@ -129,3 +129,19 @@ export function httpGet(port: number, path: string): Promise<{ status: number; b
     req.end();
   });
 }
+
+/** The programs a test starts, all killed (and waited for) by `killAll()` in its afterEach. */
+export function programPool(): { start(entry: 'konnectivity-server' | 'konnectivity-agent', args: readonly string[]): Program; killAll(): Promise<void> } {
+  let programs: Program[] = [];
+  return {
+    start(entry, args) {
+      const p = startProgram(entry, args);
+      programs.push(p);
+      return p;
+    },
+    async killAll() {
+      await Promise.all(programs.map((p) => p.kill()));
+      programs = [];
+    },
+  };
+}

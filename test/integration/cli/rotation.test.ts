@@ -11,14 +11,15 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
-import { startProgram, type Program } from './processes.js';
+import { programPool } from './processes.js';
+import { until } from '../../helpers/until.js';
 
 const FIXTURES = new URL('./fixtures/rotation/', import.meta.url);
 const fixture = (name: string): string => new URL(name, FIXTURES).pathname;
 
 let before: ResourceSnapshot;
 let dir: string;
-let programs: Program[] = [];
+const pool = programPool();
 const closers: Array<() => Promise<void>> = [];
 
 beforeEach(() => {
@@ -27,18 +28,13 @@ beforeEach(() => {
 });
 
 afterEach(async () => {
-  await Promise.all(programs.map((p) => p.kill()));
-  programs = [];
+  await pool.killAll();
   for (const close of closers.splice(0)) await close();
   rmSync(dir, { recursive: true, force: true });
   await expectNoLeaks(before, { timeoutMs: 5000 });
 });
 
-function start(entry: 'konnectivity-server' | 'konnectivity-agent', args: string[]): Program {
-  const p = startProgram(entry, args);
-  programs.push(p);
-  return p;
-}
+const start = pool.start;
 
 /** Replace `to` with a copy of fixture `from` in one rename, as a Secret volume swaps its files. */
 function install(from: string, to: string): void {
@@ -134,14 +130,6 @@ async function recorder(): Promise<{ port: number; seen: Array<{ cn: string; alp
       }),
   );
   return { port: (server.address() as { port: number }).port, seen };
-}
-
-async function until(check: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 describe('certificate rotation without a restart', () => {

@@ -21,18 +21,11 @@ import {
 } from '../../../src/index.js';
 import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
 import { startKubeApi, type KubeApi } from '../../helpers/kube-api.js';
+import { until } from '../../helpers/until.js';
 
 const LABELS = { 'k8s-app': 'konnectivity-server' };
 const NS = 'kube-system';
 
-/** Poll `check` until it returns true (every 10 ms, up to `timeoutMs`). */
-async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 describe('leases', () => {
   let before: ResourceSnapshot;
