@@ -121,7 +121,8 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
   const detachSet = metrics.trackClientSet(clientSet);
   logAgentEvents(agent, clientSet, log);
   const countChanged = serverCountLogger(log, knownServerCount, leases ? 'KNP lease count' : 'KNP server response headers');
-  clientSet.on('tunnelAdded', countChanged);
+  // The set takes a new server's count once the tunnel is added: look right after.
+  clientSet.on('tunnelAdded', () => setImmediate(countChanged));
   let detachLeases = (): void => undefined;
   if (leases) {
     logLeaseCounterEvents(leases, log);

@@ -177,6 +177,8 @@ describe('konnectivity-server and konnectivity-agent as processes', () => {
     const ap = await agent.ports(['health', 'admin']);
     await agent.waitFor(/Ready: a tunnel is up/);
     await server.waitFor(/"Agent connected" agentID="agent-1" serverID=/);
+    // The reference's warning, word for word.
+    await agent.waitFor(/^W\d{4} [\d:.]+ +\d+ event-logs\.ts:\d+\] change detected in proxy server count \(was: 0, now: 1, source: "KNP server response headers"\)$/m);
     expect(await httpGet(sp['health']!, '/readyz')).toEqual({ status: 200, body: 'ok' });
     expect(await httpGet(sp['health']!, '/ready')).toEqual({ status: 200, body: 'ok' });
     expect(await httpGet(ap['health']!, '/readyz')).toEqual({ status: 200, body: 'ok' });
