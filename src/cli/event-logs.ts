@@ -30,7 +30,7 @@ export function logServerEvents(proxy: ProxyServer, log: Logger): void {
     else log.v(2).info('Stream read from agent cancelled', { agentID: info.agentID });
     log.v(2).info('Remove connection for agent', { agentID: info.agentID });
   });
-  proxy.on('agentDraining', (info) => log.v(2).info('Received DRAIN from agent', { agentID: info.agentID }));
+  proxy.on('agentDraining', (info) => log.v(2).info('agent is draining', { agentID: info.agentID }));
   proxy.on('dialSucceeded', (e) =>
     log.v(4).info('Proxy connection established', {
       dialID: e.dialID,

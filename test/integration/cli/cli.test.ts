@@ -211,7 +211,7 @@ describe('konnectivity-server and konnectivity-agent as processes', () => {
     // First signal: DRAIN, the agent keeps serving; second signal: exit 0.
     agent.child.kill('SIGTERM');
     await agent.waitFor(/Draining: DRAIN sent on every tunnel/);
-    await server.waitFor(/"Received DRAIN from agent" agentID="agent-1"/);
+    await server.waitFor(/"agent is draining" agentID="agent-1"/);
     const whileDraining = await connectRequest(sp['frontend-http-connect']!, `127.0.0.1:${echoPort}`, 'still served');
     expect(whileDraining.echoed).toBe('still served');
     agent.child.kill('SIGTERM');

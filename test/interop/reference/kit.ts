@@ -442,7 +442,7 @@ function agentHandle(impl: Impl, agentID: string, program: Program, ports: Agent
       program.child.kill('SIGTERM');
       // Ours sends DRAIN at once. The Go agent only notes the signal: each tunnel sends its DRAIN when the next
       // packet from the server arrives ("drain agent client"), so a test must dial to get it out.
-      await program.waitFor(impl === 'go' ? /Received first signal/ : /draining: sending DRAIN/);
+      await program.waitFor(impl === 'go' ? /Received first signal/ : /Draining: DRAIN sent/);
     },
     async stop() {
       if (!drained) await this.drain();
