@@ -203,8 +203,12 @@ describe('agent options', () => {
     expect(options.connectionBufferBytes).toBe(150 * 32 * 1024);
     expect(() => parseAgentOptions(['--sync-interval=2s', '--sync-interval-cap=1s'], {})).toThrow(/sync-interval-cap/);
   });
-  it('help lists --lease-label, the reference v0.31 name', () => {
-    expect(formatHelp('konnectivity-agent', '', agentFlagSpecs())).toMatch(/--lease-label string +\[accepted, ignored\] .*\(default "k8s-app=konnectivity-server"\)/);
+  it('help lists --lease-label, the reference v0.31 name, honoured as --lease-label-selector', () => {
+    expect(formatHelp('konnectivity-agent', '', agentFlagSpecs())).toMatch(/--lease-label string +the same as --lease-label-selector .*\(default "k8s-app=konnectivity-server"\)/);
+    const selector = (argv: string[]) => parseAgentOptions(['--count-server-leases', ...argv], {}).options.leases?.labelSelector;
+    expect(selector(['--lease-label=app=x'])).toBe('app=x');
+    expect(selector(['--lease-label-selector=app=y'])).toBe('app=y');
+    expect(selector([])).toBe('k8s-app=konnectivity-server');
   });
 });
 
