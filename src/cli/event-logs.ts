@@ -60,16 +60,13 @@ export function logServerEvents(proxy: ProxyServer, log: Logger): void {
   );
 }
 
-/** The HTTP-CONNECT frontend's events. */
+/** The HTTP-CONNECT frontend's events (its `clientError`s are the server program's refused connections). */
 export function logHttpConnectEvents(frontend: HttpConnectFrontend, log: Logger): void {
   frontend.on('tunnelOpened', (e) => log.v(4).info('Connection established, sent 200 OK', { host: e.address, remoteAddress: e.remoteAddress }));
   frontend.on('tunnelClosed', (e) =>
     log.v(2).info('EOF from host', { host: e.address, remoteAddress: e.remoteAddress, bytesFromClient: e.bytesFromClient, bytesToClient: e.bytesToClient }),
   );
   frontend.on('dialFailed', (e) => log.v(2).info('CONNECT failed', { host: e.address, remoteAddress: e.remoteAddress, status: e.statusCode, err: e.error.message }));
-  frontend.on('clientError', (err, remoteAddress) =>
-    log.info('connection refused', { listener: 'frontend-http-connect', remoteAddress, code: (err as { code?: string }).code, err: err.message }),
-  );
 }
 
 /** The server's lease controller. */

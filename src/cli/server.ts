@@ -18,7 +18,7 @@ import type { Listener as LibraryListener } from '../transport/listener.js';
 import type { IncomingPacketStream, PacketStream } from '../transport/packet-stream.js';
 import { adminHandler, listenOps, serverHealthHandler, type OpsServer } from '../ops/health.js';
 import type { Logger } from '../ops/logger.js';
-import { instrumentServer, type ServerInstrumentation } from '../ops/metrics.js';
+import { connectionRefusalReason, instrumentServer, type ServerInstrumentation } from '../ops/metrics.js';
 import { DEFAULT_CONNECTION_BUFFER_BYTES } from '../transport/windows.js';
 import { WINDOW_METADATA_KEY } from '../tunnel/flow.js';
 import { KubeClient, ServerLeaseController, kubeApiConfig } from '../kube/index.js';
@@ -68,7 +68,6 @@ function trackedIncoming(incoming: IncomingPacketStream, metrics: ServerInstrume
       return stream;
     },
     reject(err) {
-      metrics.agentRefused(err);
       incoming.reject(err);
     },
   };
@@ -80,10 +79,25 @@ function grpcTls(t: ServerTlsOptions, log?: Logger): ServerTlsOptions & { minVer
   return { ...t, minVersion: t.minVersion === 'TLSv1.3' ? 'TLSv1.3' : 'TLSv1.2' };
 }
 
-/** Every connection a gRPC listener refused before a call (TLS, client certificate, deadline, limit), logged. */
-function logRefusedConnections(server: GrpcServer, listener: string, log: Logger): GrpcServer {
-  server.on('connectionRefused', (r) => log.info('connection refused', { listener, remoteAddress: r.remoteAddress, reason: r.reason, err: r.message }));
+/**
+ * A connection a listener refused before it carried a tunnel or a request (TLS, client certificate, deadline,
+ * limit, bad request): logged at the default verbosity and counted in `konnectivity_ts_server_connection_refusals_total`.
+ */
+function connectionRefused(ctx: Context, listener: string, remoteAddress: string, reason: string, err: Error): void {
+  ctx.metrics.connectionRefused(listener, reason);
+  const code = (err as { code?: unknown }).code;
+  ctx.log.info('connection refused', { listener, remoteAddress, reason, ...(typeof code === 'string' ? { code } : {}), err: err.message });
+}
+
+/** The refusals of a gRPC listener, which names its reasons itself. */
+function reportRefusals(server: GrpcServer, listener: string, ctx: Context): GrpcServer {
+  server.on('connectionRefused', (r) => connectionRefused(ctx, listener, r.remoteAddress, r.reason, new Error(r.message)));
   return server;
+}
+
+/** The refusals of a listener that reports errors only (yamux, HTTP-CONNECT): their reason told from the error. */
+function refusalReporter(listener: string, ctx: Context): (err: Error, remoteAddress: string) => void {
+  return (err, remoteAddress) => connectionRefused(ctx, listener, remoteAddress, connectionRefusalReason(err), err);
 }
 
 /** A started listener: where it is and how it stops. */
@@ -173,7 +187,7 @@ async function startFrontend(ctx: Context): Promise<Listener> {
       ? await createGrpcServer({ ...common, socketPath: o.udsName, deleteExistingSocket: o.deleteExistingUdsFile })
       : await listenOnBindAddress(o.serverBindAddress, (host) => createGrpcServer({ ...common, host, port: o.serverPort, ...(tls ? { tls: grpcTls(tls.initial, log) } : {}) }));
     tls?.follow((t) => server.setSecureContext(grpcTls(t)));
-    return named('frontend-grpc', logRefusedConnections(server, 'frontend-grpc', log), tls);
+    return named('frontend-grpc', reportRefusals(server, 'frontend-grpc', ctx), tls);
   }
   const frontend: HttpConnectFrontend = createHttpConnectFrontend({
     server: proxy,
@@ -184,6 +198,7 @@ async function startFrontend(ctx: Context): Promise<Listener> {
   frontend.on('tunnelOpened', () => metrics.httpConnections.inc());
   frontend.on('tunnelClosed', () => metrics.httpConnections.dec());
   frontend.on('dialFailed', (e) => metrics.httpConnectFailed(e.statusCode));
+  frontend.on('clientError', refusalReporter('frontend-http-connect', ctx));
   logHttpConnectEvents(frontend, log);
   if (o.udsName) await frontend.listen({ path: o.udsName });
   else await listenOnBindAddress(o.serverBindAddress, (host) => frontend.listen({ host, port: o.serverPort }));
@@ -205,7 +220,7 @@ async function startAgentListener(ctx: Context): Promise<Listener> {
         port: o.agentPort,
         ...(tls ? { tls: tls.initial } : {}),
         onIncoming: acceptAgent,
-        onRefused: (err, remoteAddress) => log.info('connection refused', { listener: 'agent', remoteAddress, code: (err as { code?: string }).code, err: err.message }),
+        onRefused: refusalReporter('agent', ctx),
       }),
     );
     tls?.follow((t) => listener.setSecureContext(t));
@@ -215,7 +230,7 @@ async function startAgentListener(ctx: Context): Promise<Listener> {
     createGrpcServer({ host, port: o.agentPort, ...(tls ? { tls: grpcTls(tls.initial, log) } : {}), keepaliveTimeMs: o.keepaliveTimeMs, agent: acceptAgent }),
   );
   tls?.follow((t) => server.setSecureContext(grpcTls(t)));
-  return named('agent', logRefusedConnections(server, 'agent', log), tls);
+  return named('agent', reportRefusals(server, 'agent', ctx), tls);
 }
 
 /** An ops HTTP server as a Listener. */

@@ -3,6 +3,7 @@
  * HELP texts verbatim, typos included), plus ours under `konnectivity_ts_server_*`.
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { ErrorCode } from '../protocol/errors.js';
 import {
   DEFAULT_BUCKETS_SECONDS,
   LATENCY_BUCKETS_SECONDS,
@@ -30,6 +31,29 @@ export const SERVER_DIAL_FAILURE_REASONS = [
   'backend_dial_timeout',
   'frontend_close',
 ] as const;
+
+/**
+ * Why a listener refused a connection, for `konnectivity_ts_server_connection_refusals_total{reason}`: the gRPC
+ * listeners' own reasons (`connectionRefused`), and `bad_request` (an HTTP-CONNECT request or a yamux handshake
+ * that breaks the protocol) and `other` for the rest.
+ */
+export type ConnectionRefusalReason = 'tls' | 'client_certificate' | 'handshake_timeout' | 'too_many_connections' | 'bad_request' | 'other';
+
+/**
+ * The refusal reason of an error a yamux listener (`onError`) or the HTTP-CONNECT frontend (`clientError`)
+ * reported: by its code (ours, Node's TLS and HTTP parser codes), the handshake deadlines by their wording.
+ */
+export function connectionRefusalReason(err: unknown): ConnectionRefusalReason {
+  const e = err as { code?: unknown; message?: unknown; library?: unknown } | undefined;
+  const code = typeof e?.code === 'string' ? e.code : '';
+  const message = typeof e?.message === 'string' ? e.message : '';
+  if (code === ErrorCode.LIMIT_EXCEEDED) return 'too_many_connections';
+  if (code === ErrorCode.UNAUTHENTICATED) return 'client_certificate';
+  if (code === 'ERR_TLS_HANDSHAKE_TIMEOUT' || code === 'ERR_HTTP_REQUEST_TIMEOUT' || /timed out|within \d+ ms/.test(message)) return 'handshake_timeout';
+  if (code.startsWith('ERR_SSL_') || e?.library === 'SSL routines' || /\bTLS\b/.test(message)) return 'tls';
+  if (code.startsWith('HPE_') || code === ErrorCode.PROTOCOL || code === ErrorCode.MALFORMED_PACKET || code === ErrorCode.MESSAGE_TOO_LARGE) return 'bad_request';
+  return 'other';
+}
 
 /** What the server metrics read from a ProxyServer. */
 export interface ServerMetricsSource extends MetricsEventSource {
@@ -69,8 +93,11 @@ export interface ServerInstrumentation {
   trackHttpConnection(socket: CloseEmitter): void;
   /** The `http_connections` gauge itself, for frontends that report opens and closes as events. */
   readonly httpConnections: { inc(): void; dec(): void };
-  /** An agent refused at Connect (bad agentid, authentication, shutting down), by error code. */
-  agentRefused(err: unknown): void;
+  /**
+   * A connection a listener refused before it carried a tunnel or a request (`listener`: the program's name for
+   * it, `agent`, `frontend-grpc`, `frontend-http-connect`).
+   */
+  connectionRefused(listener: string, reason: string): void;
   /** A CONNECT that did not become a tunnel: the status written, or undefined when the client left first. */
   httpConnectFailed(statusCode: number | undefined): void;
   /** Feed the lease GC families from a lease controller's events; returns the detach function. */
@@ -104,8 +131,8 @@ function codeOf(err: unknown): string {
  * (`culled_leases_count`, `lease_delete_latency_seconds`, `lease_delete_total`, `lease_list_latency_seconds`,
  * `lease_list_total`), `stream_packets_total`, `stream_errors_total`, plus `ready_backends{proxy_strategy}`
  * (later reference versions) and ours: `konnectivity_ts_server_agent_tunnels{flow_control}`,
- * `_connection_buffer_bytes`, `_agent_refusals_total{code}`, `_dial_refusals_total{reason}`,
- * `_http_connect_failures_total{status}`.
+ * `_connection_buffer_bytes`, `_agent_refusals_total{code}` (the server's `agentRefused` events),
+ * `_connection_refusals_total{listener,reason}`, `_dial_refusals_total{reason}`, `_http_connect_failures_total{status}`.
  */
 export function instrumentServer(server: ServerMetricsSource, registry?: Registry, options: ServerInstrumentOptions = {}): ServerInstrumentation {
   const reg = newRegistry(registry, options);
@@ -254,8 +281,14 @@ export function instrumentServer(server: ServerMetricsSource, registry?: Registr
   });
   const dialRefusals = new Counter({
     name: tsName('dial_refusals_total'),
-    help: 'Dials refused for a reason the reference has no dial_failure_count reason for (shutting_down).',
+    help: 'Dials refused for a reason the reference has no dial_failure_count reason for (shutting_down, too_many_pending_dials).',
     labelNames: ['reason'],
+    registers: [reg],
+  });
+  const connectionRefusals = new Counter({
+    name: tsName('connection_refusals_total'),
+    help: 'Connections a listener refused before they carried a tunnel or a request, by listener and reason (tls, client_certificate, handshake_timeout, too_many_connections, bad_request, other).',
+    labelNames: ['listener', 'reason'],
     registers: [reg],
   });
   const httpConnectFailures = new Counter({
@@ -275,6 +308,7 @@ export function instrumentServer(server: ServerMetricsSource, registry?: Registr
       if (goReasons.has(reason)) dialFailures.inc({ reason });
       else dialRefusals.inc({ reason });
     },
+    agentRefused: (r: { error?: unknown }) => agentRefusals.inc({ code: codeOf(r?.error) }),
   });
 
   return {
@@ -305,8 +339,8 @@ export function instrumentServer(server: ServerMetricsSource, registry?: Registr
       onceClosed(socket, () => httpConnections.dec());
     },
     httpConnections: { inc: () => httpConnections.inc(), dec: () => httpConnections.dec() },
-    agentRefused(err) {
-      agentRefusals.inc({ code: codeOf(err) });
+    connectionRefused(listener, reason) {
+      connectionRefusals.inc({ listener, reason });
     },
     httpConnectFailed(statusCode) {
       httpConnectFailures.inc({ status: statusCode === undefined ? 'client_gone' : String(statusCode) });

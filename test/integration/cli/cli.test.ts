@@ -10,11 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
-import { parsePrometheusText } from '../ops/prom-text.js';
 import { openProxyStream } from '../../../src/transport/grpc/index.js';
 import { dialOverStream } from '../../../src/client/index.js';
 import { connectViaHttpProxy } from '../../../src/client/http-connect.js';
-import { httpGet, programPool } from './processes.js';
+import { httpGet, programPool, scrapeMetrics, serverTlsFlags } from './processes.js';
 
 const S = 'konnectivity_network_proxy_server_';
 const A = 'konnectivity_network_proxy_agent_';
@@ -157,12 +156,6 @@ function agentFlags(agentPort: number, extra: string[]): string[] {
   ];
 }
 
-async function metrics(port: number): Promise<Map<string, number>> {
-  const r = await httpGet(port, '/metrics');
-  expect(r.status).toBe(200);
-  return parsePrometheusText(r.body);
-}
-
 describe('konnectivity-server and konnectivity-agent as processes', () => {
   it('http-connect mode: CONNECT through the tunnel, metrics count the dial, readiness flips, drain then exit', async () => {
     const server = start('konnectivity-server', serverFlags(['--mode=http-connect']));
@@ -189,7 +182,7 @@ describe('konnectivity-server and konnectivity-agent as processes', () => {
     const refused = await connectRequest(sp['frontend-http-connect']!, '127.0.0.1:1');
     expect(refused.head).toMatch(/^HTTP\/1\.1 502 .*connection refused/s);
 
-    const m = await metrics(sp['admin']!);
+    const m = await scrapeMetrics(sp['admin']!);
     expect(m.get(`${S}dial_duration_seconds_count`)).toBe(1);
     expect(m.get(`${S}dial_failure_count{reason="no_agent"}`)).toBe(1);
     expect(m.get(`${S}dial_failure_count{reason="error_response"}`)).toBe(1);
@@ -199,9 +192,9 @@ describe('konnectivity-server and konnectivity-agent as processes', () => {
     expect(m.get(`${S}stream_packets_total{segment="to_agent",packet_type="DIAL_REQ"}`)).toBe(2);
     expect(m.get(`${S}stream_packets_total{segment="from_agent",packet_type="DIAL_RSP"}`)).toBe(2);
     // The health port serves the same registry.
-    expect((await metrics(sp['health']!)).get(`${S}dial_duration_seconds_count`)).toBe(1);
+    expect((await scrapeMetrics(sp['health']!)).get(`${S}dial_duration_seconds_count`)).toBe(1);
 
-    const am = await metrics(ap['health']!);
+    const am = await scrapeMetrics(ap['health']!);
     expect(am.get(`${A}open_server_connections`)).toBe(1);
     expect(am.get(`${A}known_server_count`)).toBe(1);
     expect(am.get(`${A}endpoint_dial_failure_total{reason="unknown"}`)).toBe(1);
@@ -268,7 +261,7 @@ describe('konnectivity-server and konnectivity-agent as processes', () => {
     socket.destroy();
     await new Promise<void>((r) => (stream.closed ? r() : stream.once('close', () => r())));
 
-    const m = await metrics(sp['admin']!);
+    const m = await scrapeMetrics(sp['admin']!);
     expect(m.get(`${S}dial_duration_seconds_count`)).toBe(1);
     expect(m.get(`${S}stream_packets_total{segment="from_client",packet_type="DIAL_REQ"}`)).toBe(1);
 
@@ -288,12 +281,7 @@ describe('konnectivity-server and konnectivity-agent as processes', () => {
       'konnectivity-server',
       serverFlags([
         '--mode=http-connect',
-        `--server-cert=${f('server.crt')}`,
-        `--server-key=${f('server.key')}`,
-        `--server-ca-cert=${f('ca.crt')}`,
-        `--cluster-cert=${f('server.crt')}`,
-        `--cluster-key=${f('server.key')}`,
-        `--cluster-ca-cert=${f('ca.crt')}`,
+        ...serverTlsFlags({ cert: f('server.crt'), key: f('server.key'), ca: f('ca.crt') }),
         '--tls-min-version=VersionTLS12',
       ]),
     );
@@ -327,7 +315,7 @@ describe('konnectivity-server and konnectivity-agent as processes', () => {
     await agent.waitFor(/Ready: a tunnel is up/);
     const ok = await connectRequest(sp['frontend-http-connect']!, `127.0.0.1:${echoPort}`, 'over yamux');
     expect(ok.echoed).toBe('over yamux');
-    expect((await metrics(sp['admin']!)).get(`${S}dial_duration_seconds_count`)).toBe(1);
+    expect((await scrapeMetrics(sp['admin']!)).get(`${S}dial_duration_seconds_count`)).toBe(1);
     server.child.kill('SIGTERM');
     expect(await server.exited).toBe(0);
   });
@@ -394,14 +382,14 @@ describe('konnectivity-server and konnectivity-agent as processes', () => {
     const ap = await agent.ports(['health']);
     await agent.waitFor(/"Start serving" serverID="s1"/);
     await agent.waitFor(/"Start serving" serverID="s2"/);
-    expect((await metrics(ap['health']!)).get(`${A}open_server_connections`)).toBe(2);
-    expect((await metrics(ap['health']!)).get(`${A}known_server_count`)).toBe(2);
+    expect((await scrapeMetrics(ap['health']!)).get(`${A}open_server_connections`)).toBe(2);
+    expect((await scrapeMetrics(ap['health']!)).get(`${A}known_server_count`)).toBe(2);
     expect((await httpGet(p1['health']!, '/readyz')).status).toBe(200);
     expect((await httpGet(p2['health']!, '/readyz')).status).toBe(200);
 
     await s1.kill();
     await agent.waitFor(/"could not read stream".*serverID="s1"/);
-    expect((await metrics(ap['health']!)).get(`${A}open_server_connections`)).toBe(1);
+    expect((await scrapeMetrics(ap['health']!)).get(`${A}open_server_connections`)).toBe(1);
     expect(await httpGet(ap['health']!, '/readyz')).toEqual({ status: 200, body: 'ok' });
   });
 

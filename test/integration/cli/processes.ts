@@ -6,6 +6,7 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { request } from 'node:http';
 import { fileURLToPath } from 'node:url';
+import { parsePrometheusText } from '../ops/prom-text.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -114,6 +115,19 @@ function tail(out: string): string {
 /** Start `src/cli/<entry>.ts` with `args`. */
 export function startProgram(entry: 'konnectivity-server' | 'konnectivity-agent', args: readonly string[]): Program {
   return startProcess(entry, process.execPath, ['--import', 'tsx', `src/cli/${entry}.ts`, ...args], { env: { ...process.env, NO_COLOR: '1' } });
+}
+
+/** The families of a program's `/metrics` (admin port), parsed. */
+export async function scrapeMetrics(port: number): Promise<Map<string, number>> {
+  const r = await httpGet(port, '/metrics');
+  if (r.status !== 200) throw new Error(`/metrics answered ${r.status}: ${r.body}`);
+  return parsePrometheusText(r.body);
+}
+
+/** The server's TLS flags for both legs (`--server-*` for the frontend, `--cluster-*` for agents), one set of files. */
+export function serverTlsFlags(files: { cert: string; key: string; ca: string }): string[] {
+  const { cert, key, ca } = files;
+  return [`--server-cert=${cert}`, `--server-key=${key}`, `--server-ca-cert=${ca}`, `--cluster-cert=${cert}`, `--cluster-key=${key}`, `--cluster-ca-cert=${ca}`];
 }
 
 /** GET over plain HTTP on 127.0.0.1 without keep-alive; resolves with the status and body. */

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { parsePrometheusText } from '../../integration/ops/prom-text.js';
-import { endpointDialFailureReason, instrumentAgent, instrumentServer, segmentLabel, streamErrorCode } from '../../../src/ops/metrics.js';
+import { connectionRefusalReason, endpointDialFailureReason, instrumentAgent, instrumentServer, segmentLabel, streamErrorCode } from '../../../src/ops/metrics.js';
 
 class FakeServer extends EventEmitter {
   agentList: Array<{ agentID: string; identifiers: { host?: string[]; defaultRoute?: boolean } }> = [];
@@ -103,7 +103,11 @@ describe('instrumentServer', () => {
     frontend.write(undefined as never);
     frontend.write(undefined as never);
     server.emit('dialFailed', { reason: 'shutting_down' });
-    inst.agentRefused({ code: 'ERR_UNAUTHENTICATED' });
+    server.emit('agentRefused', { agentID: 'a', remoteAddress: '127.0.0.1:1', error: { code: 'ERR_UNAUTHENTICATED' } });
+    server.emit('dialFailed', { reason: 'too_many_pending_dials' });
+    inst.connectionRefused('agent', 'client_certificate');
+    inst.connectionRefused('agent', 'client_certificate');
+    inst.connectionRefused('frontend-http-connect', 'bad_request');
     inst.httpConnectFailed(502);
     inst.httpConnectFailed(undefined);
     let m = parse(await inst.registry.metrics());
@@ -114,7 +118,10 @@ describe('instrumentServer', () => {
     expect(m.has(`${P}dial_failure_count{reason="shutting_down"}`)).toBe(false);
     const T = 'konnectivity_ts_server_';
     expect(m.get(`${T}dial_refusals_total{reason="shutting_down"}`)).toBe(1);
+    expect(m.get(`${T}dial_refusals_total{reason="too_many_pending_dials"}`)).toBe(1);
     expect(m.get(`${T}agent_refusals_total{code="ERR_UNAUTHENTICATED"}`)).toBe(1);
+    expect(m.get(`${T}connection_refusals_total{listener="agent",reason="client_certificate"}`)).toBe(2);
+    expect(m.get(`${T}connection_refusals_total{listener="frontend-http-connect",reason="bad_request"}`)).toBe(1);
     expect(m.get(`${T}http_connect_failures_total{status="502"}`)).toBe(1);
     expect(m.get(`${T}http_connect_failures_total{status="client_gone"}`)).toBe(1);
     expect(m.get(`${T}agent_tunnels{flow_control="credit"}`)).toBe(1);
@@ -245,5 +252,19 @@ describe('helpers', () => {
     expect(endpointDialFailureReason(new Error('context deadline exceeded'))).toBe('timeout');
     expect(endpointDialFailureReason(new Error('connection refused'))).toBe('unknown');
     expect(endpointDialFailureReason(undefined)).toBe('unknown');
+  });
+  it('tells why a yamux or HTTP-CONNECT listener refused a connection', () => {
+    const err = (message: string, fields: object = {}) => Object.assign(new Error(message), fields);
+    expect(connectionRefusalReason(err('more than 2 connections', { code: 'ERR_LIMIT_EXCEEDED' }))).toBe('too_many_connections');
+    expect(connectionRefusalReason(err('client certificate refused: certificate has expired', { code: 'ERR_UNAUTHENTICATED' }))).toBe('client_certificate');
+    expect(connectionRefusalReason(err('TLS handshake timeout', { code: 'ERR_TLS_HANDSHAKE_TIMEOUT' }))).toBe('handshake_timeout');
+    expect(connectionRefusalReason(err('yamux handshake: waiting for the agent timed out after 10000 ms', { code: 'ERR_TUNNEL_CLOSED' }))).toBe('handshake_timeout');
+    expect(connectionRefusalReason(err('no request header within 10000 ms', { code: 'ERR_PROTOCOL' }))).toBe('handshake_timeout');
+    expect(connectionRefusalReason(err('wrong version number', { code: 'ERR_SSL_WRONG_VERSION_NUMBER', library: 'SSL routines' }))).toBe('tls');
+    expect(connectionRefusalReason(err('Client network socket disconnected before secure TLS connection was established', { code: 'ECONNRESET' }))).toBe('tls');
+    expect(connectionRefusalReason(err('Parse Error: Invalid method encountered', { code: 'HPE_INVALID_METHOD' }))).toBe('bad_request');
+    expect(connectionRefusalReason(err('method GET not allowed', { code: 'ERR_PROTOCOL' }))).toBe('bad_request');
+    expect(connectionRefusalReason(err('accept EMFILE', { code: 'EMFILE' }))).toBe('other');
+    expect(connectionRefusalReason(undefined)).toBe('other');
   });
 });
