@@ -45,7 +45,17 @@ export interface AgentConnectionEvent {
 export interface AgentTunnelEvents {
   connectionOpened: [event: AgentConnectionEvent];
   connectionClosed: [event: AgentConnectionEvent];
-  dialFailed: [event: { address: string; error: string; serverID: string | undefined; dialID: bigint }];
+  dialFailed: [event: AgentDialFailure];
+}
+
+/** A dial the agent answered with an error: the endpoint failed, or the agent refused to start it (`refused`). */
+export interface AgentDialFailure {
+  address: string;
+  error: string;
+  serverID: string | undefined;
+  dialID: bigint;
+  /** Set when the agent refused the dial before dialing (a limit), not when the endpoint failed. */
+  refused?: 'too_many_pending_dials';
 }
 
 /** What a tunnel needs from its agent. */
@@ -188,7 +198,7 @@ export class AgentTunnel {
       // One server (or one frontend behind it) must not take every descriptor of the agent.
       const text = `too many pending dials on the agent (limit ${this.host.dialSlots.limit})`;
       via.send(dialResponse(random, 0n, text));
-      this.host.events.emit('dialFailed', { address, error: text, serverID: this.serverID, dialID: random });
+      this.host.events.emit('dialFailed', { address, error: text, serverID: this.serverID, dialID: random, refused: 'too_many_pending_dials' });
       this.tunnels.release(via);
       return;
     }

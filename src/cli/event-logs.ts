@@ -99,7 +99,11 @@ export function logAgentEvents(agent: Agent, clientSet: AgentClientSet<AgentTunn
   clientSet.on('probeFailed', (t) => log.v(2).info('Closing the tunnel: its connection is not ready', { serverID: t.serverID }));
   clientSet.on('readyChange', (ready) => log.v(2).info(ready ? 'Ready: a tunnel is up' : 'Not ready: no tunnel is up'));
   agent.on('connectionOpened', (e) => log.v(4).info('Endpoint connection established', { dialID: e.dialID, connectionID: e.connectID, dialAddress: e.address }));
-  agent.on('dialFailed', (e) => log.v(2).info('error dialing backend', { error: e.error, dialID: e.dialID, dialAddress: e.address }));
+  agent.on('dialFailed', (e) => {
+    // A refusal is ours (no Go counterpart): at the default verbosity, as the server's refusals are.
+    if (e.refused) log.info('dial refused', { reason: e.refused, err: e.error, dialID: e.dialID, dialAddress: e.address, serverID: e.serverID });
+    else log.v(2).info('error dialing backend', { error: e.error, dialID: e.dialID, dialAddress: e.address });
+  });
   agent.on('connectionClosed', (e) => log.v(4).info('close connection', { dialID: e.dialID, connectionID: e.connectID, dialAddress: e.address }));
 }
 

@@ -59,7 +59,8 @@ export function endpointDialFailureReason(error: unknown): 'timeout' | 'unknown'
  * `dial_duration_seconds`, `server_connection_failure_count{direction}`, `endpoint_dial_failure_total{reason}`,
  * `open_server_connections`, `known_server_count`, `open_endpoint_connections`, `stream_packets_total`,
  * `stream_errors_total`, `lease_lists_total`, `lease_watches_total`, `lease_list_latency_seconds`, plus ours:
- * `konnectivity_ts_agent_connection_buffer_bytes`, `_tunnel_failures_total{code}`, `_duplicate_tunnels_total`.
+ * `konnectivity_ts_agent_connection_buffer_bytes`, `_tunnel_failures_total{code}`, `_duplicate_tunnels_total`,
+ * `_dial_refusals_total{reason}`.
  */
 export function instrumentAgent(agent: AgentMetricsSource, registry?: Registry, options: AgentInstrumentOptions = {}): AgentInstrumentation {
   const reg = newRegistry(registry, options);
@@ -140,6 +141,12 @@ export function instrumentAgent(agent: AgentMetricsSource, registry?: Registry, 
     labelNames: ['code'],
     registers: [reg],
   });
+  const dialRefusals = new Counter({
+    name: tsName('dial_refusals_total'),
+    help: 'Dials the agent refused before dialing the endpoint, by reason (too_many_pending_dials); not endpoint dial failures.',
+    labelNames: ['reason'],
+    registers: [reg],
+  });
   const duplicates = new Counter({
     name: tsName('duplicate_tunnels_total'),
     help: 'Tunnels that reached a server already connected and were closed at once.',
@@ -150,8 +157,9 @@ export function instrumentAgent(agent: AgentMetricsSource, registry?: Registry, 
     connectionOpened: (e: { durationMs?: number }) => {
       if (typeof e?.durationMs === 'number') dialDuration.observe(e.durationMs / 1000);
     },
-    dialFailed: (e: { error?: unknown }) => {
-      dialFailures.inc({ reason: endpointDialFailureReason(e?.error) });
+    dialFailed: (e: { error?: unknown; refused?: string }) => {
+      if (e?.refused) dialRefusals.inc({ reason: e.refused });
+      else dialFailures.inc({ reason: endpointDialFailureReason(e?.error) });
     },
   });
   return {

@@ -149,6 +149,8 @@ describe('pending-dial limits', () => {
     const [server, agentSide] = createMemoryPair({ encode: true });
     cleanups.push(() => server.destroy());
     agent.serve(agentSide);
+    const failures: Array<{ address: string; refused?: string }> = [];
+    agent.on('dialFailed', (e) => failures.push(e));
     const got: Packet[] = [];
     server.on('packet', (p) => got.push(p));
     server.on('error', () => {});
@@ -161,6 +163,7 @@ describe('pending-dial limits', () => {
       type: PacketType.DIAL_RSP,
       dialResponse: { random: 3n, connectID: 0n, error: 'too many pending dials on the agent (limit 2)' },
     });
+    expect(failures).toEqual([expect.objectContaining({ address: echo.address, refused: 'too_many_pending_dials' })]);
     // DIAL_CLS for one of the hanging dials frees its slot.
     server.write({ type: PacketType.DIAL_CLS, closeDial: { random: 1n } });
     await until(() => hanging() === 1, 'the closed dial aborted');

@@ -190,6 +190,7 @@ describe('instrumentAgent', () => {
     agent.tunnels.push({ serverCount: 2, connectionCount: 3 }, { serverCount: 2, connectionCount: 1 });
     agent.emit('dialFailed', { address: 'x:1', error: Object.assign(new Error('dial tcp 10.0.0.1:1: i/o timeout'), { code: 'ERR_DIAL_FAILED' }) });
     agent.emit('dialFailed', { address: 'x:1', error: new Error('dial tcp 127.0.0.1:1: connect: connection refused') });
+    agent.emit('dialFailed', { address: 'x:1', error: 'too many pending dials on the agent (limit 2)', refused: 'too_many_pending_dials' });
     agent.emit('connectionOpened', { address: 'x:1', connectID: 1n, durationMs: 1 });
     m = parse(await registry.metrics());
     expect(m.get(`${A}open_server_connections`)).toBe(2);
@@ -197,6 +198,8 @@ describe('instrumentAgent', () => {
     expect(m.get(`${A}open_endpoint_connections`)).toBe(4);
     expect(m.get(`${A}endpoint_dial_failure_total{reason="timeout"}`)).toBe(1);
     expect(m.get(`${A}endpoint_dial_failure_total{reason="unknown"}`)).toBe(1);
+    // A dial the agent refused is not an endpoint failure.
+    expect(m.get('konnectivity_ts_agent_dial_refusals_total{reason="too_many_pending_dials"}')).toBe(1);
     expect(m.get(`${A}dial_duration_seconds_count`)).toBe(1);
   });
 
