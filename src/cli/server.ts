@@ -52,7 +52,7 @@ export interface RunningServer {
   shutdown(graceMs: number): Promise<void>;
 }
 
-/** Follows an accepted agent call in the metrics (`grpc_connections{service_method="Connect"}` and the rest), and a refused one. */
+/** Follows an accepted agent call in the metrics (`grpc_connections{service_method="Connect"}` and the rest); refusals come as `agentRefused`. */
 function trackedIncoming(incoming: IncomingPacketStream, metrics: ServerInstrumentation, log: Logger, serverID: string): IncomingPacketStream {
   log.v(2).info('Connect request from agent', { agentID: incoming.metadata['agentid']?.[0], serverID });
   return {
