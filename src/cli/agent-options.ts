@@ -138,6 +138,12 @@ export function agentFlagSpecs(): FlagSpec[] {
   ];
 }
 
+/** The lease label selector: whichever of the two names was given; --lease-label-selector wins when both were. */
+export function leaseLabelSelector(parsed: ParsedFlags): string {
+  const v = parsed.values;
+  return (parsed.set.has('lease-label-selector') || !parsed.set.has('lease-label') ? v['lease-label-selector'] : v['lease-label']) as string;
+}
+
 /** Parse the agent command line into typed options (plus the raw parse for help and warnings). */
 export function parseAgentOptions(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): { options: AgentOptions; parsed: ParsedFlags } {
   const parsed = parseFlags(agentFlagSpecs(), argv);
@@ -167,8 +173,7 @@ export function parseAgentOptions(argv: readonly string[], env: NodeJS.ProcessEn
     leases: v['count-server-leases']
       ? {
           namespace: v['lease-namespace'] as string,
-          // Whichever of the two names was given; --lease-label-selector wins when both were.
-          labelSelector: (parsed.set.has('lease-label-selector') || !parsed.set.has('lease-label') ? v['lease-label-selector'] : v['lease-label']) as string,
+          labelSelector: leaseLabelSelector(parsed),
         }
       : undefined,
     serverCountSource: v['server-count-source'] as AgentOptions['serverCountSource'],

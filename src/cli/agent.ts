@@ -20,6 +20,7 @@ import { instrumentAgent } from '../ops/metrics.js';
 import { DEFAULT_CONNECTION_BUFFER_BYTES } from '../transport/windows.js';
 import { KubeClient, ServerLeaseCounter, kubeApiConfig } from '../kube/index.js';
 import { agentFlagSpecs, parseAgentOptions, type AgentOptions } from './agent-options.js';
+import { agentOptionLines } from './option-lines.js';
 import { goSignalName, logAgentEvents, logLeaseCounterEvents, serverCountLogger } from './event-logs.js';
 import { joinHostPort, listenOnBindAddress } from './listen.js';
 import { processIO, runProgram, tokenFileReader, type ProgramIO } from './process.js';
@@ -183,6 +184,7 @@ export function main(argv: readonly string[] = process.argv.slice(2), io: Progra
       specs: agentFlagSpecs,
       parse: (a) => parseAgentOptions(a),
       name: 'agent',
+      optionLines: (o, parsed) => agentOptionLines(agentFlagSpecs(), parsed, o.agentID),
       start: async (o, log) => {
         const running = await startAgent(o, log);
         const list = o.proxyServerAddresses.map((a) => joinHostPort(a.host, a.port)).join(',');

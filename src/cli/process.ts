@@ -67,6 +67,8 @@ export interface ProgramSpec<O extends LoggingOptions, R> {
   parse: (argv: readonly string[]) => { options: O; parsed: ParsedFlags };
   /** Logger name (`server`, `agent`), the `logger` of JSON records. */
   name: string;
+  /** The reference's `X set to Y.` lines, logged at -v=1 before anything else. */
+  optionLines?: (options: O, parsed: ParsedFlags) => string[];
   /** Warnings about the command line beyond the ignored-flag ones (e.g. a security feature we do not implement). */
   checkFlags?: (parsed: ParsedFlags) => string[];
   /** Start everything; a throw is logged and the process exits 1. */
@@ -109,6 +111,7 @@ export async function runProgram<O extends LoggingOptions, R>(spec: ProgramSpec<
     return;
   }
   const { log, output } = logging;
+  for (const line of spec.optionLines?.(o, cli.parsed) ?? []) log.v(1).infoText(line);
   for (const w of [...cli.parsed.warnings, ...(spec.checkFlags?.(cli.parsed) ?? [])]) log.warn(w);
   let running: R;
   try {

@@ -25,6 +25,7 @@ import { KubeClient, ServerLeaseController, kubeApiConfig } from '../kube/index.
 import { goSignalName, logHttpConnectEvents, logLeaseControllerEvents, logServerEvents } from './event-logs.js';
 import { listenOnBindAddress } from './listen.js';
 import { processIO, runProgram, tokenFileVerifier, type ProgramIO } from './process.js';
+import { serverOptionLines } from './option-lines.js';
 import { parseServerOptions, serverFlagSpecs, type ServerOptions } from './server-options.js';
 import { reloadingServerTls, type ReloadingTls, type ServerTlsOptions } from './tls.js';
 import { listenYamuxAgents } from './yamux.js';
@@ -335,6 +336,7 @@ export function main(argv: readonly string[] = process.argv.slice(2), io: Progra
       specs: serverFlagSpecs,
       parse: (a) => parseServerOptions(a),
       name: 'server',
+      optionLines: (o, parsed) => serverOptionLines(serverFlagSpecs(), parsed, o.serverID),
       start: async (o, log) => {
         const running = await startServer(o, log);
         log.info('server started', { serverID: o.serverID, serverCount: o.serverCount, mode: o.mode, agentTransport: o.agentTransport });

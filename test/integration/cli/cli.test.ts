@@ -170,6 +170,9 @@ describe('konnectivity-server and konnectivity-agent as processes', () => {
     const ap = await agent.ports(['health', 'admin']);
     await agent.waitFor(/Ready: a tunnel is up/);
     await server.waitFor(/"Agent connected" agentID="agent-1" serverID=/);
+    // The reference's option dump at -v=1 (test/interop/reference/parity-flags.test.ts compares it with Go's).
+    expect(server.output()).toMatch(/^I\d{4} [\d:.]+ +\d+ process\.ts:\d+\] ServerID set to server-1\.$/m);
+    expect(agent.output()).toMatch(/^I\d{4} [\d:.]+ +\d+ process\.ts:\d+\] AgentID set to agent-1\.$/m);
     // The reference's warning, word for word.
     await agent.waitFor(/^W\d{4} [\d:.]+ +\d+ event-logs\.ts:\d+\] change detected in proxy server count \(was: 0, now: 1, source: "KNP server response headers"\)$/m);
     expect(await httpGet(sp['health']!, '/readyz')).toEqual({ status: 200, body: 'ok' });

@@ -1,15 +1,17 @@
 /**
  * Flag parity with the Go binaries, read from their own `--help`: every flag they list is accepted by our program
  * (or refused with exit 2 and a reason, exactly the ones the README's "refused flags" table lists), in the forms a
- * manifest writes it, and every default our `--help` prints is the Go program's.
+ * manifest writes it, and every default our `--help` prints is the Go program's; the -v=1 option dump reads as
+ * theirs for the same flags.
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
-import { parseAgentOptions } from '../../../src/cli/agent-options.js';
+import { agentFlagSpecs, parseAgentOptions } from '../../../src/cli/agent-options.js';
 import { FlagError } from '../../../src/cli/flags.js';
-import { parseServerOptions } from '../../../src/cli/server-options.js';
+import { agentOptionLines, serverOptionLines } from '../../../src/cli/option-lines.js';
+import { parseServerOptions, serverFlagSpecs } from '../../../src/cli/server-options.js';
 import { ROOT } from '../../helpers/shared.js';
 import { startProgram } from '../../integration/cli/processes.js';
 import { describeKit, kit } from './kit.js';
@@ -131,4 +133,37 @@ describeKit('flag parity with the Go binaries', () => {
       expect(mismatches).toEqual([]);
     });
   }
+});
+
+/** The `X set to Y.` lines of a Go program's -v=1 output, without their headers. */
+function goOptionLines(bin: string, args: string[]): string[] {
+  // Both runs stop right after the dump: the server refuses the reserved port, the agent cannot read its CA.
+  const r = spawnSync(bin, ['--v=1', ...args], { encoding: 'utf8', timeout: 20_000 });
+  return (r.stdout + r.stderr).split('\n').flatMap((l) => {
+    const m = /^I\d{4} [\d:.]+ +\d+ options\.go:\d+\] (.* set to .*)$/.exec(l);
+    return m ? [m[1]!] : [];
+  });
+}
+
+describeKit('the -v=1 option dump of the Go binaries', () => {
+  it('konnectivity-server prints the same lines as proxy-server for the same flags', () => {
+    const args = [
+      '--server-id=s1', '--mode=http-connect', '--uds-name=/run/konn "x".sock', '--agent-port=1', '--proxy-strategies=destHost,default',
+      '--kubeconfig-qps=0.5', '--keepalive-time=90s', '--frontend-keepalive-time=1500ms', '--cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_AES_128_GCM_SHA256',
+      '--lease-label=a=b', '--enable-lease-controller', '--server-count=3', '--xfr-channel-size=20',
+    ];
+    const go = goOptionLines(kit!.bin.proxyServer, args);
+    expect(go.length).toBeGreaterThan(30);
+    expect(serverOptionLines(serverFlagSpecs(), parseServerOptions(args, {}).parsed, 's1')).toEqual(go);
+  });
+
+  it('konnectivity-agent prints the same lines as proxy-agent for the same flags', () => {
+    const args = [
+      '--agent-id=a1', '--ca-cert=/nonexistent/ca.crt', '--proxy-server-port=1', '--health-server-host=127.0.0.1', '--health-server-port=1', '--admin-server-port=1',
+      '--alpn-proto=h2,http/1.1', '--agent-identifiers=host=localhost', '--sync-interval=1500ms', '--lease-label=a=b', '--count-server-leases', '--server-count-source=max',
+    ];
+    const go = goOptionLines(kit!.bin.proxyAgent, args);
+    expect(go.length).toBeGreaterThan(20);
+    expect(agentOptionLines(agentFlagSpecs(), parseAgentOptions(args, {}).parsed, 'a1')).toEqual(go);
+  });
 });
