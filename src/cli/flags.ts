@@ -225,7 +225,8 @@ function defaultText(spec: FlagSpec): string {
   if (spec.type === 'duration') return formatGoDuration(spec.default as number);
   if (spec.type === 'string') return spec.default === '' ? '' : `"${spec.default}"`;
   if (spec.type === 'strings') return (spec.default as string[]).length === 0 ? '' : `[${(spec.default as string[]).join(',')}]`;
-  if (spec.type === 'float' && spec.default === 0) return '';
+  // As pflag: a zero number prints no default.
+  if ((spec.type === 'float' || spec.type === 'int') && spec.default === 0) return '';
   return String(spec.default);
 }
 
