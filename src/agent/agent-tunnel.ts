@@ -54,6 +54,8 @@ export interface AgentDialFailure {
   error: string;
   serverID: string | undefined;
   dialID: bigint;
+  /** The connection ID the dial would have had (none for a refused dial). */
+  connectID?: bigint;
   /** Set when the agent refused the dial before dialing (a limit), not when the endpoint failed. */
   refused?: 'too_many_pending_dials';
 }
@@ -262,7 +264,7 @@ export class AgentTunnel {
     }
     const text = timedOut ? `dial ${protocol} ${address}: i/o timeout` : err!.message;
     via.send(dialResponse(random, 0n, text));
-    this.host.events.emit('dialFailed', { address, error: text, serverID: this.serverID, dialID: random });
+    this.host.events.emit('dialFailed', { address, error: text, serverID: this.serverID, dialID: random, connectID });
     this.tunnels.release(via);
   }
 

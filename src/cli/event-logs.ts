@@ -46,7 +46,7 @@ export function logServerEvents(proxy: ProxyServer, log: Logger): void {
         log.error('Failed to get a backend', e.error, { dialID: e.dialID });
         return;
       case 'error_response':
-        log.error('DIAL_RSP contains failure', e.error, { dialID: e.dialID, dialAddress: e.address });
+        log.error('DIAL_RSP contains failure', e.error, { dialID: e.dialID, agentID: e.agentID });
         return;
       case 'frontend_close':
         log.v(2).info('Frontend connection closed before being established', { host: e.address, dialID: e.dialID });
@@ -102,7 +102,7 @@ export function logAgentEvents(agent: Agent, clientSet: AgentClientSet<AgentTunn
   agent.on('dialFailed', (e) => {
     // A refusal is ours (no Go counterpart): at the default verbosity, as the server's refusals are.
     if (e.refused) log.info('dial refused', { reason: e.refused, err: e.error, dialID: e.dialID, dialAddress: e.address, serverID: e.serverID });
-    else log.v(2).info('error dialing backend', { error: e.error, dialID: e.dialID, dialAddress: e.address });
+    else log.v(2).info('error dialing backend', { error: e.error, dialID: e.dialID, connectionID: e.connectID, dialAddress: e.address });
   });
   agent.on('connectionClosed', (e) => log.v(4).info('close connection', { dialID: e.dialID, connectionID: e.connectID, dialAddress: e.address }));
 }

@@ -41,7 +41,8 @@ export interface DialEvents {
     event: { address: string; agentID: string; frontend: FrontendKind; durationMs: number; dialID: bigint; connectionID: bigint },
   ];
   dialFailed: [
-    event: { address: string; frontend: FrontendKind; reason: DialFailureKind; error: KonnectivityError; dialID: bigint },
+    /** `agentID`: the agent the dial was sent to (none when it was refused before one was picked). */
+    event: { address: string; frontend: FrontendKind; reason: DialFailureKind; error: KonnectivityError; dialID: bigint; agentID?: string },
   ];
   connectionClosed: [event: { agentID: string; connectID: bigint; bytesFromAgent: number; bytesToAgent: number }];
 }
@@ -249,7 +250,7 @@ export class Dials implements DialBroker {
 
   private fail(dial: PendingDial<ServerDial>, error: KonnectivityError): void {
     const { address, route, via, frontend, callbacks } = dial.value;
-    this.host.events.emit('dialFailed', { address, frontend, reason: failureKind(error), error, dialID: dial.random });
+    this.host.events.emit('dialFailed', { address, frontend, reason: failureKind(error), error, dialID: dial.random, agentID: route.agentID });
     route.release(via);
     callbacks.fail(error);
   }
@@ -260,7 +261,7 @@ export class Dials implements DialBroker {
     // The reference drops the dial silently (issue #404); the agent must hear of it.
     via.send(closeDial(dial.random));
     const error = abortError('dial cancelled by the frontend');
-    this.host.events.emit('dialFailed', { address, frontend, reason: 'frontend_close', error, dialID: dial.random });
+    this.host.events.emit('dialFailed', { address, frontend, reason: 'frontend_close', error, dialID: dial.random, agentID: route.agentID });
     route.release(via);
   }
 }

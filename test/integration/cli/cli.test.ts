@@ -184,6 +184,9 @@ describe('konnectivity-server and konnectivity-agent as processes', () => {
     expect(ok.echoed).toBe('hello through the tunnel');
     const refused = await connectRequest(sp['frontend-http-connect']!, '127.0.0.1:1');
     expect(refused.head).toMatch(/^HTTP\/1\.1 502 .*connection refused/s);
+    // As the Go programs word and key them.
+    await server.waitFor(/^E\d{4} [\d:.]+ +\d+ event-logs\.ts:\d+\] "DIAL_RSP contains failure" err="dial tcp 127\.0\.0\.1:1: connect: connection refused" dialID=\d+ agentID="agent-1"$/m);
+    await agent.waitFor(/"error dialing backend" error="dial tcp 127\.0\.0\.1:1: connect: connection refused" dialID=\d+ connectionID=2 dialAddress="127\.0\.0\.1:1"$/m);
 
     const m = await scrapeMetrics(sp['admin']!);
     expect(m.get(`${S}dial_duration_seconds_count`)).toBe(1);
