@@ -6,6 +6,8 @@
  */
 import type { Logger } from '../ops/logger.js';
 import { formatDuration } from '../ops/logger.js';
+import { servedStreamErrorCode } from '../ops/metric-families.js';
+import type { PacketStream } from '../transport/packet-stream.js';
 import type { ProxyServer } from '../server/index.js';
 import type { HttpConnectFrontend } from '../server/frontends/http-connect/index.js';
 import type { Agent, AgentTunnel } from '../agent/index.js';
@@ -32,7 +34,7 @@ export function logServerEvents(proxy: ProxyServer, log: Logger): void {
   });
   proxy.on('agentDraining', (info) => log.v(2).info('agent is draining', { agentID: info.agentID }));
   proxy.on('dialSucceeded', (e) =>
-    log.v(4).info('Proxy connection established', {
+    log.v(3).info('Proxy connection established', {
       dialID: e.dialID,
       connectionID: e.connectionID,
       agentID: e.agentID,
@@ -58,6 +60,16 @@ export function logServerEvents(proxy: ProxyServer, log: Logger): void {
   proxy.on('connectionClosed', (e) =>
     log.v(4).info('Connection closed', { agentID: e.agentID, connectionID: e.connectID, bytesFromAgent: e.bytesFromAgent, bytesToAgent: e.bytesToAgent }),
   );
+}
+
+/** A gRPC frontend stream's end, as the reference words it: a clean end, a cancel (a client that leaves: the usual end), a failure. */
+export function logFrontendStream(stream: PacketStream, log: Logger): void {
+  const userAgent = stream.remoteMetadata['user-agent'] ?? [];
+  stream.once('close', (err?: Error) => {
+    if (!err) log.v(2).info('Receive stream from frontend closed', { userAgent });
+    else if (servedStreamErrorCode(err) === 'Canceled') log.v(2).info('Stream read from frontend cancelled', { userAgent });
+    else log.error('Stream read from frontend failure', err, { userAgent });
+  });
 }
 
 /** The HTTP-CONNECT frontend's events (its `clientError`s are the server program's refused connections). */
@@ -98,7 +110,7 @@ export function logAgentEvents(agent: Agent, clientSet: AgentClientSet<AgentTunn
   clientSet.on('connectFailed', (err) => log.error('cannot connect once', err));
   clientSet.on('probeFailed', (t) => log.v(2).info('Closing the tunnel: its connection is not ready', { serverID: t.serverID }));
   clientSet.on('readyChange', (ready) => log.v(2).info(ready ? 'Ready: a tunnel is up' : 'Not ready: no tunnel is up'));
-  agent.on('connectionOpened', (e) => log.v(4).info('Endpoint connection established', { dialID: e.dialID, connectionID: e.connectID, dialAddress: e.address }));
+  agent.on('connectionOpened', (e) => log.v(3).info('Endpoint connection established', { dialID: e.dialID, connectionID: e.connectID, dialAddress: e.address }));
   agent.on('dialFailed', (e) => {
     // A refusal is ours (no Go counterpart): at the default verbosity, as the server's refusals are.
     if (e.refused) log.info('dial refused', { reason: e.refused, err: e.error, dialID: e.dialID, dialAddress: e.address, serverID: e.serverID });

@@ -22,7 +22,7 @@ import { connectionRefusalReason, instrumentServer, type ServerInstrumentation }
 import { DEFAULT_CONNECTION_BUFFER_BYTES } from '../transport/windows.js';
 import { WINDOW_METADATA_KEY } from '../tunnel/flow.js';
 import { KubeClient, ServerLeaseController, kubeApiConfig } from '../kube/index.js';
-import { goSignalName, logHttpConnectEvents, logLeaseControllerEvents, logServerEvents } from './event-logs.js';
+import { goSignalName, logFrontendStream, logHttpConnectEvents, logLeaseControllerEvents, logServerEvents } from './event-logs.js';
 import { listenOnBindAddress } from './listen.js';
 import { processIO, runProgram, tokenFileVerifier, type ProgramIO } from './process.js';
 import { serverOptionLines } from './option-lines.js';
@@ -181,6 +181,7 @@ async function startFrontend(ctx: Context): Promise<Listener> {
   if (o.mode === 'grpc') {
     const onFrontend = (stream: PacketStream): void => {
       metrics.trackGrpcStream('Proxy', stream);
+      logFrontendStream(stream, log);
       proxy.acceptFrontend(stream);
     };
     const common = { frontend: onFrontend, keepaliveTimeMs: o.frontendKeepaliveTimeMs };

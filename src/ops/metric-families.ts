@@ -99,6 +99,17 @@ const GO_GRPC_CODES = [
 const STATUS_NAMES = ['OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS', 'PERMISSION_DENIED', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED'];
 
 /**
+ * `streamErrorCode` for a stream we serve (a frontend's `Proxy` call, an agent's `Connect`): a peer that resets
+ * the stream or drops its connection is `Canceled`, as grpc-go's server sees a client that leaves (its call's
+ * context is cancelled), where for a stream we opened it is `Unavailable`.
+ */
+export function servedStreamErrorCode(err: unknown): string {
+  const code = streamErrorCode(err);
+  const own = (err as { code?: unknown } | undefined)?.code;
+  return code === 'Unavailable' && (own === 'ERR_STREAM_CLOSED' || own === 'ECONNRESET' || own === 'EPIPE') ? 'Canceled' : code;
+}
+
+/**
  * The `code` label of `stream_errors_total` for a stream's error, as Go names gRPC codes: a peer's status
  * (`UNAVAILABLE: ...`) keeps its code, a reset with CANCEL (how gRPC clients end a call) is `Canceled`, a lost
  * connection `Unavailable`, and so on; `Unknown` otherwise.

@@ -12,7 +12,7 @@ import {
   metricsHandlerInstrumentation,
   newRegistry,
   onceClosed,
-  streamErrorCode,
+  servedStreamErrorCode,
   streamFamilies,
   tsMetricName,
   type CloseEmitter,
@@ -331,7 +331,7 @@ export function instrumentServer(server: ServerMetricsSource, registry?: Registr
         grpcConnections.dec({ service_method: serviceMethod });
         tracked[serviceMethod].delete(stream);
         regimes.delete(stream);
-        if (err) streamErrors.inc({ segment: serviceMethod === 'Proxy' ? 'from_client' : 'from_agent', code: streamErrorCode(err), packet_type: 'Unknown' });
+        if (err) streamErrors.inc({ segment: serviceMethod === 'Proxy' ? 'from_client' : 'from_agent', code: servedStreamErrorCode(err), packet_type: 'Unknown' });
       });
     },
     trackHttpConnection(socket) {

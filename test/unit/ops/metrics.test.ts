@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { parsePrometheusText } from '../../integration/ops/prom-text.js';
-import { connectionRefusalReason, endpointDialFailureReason, instrumentAgent, instrumentServer, segmentLabel, streamErrorCode } from '../../../src/ops/metrics.js';
+import { connectionRefusalReason, endpointDialFailureReason, instrumentAgent, instrumentServer, segmentLabel, servedStreamErrorCode, streamErrorCode } from '../../../src/ops/metrics.js';
 
 class FakeServer extends EventEmitter {
   agentList: Array<{ agentID: string; identifiers: { host?: string[]; defaultRoute?: boolean } }> = [];
@@ -249,6 +249,12 @@ describe('helpers', () => {
     expect(streamErrorCode(Object.assign(new Error('gone'), { code: 'ERR_TUNNEL_CLOSED' }))).toBe('Unavailable');
     expect(streamErrorCode(Object.assign(new Error('x'), { code: 'ERR_UNAUTHENTICATED' }))).toBe('Unauthenticated');
     expect(streamErrorCode(new Error('something else'))).toBe('Unknown');
+    // A stream we serve: a client that leaves is Canceled, as grpc-go's server sees it; ours shutting down is not.
+    const lost = Object.assign(new Error('http2 stream error: read ECONNRESET'), { code: 'ERR_STREAM_CLOSED' });
+    expect(streamErrorCode(lost)).toBe('Unavailable');
+    expect(servedStreamErrorCode(lost)).toBe('Canceled');
+    expect(servedStreamErrorCode(Object.assign(new Error('x'), { code: 'ERR_SHUTTING_DOWN' }))).toBe('Unavailable');
+    expect(servedStreamErrorCode(new Error('UNAUTHENTICATED: bad token'))).toBe('Unauthenticated');
   });
   it('classifies endpoint dial failures', () => {
     expect(endpointDialFailureReason({ code: 'ERR_DIAL_TIMEOUT', message: 'x' })).toBe('timeout');
