@@ -50,9 +50,13 @@ export interface AgentTunnelEvents {
 
 /** A dial the agent answered with an error: the endpoint failed, or the agent refused to start it (`refused`). */
 export interface AgentDialFailure {
+  /** The dialed `host:port`. */
   address: string;
+  /** The error text sent back in the DIAL_RSP. */
   error: string;
+  /** The server whose tunnel carried the DIAL_REQ (undefined before it said). */
   serverID: string | undefined;
+  /** The dial's `random`, as the DIAL_REQ gave it. */
   dialID: bigint;
   /** The connection ID the dial would have had (none for a refused dial). */
   connectID?: bigint;

@@ -10,8 +10,9 @@ import type { IncomingMessage } from 'node:http';
 import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
 import type { KubernetesApiConfig } from './config.js';
 
-/** client-go's defaults when QPS or burst is 0. */
+/** client-go's QPS when `--kubeconfig-qps` is 0. */
 export const DEFAULT_KUBE_QPS = 5;
+/** client-go's burst when `--kubeconfig-burst` is 0. */
 export const DEFAULT_KUBE_BURST = 10;
 
 /** The API answered with an error (or could not be reached: `status` 0, `reason` `Unreachable`). */
@@ -50,14 +51,19 @@ export interface KubeClientOptions {
 
 /** Options of one request. */
 export interface KubeRequestOptions {
+  /** Query parameters; undefined ones are left out. */
   query?: Record<string, string | undefined>;
+  /** The JSON body. */
   body?: unknown;
+  /** Aborts the request. */
   signal?: AbortSignal;
 }
 
 /** One watch event. */
 export interface WatchEvent<T> {
+  /** The watch event's type, as the API sends it. */
   type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
+  /** The object the event is about (a `Status` for `ERROR`). */
   object: T;
 }
 
@@ -65,6 +71,7 @@ export interface WatchEvent<T> {
 export interface KubeWatch {
   /** Resolves when the watch has ended: undefined when the server closed it normally, the error otherwise. */
   readonly done: Promise<Error | undefined>;
+  /** End the watch. */
   abort(): void;
 }
 

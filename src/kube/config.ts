@@ -11,13 +11,17 @@ import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
 export interface KubernetesApiConfig {
   /** `https://host:port` of the API server. */
   server: string;
+  /** PEM CA bundle of the API server. */
   ca?: Buffer | undefined;
   /** A bearer token for the API, or a file holding one (read for every request, so rotation is picked up). */
   token?: string | undefined;
+  /** A bearer token file, read again for each request (rotated tokens are picked up). */
   tokenFile?: string | undefined;
   /** A client certificate and key for the API. */
   cert?: Buffer | undefined;
+  /** PEM client key, with `cert`. */
   key?: Buffer | undefined;
+  /** Skip verifying the API server's certificate (kubeconfig's `insecure-skip-tls-verify`). */
   insecureSkipTLSVerify?: boolean | undefined;
 }
 

@@ -14,9 +14,11 @@ import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
 import { KubeApiError, isKubeStatus, type KubeClient } from './client.js';
 import { LeaseApi, formatLabels, isLeaseValid, microTime, type Lease } from './leases.js';
 
-/** The reference's lease timings. */
+/** How long a server lease is valid without renewal, as the reference sets it. */
 export const LEASE_DURATION_SECONDS = 30;
+/** How often a server renews its lease, as the reference does. */
 export const LEASE_RENEW_INTERVAL_MS = 15_000;
+/** How often the lease GC looks for expired leases, as the reference does. */
 export const LEASE_GC_INTERVAL_MS = 15_000;
 
 /** The reference's lease name for a server. */
@@ -26,10 +28,13 @@ export function serverLeaseName(serverID: string): string {
 
 /** One call the GC made, for metrics: `status` is the HTTP status (0 when the API was unreachable). */
 export interface LeaseCall {
+  /** Which call. */
   call: 'list' | 'delete';
+  /** The HTTP status (0 when the API was unreachable). */
   status: number;
   /** The `Status` reason of a failed call (`Conflict`, `NotFound`, ...), empty on success. */
   reason: string;
+  /** How long the call took. */
   durationMs: number;
 }
 
@@ -37,6 +42,7 @@ export interface LeaseCall {
 export interface ServerLeaseControllerEvents {
   /** Our lease was created (also again after someone deleted it). */
   acquired: [lease: Lease];
+  /** Our lease was renewed. */
   renewed: [lease: Lease];
   /** Creating or renewing failed; the next try is in `retryInMs`. */
   renewFailed: [err: Error, retryInMs: number];
@@ -50,11 +56,13 @@ export interface ServerLeaseControllerEvents {
   call: [call: LeaseCall];
   /** On stop: our lease is being deleted. */
   releasing: [name: string];
+  /** Deleting our lease on stop failed. */
   releaseFailed: [err: Error];
 }
 
 /** Options of {@link ServerLeaseController}. */
 export interface ServerLeaseControllerOptions {
+  /** The Kubernetes API client. */
   client: KubeClient;
   /** This server's ID: the lease's `holderIdentity` and name suffix. */
   serverID: string;
@@ -77,11 +85,17 @@ const MAX_BACKOFF_MS = 7_000;
 
 /** See the module comment. `start()` begins; `stop()` ends the loops and deletes the lease. */
 export class ServerLeaseController extends EventEmitter<ServerLeaseControllerEvents> {
+  /** This server's lease name. */
   readonly leaseName: string;
+  /** The namespace of the leases. */
   readonly namespace: string;
+  /** The labels of our lease (the GC looks at leases with the same labels). */
   readonly labels: Record<string, string>;
+  /** How long the lease is valid without renewal. */
   readonly leaseDurationSeconds: number;
+  /** How often the lease is renewed. */
   readonly renewIntervalMs: number;
+  /** How often the GC runs. */
   readonly gcIntervalMs: number;
   private readonly api: LeaseApi;
   private readonly selector: string;

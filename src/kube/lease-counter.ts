@@ -15,8 +15,11 @@ import { LeaseApi, isLeaseValid, type Lease } from './leases.js';
 
 /** One list or watch call, for metrics: `status` 0 when the API was unreachable. */
 export interface LeaseCounterCall {
+  /** Which call. */
   call: 'list' | 'watch';
+  /** The HTTP status (0 when the API was unreachable). */
   status: number;
+  /** The `Status` reason of a failed call, empty on success. */
   reason: string;
   /** How long a list took (a watch's is its set-up). */
   durationMs: number;
@@ -24,6 +27,7 @@ export interface LeaseCounterCall {
 
 /** Events of {@link ServerLeaseCounter}. */
 export interface ServerLeaseCounterEvents {
+  /** A list or watch call, with its outcome. */
   call: [call: LeaseCounterCall];
   /** The count changed (from leases appearing, expiring, or going away). */
   change: [count: number, previous: number];
@@ -35,6 +39,7 @@ export interface ServerLeaseCounterEvents {
 
 /** Options of {@link ServerLeaseCounter}. */
 export interface ServerLeaseCounterOptions {
+  /** The Kubernetes API client. */
   client: KubeClient;
   /** Default `kube-system`. */
   namespace?: string;
@@ -54,7 +59,9 @@ const MAX_RETRY_MS = 30_000;
 
 /** See the module comment. `start()` begins reading; `stop()` ends it. */
 export class ServerLeaseCounter extends EventEmitter<ServerLeaseCounterEvents> {
+  /** The namespace of the leases. */
   readonly namespace: string;
+  /** The label selector of the leases counted. */
   readonly labelSelector: string;
   private readonly api: LeaseApi;
   private readonly leases = new Map<string, Lease>();
@@ -86,6 +93,7 @@ export class ServerLeaseCounter extends EventEmitter<ServerLeaseCounterEvents> {
     return this.synced;
   }
 
+  /** List, then watch, the leases; the count follows them until `stop()`. */
   start(): this {
     if (this.loop || this.abort.signal.aborted) return this;
     this.loop = this.run();
@@ -93,6 +101,7 @@ export class ServerLeaseCounter extends EventEmitter<ServerLeaseCounterEvents> {
     return this;
   }
 
+  /** Stop watching; resolves once the watch has ended. */
   async stop(): Promise<void> {
     this.abort.abort();
     clearInterval(this.recheck);

@@ -6,9 +6,13 @@ import type { KubeClient, KubeWatch, WatchEvent } from './client.js';
 
 /** A Lease as the API returns it (the fields we use). */
 export interface Lease {
+  /** The API group and version. */
   apiVersion?: 'coordination.k8s.io/v1';
+  /** The kind. */
   kind?: 'Lease';
+  /** Name, namespace, the resourceVersion for preconditions, and the labels. */
   metadata: { name: string; namespace?: string; resourceVersion?: string; labels?: Record<string, string> };
+  /** Who holds the lease and until when. */
   spec: {
     holderIdentity?: string;
     leaseDurationSeconds?: number;
@@ -20,7 +24,9 @@ export interface Lease {
 
 /** A LeaseList (the fields we use). */
 export interface LeaseList {
+  /** The list's resourceVersion, to watch from. */
   metadata: { resourceVersion?: string };
+  /** The leases. */
   items: Lease[];
 }
 
@@ -73,14 +79,17 @@ export class LeaseApi {
     this.base = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/leases`;
   }
 
+  /** Read one lease by name. */
   get(name: string, signal?: AbortSignal): Promise<Lease> {
     return this.client.request<Lease>('GET', `${this.base}/${encodeURIComponent(name)}`, { ...(signal ? { signal } : {}) });
   }
 
+  /** List the leases matching a label selector. */
   list(labelSelector: string, signal?: AbortSignal): Promise<LeaseList> {
     return this.client.request<LeaseList>('GET', this.base, { query: { labelSelector: labelSelector || undefined }, ...(signal ? { signal } : {}) });
   }
 
+  /** Create a lease (409 AlreadyExists when the name is taken). */
   create(lease: Lease, signal?: AbortSignal): Promise<Lease> {
     return this.client.request<Lease>('POST', this.base, { body: { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', ...lease }, ...(signal ? { signal } : {}) });
   }
@@ -101,6 +110,7 @@ export class LeaseApi {
     });
   }
 
+  /** Watch the leases matching a label selector from `resourceVersion`, for at most `timeoutSeconds`. */
   watch(labelSelector: string, resourceVersion: string, timeoutSeconds: number, onEvent: (e: WatchEvent<Lease>) => void): Promise<KubeWatch> {
     return this.client.watch<Lease>(
       this.base,

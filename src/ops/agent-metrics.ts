@@ -19,7 +19,9 @@ import {
 
 /** What the agent metrics read from an Agent. */
 export interface AgentMetricsSource extends MetricsEventSource {
+  /** The open tunnels: each server's count and the connections it carries. */
   readonly tunnels: ReadonlyArray<{ readonly serverCount: number; readonly connectionCount: number }>;
+  /** Packet counts by direction and type. */
   readonly stats?: { readonly packets?: PacketCounts };
 }
 
@@ -33,6 +35,7 @@ export interface AgentInstrumentOptions extends InstrumentOptions {
 
 /** The handle {@link instrumentAgent} returns. */
 export interface AgentInstrumentation {
+  /** The prom-client registry that holds the agent's metrics. */
   readonly registry: Registry;
   /**
    * Feed the tunnel families from an HA client set's events: a tunnel that fails counts in
@@ -42,6 +45,7 @@ export interface AgentInstrumentation {
   trackClientSet(set: MetricsEventSource): () => void;
   /** Feed the lease families from a lease counter's events; returns the detach function. */
   trackLeaseCounter(counter: MetricsEventSource): () => void;
+  /** Stop listening to the agent's events (the registry keeps its values). */
   detach(): void;
 }
 

@@ -32,14 +32,19 @@ export function parseSeverityThreshold(text: string): number | undefined {
 export interface KlogOutputOptions {
   /** The program name, for the default file name. */
   program: string;
+  /** Write to stderr only (klog's default true); false writes to the log file. */
   logtostderr?: boolean;
+  /** With a log file, also write every line to stderr. */
   alsologtostderr?: boolean;
+  /** The log file (`--log-file`); it wins over `logDir`. */
   logFile?: string;
+  /** The directory of `<program>.log` when no `logFile` is given. */
   logDir?: string;
   /** In MB (1024 * 1024 bytes); 0 means no limit. Default 1800. */
   logFileMaxSizeMB?: number;
   /** 0 INFO, 1 WARNING, 2 ERROR (default), 3 FATAL. */
   stderrThreshold?: number;
+  /** No header line at the top of the log file. */
   skipLogHeaders?: boolean;
   /** Where stderr lines go (default process.stderr). */
   stderr?: { write(s: string): unknown };
@@ -47,9 +52,11 @@ export interface KlogOutputOptions {
 
 /** A LogSink that routes lines as klog does; `close()` closes the file. */
 export interface KlogOutput extends LogSink {
+  /** Write one line of a severity: to the file, and to stderr when at or above the threshold. */
   writeAt(chunk: string, severity: LogSeverity): void;
   /** The file written to, or undefined when logging to stderr. */
   readonly path: string | undefined;
+  /** Close the file (stderr stays open). */
   close(): void;
 }
 

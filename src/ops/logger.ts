@@ -81,7 +81,9 @@ export interface Logger {
   error(msg: string, err?: unknown, fields?: LogFields): void;
   /** Unstructured lines, written as they are (klog's `Infof`, `Warningf`, `Errorf`). */
   infoText(text: string): void;
+  /** A warning line, written as it is (klog's `Warningf`). */
   warnText(text: string): void;
+  /** An error line, written as it is (klog's `Errorf`). */
   errorText(text: string): void;
   /** A logger that adds `fields` to every record. */
   child(fields: LogFields): Logger;

@@ -33,13 +33,16 @@ export type PacketCounts = Readonly<Record<string, Readonly<Record<string, numbe
 export interface MetricsEventSource {
   // `any` so typed emitters (EventEmitter<T>) and plain ones both fit.
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  /** Add a listener. */
   on(event: any, listener: (...args: any[]) => void): unknown;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  /** Remove a listener. */
   off(event: any, listener: (...args: any[]) => void): unknown;
 }
 
 /** Anything that emits 'close' once, with its error if it failed (a PacketStream, a socket). */
 export interface CloseEmitter {
+  /** Listen for the one 'close' (with the error that ended the stream, if any). */
   once(event: 'close', listener: (err?: unknown) => void): unknown;
 }
 
@@ -122,6 +125,7 @@ export function streamErrorCode(err: unknown): string {
   if (byStatus >= 0) return GO_GRPC_CODES[byStatus]!;
   if (/HTTP\/2 error code 8\b|ERR_HTTP2_STREAM_CANCEL/.test(message)) return 'Canceled';
   switch (e?.code) {
+    case 'ABORT_ERR':
     case 'ERR_ABORTED':
       return 'Canceled';
     case 'ERR_TUNNEL_CLOSED':

@@ -57,8 +57,11 @@ export function connectionRefusalReason(err: unknown): ConnectionRefusalReason {
 
 /** What the server metrics read from a ProxyServer. */
 export interface ServerMetricsSource extends MetricsEventSource {
+  /** Distinct agents connected now. */
   readonly agentCount: number;
+  /** The connected agents (their identifiers, for `ready_backends{proxy_strategy}`). */
   agents(): ReadonlyArray<{ readonly identifiers?: { ipv4?: readonly string[]; ipv6?: readonly string[]; host?: readonly string[]; defaultRoute?: boolean } }>;
+  /** Pending dials, established connections and packet counts. */
   readonly stats: { readonly pendingDials: number; readonly establishedConnections: number; readonly packets?: PacketCounts };
 }
 
@@ -72,7 +75,9 @@ export interface ServerInstrumentOptions extends InstrumentOptions {
 
 /** A gRPC stream the metrics follow: its close (and error), whether it is paused, and (frontends) its writes. */
 export interface TrackedStream extends CloseEmitter {
+  /** True while the stream does not read (a connection on it has a full buffer). */
   readonly isPaused?: boolean;
+  /** The stream's write, timed for `frontend_write_duration_seconds`. */
   write?(packet: never): boolean;
 }
 
@@ -81,6 +86,7 @@ export interface LeaseGcSource extends MetricsEventSource {}
 
 /** The handle {@link instrumentServer} returns. */
 export interface ServerInstrumentation {
+  /** The prom-client registry that holds the server's metrics. */
   readonly registry: Registry;
   /**
    * Follow an open gRPC stream (`Proxy` frontend or `Connect` agent) until it closes: `grpc_connections`, its
