@@ -1,5 +1,6 @@
 export { createGrpcServer, GrpcServer, AGENT_CONNECT_PATH, PROXY_PATH } from './server.js';
-export type { GrpcServerOptions, GrpcServerTlsOptions, GrpcServerEvents } from './server.js';
+export type { GrpcServerOptions, GrpcServerEvents } from './server.js';
+export type { GrpcServerTlsOptions } from './tls-options.js';
 export { GrpcConnection, grpcAgentConnector, grpcFrontendConnector, openProxyStream, parseGrpcAddress, checkGrpcClientOptions } from './client.js';
 export type { GrpcClientOptions, GrpcClientTlsOptions, GrpcConnectionEvents } from './client.js';
 export { GrpcClientStream } from './client-stream.js';

@@ -20,6 +20,7 @@ import type { IncomingPacketStream, Metadata, PacketStream } from '../packet-str
 import { headersFromMetadata, metadataFromRawHeaders } from './headers.js';
 import { startKeepalive } from './keepalive.js';
 import { tuneWindows } from './window-tuner.js';
+import { secureContextOptions, type GrpcServerTlsOptions } from './tls-options.js';
 import {
   DEFAULT_KEEPALIVE_TIMEOUT_MS,
   http2Settings,
@@ -40,20 +41,6 @@ import { DEFAULT_MAX_CONCURRENT_STREAMS } from '../limits.js';
 export const AGENT_CONNECT_PATH = '/AgentService/Connect';
 /** The frontend leg's method path. */
 export const PROXY_PATH = '/ProxyService/Proxy';
-
-/** TLS for a gRPC listener. */
-export interface GrpcServerTlsOptions {
-  /** PEM private key. */
-  key: string | Buffer;
-  /** PEM certificate chain. */
-  cert: string | Buffer;
-  /** PEM CA bundle for client certificates. When set, every client must present a certificate it signed (mTLS). */
-  ca?: string | Buffer;
-  /** Lowest TLS version accepted (default TLSv1.2, as the reference). */
-  minVersion?: 'TLSv1.2' | 'TLSv1.3';
-  /** OpenSSL cipher list (default: Node's). */
-  ciphers?: string;
-}
 
 /** Options of {@link createGrpcServer}. */
 export interface GrpcServerOptions extends GrpcStreamOptions {
@@ -194,13 +181,7 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
   setSecureContext(t: GrpcServerTlsOptions): void {
     const server = this.server as Http2SecureServer | undefined;
     if (!this.options.tls || typeof server?.setSecureContext !== 'function') throw invalidOption('setSecureContext: not a listening TLS server');
-    server.setSecureContext({
-      key: t.key,
-      cert: t.cert,
-      ...(t.ca !== undefined ? { ca: t.ca } : {}),
-      minVersion: t.minVersion ?? 'TLSv1.2',
-      ...(t.ciphers ? { ciphers: t.ciphers } : {}),
-    });
+    server.setSecureContext(secureContextOptions(t));
   }
 
   /**
@@ -246,12 +227,9 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
     const server = t
       ? http2.createSecureServer({
           ...common,
-          key: t.key,
-          cert: t.cert,
+          ...secureContextOptions(t),
           // Unauthorized clients are refused by the 'session' check, with their reason (../tls-peer.ts says why).
-          ...(t.ca !== undefined ? { ca: t.ca, requestCert: true, rejectUnauthorized: false } : {}),
-          minVersion: t.minVersion ?? 'TLSv1.2',
-          ...(t.ciphers ? { ciphers: t.ciphers } : {}),
+          ...(t.ca !== undefined ? { requestCert: true, rejectUnauthorized: false } : {}),
           allowHTTP1: false,
           handshakeTimeout: this.limits.handshakeTimeoutMs,
         })
