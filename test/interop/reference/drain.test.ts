@@ -13,14 +13,21 @@ async function carrying(agent: AgentProcess, count: number): Promise<void> {
   await until(async () => (await agent.openEndpointConnections()) === count, `${agent.agentID} to carry ${count} connection(s)`);
 }
 
+/** Both servers log "agent connected" before the agent is in their backend table; the gauge follows the table. */
+async function registered(server: ServerProcess, count: number): Promise<void> {
+  await until(async () => (await server.metrics()).get('konnectivity_network_proxy_server_ready_backend_connections') === count, `${count} agent(s) registered`);
+}
+
 /** A server with a first agent (`draining`) holding three connections, and a second agent connected. */
 async function twoAgents(fx: Fixture, server: ServerProcess, first: AgentProcess, secondImpl: 'go' | 'ts'): Promise<{ target: TargetProcess; early: Echo[]; second: AgentProcess }> {
   const target = await fx.target();
   await server.program.waitFor(new RegExp(`agent connected.*agentID="${first.agentID}"`, 'i'));
+  await registered(server, 1);
   const early = await openEchoes(server, target, 3);
   await carrying(first, 3);
   const second = await fx.agent(secondImpl, { server });
   await server.program.waitFor(new RegExp(`agent connected.*agentID="${second.agentID}"`, 'i'));
+  await registered(server, 2);
   return { target, early, second };
 }
 
