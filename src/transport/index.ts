@@ -6,3 +6,4 @@
 export * from './packet-stream.js';
 export { StickyDecoder, DEFAULT_MAX_MESSAGE_BYTES, type FramerOptions } from './framing.js';
 export type { Listener, ListenerCloseOptions, ListenTarget, UnixSocketOptions } from './listener.js';
+export type { CloseOptions } from './grace.js';

@@ -5,11 +5,20 @@
  * - errors are reported once, through 'close' (an 'error' with no listener would crash the process);
  * - the peer's end ends our side too, unless the owner does something else with it (a half-close);
  * - the owner's clean-up runs exactly once when the stream is over, also for a stream that was over before the
- *   owner attached (a stream that failed in the same read that opened it emits 'close' before anyone listens).
+ *   owner attached (a stream that failed in the same read that opened it emits 'close' before anyone listens);
+ * - ending our side has a deadline: a peer that never ends its side does not hold the stream for ever.
  */
 import type { Duplex } from 'node:stream';
+import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
 import { noop } from '../protocol/noop.js';
+import { graceMsOf, startGrace, type CloseOptions } from '../transport/grace.js';
 import type { PacketStream } from '../transport/packet-stream.js';
+
+/**
+ * How long `closeStream()` waits, by default, for the peer to end its side after we ended ours, before destroying
+ * the stream (as the reference client's CloseTimeout bounds its wait for CLOSE_RSP).
+ */
+export const STREAM_CLOSE_TIMEOUT_MS = 10_000;
 
 /** What the owner of a stream does at its end. */
 export interface StreamOwner {
@@ -23,15 +32,35 @@ export interface StreamOwner {
 export function attachStream(stream: PacketStream, owner: StreamOwner): void {
   stream.on('error', noop);
   const onEnd = owner.onEnd;
-  stream.on('end', onEnd ? () => onEnd() : () => closeStream(stream));
+  stream.on('end', onEnd ? () => onEnd() : () => void closeStream(stream));
   whenClosed(stream, owner.onClose);
 }
 
 /**
- * End our side gracefully; the stream closes once the peer has ended too. A failure is the owner's to hear through
- * `onClose`, so the promise's rejection is dropped here.
+ * End our side gracefully; the stream closes once the peer has ended too. If it has not closed `graceMs` later
+ * (default {@link STREAM_CLOSE_TIMEOUT_MS}) or `signal` aborts, it is destroyed (ERR_STREAM_CLOSED). Resolves once
+ * the stream has emitted 'close'; never rejects: a failure is the owner's to hear through `onClose`.
  */
-export function closeStream(stream: PacketStream): void {
+export function closeStream(stream: PacketStream, options?: CloseOptions): Promise<void> {
+  if (stream.closeEmitted) return Promise.resolve();
+  graceMsOf(options, STREAM_CLOSE_TIMEOUT_MS);
+  return new Promise((resolve) => {
+    void stream.close().catch(noop);
+    const grace = startGrace(options, STREAM_CLOSE_TIMEOUT_MS, () => {
+      stream.destroy(new KonnectivityError(ErrorCode.STREAM_CLOSED, 'the peer did not end the stream in time'));
+    });
+    whenClosed(stream, () => {
+      grace.cancel();
+      resolve();
+    });
+  });
+}
+
+/**
+ * End our direction only (a half-close on a transport that carries one, a yamux substream): reads go on. No
+ * deadline here: the owner bounds how long it waits for the rest (a TunnelSocket's half-close timeout).
+ */
+export function endStream(stream: PacketStream): void {
   void stream.close().catch(noop);
 }
 

@@ -23,7 +23,7 @@ import { noop } from '../protocol/noop.js';
 import { DEFAULT_CONNECTION_BUFFER_BYTES, DEFAULT_CONNECTION_WINDOW_MAX_BYTES, MAX_DATA_CHUNK_BYTES } from './flow.js';
 import type { HalfCloseMode } from './half-close.js';
 import { ReceiveWindow } from './receive-window.js';
-import { closeStream } from './stream-lifecycle.js';
+import { endStream } from './stream-lifecycle.js';
 
 /** Counts packets for metrics: `direction` is from this side's point of view. */
 export type PacketCounter = (direction: 'sent' | 'received', packet: Packet) => void;
@@ -414,7 +414,7 @@ export class TunnelConnection {
         this.tunnel.send(dataPacket(this.connectID, n === length ? data : slicePayload(data, 0, n)));
       } else if (head === END_STREAM) {
         this.queue.shift();
-        closeStream(this.tunnel.stream);
+        endStream(this.tunnel.stream);
       } else {
         this.queue.shift();
         this.writePacket(head as Packet);

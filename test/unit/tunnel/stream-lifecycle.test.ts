@@ -1,8 +1,8 @@
 /** The stream lifecycle every role uses: one close, errors through it, the peer's end, a stream already over. */
 import { Duplex, PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { createMemoryPair } from '../../../src/index.js';
-import { attachStream, whenClosed } from '../../../src/tunnel/stream-lifecycle.js';
+import { createMemoryPair, drainPacket } from '../../../src/index.js';
+import { attachStream, closeStream, endStream, whenClosed } from '../../../src/tunnel/stream-lifecycle.js';
 
 const turn = () => new Promise((r) => setImmediate(r));
 
@@ -71,6 +71,45 @@ describe('attachStream', () => {
     expect(ended).toBe(1);
     expect(c.closed).toBe(false);
     c.destroy();
+  });
+});
+
+describe('closeStream', () => {
+  it('resolves once the peer has ended too, without destroying', async () => {
+    const [a, b] = pair();
+    attachStream(b, { onClose: () => {} });
+    await closeStream(a, { graceMs: 60_000 });
+    expect(a.closeEmitted).toBe(true);
+    expect(a.errored).toBeUndefined();
+  });
+
+  it('destroys a stream whose peer never ends its side at the deadline, or when the signal aborts', async () => {
+    const [a, b] = pair();
+    await closeStream(a, { graceMs: 20 });
+    expect(a.errored).toMatchObject({ code: 'ERR_STREAM_CLOSED' });
+    b.destroy();
+
+    const [c, d] = pair();
+    const ac = new AbortController();
+    const closing = closeStream(c, { graceMs: 60_000, signal: ac.signal });
+    ac.abort();
+    await closing;
+    expect(c.errored).toMatchObject({ code: 'ERR_STREAM_CLOSED' });
+    d.destroy();
+  });
+
+  it('endStream ends our side only, with no deadline: reads go on', async () => {
+    const [a, b] = pair();
+    const got: unknown[] = [];
+    a.on('packet', (p) => got.push(p));
+    endStream(a);
+    b.write(drainPacket());
+    await turn();
+    await turn();
+    expect(got).toHaveLength(1);
+    expect(a.closeEmitted).toBe(false);
+    a.destroy();
+    b.destroy();
   });
 });
 
