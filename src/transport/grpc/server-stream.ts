@@ -43,6 +43,11 @@ export class GrpcServerPacketStream extends GrpcPacketStreamBase {
   }
 
   protected endLocal(): void {
+    // The peer may have closed the call already (ended, then reset): nothing to end, finish now.
+    if (this.h2.destroyed || this.h2.closed) {
+      queueMicrotask(() => this.maybeFinish());
+      return;
+    }
     this.h2.end();
   }
 

@@ -228,8 +228,10 @@ export abstract class GrpcPacketStreamBase extends AbstractPacketStream {
       if (this.closed) return;
     }
     if (this.remoteEnd) {
-      // When the peer finished first and we have not ended yet, close() finishes.
+      // When the peer finished first and we have not ended yet, close() finishes; unless the peer then reset the
+      // stream (a client that gave up waiting for our end): then nothing is left to finish.
       if (this.localEnd) this.finish();
+      else if ((this.h2.rstCode ?? h2c.NGHTTP2_NO_ERROR) !== h2c.NGHTTP2_NO_ERROR) this.destroy(this.resetError());
       return;
     }
     if (this.h2.readableEnded || this.h2.rstCode !== undefined) this.destroy(this.resetError());

@@ -111,6 +111,30 @@ describe('gRPC server lifecycle', () => {
     expect(await closed).toBeInstanceOf(KonnectivityError);
   });
 
+  it('a client that ends its side and then resets the call (it gave up waiting) closes the server end', async () => {
+    // This server's handler never ends its side when the client does.
+    const held: PacketStream[] = [];
+    server = await createGrpcServer({
+      port: 0,
+      agent: (incoming) => {
+        const s = incoming.accept({ serverid: ['s'] });
+        s.on('error', () => {});
+        held.push(s);
+      },
+    });
+    const stream = await grpcAgentConnector({ address: `127.0.0.1:${server.port}` })({ agentid: ['a'] }, {});
+    stream.on('error', () => {});
+    void stream.close();
+    while (held.length === 0) await new Promise((r) => setTimeout(r, 5));
+    const serverEnd = held[0]!;
+    await new Promise<void>((r) => serverEnd.once('end', () => r()));
+    stream.destroy();
+    const err = await closeEvent(serverEnd);
+    expect(err).toMatchObject({ code: ErrorCode.STREAM_CLOSED });
+    // Ending our side afterwards finishes at once instead of waiting for a call that is gone.
+    await serverEnd.close().catch(() => undefined);
+  });
+
   it('destroy() ends every call at once with an error on the client', async () => {
     const srv = await start();
     const stream = await grpcAgentConnector({ address: `127.0.0.1:${srv.port}` })({ agentid: ['a'] }, {});
