@@ -21,8 +21,9 @@ import { bindEndpoint, type EndpointBinding } from '../tunnel/endpoint.js';
 import type { CreditTerms } from '../tunnel/flow.js';
 import type { EventSink } from '../tunnel/event-sink.js';
 import { packetSwitch, refuseUnknownData } from '../tunnel/packet-switch.js';
-import { PendingDials } from '../tunnel/pending-dials.js';
+import { PendingDials, type PendingDial } from '../tunnel/pending-dials.js';
 import { attachStream, closeStream } from '../tunnel/stream-lifecycle.js';
+import { rejectBadGrace, type CloseOptions } from '../transport/grace.js';
 import { TunnelGroup } from '../tunnel/tunnel-group.js';
 import type { PacketCounter, Tunnel } from '../tunnel/tunnel.js';
 import { directDialOf, type Dialer } from './dialer.js';
@@ -69,6 +70,8 @@ export interface AgentTunnelHost {
   readonly dialer: Dialer;
   /** The endpoint dial timeout, in ms. */
   readonly dialTimeoutMs: number;
+  /** How long a closing connection may take to flush what its endpoint sent before CLOSE_RSP goes anyway, in ms. */
+  readonly closeTimeoutMs: number;
   readonly bufferBytes: number;
   readonly count: PacketCounter;
   readonly events: EventSink<AgentTunnelEvents>;
@@ -104,13 +107,16 @@ interface Endpoint {
 
 /** An endpoint dial in progress. */
 interface EndpointDial {
-  /** Give up the dial (DIAL_CLS, its timeout, the tunnel's end). */
-  cancel(): void;
+  /** Stop the dial's work (the dialer's signal, the direct dial's cancel); whoever settles the dial calls it. */
+  abort(): void;
   /** The stream the DIAL_REQ came on: only a DIAL_CLS on the same stream cancels the dial. */
   via: Tunnel;
-  /** DIAL_CLS arrived or the tunnel closed: a late success is closed at once. */
-  cancelled: boolean;
+  address: string;
+  protocol: string;
 }
+
+/** How long `close()` waits, by default, for the server to end the stream before destroying it. */
+export const DEFAULT_AGENT_CLOSE_GRACE_MS = 5000;
 
 /** One tunnel to one server. */
 export class AgentTunnel {
@@ -136,6 +142,7 @@ export class AgentTunnel {
   private readonly endpoints = new Map<bigint, Endpoint>();
   private drained = false;
   private ended = false;
+  private closing: Promise<void> | undefined;
 
   constructor(
     private readonly host: AgentTunnelHost,
@@ -179,15 +186,31 @@ export class AgentTunnel {
     this.tunnels.control.send(drainPacket());
   }
 
-  /** Close the endpoints (each gets its CLOSE_RSP out), then end the stream. */
-  async close(): Promise<void> {
+  /** Endpoint dials in progress on this tunnel. */
+  get pendingDialCount(): number {
+    return this.dials.size;
+  }
+
+  /**
+   * Refuse new dials, close the endpoints (each gets its CLOSE_RSP out) and fail the dials in progress (the server
+   * hears Go's `dial tcp …: operation was canceled`, not a timeout), then end the stream. If the server has not ended
+   * it `graceMs` later (default 5000) or `signal` aborts, the stream is destroyed. Resolves once the tunnel is gone.
+   * Idempotent.
+   */
+  close(options: CloseOptions = {}): Promise<void> {
+    if (this.closing) return this.closing;
+    const bad = rejectBadGrace(options, DEFAULT_AGENT_CLOSE_GRACE_MS);
+    if (bad) return bad;
     for (const [id, ep] of [...this.endpoints]) {
       const via = ep.binding.connection.tunnel;
       ep.binding.destroy();
       via.send(closeResponse(id));
     }
-    for (const d of this.dials.values()) d.value.cancel();
-    await this.stream.close().catch(noop);
+    // Go's text for a dial whose context was cancelled: not a timeout (a Go server would answer 504 for that).
+    for (const d of [...this.dials.values()]) this.dialFailed(d, `dial ${d.value.protocol} ${d.value.address}: operation was canceled`);
+    const ended = closeStream(this.stream, { ...options, graceMs: options.graceMs ?? DEFAULT_AGENT_CLOSE_GRACE_MS });
+    this.closing = ended.then(() => this.done.then(noop));
+    return this.closing;
   }
 
   /** Tear the tunnel down at once: its stream is destroyed with `err`, its endpoints and dials with it. */
@@ -200,6 +223,11 @@ export class AgentTunnel {
     if (!req) return;
     const { address, random } = req;
     const protocol = req.protocol || 'tcp';
+    if (this.closing) {
+      via.send(dialResponse(random, 0n, `dial ${protocol} ${address}: operation was canceled`));
+      this.tunnels.release(via);
+      return;
+    }
     if (!this.host.dialSlots.take()) {
       // One server (or one frontend behind it) must not take every descriptor of the agent.
       const text = `too many pending dials on the agent (limit ${this.host.dialSlots.limit})`;
@@ -212,44 +240,56 @@ export class AgentTunnel {
     const direct = directDialOf(this.host.dialer);
     if (direct) {
       // The default dialer: callbacks, and its own timeout (the same as ours); no Promise, signal or second timer.
-      const value: EndpointDial = { cancel: noop, via, cancelled: false };
+      const value: EndpointDial = { abort: noop, via, address, protocol };
       const pd = this.dials.add(random, value, undefined, noop);
-      const cancel = direct(address, protocol, (err, endpoint) => {
-        pd.settle();
+      // A cancelled dial never calls back; one settled otherwise (close(), DIAL_CLS) is cancelled by its settler.
+      value.abort = direct(address, protocol, (err, endpoint) => {
+        if (!pd.settle()) {
+          endpoint?.destroy();
+          return;
+        }
         this.dialed(err, endpoint, address, protocol, random, connectID, via, pd.startedAt, false);
       });
-      // A cancelled dial never calls back: its end is here.
-      value.cancel = () => {
-        cancel();
-        pd.settle();
-        this.tunnels.release(via);
-      };
       return;
     }
     const controller = new AbortController();
-    // User dialers get the same deadline as the default one.
-    const pd = this.dials.add(random, { cancel: () => controller.abort(), via, cancelled: false }, this.host.dialTimeoutMs + 100, () =>
-      controller.abort(),
+    // User dialers get the same deadline as the default one, and the server hears it even from a dialer that
+    // ignores its signal.
+    const pd = this.dials.add(random, { abort: () => controller.abort(), via, address, protocol }, this.host.dialTimeoutMs + 100, (d) =>
+      this.dialFailed(d, `dial ${protocol} ${address}: i/o timeout`),
     );
     this.host.dialer({ address, protocol, signal: controller.signal }).then(
       (endpoint) => {
-        pd.settle();
-        if (pd.value.cancelled) {
+        if (!pd.settle()) {
           endpoint.destroy();
-          this.tunnels.release(via);
           return;
         }
         this.dialed(undefined, endpoint, address, protocol, random, connectID, via, pd.startedAt, false);
       },
       (err: unknown) => {
-        pd.settle();
-        if (pd.value.cancelled) {
-          this.tunnels.release(via);
-          return;
-        }
+        if (!pd.settle()) return;
         this.dialed(err instanceof Error ? err : new Error(String(err)), undefined, address, protocol, random, connectID, via, pd.startedAt, controller.signal.aborted);
       },
     );
+  }
+
+  /** Settle a dial as failed, if it is still pending: the server hears `text` in DIAL_RSP. */
+  private dialFailed(pd: PendingDial<EndpointDial>, text: string): void {
+    if (!pd.settle()) return;
+    const { address, via } = pd.value;
+    pd.value.abort();
+    if (!this.ended) {
+      via.send(dialResponse(pd.random, 0n, text));
+      this.host.events.emit('dialFailed', { address, error: text, serverID: this.serverID, dialID: pd.random });
+    }
+    this.tunnels.release(via);
+  }
+
+  /** Settle a dial the server gave up on (DIAL_CLS), if it is still pending: nothing goes back. */
+  private dialCancelled(pd: PendingDial<EndpointDial>): void {
+    if (!pd.settle()) return;
+    pd.value.abort();
+    this.tunnels.release(pd.value.via);
   }
 
   /** An endpoint dial ended: join the endpoint, or answer the server with the error (`timedOut`: ours fired). */
@@ -276,7 +316,7 @@ export class AgentTunnel {
     const conn = via.open(connectID);
     // DIAL_RSP goes before any DATA the endpoint may already have sent: both happen in this tick, in this order.
     via.send(dialResponse(random, connectID));
-    const binding = bindEndpoint(conn, endpoint, closeResponse, this.endpointDone);
+    const binding = bindEndpoint(conn, endpoint, closeResponse, this.endpointDone, this.host.closeTimeoutMs);
     this.endpoints.set(connectID, { random, address, binding });
     this.host.events.emit('connectionOpened', { address, connectID, serverID: this.serverID, dialID: random, durationMs });
   }
@@ -306,9 +346,7 @@ export class AgentTunnel {
    */
   private dialClosed(random: bigint, via: Tunnel): void {
     const pd = this.dials.get(random);
-    if (!pd || pd.value.via !== via) return;
-    pd.value.cancelled = true;
-    pd.value.cancel();
+    if (pd && pd.value.via === via) this.dialCancelled(pd);
   }
 
   /** A substream's FIN is the client's end(): pass it to the endpoint and keep relaying its answer. */
@@ -327,10 +365,7 @@ export class AgentTunnel {
 
   private onClosed(err: Error | undefined): Error | undefined {
     this.ended = true;
-    for (const d of this.dials.settleWhere(() => true)) {
-      d.value.cancelled = true;
-      d.value.cancel();
-    }
+    for (const d of this.dials.settleWhere(() => true)) d.value.abort();
     const reason = err ?? new KonnectivityError(ErrorCode.TUNNEL_CLOSED, 'tunnel closed');
     this.tunnels.destroy(reason);
     return err;

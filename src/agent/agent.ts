@@ -8,11 +8,13 @@ import { encodeAgentIdentifiers, type AgentIdentifiers } from '../protocol/ident
 import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
 import { checkNumber } from '../protocol/options.js';
 import { DEFAULT_AGENT_MAX_PENDING_DIALS } from '../transport/limits.js';
+import { graceMsOf, type CloseOptions } from '../transport/grace.js';
 import type { Metadata, PacketStream, TunnelConnector } from '../transport/packet-stream.js';
 import { PacketCounts } from '../tunnel/packet-counts.js';
+import { CLOSE_TIMEOUT_MS } from '../tunnel/tunnel-socket.js';
 import { agreedCreditTerms, creditOffer, validBufferBytes } from '../tunnel/flow.js';
 import { HALF_CLOSE_METADATA } from '../tunnel/half-close.js';
-import { AgentTunnel, DialSlots, type AgentTunnelEvents, type AgentTunnelHost } from './agent-tunnel.js';
+import { AgentTunnel, DEFAULT_AGENT_CLOSE_GRACE_MS, DialSlots, type AgentTunnelEvents, type AgentTunnelHost } from './agent-tunnel.js';
 import { DEFAULT_DIAL_TIMEOUT_MS, tcpDialer, type Dialer } from './dialer.js';
 
 /** Options of {@link Agent}: its identity, how it dials endpoints, and what it offers servers. */
@@ -41,6 +43,11 @@ export interface AgentOptions {
    * endpoint as its EOF, and the endpoint's answer still comes back.
    */
   halfClose?: boolean;
+  /**
+   * How long a closing connection may take to send the server what its endpoint sent before CLOSE_RSP goes anyway
+   * (a server that returns no credit), in ms (default 10000).
+   */
+  closeTimeoutMs?: number;
 }
 
 /** Packets by direction (`fromServer`/`toServer`, from the agent's side) and type name. */
@@ -94,6 +101,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.host = {
       dialer: options.dialer ?? tcpDialer({ timeoutMs: dialTimeoutMs }),
       dialTimeoutMs,
+      closeTimeoutMs: checkNumber('closeTimeoutMs', options.closeTimeoutMs ?? CLOSE_TIMEOUT_MS, { above: 0, max: 2 ** 31 - 1 }),
       bufferBytes: this.bufferBytes,
       count: (direction, p) => this.packets.count(direction === 'sent' ? 'toServer' : 'fromServer', p),
       events: this,
@@ -160,10 +168,15 @@ export class Agent extends EventEmitter<AgentEvents> {
     return [...this.live];
   }
 
-  /** Close every tunnel: endpoints are closed (CLOSE_RSP sent), then the streams end. */
-  async close(): Promise<void> {
+  /**
+   * Close every tunnel (`AgentTunnel.close`): endpoints are closed (CLOSE_RSP sent), dials in progress fail, the
+   * streams end; a stream the server has not ended `graceMs` later (default 5000) or when `signal` aborts is
+   * destroyed. Resolves once every tunnel is gone; connect() is refused from now on.
+   */
+  async close(options: CloseOptions = {}): Promise<void> {
+    graceMsOf(options, DEFAULT_AGENT_CLOSE_GRACE_MS);
     this.closing = true;
-    await Promise.all([...this.live].map((t) => t.close()));
+    await Promise.all([...this.live].map((t) => t.close(options)));
   }
 
   /** Tear every tunnel down at once (their endpoints and dials with them); `connect()` is refused from now on. */

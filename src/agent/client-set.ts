@@ -19,6 +19,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { abortError } from '../protocol/abort.js';
 import { checkNumber, type NumberRule } from '../protocol/options.js';
 import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
+import { rejectBadGrace, type CloseOptions } from '../transport/grace.js';
 import type { TunnelConnector } from '../transport/packet-stream.js';
 import { Backoff } from './backoff.js';
 
@@ -32,8 +33,8 @@ export interface ClientSetTunnel {
   readonly done: Promise<Error | undefined>;
   /** False once the connection under the tunnel cannot carry new work; the probe then retires the tunnel. */
   readonly transportReady?: boolean;
-  /** End the tunnel gracefully. */
-  close(): Promise<void>;
+  /** End the tunnel; destroy it if the server has not ended it within the grace period. */
+  close(options?: CloseOptions): Promise<void>;
   /** Tear the tunnel down at once. */
   destroy(err?: Error): void;
 }
@@ -253,14 +254,20 @@ export class ServerTunnels<T extends ClientSetTunnel = ClientSetTunnel> extends 
     this.agent.drain();
   }
 
-  /** Stop dialling and close every tunnel of the set gracefully (idempotent). The agent itself stays open. */
-  close(): Promise<void> {
-    clearInterval(this.probeTimer);
+  /**
+   * Stop dialling and close every tunnel of the set (each tunnel's `close(options)`: destroyed if its server has
+   * not ended it `graceMs` later, default 5000 for the agent's tunnels, or when `signal` aborts). Resolves once the
+   * tunnels are gone and the loops have stopped. Idempotent. The agent itself stays open.
+   */
+  close(options: CloseOptions = {}): Promise<void> {
     if (!this.closing) {
+      const bad = rejectBadGrace(options, 0);
+      if (bad) return bad;
+      clearInterval(this.probeTimer);
       this.state = 'closed';
       this.stop.abort(shuttingDown('closed'));
       const tunnels = this.tunnels;
-      this.closing = Promise.allSettled([...tunnels.map((t) => t.close()), ...this.loops]).then(() => undefined);
+      this.closing = Promise.allSettled([...tunnels.map((t) => t.close(options)), ...this.loops]).then(() => undefined);
     }
     return this.closing;
   }

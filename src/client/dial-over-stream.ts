@@ -13,7 +13,7 @@ import { DialFailure, PendingDials, type PendingDial } from '../tunnel/pending-d
 import { attachStream, closeStream } from '../tunnel/stream-lifecycle.js';
 import { Tunnel } from '../tunnel/tunnel.js';
 import { offersHalfClose } from '../tunnel/half-close.js';
-import { TunnelSocket, checkHalfCloseTimeoutMs } from '../tunnel/tunnel-socket.js';
+import { TunnelSocket, checkHalfCloseTimeoutMs, resolveSocketTimeouts } from '../tunnel/tunnel-socket.js';
 
 /** The reference client's backstop for DIAL_RSP. */
 export const DEFAULT_CLIENT_DIAL_TIMEOUT_MS = 30_000;
@@ -28,6 +28,11 @@ export interface DialOverStreamOptions {
   protocol?: string | undefined;
   /** After `end()`, how long the socket waits with nothing from the peer before closing, in ms (default 300000). */
   halfCloseTimeoutMs?: number | undefined;
+  /**
+   * How long the socket waits for the server's CLOSE_RSP after a CLOSE_REQ (`close()`, `destroy()`), and the stream
+   * for the server's end after ours, in ms (default 10000, the reference client's CloseTimeout).
+   */
+  closeTimeoutMs?: number | undefined;
 }
 
 /**
@@ -38,6 +43,7 @@ export interface DialOverStreamOptions {
 export function dialOverStream(stream: PacketStream, address: string, options: DialOverStreamOptions = {}): Promise<TunnelSocket> {
   try {
     checkHalfCloseTimeoutMs(options.halfCloseTimeoutMs);
+    resolveSocketTimeouts(options);
   } catch (err) {
     return Promise.reject(err);
   }
@@ -61,6 +67,7 @@ class StreamDial {
   private readonly tunnel: Tunnel;
   private socket: TunnelSocket | undefined;
   private readonly onAbort = (): void => this.fail(abortError('dial aborted', this.options.signal), true);
+  private readonly closeTimeoutMs: number;
 
   constructor(
     private readonly stream: PacketStream,
@@ -69,6 +76,7 @@ class StreamDial {
     private readonly resolve: (socket: TunnelSocket) => void,
     private readonly reject: (err: KonnectivityError) => void,
   ) {
+    this.closeTimeoutMs = resolveSocketTimeouts(options).closeTimeoutMs;
     this.tunnel = new Tunnel(stream, { onPacket: (p) => StreamDial.packets(this, p, this.tunnel) });
     const random = this.dials.newDialID();
     this.dial = this.dials.add(random, undefined, options.timeoutMs ?? DEFAULT_CLIENT_DIAL_TIMEOUT_MS, () =>
@@ -104,7 +112,8 @@ class StreamDial {
     this.socket = new TunnelSocket(connection, {
       address: this.address,
       halfCloseTimeoutMs: this.options.halfCloseTimeoutMs,
-      onClose: () => closeStream(this.stream),
+      closeTimeoutMs: this.closeTimeoutMs,
+      onClose: () => this.endStream(),
     });
     // As net.connect({ signal }): the signal still aborts the connection once it is open.
     destroyOnAbort(this.socket, this.options.signal);
@@ -115,15 +124,20 @@ class StreamDial {
   private streamEnded(): void {
     if (this.dial.pending) this.fail(DialFailure.tunnelClosed('tunnel closed before the dial completed'), false);
     else if (this.socket && !this.socket.destroyed) this.tunnel.peerClosed(this.socket.connectID, '');
-    closeStream(this.stream);
+    this.endStream();
   }
 
   /** Fail the dial, once: tell the server to drop it (`dialClose`) and close the stream. */
   private fail(err: KonnectivityError, dialClose: boolean): void {
     if (!this.settle()) return;
     if (dialClose && !this.stream.closed) this.tunnel.send(closeDial(this.dial.random));
-    closeStream(this.stream);
+    this.endStream();
     this.reject(err);
+  }
+
+  /** End the stream; the server has `closeTimeoutMs` to end its side too. */
+  private endStream(): void {
+    void closeStream(this.stream, { graceMs: this.closeTimeoutMs });
   }
 
   private settle(): boolean {

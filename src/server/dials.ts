@@ -133,8 +133,23 @@ export class Dials implements DialBroker {
   private readonly perRoute = new Tally<DialRoute>();
   private readonly perOrigin = new Tally<object>();
   private established = 0;
+  private idleWaiters: Array<() => void> = [];
 
   constructor(private readonly host: DialsHost) {}
+
+  /** Resolves once no dial is pending and no connection is open (at once when that is so now). */
+  whenIdle(): Promise<void> {
+    if (this.idle) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Fail every pending dial with `reason` (the server is shutting down) and tell each agent (DIAL_CLS). */
+  failAll(reason: KonnectivityError): void {
+    for (const dial of this.pending.settleWhere(() => true)) {
+      dial.value.via.send(closeDial(dial.random));
+      this.fail(dial, reason);
+    }
+  }
 
   /** Dials waiting for their DIAL_RSP. */
   get pendingCount(): number {
@@ -187,6 +202,7 @@ export class Dials implements DialBroker {
 
   connectionEnded(agentID: string, connection: TunnelConnection): void {
     this.established--;
+    this.notifyIdle();
     this.host.events.emit('connectionClosed', {
       agentID,
       connectID: connection.connectID,
@@ -253,6 +269,18 @@ export class Dials implements DialBroker {
     this.host.events.emit('dialFailed', { address, frontend, reason: failureKind(error), error, dialID: dial.random, agentID: route.agentID });
     route.release(via);
     callbacks.fail(error);
+    this.notifyIdle();
+  }
+
+  private get idle(): boolean {
+    return this.pending.size === 0 && this.established === 0;
+  }
+
+  private notifyIdle(): void {
+    if (this.idleWaiters.length === 0 || !this.idle) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
   }
 
   private cancel(dial: PendingDial<ServerDial>): void {
@@ -263,6 +291,7 @@ export class Dials implements DialBroker {
     const error = abortError('dial cancelled by the frontend');
     this.host.events.emit('dialFailed', { address, frontend, reason: 'frontend_close', error, dialID: dial.random, agentID: route.agentID });
     route.release(via);
+    this.notifyIdle();
   }
 }
 
@@ -295,6 +324,8 @@ function failureKind(err: KonnectivityError): DialFailureKind {
       return 'backend_dial_timeout';
     case ErrorCode.PROTOCOL:
       return 'unrecognized_response';
+    case ErrorCode.SHUTTING_DOWN:
+      return 'shutting_down';
     default:
       return 'backend_close';
   }

@@ -15,12 +15,13 @@ import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
 import { parseAgentIdentifiers } from '../protocol/identifiers.js';
 import { checkNumber } from '../protocol/options.js';
 import { DEFAULT_MAX_PENDING_DIALS_PER_AGENT, DEFAULT_MAX_PENDING_DIALS_PER_FRONTEND } from '../transport/limits.js';
+import { rejectBadGrace, startGrace, type CloseOptions } from '../transport/grace.js';
 import { metadataValue, type IncomingPacketStream, type Metadata, type PacketStream } from '../transport/packet-stream.js';
 import { acceptCreditOffer, validBufferBytes } from '../tunnel/flow.js';
 import { HALF_CLOSE_METADATA, offersHalfClose } from '../tunnel/half-close.js';
 import { PacketCounts } from '../tunnel/packet-counts.js';
 import { attachStream, closeStream, whenClosed } from '../tunnel/stream-lifecycle.js';
-import type { TunnelSocket } from '../tunnel/tunnel-socket.js';
+import { resolveSocketTimeouts, type TunnelSocket } from '../tunnel/tunnel-socket.js';
 import { AgentBackend, type AgentBackendEvents, type AgentBackendHost, type AgentInfo } from './agent-backend.js';
 import { AgentRegistry, type AgentStrategy, parseStrategies } from './agent-registry.js';
 import { checkAgent, type AgentAuthenticator } from './auth/agent-auth.js';
@@ -71,6 +72,17 @@ export interface ProxyServerOptions {
    * as the reference (any valid agent certificate may use any agent ID).
    */
   agentCertificateBinding?: AgentCertificateBinding;
+  /**
+   * How long a connection the frontend has left (a `dial()` socket's `end()` or `destroy()`, a gRPC frontend that
+   * went away) waits for the agent's CLOSE_RSP before it is dropped, and how long an ended frontend stream waits
+   * for the frontend's end, in ms (default 10000, the reference client's CloseTimeout).
+   */
+  closeTimeoutMs?: number;
+  /**
+   * After a `dial()` socket's half-close (`end()` on a yamux agent leg), how long it waits with nothing from the
+   * endpoint before it is destroyed, in ms; every byte received starts the wait again (default 300000).
+   */
+  halfCloseTimeoutMs?: number;
 }
 
 /** An agent stream the server refused, for logs and metrics. */
@@ -107,6 +119,8 @@ export interface ServerStats {
 }
 
 const DEFAULT_DIAL_TIMEOUT_MS = 30_000;
+/** How long `close()` lets open connections finish by default. */
+export const DEFAULT_SERVER_CLOSE_GRACE_MS = 5000;
 
 /**
  * The proxy server (PROTOCOL.md §2.3): takes agent streams (`acceptAgent`) and frontend streams (`acceptFrontend`),
@@ -133,7 +147,14 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
   private readonly backendHost: AgentBackendHost;
   private readonly programmatic: ProgrammaticFrontend;
   private readonly frontends = new Set<GrpcFrontendSession>();
+  /** Every agent and frontend stream the server holds, so that close() can wait for them. */
+  private readonly streams = new Set<PacketStream>();
+  private readonly closeTimeoutMs: number;
   private state: 'open' | 'closing' | 'closed' = 'open';
+  private closing: Promise<void> | undefined;
+  private streamsGone: (() => void) | undefined;
+  /** Ends the grace period of a close() in progress. */
+  private endGrace: (() => void) | undefined;
 
   constructor(options: ProxyServerOptions = {}) {
     super();
@@ -157,6 +178,8 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
       perFrontend: checkNumber('maxPendingDialsPerFrontend', options.maxPendingDialsPerFrontend ?? DEFAULT_MAX_PENDING_DIALS_PER_FRONTEND, { integer: true, min: 1 }),
       perAgent: checkNumber('maxPendingDialsPerAgent', options.maxPendingDialsPerAgent ?? DEFAULT_MAX_PENDING_DIALS_PER_AGENT, { integer: true, min: 1 }),
     };
+    const socketTimeouts = resolveSocketTimeouts(options);
+    this.closeTimeoutMs = socketTimeouts.closeTimeoutMs;
     this.dials = new Dials({
       events: this,
       limits,
@@ -170,7 +193,7 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
       bufferBytes: this.bufferBytes,
       count: (direction, p) => this.packets.count(direction === 'sent' ? 'toAgent' : 'fromAgent', p),
     };
-    this.programmatic = new ProgrammaticFrontend(this.dials, dialTimeoutMs);
+    this.programmatic = new ProgrammaticFrontend(this.dials, dialTimeoutMs, socketTimeouts);
   }
 
   /** At least one agent is connected (readiness). */
@@ -230,6 +253,7 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
     if (halfClose) Object.assign(response, HALF_CLOSE_METADATA);
     const stream = incoming.accept(response);
     const backend = new AgentBackend(agentID, identifiers, stream, { terms: credit?.terms, halfClose }, this.backendHost);
+    this.hold(stream);
     attachStream(stream, { onClose: (err) => this.agentGone(backend, err) });
     if (stream.closed) return;
     this.registry.add(backend);
@@ -273,8 +297,9 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
       return {};
     }
     const halfClose = this.halfClose && offersHalfClose(stream.remoteMetadata);
-    const session = new GrpcFrontendSession(this.dials, stream, this.backendDialTimeoutMs, halfClose);
+    const session = new GrpcFrontendSession(this.dials, stream, this.backendDialTimeoutMs, halfClose, this.closeTimeoutMs);
     this.frontends.add(session);
+    this.hold(stream);
     whenClosed(stream, () => this.frontends.delete(session));
     return halfClose ? HALF_CLOSE_METADATA : {};
   }
@@ -282,33 +307,85 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
   // ---- shutdown ----
 
   /**
-   * Stop taking agents, frontends and dials; wait up to `graceMs` (default 0) for open connections to finish;
-   * then close everything. Idempotent.
+   * Graceful shutdown. At once: agents, frontend streams and dials are refused (ERR_SHUTTING_DOWN; HTTP-CONNECT
+   * answers 503). Open connections and dials in progress may finish for `graceMs` (default 5000). As soon as none is
+   * left, the agent and frontend streams are ended; whatever is still open at the end of the grace period, or when
+   * `signal` aborts, is closed at once: dials in progress fail with ERR_SHUTTING_DOWN, `dial()` sockets end without
+   * an error (their readers see EOF), frontends get CLOSE_RSP, and the streams are destroyed. Resolves once every
+   * agent and frontend stream has closed. Idempotent.
    */
-  async close(options: { graceMs?: number } = {}): Promise<void> {
-    if (this.state === 'closed') return;
-    this.state = 'closing';
-    const deadline = Date.now() + (options.graceMs ?? 0);
-    while (this.dials.establishedCount > 0 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, Math.min(50, deadline - Date.now())).unref());
-    }
-    this.shutdown(undefined);
+  close(options: CloseOptions = {}): Promise<void> {
+    if (this.closing) return this.closing;
+    const bad = rejectBadGrace(options, DEFAULT_SERVER_CLOSE_GRACE_MS);
+    if (bad) return bad;
+    if (this.state === 'open') this.state = 'closing';
+    this.closing = this.closeGracefully(options);
+    return this.closing;
   }
 
-  /** Close everything now. */
+  /** Close everything now: dials fail, `dial()` sockets and streams are destroyed with `err` (ERR_SHUTTING_DOWN). */
   destroy(err?: Error): void {
-    this.shutdown(err ?? new KonnectivityError(ErrorCode.SHUTTING_DOWN, 'proxy server destroyed'));
-  }
-
-  private shutdown(err: Error | undefined): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
-    const reason = err ?? shuttingDown();
+    const reason = err ?? new KonnectivityError(ErrorCode.SHUTTING_DOWN, 'proxy server destroyed');
+    this.dials.failAll(shuttingDown());
     this.programmatic.destroy(reason);
-    for (const f of [...this.frontends]) f.destroy(reason);
-    for (const b of this.registry.backends()) {
-      if (err) b.stream.destroy(err);
-      else closeStream(b.stream);
-    }
+    for (const s of [...this.streams]) s.destroy(reason);
+    this.endGrace?.();
+  }
+
+  private async closeGracefully(options: CloseOptions): Promise<void> {
+    let forced!: () => void;
+    const deadline = new Promise<void>((resolve) => (forced = resolve));
+    const grace = startGrace(options, DEFAULT_SERVER_CLOSE_GRACE_MS, () => {
+      this.closeNow();
+      forced();
+    });
+    this.endGrace = forced;
+    // Connections first: the agent streams carry them.
+    await Promise.race([this.dials.whenIdle(), deadline]);
+    if (this.state === 'closing') this.endStreams();
+    await Promise.race([this.whenStreamsClosed(), deadline]);
+    grace.cancel();
+    // After closeNow() the destroyed streams emit 'close' on the next turn.
+    await this.whenStreamsClosed();
+    this.state = 'closed';
+  }
+
+  /** Nothing is left to wait for: end every stream (each ends on our side and closes once its peer has too). */
+  private endStreams(): void {
+    for (const f of [...this.frontends]) f.shutdown();
+    for (const b of this.registry.backends()) void closeStream(b.stream, { graceMs: this.closeTimeoutMs });
+  }
+
+  /** The grace period is over: end what is left without errors to users, and destroy the streams. */
+  private closeNow(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.dials.failAll(shuttingDown());
+    this.programmatic.endAll(shuttingDown());
+    for (const f of [...this.frontends]) f.shutdown();
+    for (const s of [...this.streams]) s.destroy(shuttingDown());
+  }
+
+  /** Track a stream until its 'close'. */
+  private hold(stream: PacketStream): void {
+    this.streams.add(stream);
+    whenClosed(stream, () => {
+      this.streams.delete(stream);
+      if (this.streams.size === 0) this.streamsGone?.();
+    });
+  }
+
+  private whenStreamsClosed(): Promise<void> {
+    if (this.streams.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const prev = this.streamsGone;
+      this.streamsGone = () => {
+        this.streamsGone = undefined;
+        prev?.();
+        resolve();
+      };
+    });
   }
 }

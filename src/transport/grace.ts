@@ -25,6 +25,16 @@ export function graceMsOf(options: CloseOptions | undefined, defaultMs: number):
   return checkNumber('graceMs', options?.graceMs ?? defaultMs, { min: 0, max: MAX_TIMER_MS });
 }
 
+/** For a close() that returns a promise: the ERR_INVALID_OPTION rejection for a bad `graceMs`, or undefined. */
+export function rejectBadGrace(options: CloseOptions | undefined, defaultMs: number): Promise<never> | undefined {
+  try {
+    graceMsOf(options, defaultMs);
+    return undefined;
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
 /** A running grace period; see {@link startGrace}. */
 export interface GracePeriod {
   /** True once the grace period ended (deadline or abort) and `onExpire` ran. */

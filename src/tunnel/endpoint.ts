@@ -50,15 +50,17 @@ type BoundEndpoint = Duplex & { [BINDING]?: EndpointBinding | undefined };
 
 /**
  * Start relaying. `closePacket(connectID)` is what tells the peer that the endpoint went away (the agent's
- * unsolicited CLOSE_RSP); `onDone` runs once, when the connection is over either way.
+ * unsolicited CLOSE_RSP); `onDone` runs once, when the connection is over either way. A close packet goes out after
+ * what the endpoint sent, or `flushTimeoutMs` later without the rest (a peer that returns no credit).
  */
 export function bindEndpoint(
   connection: TunnelConnection,
   endpoint: Duplex,
   closePacket: (connectID: bigint) => Packet,
   onDone: (binding: EndpointBinding) => void,
+  flushTimeoutMs: number,
 ): EndpointBinding {
-  return new EndpointBinding(connection, endpoint, closePacket, onDone);
+  return new EndpointBinding(connection, endpoint, closePacket, onDone, flushTimeoutMs);
 }
 
 /**
@@ -80,6 +82,7 @@ export class EndpointBinding implements ConnectionHandlers {
     endpoint: Duplex,
     private readonly closePacket: (connectID: bigint) => Packet,
     private readonly onDone: (binding: EndpointBinding) => void,
+    private readonly flushTimeoutMs: number,
   ) {
     this.connection = connection;
     this.endpoint = endpoint;
@@ -96,7 +99,7 @@ export class EndpointBinding implements ConnectionHandlers {
     endpoint.pause();
     // Queued writes reach the endpoint before its FIN; there is no half-close, so it is destroyed after.
     endpoint.end(() => endpoint.destroy());
-    this.connection.finish(reply, true, () => this.finished());
+    this.connection.finish(reply, true, () => this.finished(), this.flushTimeoutMs);
   }
 
   /** The peer ended its direction (yamux FIN): end the endpoint's write side; its answer keeps flowing back. */
@@ -142,10 +145,15 @@ export class EndpointBinding implements ConnectionHandlers {
     if (this.done || this.connection.finishing) return;
     this.stopped = true;
     const c = this.connection;
-    c.finish(this.closePacket(c.connectID), true, () => {
-      this.endpoint.destroy();
-      this.finished();
-    });
+    c.finish(
+      this.closePacket(c.connectID),
+      true,
+      () => {
+        this.endpoint.destroy();
+        this.finished();
+      },
+      this.flushTimeoutMs,
+    );
   }
 
   private finished(): void {

@@ -6,8 +6,9 @@
  * (a yamux substream's FIN, or a HALF_CLOSE packet where the peer confirmed the extension), and reads go on until the
  * peer ends the connection (CLOSE_RSP: the endpoint closed). A Go peer cannot be told: there `end()` only stops
  * writing, and reads go on the same way. A peer that sends nothing for `halfCloseTimeoutMs` after `end()` is closed
- * as the reference client closes (CLOSE_REQ, then CLOSE_RSP awaited for CLOSE_TIMEOUT_MS). `destroy()` drops queued
- * data and sends CLOSE_REQ at once.
+ * as the reference client closes (CLOSE_REQ, then CLOSE_RSP awaited for `closeTimeoutMs`). `destroy()` drops queued
+ * data and sends CLOSE_REQ at once; its entry waits for the CLOSE_RSP up to `closeTimeoutMs` too. Every wait for
+ * the peer has a deadline.
  */
 import type * as net from 'node:net';
 import { Duplex } from 'node:stream';
@@ -16,6 +17,7 @@ import { checkNumber } from '../protocol/options.js';
 import { closeRequest, payloadOf, type DataPacket } from '../protocol/packet.js';
 import { isPieces, ownPayload } from '../protocol/payload.js';
 import { splitHostPort } from '../protocol/address.js';
+import { startGrace, type CloseOptions } from '../transport/grace.js';
 import type { TunnelConnection } from './tunnel.js';
 
 /** How long a CLOSE_REQ waits for the peer's CLOSE_RSP before the socket is destroyed (the reference client's CloseTimeout). */
@@ -27,21 +29,35 @@ export const CLOSE_TIMEOUT_MS = 10_000;
  */
 export const HALF_CLOSE_TIMEOUT_MS = 5 * 60_000;
 
+/** The deadlines of a TunnelSocket's end; its owner (the server, the client) sets them. */
+export interface TunnelSocketTimeouts {
+  /** How long to wait for the peer's CLOSE_RSP after a CLOSE_REQ (close(), destroy()), in ms (default 10000). */
+  closeTimeoutMs?: number | undefined;
+  /** After `end()`, how long to wait with nothing from the peer before closing, in ms (default 300000). */
+  halfCloseTimeoutMs?: number | undefined;
+}
+
 /** What a {@link TunnelSocket} is made with by its owner (the server, the client). */
-export interface TunnelSocketInfo {
+export interface TunnelSocketInfo extends TunnelSocketTimeouts {
   /** The dialed endpoint, `host:port`. */
   address: string;
   /** The agent that serves the connection, when known (server side). */
   agentID?: string | undefined;
   /** Called once when the socket has closed, for the owner's bookkeeping. */
   onClose?: ((socket: TunnelSocket) => void) | undefined;
-  /** After `end()`, how long to wait with nothing from the peer before closing, in ms (default 300000). */
-  halfCloseTimeoutMs?: number | undefined;
 }
 
 /** Check a `halfCloseTimeoutMs` option (ERR_INVALID_OPTION), for the dial functions that take one. */
 export function checkHalfCloseTimeoutMs(ms: number | undefined): number {
   return checkNumber('halfCloseTimeoutMs', ms ?? HALF_CLOSE_TIMEOUT_MS, { above: 0, max: 2 ** 31 - 1 });
+}
+
+/** {@link TunnelSocketTimeouts} with the defaults, checked (ERR_INVALID_OPTION): for the owners' constructors. */
+export function resolveSocketTimeouts(t: TunnelSocketTimeouts = {}): Required<{ [K in keyof TunnelSocketTimeouts]: number }> {
+  return {
+    closeTimeoutMs: checkNumber('closeTimeoutMs', t.closeTimeoutMs ?? CLOSE_TIMEOUT_MS, { above: 0, max: 2 ** 31 - 1 }),
+    halfCloseTimeoutMs: checkHalfCloseTimeoutMs(t.halfCloseTimeoutMs),
+  };
 }
 
 /**
@@ -80,6 +96,7 @@ export class TunnelSocket extends Duplex {
   private closeRequested = false;
   private closing: Promise<void> | undefined;
   private readonly halfCloseTimeoutMs: number;
+  private readonly closeTimeoutMs: number;
   private readonly onCloseHook: ((socket: TunnelSocket) => void) | undefined;
 
   constructor(
@@ -88,7 +105,9 @@ export class TunnelSocket extends Duplex {
   ) {
     // Half-open: our end() leaves reading open. The peer's end is the whole connection's: remoteClosed() ends both.
     super({ allowHalfOpen: true, readableHighWaterMark: 64 * 1024, writableHighWaterMark: 64 * 1024 });
-    this.halfCloseTimeoutMs = checkHalfCloseTimeoutMs(info.halfCloseTimeoutMs);
+    const timeouts = resolveSocketTimeouts(info);
+    this.halfCloseTimeoutMs = timeouts.halfCloseTimeoutMs;
+    this.closeTimeoutMs = timeouts.closeTimeoutMs;
     this.connectID = connection.connectID;
     this.endpoint = info.address;
     this.agentID = info.agentID;
@@ -186,9 +205,7 @@ export class TunnelSocket extends Duplex {
       this.destroy(new KonnectivityError(ErrorCode.REMOTE, error));
       return;
     }
-    this.push(null);
-    // The endpoint is gone: nothing more can be written, even where half-close is carried.
-    if (!this.writableEnded) this.end();
+    this.endQuietly();
   }
 
   /** The tunnel under the connection failed. */
@@ -239,16 +256,22 @@ export class TunnelSocket extends Duplex {
 
   /**
    * Close the connection as the reference client's `Close()` does, whether or not the peer can hear a half-close:
-   * stop writing, send CLOSE_REQ after the queued data, and wait for the peer's CLOSE_RSP; without one in
-   * CLOSE_TIMEOUT_MS the socket is destroyed. What the endpoint sent before goes to 'data' listeners, or is dropped
-   * if nobody reads (the socket flows from now on). Resolves once the socket has closed. Idempotent.
+   * stop writing, send CLOSE_REQ after the queued data, and wait for the peer's CLOSE_RSP. What the endpoint sent
+   * before goes to 'data' listeners, or is dropped if nobody reads (the socket flows from now on). If the socket has
+   * not closed `graceMs` later (default `closeTimeoutMs`) or `signal` aborts, the connection is dropped (CLOSE_REQ at
+   * once) and the socket ends without an error: readers see EOF. Resolves once the socket has closed. Idempotent.
    */
-  close(): Promise<void> {
+  close(options: CloseOptions = {}): Promise<void> {
     if (this.closing) return this.closing;
     this.closeRequested = true;
     this.closing = new Promise<void>((resolve) => {
       if (this.closed) return resolve();
-      this.once('close', () => resolve());
+      const grace = startGrace(options, this.closeTimeoutMs, () => this.dropQuietly());
+      this.once('close', () => {
+        grace.cancel();
+        resolve();
+      });
+      if (grace.expired) return;
       // Done with it: what is not read is dropped, so the EOF is reached and the socket closes.
       this.resume();
       if (!this.writableEnded) this.end();
@@ -281,21 +304,50 @@ export class TunnelSocket extends Duplex {
       return;
     }
     this.connection.finish(closeRequest(this.connectID), true);
-    this.closeTimer = setTimeout(() => this.destroy(), CLOSE_TIMEOUT_MS).unref();
+    this.closeTimer = setTimeout(() => this.destroy(), this.closeTimeoutMs).unref();
   }
 
   override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
     clearTimeout(this.idleTimer);
     clearTimeout(this.closeTimer);
     if (!this.remoteDone) {
-      this.connection.discardIncoming();
       this.remoteDone = true;
-      this.connection.finish(closeRequest(this.connectID), false);
+      this.dropConnection();
     }
     const cb = this.pendingWrite;
     this.pendingWrite = undefined;
     cb?.(err ?? new KonnectivityError(ErrorCode.STREAM_CLOSED, 'tunnel connection destroyed'));
     callback(err);
+  }
+
+  /** Tell the peer now (queued data dropped); see TunnelConnection.drop. */
+  private dropConnection(): void {
+    this.connection.drop(closeRequest(this.connectID), this.closeTimeoutMs);
+  }
+
+  /** The end of close()'s grace: drop the connection and end the socket without an error. */
+  private dropQuietly(): void {
+    if (this.closed) return;
+    if (!this.remoteDone) {
+      this.remoteDone = true;
+      this.dropConnection();
+    }
+    this.endQuietly();
+    // Nobody reads the EOF: it must not keep the socket open.
+    setImmediate(() => this.destroy());
+  }
+
+  /** The connection is over without an error: EOF for readers, and the write side ended. */
+  private endQuietly(): void {
+    this.halfClosed = false;
+    clearTimeout(this.closeTimer);
+    // A write waiting for credit will never get it: its bytes are dropped, as a socket's unsent bytes are.
+    const cb = this.pendingWrite;
+    this.pendingWrite = undefined;
+    cb?.();
+    this.push(null);
+    // The endpoint is gone: nothing more can be written, even where half-close is carried.
+    if (!this.writableEnded) this.end();
   }
 
   private onData(packet: DataPacket, length: number): void {

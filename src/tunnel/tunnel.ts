@@ -221,6 +221,10 @@ export class TunnelConnection {
   private finishPacket: Packet | undefined;
   private finishWritten = false;
   private onFinished: (() => void) | undefined;
+  /** The deadline for the peer's CLOSE_RSP once the owner has left (`discardIncoming`). */
+  private closeTimer: NodeJS.Timeout | undefined;
+  /** The deadline for a graceful finish to get out behind the queued data (`finish`'s `flushTimeoutMs`). */
+  private finishTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly tunnel: Tunnel,
@@ -263,9 +267,11 @@ export class TunnelConnection {
 
   /**
    * Send the packet that ends this connection (CLOSE_REQ, CLOSE_RSP, ...) exactly once. Graceful: after the queued
-   * data. Not graceful: queued data is dropped and the packet goes now. `then` runs once it has been written.
+   * data; if that is not out `flushTimeoutMs` later (a peer that returns no credit), the rest is dropped and the
+   * packet goes then. Not graceful: queued data is dropped and the packet goes now. `then` runs once it has been
+   * written.
    */
-  finish(packet: Packet, graceful: boolean, then?: () => void): void {
+  finish(packet: Packet, graceful: boolean, then?: () => void, flushTimeoutMs?: number): void {
     if (this.detached || this.finishWritten) {
       then?.();
       return;
@@ -279,7 +285,9 @@ export class TunnelConnection {
       this.queue.push(packet);
     }
     if (graceful) {
-      this.flush();
+      if (!this.flush() && flushTimeoutMs !== undefined && this.finishTimer === undefined) {
+        this.finishTimer = setTimeout(() => this.finish(packet, false), flushTimeoutMs).unref();
+      }
     } else if (!this.canSend) {
       // We ended this connection's own stream (half-close): no packet can follow, so resetting it is the close.
       this.queue = [];
@@ -354,16 +362,45 @@ export class TunnelConnection {
 
   /**
    * The owner went away before the peer's CLOSE_RSP: keep the entry until then, so that data still in flight is
-   * dropped quietly (its credit returned) rather than answered as an unknown connection.
+   * dropped quietly (its credit returned) rather than answered as an unknown connection. A peer that never answers
+   * does not hold the entry for ever: it is detached `closeTimeoutMs` later.
    */
-  discardIncoming(): void {
+  discardIncoming(closeTimeoutMs: number): void {
+    if (this.detached) return;
     this.handlers = { onData: (_packet, length) => this.consumed(length), onWritable: noop };
+    // What the owner held unread is dropped with it: its credit goes back, or the peer could not send its close.
+    this.release();
+    if (this.closeTimer === undefined) this.closeTimer = setTimeout(() => this.abandon(), closeTimeoutMs).unref();
+  }
+
+  /**
+   * The owner leaves without a clean close (a destroy): tell the peer at once. On a stream of its own (a yamux
+   * substream) the stream is reset, which reaches the peer even past data it cannot take; otherwise `packet` (CLOSE_REQ) goes
+   * now, ahead of the queued data, and the entry waits for the answer up to `closeTimeoutMs`.
+   */
+  drop(packet: Packet, closeTimeoutMs: number): void {
+    if (this.detached) return;
+    if (this.tunnel.halfClose === 'stream') {
+      this.abandon();
+      return;
+    }
+    this.discardIncoming(closeTimeoutMs);
+    this.finish(packet, false);
+  }
+
+  /** Give up on the peer's answer: forget the entry, and reset a stream of its own so the peer forgets it too. */
+  private abandon(): void {
+    const stream = this.tunnel.stream;
+    this.detach();
+    if (this.tunnel.halfClose === 'stream') stream.destroy();
   }
 
   /** Remove the connection from its tunnel; later packets for its connectID are unknown. Idempotent. */
   detach(): void {
     if (this.detached) return;
     this.detached = true;
+    clearTimeout(this.closeTimer);
+    clearTimeout(this.finishTimer);
     this.queue = [];
     if (this.blocking) {
       this.blocking = false;
@@ -431,6 +468,7 @@ export class TunnelConnection {
     this.tunnel.send(p);
     if (p === this.finishPacket) {
       this.finishWritten = true;
+      clearTimeout(this.finishTimer);
       const then = this.onFinished;
       this.onFinished = undefined;
       then?.();

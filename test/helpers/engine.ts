@@ -46,11 +46,57 @@ export class Engine {
     this.cleanups.push(fn);
   }
 
-  async close(): Promise<void> {
-    for (const a of this.agents) a.destroy();
-    this.server.destroy();
-    for (const fn of this.cleanups.reverse()) await fn();
+  /**
+   * What is still open on both sides: the server's pending dials, connections handed to frontends and connection
+   * entries on agent streams (substreams included); each agent's endpoint dials and endpoint connections.
+   */
+  state(): EngineState {
+    const stats = this.server.stats;
+    const tunnels = this.agents.flatMap((a) => a.tunnels);
+    return {
+      serverPendingDials: stats.pendingDials,
+      serverConnections: stats.establishedConnections,
+      serverEntries: this.server.agents().reduce((n, a) => n + a.connections, 0),
+      agentPendingDials: tunnels.reduce((n, t) => n + t.pendingDialCount, 0),
+      agentConnections: tunnels.reduce((n, t) => n + t.connectionCount, 0),
+    };
   }
+
+  /**
+   * Wait until nothing is left open (see {@link state}); throw naming what is left after `timeoutMs`. Run before
+   * teardown, so that a leaked dial or connection entry is seen before destroy() wipes it, as the reference's suite
+   * checks its metrics at cleanup.
+   */
+  async expectIdle(timeoutMs = 2000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const state = this.state();
+      const left = Object.entries(state).filter(([, n]) => n !== 0);
+      if (left.length === 0) return;
+      if (Date.now() >= deadline) throw new Error(`not idle at the end of the test: ${left.map(([k, n]) => `${k}=${n}`).join(', ')}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  /** Check the clean state (expectIdle), then tear everything down, also when the check fails. */
+  async close(): Promise<void> {
+    try {
+      await this.expectIdle();
+    } finally {
+      for (const a of this.agents) a.destroy();
+      this.server.destroy();
+      for (const fn of this.cleanups.reverse()) await fn();
+    }
+  }
+}
+
+/** See {@link Engine.state}: every count is 0 when the engine is idle. */
+export interface EngineState {
+  serverPendingDials: number;
+  serverConnections: number;
+  serverEntries: number;
+  agentPendingDials: number;
+  agentConnections: number;
 }
 
 /** A TCP server on 127.0.0.1:0 that tracks its sockets and closes them all on close(). */

@@ -6,7 +6,7 @@
  */
 import { abortError, destroyOnAbort } from '../../protocol/abort.js';
 import { KonnectivityError } from '../../protocol/errors.js';
-import { TunnelSocket, checkHalfCloseTimeoutMs } from '../../tunnel/tunnel-socket.js';
+import { TunnelSocket, checkHalfCloseTimeoutMs, type TunnelSocketTimeouts } from '../../tunnel/tunnel-socket.js';
 import type { TunnelConnection } from '../../tunnel/tunnel.js';
 import type { DialBroker, DialHandle, FrontendKind } from '../dials.js';
 
@@ -16,7 +16,7 @@ export interface ProgrammaticDialOptions {
   signal?: AbortSignal;
   /** How long to wait for the agent's DIAL_RSP; 0 = no limit (default: the server's `dialTimeoutMs`). */
   timeoutMs?: number;
-  /** After `end()`, how long the socket waits with nothing from the peer before closing, in ms (default 300000). */
+  /** After `end()`, how long the socket waits with nothing from the peer before closing, in ms (default: the server's `halfCloseTimeoutMs`). */
   halfCloseTimeoutMs?: number;
   /** Which frontend asks, for events, metrics and logs (default `programmatic`; the HTTP-CONNECT frontend says so). */
   frontend?: FrontendKind;
@@ -46,6 +46,7 @@ export class ProgrammaticFrontend {
   constructor(
     private readonly broker: DialBroker,
     private readonly dialTimeoutMs: number,
+    private readonly timeouts: TunnelSocketTimeouts,
   ) {}
 
   /**
@@ -89,7 +90,13 @@ export class ProgrammaticFrontend {
       const handle = this.open(address, options.timeoutMs, {
         succeed: (connection, agentID, ended) => {
           signal?.removeEventListener('abort', onAbort);
-          const socket = new TunnelSocket(connection, { address, agentID, halfCloseTimeoutMs: options.halfCloseTimeoutMs, onClose: ended });
+          const socket = new TunnelSocket(connection, {
+            ...this.timeouts,
+            address,
+            agentID,
+            halfCloseTimeoutMs: options.halfCloseTimeoutMs ?? this.timeouts.halfCloseTimeoutMs,
+            onClose: ended,
+          });
           // As net.connect({ signal }): the signal still aborts the connection once it is open.
           destroyOnAbort(socket, signal);
           resolve(socket);
@@ -108,8 +115,19 @@ export class ProgrammaticFrontend {
     });
   }
 
-  /** Destroy every open connection (the server is shutting down). */
+  /** Destroy every open connection with `reason` (the server is destroyed). */
   destroy(reason: Error): void {
     for (const o of [...this.owners]) o.destroy(reason);
+  }
+
+  /**
+   * The server's grace period is over: `dial()` sockets end without an error (readers see EOF; a program with no
+   * 'error' listener must not crash), other owners are torn down with `reason`.
+   */
+  endAll(reason: Error): void {
+    for (const o of [...this.owners]) {
+      if (o instanceof TunnelSocket) void o.close({ graceMs: 0 });
+      else o.destroy(reason);
+    }
   }
 }

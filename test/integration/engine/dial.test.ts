@@ -135,12 +135,12 @@ for (const substreams of [false, true]) {
     it('DIAL_CLS race: a dial that completes after DIAL_CLS is closed at once', async () => {
       const endpoint = new PassThrough();
       let resolveDial!: (d: Duplex) => void;
-      let dialing!: () => void;
-      const started = new Promise<void>((r) => (dialing = r));
+      let dialing!: (signal: AbortSignal) => void;
+      const started = new Promise<AbortSignal>((r) => (dialing = r));
       const { agent } = await engine.agent({
         // A dialer that ignores the abort and completes anyway.
-        dialer: () => {
-          dialing();
+        dialer: ({ signal }) => {
+          dialing(signal);
           return new Promise<Duplex>((r) => (resolveDial = r));
         },
       });
@@ -148,11 +148,11 @@ for (const substreams of [false, true]) {
       agent.on('connectionOpened', (e) => opened.push(e));
       const ac = new AbortController();
       const p = engine.server.dial('10.0.0.1:80', { signal: ac.signal });
-      await started;
+      const dialSignal = await started;
       ac.abort();
       await p.catch(() => {});
-      // Let DIAL_CLS reach the agent, then complete the dial.
-      await new Promise((r) => setTimeout(r, 20));
+      // DIAL_CLS has reached the agent once it aborted the dial; then complete the dial anyway.
+      if (!dialSignal.aborted) await once(dialSignal, 'abort');
       resolveDial(endpoint);
       await once(endpoint, 'close');
       expect(opened).toEqual([]);

@@ -16,7 +16,7 @@ describe('bindEndpoint', () => {
     const { t, a, b } = tunnel();
     const endpoint = new PassThrough();
     const done: unknown[] = [];
-    const binding = bindEndpoint(t.open(1n), endpoint, closeResponse, (x) => done.push(x));
+    const binding = bindEndpoint(t.open(1n), endpoint, closeResponse, (x) => done.push(x), 10_000);
     b.write(dataPacket(1n, Buffer.from('to the endpoint')));
     const [got] = (await once(endpoint, 'data')) as [Buffer];
     expect(got.toString()).toBe('to the endpoint');
@@ -31,8 +31,8 @@ describe('bindEndpoint', () => {
     const { t, a, b } = tunnel();
     const one = new PassThrough();
     const two = new PassThrough();
-    const first = bindEndpoint(t.open(1n), one, closeResponse, () => {});
-    bindEndpoint(t.open(2n), two, closeResponse, () => {});
+    const first = bindEndpoint(t.open(1n), one, closeResponse, () => {}, 10_000);
+    bindEndpoint(t.open(2n), two, closeResponse, () => {}, 10_000);
     for (const event of ['data', 'drain', 'end', 'close', 'error']) {
       expect(one.listeners(event), event).toEqual(two.listeners(event));
     }

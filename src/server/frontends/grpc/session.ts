@@ -42,12 +42,17 @@ export class GrpcFrontendSession {
   private connection: TunnelConnection | undefined;
   private agentID = '';
 
+  /**
+   * `timeoutMs` bounds the wait for DIAL_RSP (0: none); `closeTimeoutMs` the agent's CLOSE_RSP once the frontend
+   * has left, and the frontend's end of the stream once we ended ours.
+   */
   constructor(
     private readonly broker: DialBroker,
     private readonly stream: PacketStream,
     private readonly timeoutMs: number,
     /** The client offered half-close and we confirmed it: its HALF_CLOSE is passed on to the agent. */
     private readonly halfClose: boolean,
+    private readonly closeTimeoutMs: number,
   ) {
     stream.on('packet', (p) => {
       broker.count('fromFrontend', p);
@@ -59,6 +64,20 @@ export class GrpcFrontendSession {
 
   destroy(err: Error): void {
     this.stream.destroy(err);
+  }
+
+  /**
+   * The server is shutting down: a connection in progress ends as if the agent had closed it (CLOSE_RSP to the
+   * frontend, CLOSE_REQ to the agent), an idle stream just ends. A dial in progress is failed by the server.
+   */
+  shutdown(): void {
+    const c = this.connection;
+    if ((this.state === 'established' || this.state === 'closing') && c) {
+      c.drop(closeRequest(c.connectID), this.closeTimeoutMs);
+      this.end(closeResponse(c.connectID));
+    } else if (this.state === 'idle') {
+      this.end();
+    }
   }
 
   private write(p: Packet): boolean {
@@ -151,12 +170,13 @@ export class GrpcFrontendSession {
       this.handle?.cancel();
     } else if ((this.state === 'established' || this.state === 'closing') && this.connection) {
       const c = this.connection;
-      c.discardIncoming();
-      c.finish(closeRequest(c.connectID), this.state === 'closing');
+      // Closing: our CLOSE_REQ is queued after the frontend's data already; otherwise it goes now.
+      if (this.state === 'closing') c.discardIncoming(this.closeTimeoutMs);
+      else c.drop(closeRequest(c.connectID), this.closeTimeoutMs);
     }
     this.finishConnection();
     this.state = 'done';
-    if (!this.stream.closed) closeStream(this.stream);
+    if (!this.stream.closed) void closeStream(this.stream, { graceMs: this.closeTimeoutMs });
   }
 
   /** Send a last packet (if any) and end the stream. */
@@ -165,7 +185,7 @@ export class GrpcFrontendSession {
     this.finishConnection();
     this.state = 'done';
     if (last) this.write(last);
-    closeStream(this.stream);
+    void closeStream(this.stream, { graceMs: this.closeTimeoutMs });
   }
 
   private finishConnection(): void {

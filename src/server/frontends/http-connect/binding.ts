@@ -150,7 +150,7 @@ export class ClientBinding implements ConnectionHandlers, ConnectionOwner {
     if (!this.tunnelDone) {
       this.tunnelDone = true;
       const c = this.connection;
-      c.discardIncoming();
+      c.discardIncoming(CLOSE_TIMEOUT_MS);
       // After the client's data, unless it failed or the connection's own stream already ended (then a reset).
       c.finish(closeRequest(c.connectID), this.error === undefined && !this.socket.errored && c.canSend);
     }
