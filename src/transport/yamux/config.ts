@@ -50,6 +50,12 @@ export interface YamuxSessionOptions {
   streamOpenTimeoutMs?: number;
   /** After close() has sent Go Away and every stream is done, wait this long for the peer to close the carrier before destroying it (default 5000). */
   closeTimeoutMs?: number;
+  /**
+   * After a stream sent its FIN, how long the peer may take to send its own before the stream is reset, in ms; each
+   * Data frame received starts the wait again, so a long answer is not cut. Also the default grace period of the
+   * session's close(). 0 waits forever (default 300000, as hashicorp's StreamCloseTimeout).
+   */
+  streamCloseTimeoutMs?: number;
 }
 
 export type ResolvedYamuxOptions = Required<YamuxSessionOptions>;
@@ -70,6 +76,7 @@ export const YAMUX_DEFAULTS: ResolvedYamuxOptions = {
   streamWritableHighWaterMarkBytes: DEFAULT_YAMUX_STREAM_HIGH_WATER_MARK_BYTES,
   streamOpenTimeoutMs: 75_000,
   closeTimeoutMs: 5_000,
+  streamCloseTimeoutMs: 300_000,
 };
 
 function invalid(message: string): never {
@@ -102,5 +109,6 @@ export function resolveYamuxOptions(options: YamuxSessionOptions = {}): Resolved
   int('streamWritableHighWaterMarkBytes', o.streamWritableHighWaterMarkBytes, 1, 2 ** 31);
   int('streamOpenTimeoutMs', o.streamOpenTimeoutMs, 0, 2 ** 31 - 1);
   int('closeTimeoutMs', o.closeTimeoutMs, 1, 2 ** 31 - 1);
+  int('streamCloseTimeoutMs', o.streamCloseTimeoutMs, 0, 2 ** 31 - 1);
   return o;
 }

@@ -18,6 +18,7 @@ import type { Duplex } from 'node:stream';
 import { EventEmitter } from 'node:events';
 import { abortError } from '../../protocol/abort.js';
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
+import { rejectBadGrace, startGrace, type CloseOptions, type GracePeriod } from '../grace.js';
 import { resolveYamuxOptions, type ResolvedYamuxOptions, type YamuxSessionOptions } from './config.js';
 import { Flag, FrameDecoder, FrameType, GoAwayCode, encodeHeader, type Frame } from './frame.js';
 import { YamuxStream } from './stream.js';
@@ -85,6 +86,7 @@ export class YamuxSession extends EventEmitter<YamuxSessionEventMap> {
   private closeWaiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
   private keepAliveTimer: NodeJS.Timeout | undefined;
   private closeTimer: NodeJS.Timeout | undefined;
+  private closeGrace: GracePeriod | undefined;
   private nextPingID = 1;
   private readonly pings = new Map<number, { start: number; timer: NodeJS.Timeout; resolve: (ms: number) => void; reject: (e: Error) => void }>();
   /** Receive-window growth, when the ceiling is above the opening window; its round trip comes from our pings. */
@@ -229,11 +231,15 @@ export class YamuxSession extends EventEmitter<YamuxSessionEventMap> {
   }
 
   /**
-   * Graceful close: send Go Away (no new streams either way), let open streams finish, then end the carrier.
-   * Resolves when the session is over; rejects with its error if it failed meanwhile. Idempotent.
+   * Graceful close: send Go Away (no new streams either way), let open streams finish for `graceMs` (default
+   * `streamCloseTimeoutMs`; with that 0 and no `graceMs`, for as long as they take) or until `signal` aborts, then
+   * end the carrier; streams still open at the deadline are destroyed with the session. Resolves when the session
+   * is over; rejects with its error if it failed meanwhile. Idempotent.
    */
-  close(): Promise<void> {
+  close(options: CloseOptions = {}): Promise<void> {
     if (this.done) return this.error ? Promise.reject(this.error) : Promise.resolve();
+    const bad = this.closing ? undefined : rejectBadGrace(options, this.options.streamCloseTimeoutMs);
+    if (bad) return bad;
     const p = new Promise<void>((resolve, reject) => this.closeWaiters.push({ resolve, reject }));
     p.catch(() => undefined);
     if (!this.closing) {
@@ -243,6 +249,12 @@ export class YamuxSession extends EventEmitter<YamuxSessionEventMap> {
       this.backlog = [];
       this.failAcceptWaiters(new KonnectivityError(ErrorCode.SHUTTING_DOWN, 'yamux: session is closing'));
       this.maybeFinishClose();
+      // The streams' grace period; without one (streamCloseTimeoutMs 0, no graceMs) they take as long as they take.
+      const forever = options.graceMs === undefined && this.options.streamCloseTimeoutMs === 0;
+      if (!this.done && !(forever && !options.signal)) {
+        const graceMs = options.graceMs ?? (forever ? 2 ** 31 - 1 : this.options.streamCloseTimeoutMs);
+        this.closeGrace = startGrace({ ...options, graceMs }, graceMs, () => this.destroy());
+      }
     }
     return p;
   }
@@ -254,6 +266,7 @@ export class YamuxSession extends EventEmitter<YamuxSessionEventMap> {
     this.error = err;
     if (this.keepAliveTimer) clearInterval(this.keepAliveTimer);
     if (this.closeTimer) clearTimeout(this.closeTimer);
+    this.closeGrace?.cancel();
     this.uncork();
     const streamErr = err ?? new KonnectivityError(ErrorCode.TUNNEL_CLOSED, 'yamux: session closed');
     // Streams nobody accepted have no listeners yet: end them quietly.

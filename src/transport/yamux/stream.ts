@@ -59,6 +59,8 @@ export class YamuxStream extends Duplex {
   private forgotten = false;
   private acked: boolean;
   private openTimer: NodeJS.Timeout | undefined;
+  /** After our FIN: the wait for the peer's (streamCloseTimeoutMs). */
+  private closeTimer: NodeJS.Timeout | undefined;
 
   /** Streams are made by YamuxSession.open() and accept(), not by hand. */
   constructor(owner: StreamOwner, id: number, outgoing: boolean) {
@@ -125,6 +127,8 @@ export class YamuxStream extends Duplex {
     this.recvWindow -= payload.length;
     if (this.lastUpdateMs === undefined && this.owner.windowGrowth) this.lastUpdateMs = this.owner.windowGrowth.now();
     if (payload.length === 0 || this.finReceived || this.destroyed) return true;
+    // After our FIN, an answer that keeps coming keeps the stream (unlike upstream, which cuts it regardless).
+    this.closeTimer?.refresh();
     this.push(keepView ? payload : Buffer.from(payload));
     return true;
   }
@@ -258,11 +262,19 @@ export class YamuxStream extends Duplex {
     this.finSent = true;
     this.owner.sendControl(FrameType.WINDOW_UPDATE, Flag.FIN, this.id, 0);
     this.maybeForget();
+    const ms = this.owner.options.streamCloseTimeoutMs;
+    if (!this.forgotten && ms > 0) {
+      // A peer that never sends its FIN must not hold the stream (and a session's graceful close) for ever.
+      this.closeTimer = setTimeout(() => {
+        this.destroy(new KonnectivityError(ErrorCode.STREAM_CLOSED, `yamux: the peer did not close the stream within ${ms} ms`));
+      }, ms).unref();
+    }
     callback();
   }
 
   override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
     this.clearOpenTimer();
+    clearTimeout(this.closeTimer);
     if (!this.forgotten && !this.resetSeen && !(this.finSent && this.finReceived)) {
       this.owner.sendControl(FrameType.WINDOW_UPDATE, Flag.RST, this.id, 0);
     }
@@ -289,6 +301,7 @@ export class YamuxStream extends Duplex {
     this.forgotten = true;
     this.clearOpenTimer();
     this.owner.windowGrowth?.release(this.window);
+    clearTimeout(this.closeTimer);
     this.owner.streamClosed(this);
   }
 

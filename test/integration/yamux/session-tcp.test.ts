@@ -134,4 +134,103 @@ describe('yamux session over TCP', () => {
     expect((await failed)[0]).toMatchObject({ code: 'ERR_TUNNEL_CLOSED' });
     expect(await closed).toMatchObject({ code: 'ERR_TUNNEL_CLOSED' });
   });
+
+  describe('deadlines (hashicorp/yamux StreamCloseTimeout)', () => {
+    it('a stream whose peer never sends its FIN is reset streamCloseTimeoutMs after ours', async () => {
+      const [c, s] = await connect({ streamCloseTimeoutMs: 50 });
+      const accepted = s.accept();
+      const st = c.open();
+      st.write('hello');
+      const peer = await accepted;
+      peer.resume(); // reads, never ends
+      const peerClosed = new Promise<Error | undefined>((r) => {
+        let e: Error | undefined;
+        peer.on('error', (err) => (e = err));
+        peer.once('close', () => r(e));
+      });
+      const mine = new Promise<Error | undefined>((r) => {
+        let e: Error | undefined;
+        st.on('error', (err) => (e = err));
+        st.once('close', () => r(e));
+      });
+      st.resume();
+      st.end();
+      expect((await mine)?.message).toMatch(/did not close the stream within 50 ms/);
+      // The peer hears RST.
+      expect((await peerClosed)?.message).toMatch(/reset by peer/);
+      expect(c.streamCount).toBe(0);
+      expect(s.streamCount).toBe(0);
+    });
+
+    it('a stream whose peer keeps answering after our FIN is not reset, however long that takes in all', async () => {
+      const [c, s] = await connect({ streamCloseTimeoutMs: 1500 });
+      s.onStream((st) => {
+        st.resume();
+        st.on('end', () => {
+          let n = 0;
+          const timer = setInterval(() => {
+            st.write('x');
+            if (++n === 50) {
+              clearInterval(timer);
+              st.end();
+            }
+          }, 60);
+        });
+      });
+      const st = c.open();
+      st.end('request');
+      expect((await readAll(st)).toString()).toBe('x'.repeat(50));
+    });
+
+    it('close({ graceMs }) with a stream that stays open resolves at the deadline, taking the stream down', async () => {
+      const [c, s] = await connect();
+      const accepted = s.accept();
+      const st = c.open();
+      st.write('x');
+      const peer = await accepted;
+      peer.on('error', () => undefined);
+      st.on('error', () => undefined);
+      peer.resume();
+      await c.close({ graceMs: 50 });
+      expect(c.closed).toBe(true);
+      expect(st.destroyed).toBe(true);
+      await closeOf(s);
+    });
+
+    it('close({ signal }) ends the wait when the signal aborts, and close({ graceMs: 0 }) at once', async () => {
+      const [c, s] = await connect();
+      const accepted = s.accept();
+      const st = c.open();
+      st.write('x');
+      st.on('error', () => undefined);
+      (await accepted).on('error', () => undefined);
+      const ac = new AbortController();
+      const closing = c.close({ graceMs: 600_000, signal: ac.signal });
+      ac.abort();
+      await closing;
+      expect(st.destroyed).toBe(true);
+      await closeOf(s);
+
+      const [c2, s2] = await connect();
+      const st2 = c2.open();
+      st2.on('error', () => undefined);
+      st2.write('y');
+      await c2.close({ graceMs: 0 });
+      expect(st2.destroyed).toBe(true);
+      await closeOf(s2);
+      await expect(c2.close({ graceMs: -1 })).resolves.toBeUndefined();
+    });
+
+    it('close() still waits for a stream that finishes in time, and resolves cleanly', async () => {
+      const [c, s] = await connect();
+      s.onStream((st) => st.pipe(st));
+      const st = c.open();
+      st.end('finish me');
+      const closing = c.close({ graceMs: 600_000 });
+      expect((await readAll(st)).toString()).toBe('finish me');
+      await closing;
+      expect(c.errored).toBeUndefined();
+      await closeOf(s);
+    });
+  });
 });
