@@ -4,15 +4,16 @@
  */
 import { chmod, lstat, unlink } from 'node:fs/promises';
 import type net from 'node:net';
+import type { CloseOptions } from './grace.js';
 
 /** Where a listener binds: TCP (`port` 0 picks a free one; `host` defaults to 127.0.0.1) or a Unix socket `path`. */
 export type ListenTarget = { port: number; host?: string } | { path: string };
 
-/** Options of a listener's `close()`. */
-export interface ListenerCloseOptions {
-  /** How long open work (calls, carriers, tunnels) may take to finish before it is destroyed, in ms. */
-  graceMs?: number;
-}
+/**
+ * Options of a listener's `close()`: how long open work (calls, carriers, tunnels) may take to finish before it is
+ * destroyed (`graceMs`), and a `signal` that ends the grace period at once; the library's {@link CloseOptions}.
+ */
+export type ListenerCloseOptions = CloseOptions;
 
 /**
  * What every listener of the library does: `listen()` resolves once bound (and rejects with the listen error:

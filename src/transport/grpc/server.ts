@@ -11,10 +11,11 @@ import http2, {
   type IncomingHttpHeaders,
   type ServerHttp2Stream,
 } from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { joinHostPort } from '../../protocol/address.js';
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
+import { startGrace } from '../grace.js';
 import { bindServer, type Listener, type ListenerCloseOptions, type ListenTarget } from '../listener.js';
 import type { IncomingPacketStream, Metadata, PacketStream } from '../packet-stream.js';
 import { headersFromMetadata, metadataFromRawHeaders } from './headers.js';
@@ -113,6 +114,11 @@ export interface GrpcServerEvents {
  */
 export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listener {
   private readonly sessions = new Set<Http2Session>();
+  /**
+   * Every raw connection: destroying a session whose peer never sent the preface does not close its socket (node
+   * ends it and waits for the peer), so the end of a grace period destroys these too.
+   */
+  private readonly sockets = new Set<Socket>();
   private server: Http2Server | Http2SecureServer | undefined;
   private socketPath: string | undefined;
   private streamOptions: ResolvedStreamOptions;
@@ -186,7 +192,7 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
 
   /**
    * Stop accepting connections, send GOAWAY on every connection so clients open no new calls, wait for the calls
-   * in progress up to `graceMs` (default 5000), then destroy what is left. Idempotent.
+   * in progress up to `graceMs` (default 5000) or until `signal` aborts, then destroy what is left. Idempotent.
    */
   close(options: ListenerCloseOptions = {}): Promise<void> {
     if (this.closing) return this.closing;
@@ -197,11 +203,8 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
       server.close(() => resolve());
       for (const s of this.sessions) s.close();
       if (this.sessions.size === 0) return;
-      const timer = setTimeout(() => {
-        for (const s of this.sessions) s.destroy();
-      }, graceMs);
-      timer.unref();
-      server.once('close', () => clearTimeout(timer));
+      const grace = startGrace({ ...options, graceMs }, graceMs, () => this.destroyConnections(undefined));
+      server.once('close', () => grace.cancel());
     });
     return this.closing;
   }
@@ -212,7 +215,12 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
     this.destroyed = true;
     const server = this.server;
     if (!this.closing) this.closing = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
+    this.destroyConnections(err);
+  }
+
+  private destroyConnections(err: Error | undefined): void {
     for (const s of this.sessions) s.destroy(err);
+    for (const socket of this.sockets) socket.destroy();
   }
 
   private createHttp2Server(): Http2Server | Http2SecureServer {
@@ -237,6 +245,10 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
     this.admission.watch(server);
     const keepaliveTimeMs = options.keepaliveTimeMs;
     const keepaliveTimeoutMs = options.keepaliveTimeoutMs ?? DEFAULT_KEEPALIVE_TIMEOUT_MS;
+    server.on('connection', (socket: Socket) => {
+      this.sockets.add(socket);
+      socket.once('close', () => this.sockets.delete(socket));
+    });
     server.on('session', (session: Http2Session) => {
       this.sessions.add(session);
       session.on('close', () => this.sessions.delete(session));

@@ -6,6 +6,7 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
+import { startGrace } from '../grace.js';
 import { bindServer, type Listener, type ListenerCloseOptions, type ListenTarget, type UnixSocketOptions } from '../listener.js';
 import type { IncomingPacketStream } from '../packet-stream.js';
 import { DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS_PER_LISTENER } from '../limits.js';
@@ -113,7 +114,7 @@ export class YamuxServer implements Listener {
     return this.carriers.size;
   }
 
-  /** Stop accepting; destroy the carriers still open after `graceMs` (default 5000). Idempotent. */
+  /** Stop accepting; destroy the carriers still open after `graceMs` (default 5000) or when `signal` aborts. Idempotent. */
   close(options: ListenerCloseOptions = {}): Promise<void> {
     if (this.closing) return this.closing;
     const graceMs = options.graceMs ?? DEFAULT_CLOSE_GRACE_MS;
@@ -124,9 +125,8 @@ export class YamuxServer implements Listener {
       if (!this.server.listening) return resolve();
       this.server.close(() => resolve());
       if (this.carriers.size === 0) return;
-      const timer = setTimeout(() => this.destroyCarriers(), graceMs);
-      timer.unref();
-      this.server.once('close', () => clearTimeout(timer));
+      const grace = startGrace({ ...options, graceMs }, graceMs, () => this.destroyCarriers());
+      this.server.once('close', () => grace.cancel());
     });
     return this.closing;
   }

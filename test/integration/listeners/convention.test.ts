@@ -110,6 +110,24 @@ describe.each(kinds)('%s', (_name, make) => {
     await expect(listener.listen({ port: 0 })).rejects.toMatchObject({ code: 'ERR_INVALID_OPTION' });
   });
 
+  it('close({ graceMs, signal }): a connection still open is destroyed when the signal aborts', async () => {
+    await listener.listen({ port: 0 });
+    const { port } = listener.address() as net.AddressInfo;
+    // A client that connects and then says nothing and reads nothing: open work the grace period would wait for.
+    const silent = net.connect({ host: '127.0.0.1', port });
+    silent.on('error', () => {});
+    silent.pause();
+    await new Promise<void>((resolve) => silent.once('connect', () => resolve()));
+    await new Promise((r) => setTimeout(r, 20));
+    const ac = new AbortController();
+    const closing = listener.close({ graceMs: 600_000, signal: ac.signal });
+    ac.abort();
+    await closing;
+    expect(listener.address()).toBeNull();
+    silent.destroy();
+    await expect(listener.close({ graceMs: -1 })).resolves.toBeUndefined();
+  });
+
   it('close() before listen() resolves, and a closed listener does not listen again', async () => {
     await listener.close();
     expect(listener.address()).toBeNull();

@@ -15,6 +15,7 @@ import type { Duplex } from 'node:stream';
 import type { TlsOptions } from 'node:tls';
 import { ErrorCode, KonnectivityError } from '../../../protocol/errors.js';
 import { noop } from '../../../protocol/noop.js';
+import { rejectBadGrace, startGrace } from '../../../transport/grace.js';
 import { bindServer, type Listener, type ListenTarget } from '../../../transport/listener.js';
 import { Admission, mtls, remoteAddressOf } from './admission.js';
 import { parseConnectAuthority } from './authority.js';
@@ -192,24 +193,24 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
   }
 
   /**
-   * Stop listening and refuse new CONNECTs; let open tunnels finish for up to `graceMs`, then destroy what is left.
-   * Idempotent: later calls return the same promise.
+   * Stop listening and refuse new CONNECTs; let open tunnels finish for up to `graceMs` (default 10000) or until
+   * `signal` aborts, then destroy what is left. Idempotent: later calls return the same promise.
    */
   close(options: HttpConnectCloseOptions = {}): Promise<void> {
     if (this.closing) return this.closing;
-    const graceMs = options.graceMs ?? DEFAULT_GRACE_MS;
+    const bad = rejectBadGrace(options, DEFAULT_GRACE_MS);
+    if (bad) return bad;
     this.state = 'closing';
     const stopped = this.stopListening();
     this.closing = (async () => {
-      const timer = setTimeout(() => this.destroy(), graceMs);
-      timer.unref();
+      const grace = startGrace(options, DEFAULT_GRACE_MS, () => this.destroy());
       try {
         // Idle keep-alive connections (a client that got a 405) would hold close() open.
         this.http.closeIdleConnections();
         if (this.tunnels.size > 0) await new Promise<void>((resolve) => (this.drained = resolve));
         await stopped;
       } finally {
-        clearTimeout(timer);
+        grace.cancel();
         this.state = 'closed';
       }
     })();

@@ -6,6 +6,7 @@ import type { Duplex } from 'node:stream';
 import type { TlsOptions } from 'node:tls';
 import { ErrorCode, KonnectivityError } from '../../../protocol/errors.js';
 import { checkNumber } from '../../../protocol/options.js';
+import type { CloseOptions } from '../../../transport/grace.js';
 import type { ListenTarget } from '../../../transport/listener.js';
 import { DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS_PER_LISTENER } from '../../../transport/limits.js';
 import type { DialHandle } from '../../dials.js';
@@ -66,8 +67,8 @@ export interface HttpConnectFrontendOptions {
 export type HttpConnectListenTarget = ListenTarget;
 
 /** Options of {@link HttpConnectFrontend.close}. */
-export interface HttpConnectCloseOptions {
-  /** How long open tunnels may take to finish before they are destroyed. Default 10000. */
+export interface HttpConnectCloseOptions extends CloseOptions {
+  /** How long open tunnels may take to finish before they are destroyed, in ms. Default 10000. */
   graceMs?: number;
 }
 
