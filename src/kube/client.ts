@@ -57,7 +57,13 @@ export interface KubeRequestOptions {
   body?: unknown;
   /** Aborts the request. */
   signal?: AbortSignal;
+  /** This request's deadline for the whole answer, in ms, when shorter than the client's. */
+  timeoutMs?: number;
+  /** The most bytes of an answer read before the request fails (default 16 MiB). */
+  maxResponseBytes?: number;
 }
+
+const DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
 
 /** One watch event. */
 export interface WatchEvent<T> {
@@ -138,8 +144,9 @@ export class KubeClient {
   /** Send one request; resolves with the decoded JSON body of a 2xx answer, rejects with a KubeApiError. */
   async request<T>(method: string, path: string, options: KubeRequestOptions = {}): Promise<T> {
     await this.limiter.take();
-    const res = await this.send(method, path, options, this.timeoutMs);
-    const text = await readAll(res);
+    const timeoutMs = options.timeoutMs !== undefined && (this.timeoutMs <= 0 || options.timeoutMs < this.timeoutMs) ? options.timeoutMs : this.timeoutMs;
+    const res = await this.send(method, path, options, timeoutMs);
+    const text = await readAll(res, options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES, `${method} ${path}`);
     const status = res.statusCode ?? 0;
     if (status < 200 || status > 299) throw apiError(status, text, method, path);
     try {
@@ -158,7 +165,7 @@ export class KubeClient {
     const abort = new AbortController();
     const res = await this.send('GET', path, { query: { ...query, watch: 'true' }, signal: abort.signal }, 0);
     const status = res.statusCode ?? 0;
-    if (status < 200 || status > 299) throw apiError(status, await readAll(res), 'GET', path);
+    if (status < 200 || status > 299) throw apiError(status, await readAll(res, DEFAULT_MAX_RESPONSE_BYTES, `GET ${path}`), 'GET', path);
     const stop = (): void => abort.abort();
     this.watches.add(stop);
     const done = new Promise<Error | undefined>((resolve) => {
@@ -215,31 +222,47 @@ export class KubeClient {
         ...(options.signal ? { signal: options.signal } : {}),
       });
       let timer: NodeJS.Timeout | undefined;
+      let response: IncomingMessage | undefined;
       if (timeoutMs > 0) {
-        timer = setTimeout(() => req.destroy(new Error(`timed out after ${timeoutMs}ms`)), timeoutMs);
+        // One deadline for the whole answer: a socket idle timeout restarts with every byte of a trickling answer.
+        timer = setTimeout(() => {
+          const err = new KubeApiError(0, 'Timeout', `no answer within ${timeoutMs} ms to ${method} ${url.pathname}`);
+          req.destroy(err);
+          response?.destroy(err);
+        }, timeoutMs);
         timer.unref();
       }
       req.once('response', (res) => {
+        response = res;
         // The timeout covers the whole answer of a plain request, not the life of a watch.
         if (timer) res.once('end', () => clearTimeout(timer)).once('close', () => clearTimeout(timer));
         resolve(res);
       });
       req.once('error', (err) => {
         clearTimeout(timer);
-        reject(new KubeApiError(0, 'Unreachable', `the Kubernetes API is unreachable (${method} ${url.pathname}): ${err.message}`, { cause: err }));
+        if (err instanceof KubeApiError) reject(err);
+        else reject(new KubeApiError(0, 'Unreachable', `the Kubernetes API is unreachable (${method} ${url.pathname}): ${err.message}`, { cause: err }));
       });
       req.end(body);
     });
   }
 }
 
-function readAll(res: IncomingMessage): Promise<string> {
+/** The whole body as text, failing past `maxBytes` (the rest is not read) or when the answer is cut. */
+function readAll(res: IncomingMessage, maxBytes: number, what: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    let text = '';
-    res.setEncoding('utf8');
-    res.on('data', (c: string) => (text += c));
-    res.once('end', () => resolve(text));
-    res.once('error', (err) => reject(new KubeApiError(0, 'Unreachable', `reading the answer: ${err.message}`, { cause: err })));
+    const chunks: Buffer[] = [];
+    let bytes = 0;
+    res.on('data', (c: Buffer) => {
+      bytes += c.length;
+      if (bytes > maxBytes) res.destroy(new KubeApiError(0, 'TooLarge', `the answer is over ${maxBytes} bytes (${what})`));
+      else chunks.push(c);
+    });
+    res.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    res.once('error', (err) => reject(err instanceof KubeApiError ? err : new KubeApiError(0, 'Unreachable', `reading the answer: ${err.message}`, { cause: err })));
+    res.once('close', () => {
+      if (!res.complete) reject(new KubeApiError(0, 'Unreachable', `the answer to ${what} was cut`));
+    });
   });
 }
 

@@ -49,6 +49,11 @@ export interface KubeApiOptions {
   users?: Record<string, string>;
   /** The audience TokenReviews must name (default `system:konnectivity-server`). */
   audience?: string;
+  /**
+   * TokenReviews of these agent tokens answer badly: `trickle` sends a byte every 20 ms and never ends (no idle
+   * timeout ever fires), `huge` answers 256 KiB.
+   */
+  misbehave?: Record<string, 'trickle' | 'huge'>;
 }
 
 type Fault = { status: number; reason: string; message: string; match: (method: string, path: string) => boolean };
@@ -215,6 +220,18 @@ export class KubeApi {
         return;
       }
       if (record.method === 'POST' && record.path === '/apis/authentication.k8s.io/v1/tokenreviews') {
+        const bad = this.options.misbehave?.[(body as { spec?: { token?: string } } | undefined)?.spec?.token ?? ''];
+        if (bad === 'trickle') {
+          record.status = 201;
+          res.writeHead(201, { 'content-type': 'application/json' });
+          const timer = setInterval(() => res.write(' '), 20);
+          res.once('close', () => clearInterval(timer));
+          return;
+        }
+        if (bad === 'huge') {
+          answer(201, { pad: 'x'.repeat(256 * 1024) });
+          return;
+        }
         this.tokenReview(body as { spec: { token: string; audiences?: string[] } }, answer);
         return;
       }
@@ -362,12 +379,15 @@ export class KubeApi {
       }
     }
     this.watchers.add(w);
+    let timer: NodeJS.Timeout | undefined;
     const end = (): void => {
+      clearTimeout(timer);
       this.watchers.delete(w);
       if (!res.writableEnded) res.end();
     };
     req.socket.once('close', end);
-    if (timeoutSeconds > 0) setTimeout(end, timeoutSeconds * 1000).unref();
+    res.once('close', end);
+    if (timeoutSeconds > 0) timer = setTimeout(end, timeoutSeconds * 1000).unref();
   }
 
   private notify(type: 'ADDED' | 'MODIFIED' | 'DELETED', lease: StoredLease): void {

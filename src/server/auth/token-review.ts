@@ -5,6 +5,7 @@
  * Every failure refuses the agent (fail closed).
  */
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
+import { checkNumber } from '../../protocol/options.js';
 import type { Metadata } from '../../transport/packet-stream.js';
 import { KubeClient } from '../../kube/client.js';
 import type { KubernetesApiConfig } from '../../kube/config.js';
@@ -33,9 +34,17 @@ export interface TokenReviewOptions {
   serviceAccount: string;
   /** The audience the agent token is bound to (`--authentication-audience`). */
   audience?: string | undefined;
-  /** How long one review may take (default 10000). */
+  /**
+   * How long one review may take, from the request to the end of the answer, in ms (default 10000). With `client`,
+   * the shorter of this and the client's own timeout applies.
+   */
   timeoutMs?: number;
+  /** The most bytes of an answer read before the review fails (default 1 MiB; an answer is a few hundred bytes). */
+  maxResponseBytes?: number;
 }
+
+const DEFAULT_REVIEW_TIMEOUT_MS = 10_000;
+const DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024;
 
 interface TokenReviewStatus {
   authenticated?: boolean;
@@ -45,7 +54,11 @@ interface TokenReviewStatus {
 
 /** An `authenticateAgent` hook for ProxyServer that checks the agent's token with a TokenReview. */
 export function tokenReviewVerifier(options: TokenReviewOptions): (ctx: AgentAuthContext) => Promise<void> {
-  const client = options.client ?? (options.api ? new KubeClient(options.api, { timeoutMs: options.timeoutMs ?? 10_000 }) : undefined);
+  const timeoutMs = options.timeoutMs ?? DEFAULT_REVIEW_TIMEOUT_MS;
+  const maxResponseBytes = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
+  checkNumber('timeoutMs', timeoutMs, { above: 0, max: 2 ** 31 - 1 });
+  checkNumber('maxResponseBytes', maxResponseBytes, { integer: true, above: 0 });
+  const client = options.client ?? (options.api ? new KubeClient(options.api, { timeoutMs }) : undefined);
   if (!client) throw new KonnectivityError(ErrorCode.INVALID_OPTION, 'tokenReviewVerifier: give `api` or `client`');
   const want = `system:serviceaccount:${options.namespace}:${options.serviceAccount}`;
   const refuse = (agentID: string, why: string, cause?: unknown): KonnectivityError =>
@@ -55,7 +68,7 @@ export function tokenReviewVerifier(options: TokenReviewOptions): (ctx: AgentAut
     if (!token) throw refuse(agentID, 'missing bearer token');
     let status: TokenReviewStatus;
     try {
-      status = await review(client, options.audience, token);
+      status = await review(client, options.audience, token, { timeoutMs, maxResponseBytes });
     } catch (err) {
       throw refuse(agentID, `token review failed: ${(err as Error).message}`, err);
     }
@@ -66,8 +79,9 @@ export function tokenReviewVerifier(options: TokenReviewOptions): (ctx: AgentAut
   };
 }
 
-async function review(client: KubeClient, audience: string | undefined, token: string): Promise<TokenReviewStatus> {
+async function review(client: KubeClient, audience: string | undefined, token: string, limits: { timeoutMs: number; maxResponseBytes: number }): Promise<TokenReviewStatus> {
   const answer = await client.request<{ status?: TokenReviewStatus }>('POST', '/apis/authentication.k8s.io/v1/tokenreviews', {
+    ...limits,
     body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, ...(audience ? { audiences: [audience] } : {}) } },
   });
   return answer?.status ?? {};

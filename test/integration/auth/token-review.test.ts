@@ -35,7 +35,7 @@ describe('TokenReview agent authentication', () => {
   beforeEach(async () => {
     before = snapshotResources();
     dir = mkdtempSync(join(tmpdir(), 'ktr-'));
-    api = await startKubeApi({ users: USERS });
+    api = await startKubeApi({ users: USERS, misbehave: { 'trickle-token': 'trickle', 'huge-token': 'huge' } });
     apiURL = api.url;
   });
 
@@ -47,16 +47,50 @@ describe('TokenReview agent authentication', () => {
 
   const kubeconfig = (user: string): string => api.kubeconfig(dir, user);
 
-  async function serverWith(kubeconfigPath: string): Promise<ProxyServer> {
+  async function serverWith(kubeconfigPath: string, limits: { timeoutMs?: number; maxResponseBytes?: number } = {}): Promise<ProxyServer> {
     return new ProxyServer({
       authenticateAgent: tokenReviewVerifier({
         api: await loadKubeconfig(kubeconfigPath),
         namespace: 'kube-system',
         serviceAccount: 'konnectivity-agent',
         audience: 'system:konnectivity-server',
+        ...limits,
       }),
     });
   }
+
+  it('refuses the agent when the review has no complete answer within timeoutMs, even one that trickles', async () => {
+    const server = await serverWith(kubeconfig('token: api-token'), { timeoutMs: 200 });
+    try {
+      const err = await new Agent({ agentID: 'a', token: () => 'trickle-token' })
+        .connect(memoryConnector((incoming) => void server.acceptAgent(incoming)))
+        .catch((e: unknown) => e);
+      expect(isKonnectivityError(err, ErrorCode.UNAUTHENTICATED)).toBe(true);
+      expect((err as Error).message).toMatch(/token review failed: no answer within 200 ms/);
+    } finally {
+      server.destroy();
+    }
+  });
+
+  it('refuses the agent when the answer is larger than maxResponseBytes, without reading it all', async () => {
+    const server = await serverWith(kubeconfig('token: api-token'), { maxResponseBytes: 4096 });
+    try {
+      const err = await new Agent({ agentID: 'a', token: () => 'huge-token' })
+        .connect(memoryConnector((incoming) => void server.acceptAgent(incoming)))
+        .catch((e: unknown) => e);
+      expect(isKonnectivityError(err, ErrorCode.UNAUTHENTICATED)).toBe(true);
+      expect((err as Error).message).toMatch(/answer is over 4096 bytes/);
+    } finally {
+      server.destroy();
+    }
+  });
+
+  it('checks its limits when made', async () => {
+    const api = await loadKubeconfig(kubeconfig('token: api-token'));
+    const make = (limits: object) => () => tokenReviewVerifier({ api, namespace: 'n', serviceAccount: 's', ...limits });
+    expect(make({ timeoutMs: 0 })).toThrow(expect.objectContaining({ code: ErrorCode.INVALID_OPTION }));
+    expect(make({ maxResponseBytes: -1 })).toThrow(expect.objectContaining({ code: ErrorCode.INVALID_OPTION }));
+  });
 
   it('admits the configured service account and refuses other tokens, with clear errors', async () => {
     const server = await serverWith(kubeconfig('token: api-token'));
