@@ -32,6 +32,10 @@ export interface AgentOptions {
   syncIntervalCapMs: number;
   probeIntervalMs: number;
   keepaliveTimeMs: number;
+  /** `--keepalive-timeout`: how long a keepalive ping may stay unanswered (gRPC transport). */
+  keepaliveTimeoutMs: number;
+  /** `--endpoint-dial-timeout`: how long the agent waits for an endpoint connection. */
+  endpointDialTimeoutMs: number;
   syncForever: boolean;
   transport: 'grpc' | 'yamux';
   /** From `--xfr-channel-size` when given; otherwise the library default (1 MiB). */
@@ -96,6 +100,8 @@ export function agentFlagSpecs(): FlagSpec[] {
     { name: 'sync-interval-cap', type: 'duration', default: 10_000, usage: 'maximum interval between attempts after errors', validate: positive },
     { name: 'probe-interval', type: 'duration', default: 1000, usage: 'interval between checks of each tunnel\'s health', validate: positive },
     { name: 'keepalive-time', type: 'duration', default: 3_600_000, usage: 'keepalive ping interval to the server (never below 30s on gRPC)', validate: positive },
+    { name: 'keepalive-timeout', type: 'duration', default: 20_000, usage: 'drop the tunnel when a keepalive ping is not answered within this (gRPC transport) [konnectivity-ts]', validate: positive },
+    { name: 'endpoint-dial-timeout', type: 'duration', default: 5000, usage: 'how long to wait for an endpoint connection before the server hears "i/o timeout" [konnectivity-ts]', validate: positive },
     { name: 'sync-forever', type: 'bool', default: false, usage: 'keep dialling to discover new servers after --server-count is reached' },
     {
       name: 'alpn-proto',
@@ -166,6 +172,8 @@ export function parseAgentOptions(argv: readonly string[], env: NodeJS.ProcessEn
     syncIntervalCapMs: v['sync-interval-cap'] as number,
     probeIntervalMs: v['probe-interval'] as number,
     keepaliveTimeMs: v['keepalive-time'] as number,
+    keepaliveTimeoutMs: v['keepalive-timeout'] as number,
+    endpointDialTimeoutMs: v['endpoint-dial-timeout'] as number,
     syncForever: v['sync-forever'] as boolean,
     transport: v['transport'] as AgentOptions['transport'],
     connectionBufferBytes: connectionBufferFromFlags(parsed),

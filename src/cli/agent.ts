@@ -77,7 +77,7 @@ function connectors(o: AgentOptions, log: Logger): { connector: TunnelConnector 
   const make = (host: string, port: number): TunnelConnector =>
     o.transport === 'yamux'
       ? yamuxConnector(host, port, tls)
-      : grpcAgentConnector({ address: joinHostPort(host, port), ...(tls ? { tls } : {}), keepaliveTimeMs });
+      : grpcAgentConnector({ address: joinHostPort(host, port), ...(tls ? { tls } : {}), keepaliveTimeMs, keepaliveTimeoutMs: o.keepaliveTimeoutMs });
   if (o.proxyServerAddresses.length > 0) return { connectors: o.proxyServerAddresses.map((a) => make(a.host, a.port)) };
   return { connector: make(o.proxyServerHost, o.proxyServerPort) };
 }
@@ -97,6 +97,7 @@ export async function startAgent(o: AgentOptions, log: Logger): Promise<RunningA
   const agent = new Agent({
     agentID: o.agentID,
     identifiers: o.identifiers,
+    dialTimeoutMs: o.endpointDialTimeoutMs,
     ...(o.serviceAccountTokenPath ? { token: tokenFileReader(o.serviceAccountTokenPath) } : {}),
     ...(o.connectionBufferBytes ? { connectionBufferBytes: o.connectionBufferBytes } : {}),
   });

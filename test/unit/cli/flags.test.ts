@@ -180,6 +180,14 @@ describe('agent options', () => {
     });
     expect(parseAgentOptions([], { PROXY_AGENT_ID: 'a1' }).options.agentID).toBe('a1');
   });
+  it('takes our own endpoint dial and keepalive ping timeouts, with the fixed values of before as defaults', () => {
+    expect(parseAgentOptions([], {}).options).toMatchObject({ endpointDialTimeoutMs: 5000, keepaliveTimeoutMs: 20_000 });
+    const { options, parsed } = parseAgentOptions(['--endpoint-dial-timeout=150ms', '--keepalive-timeout=3s'], {});
+    expect(options).toMatchObject({ endpointDialTimeoutMs: 150, keepaliveTimeoutMs: 3000 });
+    expect(parsed.warnings).toEqual([]);
+    expect(() => parseAgentOptions(['--endpoint-dial-timeout=0s'], {})).toThrow(/endpoint-dial-timeout/);
+    expect(formatHelp('konnectivity-agent', '', agentFlagSpecs())).toMatch(/--keepalive-timeout duration +.*\[konnectivity-ts\] \(default 20s\)/);
+  });
   it('parses identifiers and server lists', () => {
     expect(parseAgentIdentifiers('host=node1&ipv4=10.0.0.5&ipv4=10.0.0.6&default-route=true&cidr=10.0.0.0/16')).toEqual({
       host: ['node1'],
