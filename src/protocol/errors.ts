@@ -11,6 +11,8 @@ export const ErrorCode = {
   PROTOCOL: 'ERR_PROTOCOL',
   /** Invalid options given to a constructor or function. */
   INVALID_OPTION: 'ERR_INVALID_OPTION',
+  /** A packet to send cannot be encoded (an int64 field outside the signed 64-bit range); nothing was sent. */
+  INVALID_PACKET: 'ERR_INVALID_PACKET',
   /** No agent fits the dial (wire text: `No agent available`). */
   NO_AGENT: 'ERR_NO_AGENT',
   /** The agent could not reach the endpoint; `message` is the agent's error text. Client reason `endpoint`. */

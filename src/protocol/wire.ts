@@ -50,7 +50,7 @@ export function int64Size(v: bigint): number {
   if (v >= 0n && v < 0x80000000n) return varint32Size(Number(v));
   if (v < INT64_MIN || v > INT64_MAX) {
     // Wrapping would put a different ID on the wire.
-    throw new KonnectivityError(ErrorCode.INVALID_OPTION, `int64 field out of range: ${v}`);
+    throw new KonnectivityError(ErrorCode.INVALID_PACKET, `int64 field out of range: ${v}`);
   }
   let u = BigInt.asUintN(64, v);
   let n = 0;

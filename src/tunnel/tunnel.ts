@@ -438,23 +438,25 @@ export class TunnelConnection {
         this.tunnel.waitForDrain(this);
         return false;
       }
+      // Each item leaves the queue only once it is written: a packet that cannot be encoded throws with it still
+      // queued, never lost.
       const head = this.queue[0]!;
       if (head instanceof Uint8Array || Array.isArray(head)) {
         if (this.credit <= 0) return false;
         const data = head as Payload;
         const length = payloadLength(data);
         const n = Math.min(length, this.credit);
+        this.tunnel.send(dataPacket(this.connectID, n === length ? data : slicePayload(data, 0, n)));
         if (n === length) this.queue.shift();
         else this.queue[0] = slicePayload(data, n, length);
         this.credit -= n;
         this.bytesSent += n;
-        this.tunnel.send(dataPacket(this.connectID, n === length ? data : slicePayload(data, 0, n)));
       } else if (head === END_STREAM) {
         this.queue.shift();
         endStream(this.tunnel.stream);
       } else {
-        this.queue.shift();
         this.writePacket(head as Packet);
+        this.queue.shift();
       }
     }
     if (this.wantWritable && !this.detached) {

@@ -49,7 +49,6 @@ export function statusForError(err: Error | undefined): number {
     case ErrorCode.UNAUTHENTICATED:
       return GrpcStatus.UNAUTHENTICATED;
     case ErrorCode.PROTOCOL:
-    case ErrorCode.MALFORMED_PACKET:
       return GrpcStatus.INVALID_ARGUMENT;
     case ErrorCode.SHUTTING_DOWN:
       return GrpcStatus.UNAVAILABLE;
@@ -57,6 +56,7 @@ export function statusForError(err: Error | undefined): number {
     case ErrorCode.LIMIT_EXCEEDED:
       return GrpcStatus.RESOURCE_EXHAUSTED;
     default:
+      // Including ERR_MALFORMED_PACKET: grpc-go answers a message it cannot unmarshal with INTERNAL.
       return GrpcStatus.INTERNAL;
   }
 }

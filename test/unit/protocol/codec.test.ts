@@ -183,7 +183,7 @@ describe('int64 range', () => {
       } catch (e) {
         err = e;
       }
-      expect(isKonnectivityError(err, 'ERR_INVALID_OPTION')).toBe(true);
+      expect(isKonnectivityError(err, 'ERR_INVALID_PACKET')).toBe(true);
     }
     expect(() => encodePacket(dialRequest('a:1', (1n << 63n) - 1n))).not.toThrow();
     expect(() => encodePacket(dialRequest('a:1', -(1n << 63n)))).not.toThrow();

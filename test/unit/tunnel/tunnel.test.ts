@@ -209,3 +209,28 @@ describe('Tunnel legacy regime', () => {
     await once(b, 'close');
   });
 });
+
+describe('a packet that cannot be encoded', () => {
+  it('write() throws ERR_INVALID_PACKET and sends nothing; the stream keeps working', async () => {
+    const { dialRequest } = await import('../../../src/index.js');
+    const [a, b] = createMemoryPair({ encode: true });
+    const got: Packet[] = [];
+    b.on('packet', (p) => got.push(p));
+    expect(() => a.write(dialRequest('x:1', 1n << 70n))).toThrow(expect.objectContaining({ code: 'ERR_INVALID_PACKET' }));
+    expect(a.write(dialRequest('x:1', 5n))).toBe(true);
+    await settle();
+    expect(got.map((p) => p.type)).toEqual([PacketType.DIAL_REQ]);
+    a.destroy();
+    b.destroy();
+  });
+
+  it('a connection whose DATA cannot be encoded keeps the chunk queued instead of losing it', () => {
+    const { ta, a, b } = pair(undefined);
+    const c = ta.open(1n << 70n, { onData() {}, onWritable() {} });
+    expect(() => c.sendData(Buffer.from('kept'))).toThrow(expect.objectContaining({ code: 'ERR_INVALID_PACKET' }));
+    expect(c.bytesSent).toBe(0);
+    expect(() => c.flush()).toThrow(expect.objectContaining({ code: 'ERR_INVALID_PACKET' }));
+    a.destroy();
+    b.destroy();
+  });
+});

@@ -36,6 +36,7 @@ describe('status mapping', () => {
     expect(statusForError(undefined)).toBe(GrpcStatus.OK);
     expect(statusForError(e(ErrorCode.UNAUTHENTICATED))).toBe(GrpcStatus.UNAUTHENTICATED);
     expect(statusForError(e(ErrorCode.PROTOCOL))).toBe(GrpcStatus.INVALID_ARGUMENT);
+    expect(statusForError(e(ErrorCode.MALFORMED_PACKET))).toBe(GrpcStatus.INTERNAL);
     expect(statusForError(e(ErrorCode.SHUTTING_DOWN))).toBe(GrpcStatus.UNAVAILABLE);
     expect(statusForError(e(ErrorCode.MESSAGE_TOO_LARGE))).toBe(GrpcStatus.RESOURCE_EXHAUSTED);
     expect(statusForError(new Error('plain'))).toBe(GrpcStatus.INTERNAL);
