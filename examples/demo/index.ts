@@ -124,10 +124,11 @@ for (const [name, open] of ways) {
   const { status, text } = await request(await open(), 'GET', `/hello?via=${encodeURIComponent(name)}`);
   console.log(`  ${name.padEnd(22)} GET /hello -> ${status} "${text}"`);
 }
+const unreachable = `127.0.0.1:${await closedPort()}`;
 try {
-  await server.dial('127.0.0.1:1');
+  await server.dial(unreachable);
 } catch (err) {
-  console.log(`  ${'unreachable target'.padEnd(22)} dial 127.0.0.1:1 -> ${(err as { code?: string }).code}: ${(err as Error).message}`);
+  console.log(`  ${'unreachable target'.padEnd(22)} dial ${unreachable} -> ${(err as { code?: string }).code}: ${(err as Error).message}`);
 }
 
 console.log(`\nthroughput (${bulkMiB} MiB each way, over the gRPC frontend and the gRPC agent tunnel)`);
@@ -152,3 +153,12 @@ await server.close();
 await Promise.all([agentListener.close(), grpcFrontend.close()]);
 target.close();
 console.log(`done in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+
+/** A port nothing listens on: one we listened on and let go (a fixed low port may be taken on a shared machine). */
+async function closedPort(): Promise<number> {
+  const probe = net.createServer().listen(0, '127.0.0.1');
+  await once(probe, 'listening');
+  const { port } = probe.address() as net.AddressInfo;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}

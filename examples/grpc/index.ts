@@ -6,8 +6,10 @@
  *   npx tsx examples/grpc/index.ts
  */
 import { execFileSync } from 'node:child_process';
+import { once } from 'node:events';
 import fs from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import {
@@ -73,7 +75,7 @@ for await (const chunk of socket) reply += String(chunk);
 console.log(`target replied: ${reply.split('\r\n\r\n')[1]?.trim()}`);
 
 try {
-  await client.dial('127.0.0.1:1');
+  await client.dial(`127.0.0.1:${await closedPort()}`);
 } catch (err) {
   console.log(`a refused dial fails with ${(err as KonnectivityError).code}: ${(err as Error).message}`);
 }
@@ -84,3 +86,12 @@ await proxy.close({ graceMs: 1000 });
 await Promise.all([agentListener.close({ graceMs: 1000 }), frontendListener.close({ graceMs: 1000 })]);
 await new Promise<void>((resolve) => target.close(() => resolve()));
 fs.rmSync(dir, { recursive: true, force: true });
+
+/** A port nothing listens on: one we listened on and let go (a fixed low port may be taken on a shared machine). */
+async function closedPort(): Promise<number> {
+  const probe = net.createServer().listen(0, '127.0.0.1');
+  await once(probe, 'listening');
+  const { port } = probe.address() as net.AddressInfo;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}

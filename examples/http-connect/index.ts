@@ -7,7 +7,7 @@
  */
 import http from 'node:http';
 import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import {
   Agent,
   ProxyServer,
@@ -56,11 +56,12 @@ console.log(`http.get: ${body}`);
 tunnelAgent.destroy();
 
 // 3. A refused endpoint: the agent's Go-style error text comes back with a 502.
+const refused = `127.0.0.1:${await closedPort()}`;
 try {
-  await connectViaHttpProxy({ proxy, target: '127.0.0.1:1' });
+  await connectViaHttpProxy({ proxy, target: refused });
 } catch (err) {
   const e = err as HttpConnectError;
-  console.log(`dial 127.0.0.1:1 -> ${e.statusCode} ${e.code}: ${e.message}`);
+  console.log(`dial ${refused} -> ${e.statusCode} ${e.code}: ${e.message}`);
 }
 
 await frontend.close();
@@ -68,3 +69,12 @@ agent.destroy();
 server.destroy();
 web.close();
 console.log('done');
+
+/** A port nothing listens on: one we listened on and let go (a fixed low port may be taken on a shared machine). */
+async function closedPort(): Promise<number> {
+  const probe = net.createServer().listen(0, '127.0.0.1');
+  await once(probe, 'listening');
+  const { port } = probe.address() as AddressInfo;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}

@@ -14,6 +14,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { README_SNIPPET_OUTPUT, readmeFirstSnippet } from '../docs/readme-snippet.js';
+import { closedPort } from '../helpers/sockets.js';
 
 const run = promisify(execFile);
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -265,6 +266,7 @@ out({
   });
 
   it(`a bare import of a subpath loads none of ${HEAVY.join(', ')} (the root and ops may); ws loads when a WebSocket carrier is used`, async () => {
+    const refused = await closedPort();
     const { esm, cjs } = await both<{ loaded: Record<string, string[]>; ws: string[] }>(
       'cost',
       `const { execFileSync } = await load('node:child_process');
@@ -277,7 +279,7 @@ for (const entry of ${JSON.stringify(ENTRY_POINTS)}) {
   loaded[entry] = ${JSON.stringify(HEAVY)}.filter((p) => files.some((f) => f.includes('/node_modules/' + p + '/')));
 }
 const { webSocketCarrier } = await load('${NAME}/transport/yamux');
-const err = await webSocketCarrier('ws://127.0.0.1:1')({ signal: new AbortController().signal }).catch((e) => e);
+const err = await webSocketCarrier('ws://127.0.0.1:${refused}')({ signal: new AbortController().signal }).catch((e) => e);
 const ws = Object.keys(require.cache).some((f) => f.includes('/node_modules/ws/')) ? ['ws loaded'] : [];
 out({ loaded, ws: [...ws, err.code, err.message] });`,
     );

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
+import { refusedAddress } from '../../helpers/sockets.js';
 import { openProxyStream } from '../../../src/transport/grpc/index.js';
 import { dialOverStream } from '../../../src/client/index.js';
 import { connectViaHttpProxy } from '../../../src/client/http-connect.js';
@@ -182,11 +183,13 @@ describe('konnectivity-server and konnectivity-agent as processes', () => {
     const ok = await connectRequest(sp['frontend-http-connect']!, `127.0.0.1:${echoPort}`);
     expect(ok.head).toBe('HTTP/1.1 200 Connection Established');
     expect(ok.echoed).toBe('hello through the tunnel');
-    const refused = await connectRequest(sp['frontend-http-connect']!, '127.0.0.1:1');
+    const refusedAt = await refusedAddress();
+    const refused = await connectRequest(sp['frontend-http-connect']!, refusedAt);
     expect(refused.head).toMatch(/^HTTP\/1\.1 502 .*connection refused/s);
     // As the Go programs word and key them.
-    await server.waitFor(/^E\d{4} [\d:.]+ +\d+ event-logs\.ts:\d+\] "DIAL_RSP contains failure" err="dial tcp 127\.0\.0\.1:1: connect: connection refused" dialID=\d+ agentID="agent-1"$/m);
-    await agent.waitFor(/"error dialing backend" error="dial tcp 127\.0\.0\.1:1: connect: connection refused" dialID=\d+ connectionID=2 dialAddress="127\.0\.0\.1:1"$/m);
+    const at = refusedAt.replace(/\./g, '\\.');
+    await server.waitFor(new RegExp(`^E\\d{4} [\\d:.]+ +\\d+ event-logs\\.ts:\\d+\\] "DIAL_RSP contains failure" err="dial tcp ${at}: connect: connection refused" dialID=\\d+ agentID="agent-1"$`, 'm'));
+    await agent.waitFor(new RegExp(`"error dialing backend" error="dial tcp ${at}: connect: connection refused" dialID=\\d+ connectionID=2 dialAddress="${at}"$`, 'm'));
 
     const m = await scrapeMetrics(sp['admin']!);
     expect(m.get(`${S}dial_duration_seconds_count`)).toBe(1);

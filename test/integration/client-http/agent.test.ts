@@ -12,6 +12,7 @@ import { createHttpsTunnelAgent, createTunnelAgent } from '../../../src/client/h
 import { ErrorCode } from '../../../src/protocol/errors.js';
 import { createHttpConnectFrontend, type HttpConnectFrontend } from '../../../src/server/frontends/http-connect/index.js';
 import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
+import { refusedAddress } from '../../helpers/sockets.js';
 import { BACKENDS, fakeDialer, type Backend } from '../http-connect/helpers.js';
 
 const fixture = (name: string): Buffer => readFileSync(new URL(`../http-connect/fixtures/${name}`, import.meta.url));
@@ -94,7 +95,7 @@ describe.each(Object.keys(BACKENDS))('tunnel agents over %s', (name) => {
 
   it('a failed dial fails the request with the proxy error', async () => {
     const agent = createTunnelAgent({ proxy });
-    const err = (await get('http://127.0.0.1:1/', { agent }).catch((e: unknown) => e)) as { code?: string; statusCode?: number };
+    const err = (await get(`http://${await refusedAddress()}/`, { agent }).catch((e: unknown) => e)) as { code?: string; statusCode?: number };
     expect(err.code).toBe(ErrorCode.DIAL_FAILED);
     expect(err.statusCode).toBe(502);
     agent.destroy();

@@ -13,6 +13,7 @@ import { connectViaHttpProxy, createHttpConnectDialer, HttpConnectError } from '
 import { ErrorCode, KonnectivityError } from '../../../src/protocol/errors.js';
 import { createHttpConnectFrontend, type HttpConnectFrontend } from '../../../src/server/frontends/http-connect/index.js';
 import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
+import { refusedAddress } from '../../helpers/sockets.js';
 import { echoServer, fakeDialer, listenTcp, readUntil, type TestServer } from '../http-connect/helpers.js';
 
 const fixture = (name: string): Buffer => readFileSync(new URL(`../http-connect/fixtures/${name}`, import.meta.url));
@@ -115,12 +116,16 @@ describe('connectViaHttpProxy', () => {
 
   it.each([
     ['no-agent.test:80', ErrorCode.NO_AGENT, 500, 'currently no tunnels available: No agent available'],
-    ['127.0.0.1:1', ErrorCode.DIAL_FAILED, 502, 'dial tcp 127.0.0.1:1: connect: connection refused'],
+    ['<refused>', ErrorCode.DIAL_FAILED, 502, 'dial tcp <refused>: connect: connection refused'],
     ['io-timeout.test:443', ErrorCode.DIAL_FAILED, 504, 'dial tcp 10.255.255.1:443: i/o timeout'],
     ['emfile.test:80', ErrorCode.DIAL_FAILED, 503, 'dial tcp 127.0.0.1:80: socket: too many open files'],
     ['dial-timeout.test:80', ErrorCode.DIAL_TIMEOUT, 504, 'Backend dial timeout: timed out waiting for backend dial'],
     ['tunnel-closed.test:80', ErrorCode.TUNNEL_CLOSED, 502, 'Backend context error: tunnel closed'],
-  ])('%s -> %s (%i)', async (authority, code, status, body) => {
+  ])('%s -> %s (%i)', async (label, code, status, text) => {
+    // <refused> stands for a loopback port nothing listens on, found when the case runs.
+    const refused = label === '<refused>' ? await refusedAddress() : undefined;
+    const authority = refused ?? label;
+    const body = refused ? text.replace('<refused>', refused) : text;
     const port = await tcpFrontend();
     const err = await rejection(connectViaHttpProxy({ proxy: { host: '127.0.0.1', port }, target: authority }));
     expect(err).toBeInstanceOf(HttpConnectError);
@@ -136,9 +141,10 @@ describe('connectViaHttpProxy', () => {
     const socket = await connectViaHttpProxy({ proxy: { host: '127.0.0.1', port: outerPort }, target: `127.0.0.1:${target.port}` });
     expect(await roundTrip(socket as net.Socket, 'two hops')).toBe('two hops');
     // The inner proxy's refusal reaches the outer one as ERR_DIAL_FAILED with the agent's text, and so the client.
-    const err = await rejection(connectViaHttpProxy({ proxy: { host: '127.0.0.1', port: outerPort }, target: '127.0.0.1:1' }));
+    const refused = await refusedAddress();
+    const err = await rejection(connectViaHttpProxy({ proxy: { host: '127.0.0.1', port: outerPort }, target: refused }));
     expect((err as HttpConnectError).statusCode).toBe(502);
-    expect(err.message).toBe('dial tcp 127.0.0.1:1: connect: connection refused');
+    expect(err.message).toBe(`dial tcp ${refused}: connect: connection refused`);
   });
 
   it('keeps bytes that arrive with the 200 (an endpoint that speaks first)', async () => {

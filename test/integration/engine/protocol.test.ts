@@ -3,7 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { once } from 'node:events';
 import { echoServer, tcpServer } from '../../helpers/engine.js';
 import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
-import { packetReader } from '../../helpers/sockets.js';
+import { packetReader, refusedAddress } from '../../helpers/sockets.js';
 import {
   Agent,
   ErrorCode,
@@ -65,10 +65,11 @@ describe('agent, driven by a hand-written server', () => {
 
     server.write(dialRequest(echo.address, 11n));
     expect(await rx.next()).toMatchObject({ type: PacketType.DIAL_RSP, dialResponse: { random: 11n, connectID: 1n, error: '' } });
-    server.write(dialRequest('127.0.0.1:1', 12n));
+    const refused = await refusedAddress();
+    server.write(dialRequest(refused, 12n));
     const failed = await rx.next();
     expect(failed).toMatchObject({ type: PacketType.DIAL_RSP, dialResponse: { random: 12n, connectID: 0n } });
-    expect((failed as { dialResponse: { error: string } }).dialResponse.error).toMatch(/^dial tcp 127\.0\.0\.1:1: connect: connection refused$/);
+    expect((failed as { dialResponse: { error: string } }).dialResponse.error).toBe(`dial tcp ${refused}: connect: connection refused`);
 
     server.write(dataPacket(1n, Buffer.from('ping')));
     const echoed = await rx.next();

@@ -8,6 +8,7 @@ import { GrpcProxyClient } from '../../../src/client/grpc-client.js';
 import { ProxyServer } from '../../../src/server/index.js';
 import { createGrpcServer, grpcAgentConnector, type GrpcServer } from '../../../src/transport/grpc/index.js';
 import { echoServer, receiveAll, sendPattern } from '../../helpers/engine.js';
+import { refusedAddress } from '../../helpers/sockets.js';
 import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
 import { clientTarget, serverListen, tempSocketPath, until, type Kind } from './helpers.js';
 
@@ -111,7 +112,8 @@ for (const kind of ['tcp', 'tls', 'uds'] as Kind[]) {
     it('reports the agent dial error text for a refused endpoint', async () => {
       const client = new GrpcProxyClient(stack.frontendTarget);
       try {
-        await expect(client.dial('127.0.0.1:1')).rejects.toMatchObject({ code: 'ERR_DIAL_FAILED' });
+        const refused = await refusedAddress();
+        await expect(client.dial(refused)).rejects.toMatchObject({ code: 'ERR_DIAL_FAILED' });
       } finally {
         await client.close();
       }

@@ -10,6 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ProxyServerOptions } from '../../../src/server/index.js';
 import { createHttpConnectFrontend, type HttpConnectFrontend } from '../../../src/server/frontends/http-connect/index.js';
 import { Engine } from '../../helpers/engine.js';
+import { refusedAddress } from '../../helpers/sockets.js';
 import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
 import { echoServer, listenTcp, rawClient, rawConnect, rawExchange, readUntil } from './helpers.js';
 
@@ -71,8 +72,9 @@ describe('HTTP-CONNECT over the engine', () => {
     await start();
     await engine.agent();
     const failed = new Promise<{ frontend: string; reason: string }>((resolve) => engine.server.once('dialFailed', resolve));
-    const response = await rawExchange(port, 'CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
-    expect(response).toBe(`HTTP/1.1 502 Bad Gateway\r\n${TEXT_UTF8}\r\n\r\ndial tcp 127.0.0.1:1: connect: connection refused`);
+    const refused = await refusedAddress();
+    const response = await rawExchange(port, `CONNECT ${refused} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+    expect(response).toBe(`HTTP/1.1 502 Bad Gateway\r\n${TEXT_UTF8}\r\n\r\ndial tcp ${refused}: connect: connection refused`);
     // The engine's events (and so the metrics and logs) name the HTTP-CONNECT frontend, not `programmatic`.
     expect(await failed).toMatchObject({ frontend: 'http-connect', reason: 'error_response' });
   });

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHttpConnectFrontend, type HttpConnectFrontend } from '../../../src/server/frontends/http-connect/index.js';
 import { Engine } from '../../helpers/engine.js';
+import { refusedAddress } from '../../helpers/sockets.js';
 import { echoServer, type TestServer } from './helpers.js';
 
 function hasGo(): boolean {
@@ -80,7 +81,8 @@ describe.skipIf(!hasGo())('a Go HTTP-CONNECT client (kube-apiserver style)', () 
   });
 
   it("reads the 502 and the agent's error text", async () => {
-    const out = await runClient(binary, tcpProxy, '127.0.0.1:1', 'unused');
-    expect(out).toBe('status=502\nbody=dial tcp 127.0.0.1:1: connect: connection refused\n');
+    const refused = await refusedAddress();
+    const out = await runClient(binary, tcpProxy, refused, 'unused');
+    expect(out).toBe(`status=502\nbody=dial tcp ${refused}: connect: connection refused\n`);
   });
 });

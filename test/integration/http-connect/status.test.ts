@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createHttpConnectFrontend, type HttpConnectFrontend } from '../../../src/server/frontends/http-connect/index.js';
 import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
+import { refusedAddress } from '../../helpers/sockets.js';
 import {
   echoServer,
   fakeDialer,
@@ -65,9 +66,10 @@ describe('HTTP-CONNECT statuses', () => {
   });
 
   it('502 with the agent error text for a refused target', async () => {
-    const response = await rawExchange(port, 'CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    const refused = await refusedAddress();
+    const response = await rawExchange(port, `CONNECT ${refused} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
     expect(response).toBe(
-      `HTTP/1.1 502 Bad Gateway\r\n${TEXT_UTF8}\r\n\r\ndial tcp 127.0.0.1:1: connect: connection refused`,
+      `HTTP/1.1 502 Bad Gateway\r\n${TEXT_UTF8}\r\n\r\ndial tcp ${refused}: connect: connection refused`,
     );
   });
 

@@ -12,6 +12,7 @@ import { Agent } from '../../../src/agent/index.js';
 import { ProxyServer } from '../../../src/server/index.js';
 import { createGrpcServer, grpcAgentConnector, type GrpcServer } from '../../../src/transport/grpc/index.js';
 import { echoServer, receiveAll, sendPattern } from '../../helpers/engine.js';
+import { refusedAddress } from '../../helpers/sockets.js';
 import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
 import { tempSocketPath, until } from '../../integration/grpc/helpers.js';
 
@@ -93,7 +94,7 @@ describe.skipIf(!available && !required)('gRPC C-core (python3-grpcio) interop',
     const [sent, received] = await Promise.all([sendPattern(socket, 4 * MiB), receiveAll(socket, 4 * MiB)]);
     expect(received).toBe(sent);
     socket.destroy();
-    await expect(proxy.dial('127.0.0.1:1')).rejects.toMatchObject({ code: 'ERR_DIAL_FAILED' });
+    await expect(proxy.dial(await refusedAddress())).rejects.toMatchObject({ code: 'ERR_DIAL_FAILED' });
   });
 
   for (const kind of ['tcp', 'uds'] as const) {
