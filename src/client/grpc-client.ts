@@ -9,6 +9,7 @@
  * FrontendConnection contract and `dialOverStream`.
  */
 import { ErrorCode, KonnectivityError } from '../protocol/errors.js';
+import { graceMsOf, startGrace, type CloseOptions } from '../transport/grace.js';
 import { grpcFrontendConnector, type GrpcClientOptions } from '../transport/grpc/index.js';
 import type { FrontendConnection, FrontendConnector, Metadata, PacketStream } from '../transport/packet-stream.js';
 import { HALF_CLOSE_METADATA } from '../tunnel/half-close.js';
@@ -26,6 +27,9 @@ export interface GrpcProxyClientOptions extends GrpcClientOptions {
    */
   halfClose?: boolean;
 }
+
+/** How long `GrpcProxyClient.close()` lets open connections finish, by default. */
+export const DEFAULT_CLIENT_CLOSE_GRACE_MS = 5000;
 
 /** Dials through a proxy server's gRPC frontend. See the module comment for the two modes. */
 export class GrpcProxyClient {
@@ -67,12 +71,24 @@ export class GrpcProxyClient {
     return socket;
   }
 
-  /** Dial no more; resolves once every open connection has closed and the HTTP/2 connection is gone. */
-  async close(): Promise<void> {
+  /**
+   * Dial no more; open connections may finish for `graceMs` (default 5000). Those still open then, or when `signal`
+   * aborts, end without an error (their readers see EOF) and the HTTP/2 connection is destroyed. Resolves once every
+   * connection has closed and the HTTP/2 connection is gone.
+   */
+  async close(options: CloseOptions = {}): Promise<void> {
+    graceMsOf(options, DEFAULT_CLIENT_CLOSE_GRACE_MS);
     this.closed = true;
-    const waits = [...this.sockets].map((s) => new Promise<void>((resolve) => s.once('close', () => resolve())));
-    await Promise.all(waits);
-    await this.connection?.close();
+    const connection = this.connection;
+    const open = [...this.sockets];
+    const grace = startGrace(options, DEFAULT_CLIENT_CLOSE_GRACE_MS, () => {
+      for (const s of open) void s.close({ graceMs: 0 });
+    });
+    await Promise.all(open.map((s) => new Promise<void>((resolve) => whenClosed(s, resolve))));
+    grace.cancel();
+    // The users' sockets are closed: destroying the calls under them can no longer reach anyone as an error.
+    if (grace.expired) connection?.destroy();
+    else await connection?.close();
   }
 
   /** Close every connection at once. */

@@ -5,6 +5,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Agent } from '../../../src/agent/index.js';
 import { GrpcProxyClient } from '../../../src/client/grpc-client.js';
+import { ErrorCode } from '../../../src/protocol/errors.js';
 import { ProxyServer } from '../../../src/server/index.js';
 import { createGrpcServer, grpcAgentConnector, type GrpcServer } from '../../../src/transport/grpc/index.js';
 import { echoServer, receiveAll, sendPattern } from '../../helpers/engine.js';
@@ -147,5 +148,65 @@ describe('reusable gRPC client after the server restarts', () => {
       await echo.close();
     }
     await expectNoLeaks(before, { timeoutMs: 5000 });
+  });
+});
+
+describe('GrpcProxyClient.close({ graceMs, signal })', () => {
+  let before: ResourceSnapshot;
+  let stack: Awaited<ReturnType<typeof startStack>>;
+  beforeEach(async () => {
+    before = snapshotResources();
+    stack = await startStack('tcp');
+  });
+  afterEach(async () => {
+    await stack.close();
+    await expectNoLeaks(before, { timeoutMs: 5000 });
+  });
+
+  /** An open connection its user never ends and has no 'error' listener on; resolves with how it ended. */
+  async function forgottenSocket(client: GrpcProxyClient): Promise<{ ended: Promise<string> }> {
+    const socket = await client.dial(stack.echo.address);
+    socket.resume();
+    // Wrapped: an async function returning a bare promise would wait for it.
+    return {
+      ended: new Promise((resolve) => {
+        let ended = false;
+        socket.once('end', () => (ended = true));
+        socket.once('close', () => resolve(`${ended ? 'EOF' : 'no EOF'}, ${socket.errored ? 'errored' : 'no error'}`));
+      }),
+    };
+  }
+
+  for (const singleUse of [false, true]) {
+    it(`ends a connection its user never ends with EOF at the deadline and resolves (${singleUse ? 'single-use' : 'reusable'})`, async () => {
+      const client = new GrpcProxyClient({ ...stack.frontendTarget, singleUse });
+      const { ended } = await forgottenSocket(client);
+      await client.close({ graceMs: 200 });
+      expect(await ended).toBe('EOF, no error');
+      await until(() => stack.proxy.stats.establishedConnections === 0, 'the connection to be closed on the server');
+    });
+  }
+
+  it('an aborted signal ends the grace period at once', async () => {
+    const client = new GrpcProxyClient(stack.frontendTarget);
+    const { ended } = await forgottenSocket(client);
+    const abort = new AbortController();
+    const closing = client.close({ graceMs: 600_000, signal: abort.signal });
+    abort.abort();
+    await closing;
+    expect(await ended).toBe('EOF, no error');
+    await until(() => stack.proxy.stats.establishedConnections === 0, 'the connection to be closed on the server');
+  });
+
+  it('waits for a connection that finishes in time, and refuses a bad graceMs', async () => {
+    const client = new GrpcProxyClient(stack.frontendTarget);
+    await expect(client.close({ graceMs: -1 })).rejects.toMatchObject({ code: ErrorCode.INVALID_OPTION });
+    const socket = await client.dial(stack.echo.address);
+    const closing = client.close({ graceMs: 600_000 });
+    const [sent, received] = await Promise.all([sendPattern(socket, 4096), receiveAll(socket, 4096)]);
+    expect(received).toBe(sent);
+    socket.end();
+    await closing;
+    expect(socket.errored).toBeNull();
   });
 });
