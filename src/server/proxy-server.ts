@@ -79,8 +79,9 @@ export interface ProxyServerOptions {
    */
   closeTimeoutMs?: number;
   /**
-   * After a `dial()` socket's half-close (`end()` on a yamux agent leg), how long it waits with nothing from the
-   * endpoint before it is destroyed, in ms; every byte received starts the wait again (default 300000).
+   * After a `dial()` socket's `end()`, how long it waits with nothing from the endpoint before it closes the
+   * connection (CLOSE_REQ), in ms; every byte received starts the wait again (default 300000). A `dial()` call's own
+   * `halfCloseTimeoutMs` overrides it.
    */
   halfCloseTimeoutMs?: number;
 }

@@ -157,7 +157,11 @@ describe('fetch through server.dial() (createDialDispatcher)', () => {
   });
 
   it('an aborted fetch rejects with an AbortError', async () => {
-    const slow = http.createServer((_req, res) => setTimeout(() => res.end('late'), 5000).unref());
+    const slow = http.createServer((_req, res) => {
+      const late = setTimeout(() => res.end('late'), 5000);
+      // The aborted request's connection closes: its answer is never due.
+      res.once('close', () => clearTimeout(late));
+    });
     const port = await listen(slow);
     const ac = new AbortController();
     const pending = dispatcher.fetch(`http://127.0.0.1:${port}/`, { signal: ac.signal });

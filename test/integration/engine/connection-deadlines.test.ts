@@ -71,13 +71,26 @@ describe('the server does not wait for ever for a CLOSE_RSP', () => {
     server.destroy();
   });
 
-  it("end(): the socket is destroyed at its close timer (no 'error'), and its entry dropped after that", async () => {
+  it("close(): the socket is destroyed at its close timer (no 'error'), and its entry dropped after that", async () => {
     const server = new ProxyServer({ closeTimeoutMs: 50 });
-    const { stream } = await deafAgent(server);
+    const { stream, seen } = await deafAgent(server);
+    const socket = await server.dial('10.0.0.1:80');
+    await socket.close();
+    expect(seen.some((p) => p.type === PacketType.CLOSE_REQ)).toBe(true);
+    expect(socket.errored).toBeNull();
+    await until(() => entries(server) === 0, 'the entry to be dropped');
+    stream.destroy();
+    server.destroy();
+  });
+
+  it("end() to a peer that cannot hear it: CLOSE_REQ after halfCloseTimeoutMs of silence, then the close timer (no 'error')", async () => {
+    const server = new ProxyServer({ closeTimeoutMs: 50, halfCloseTimeoutMs: 50 });
+    const { stream, seen } = await deafAgent(server);
     const socket = await server.dial('10.0.0.1:80');
     socket.resume();
     socket.end();
     await once(socket, 'close');
+    expect(seen.some((p) => p.type === PacketType.CLOSE_REQ)).toBe(true);
     expect(socket.errored).toBeNull();
     await until(() => entries(server) === 0, 'the entry to be dropped');
     stream.destroy();
