@@ -114,10 +114,7 @@ export interface GrpcServerEvents {
  */
 export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listener {
   private readonly sessions = new Set<Http2Session>();
-  /**
-   * Every raw connection: destroying a session whose peer never sent the preface does not close its socket (node
-   * ends it and waits for the peer), so the end of a grace period destroys these too.
-   */
+  /** Raw connections: a session destroyed before the peer's preface leaves its socket open (node waits for the peer). */
   private readonly sockets = new Set<Socket>();
   private server: Http2Server | Http2SecureServer | undefined;
   private socketPath: string | undefined;
@@ -203,7 +200,7 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
       server.close(() => resolve());
       for (const s of this.sessions) s.close();
       if (this.sessions.size === 0) return;
-      const grace = startGrace({ ...options, graceMs }, graceMs, () => this.destroyConnections(undefined));
+      const grace = startGrace({ ...options, graceMs }, graceMs, () => this.destroy());
       server.once('close', () => grace.cancel());
     });
     return this.closing;
@@ -215,10 +212,6 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
     this.destroyed = true;
     const server = this.server;
     if (!this.closing) this.closing = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
-    this.destroyConnections(err);
-  }
-
-  private destroyConnections(err: Error | undefined): void {
     for (const s of this.sessions) s.destroy(err);
     for (const socket of this.sockets) socket.destroy();
   }
