@@ -363,12 +363,16 @@ class Fixture {
     for (let attempt = 1; ; attempt++) {
       const { args, ports, probe } = await pick();
       const program = this.track(startProcess(name, bin, args));
+      // A Go program that lost a port may keep running (its health server only logs the failed listen).
+      const lost = (): boolean => /address already in use/.test(program.output());
       try {
-        await untilAnswers(probe, '/healthz', 200, 30_000, program);
-        return { program, ports };
+        await until(async () => lost() || (await httpGet(probe, '/healthz')).status === 200, `/healthz on port ${probe} to answer 200`, 30_000, program);
+        if (!lost()) return { program, ports };
       } catch (err) {
-        if (!program.done() || attempt >= GO_START_ATTEMPTS || !/address already in use/.test(program.output())) throw err;
+        if (attempt >= GO_START_ATTEMPTS || !lost()) throw err;
       }
+      await program.kill();
+      if (attempt >= GO_START_ATTEMPTS) throw new Error(`${name} lost a port to another process ${attempt} times:\n${program.output().slice(-4096)}`);
     }
   }
 
