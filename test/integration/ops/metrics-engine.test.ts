@@ -8,6 +8,7 @@ import { Engine, echoServer } from '../../helpers/engine.js';
 import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
 import { instrumentAgent, instrumentServer } from '../../../src/ops/metrics.js';
 import { parsePrometheusText } from './prom-text.js';
+import { refusedAddress } from '../../helpers/sockets.js';
 
 const S = 'konnectivity_network_proxy_server_';
 const A = 'konnectivity_network_proxy_agent_';
@@ -48,7 +49,7 @@ describe('metrics over the real engine', () => {
 
     socket.destroy();
     await once(socket, 'close');
-    await expect(engine.server.dial('127.0.0.1:1')).rejects.toMatchObject({ code: 'ERR_DIAL_FAILED' });
+    await expect(engine.server.dial(await refusedAddress())).rejects.toMatchObject({ code: 'ERR_DIAL_FAILED' });
     m = parsePrometheusText(await server.registry.metrics());
     expect(m.get(`${S}dial_failure_count{reason="error_response"}`)).toBe(1);
     expect(m.get(`${S}pending_backend_dials`)).toBe(0);

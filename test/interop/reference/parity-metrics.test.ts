@@ -12,6 +12,7 @@ import { until } from '../../helpers/until.js';
 import { httpGet } from '../../integration/cli/processes.js';
 import { compareFamily, mergeFamilies, parseFamilies, type Family } from './families.js';
 import { describeKit, useKit, type Impl } from './kit.js';
+import { refusedAddress } from '../../helpers/sockets.js';
 
 const S = 'konnectivity_network_proxy_server_';
 const A = 'konnectivity_network_proxy_agent_';
@@ -49,7 +50,7 @@ describeKit('metric parity with the Go reference (v0.31.4)', () => {
     const agent = await fx.agent(impl, { server, args: ['--count-server-leases', ...kube] });
     await server.waitReady();
     expect((await fx.konnbench(server, target, ['-test', 'rr', '-n', '3', '-c', '1'])).ok).toBe(true);
-    const refused = { address: '127.0.0.1:1', program: target.program };
+    const refused = { address: await refusedAddress(), program: target.program };
     expect((await fx.konnbench(server, refused, ['-test', 'rr', '-n', '1', '-c', '1'])).ok).toBe(false);
     await until(() => !api.list('kube-system').some((l) => l.metadata.name === EXPIRED), 'the GC culling the expired lease', 30_000);
     // The frontends' stream ends are counted once their streams close.

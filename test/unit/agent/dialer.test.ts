@@ -1,6 +1,7 @@
 import net from 'node:net';
 import { describe, expect, it, vi } from 'vitest';
 import { directDialOf, goDialError, tcpDialer } from '../../../src/agent/dialer.js';
+import { refusedAddress } from '../../helpers/sockets.js';
 
 describe('goDialError', () => {
   it('renders Node errors as Go net.Dial text', () => {
@@ -54,8 +55,9 @@ describe('tcpDialer sockets', () => {
   it('has a callback form without a Promise or an AbortSignal, which the agent uses, and can cancel it', async () => {
     const direct = directDialOf(tcpDialer());
     expect(direct).toBeTypeOf('function');
-    const err = await new Promise<Error | undefined>((resolve) => direct!('127.0.0.1:1', 'tcp', (e) => resolve(e)));
-    expect(err?.message).toBe('dial tcp 127.0.0.1:1: connect: connection refused');
+    const refused = await refusedAddress();
+    const err = await new Promise<Error | undefined>((resolve) => direct!(refused, 'tcp', (e) => resolve(e)));
+    expect(err?.message).toBe(`dial tcp ${refused}: connect: connection refused`);
     // A cancelled dial never calls back.
     let called = false;
     direct!('127.0.0.1:1', 'tcp', () => (called = true))();
