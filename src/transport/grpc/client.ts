@@ -11,6 +11,7 @@ import { joinHostPort, parseHostPort } from '../../protocol/address.js';
 import { abortError } from '../../protocol/abort.js';
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
 import type { FrontendConnector, Metadata, PacketStream, TunnelConnector } from '../packet-stream.js';
+import { closeWithin, rejectBadGrace, type CloseOptions } from '../grace.js';
 import { headersFromMetadata } from './headers.js';
 import { startKeepalive } from './keepalive.js';
 import { tuneWindows } from './window-tuner.js';
@@ -124,6 +125,9 @@ export interface GrpcConnectionEvents {
   close: [err: Error | undefined];
 }
 
+/** How long {@link GrpcConnection.close} lets open calls finish by default, in ms. */
+export const DEFAULT_CONNECTION_CLOSE_GRACE_MS = 5000;
+
 /**
  * One HTTP/2 connection to a gRPC server, on which any number of calls may be opened. It connects at once.
  * `close()` lets open calls finish; `destroy()` ends them.
@@ -234,12 +238,23 @@ export class GrpcConnection extends EventEmitter<GrpcConnectionEvents> {
     return this.openStream(PROXY_PATH, metadata);
   }
 
-  /** Open no more calls; resolves once the open ones have finished and the connection is closed. */
-  close(): Promise<void> {
-    this.closePromise ??= new Promise<void>((resolve) => {
-      if (this.session.destroyed) resolve();
-      else this.session.close(() => resolve());
-    });
+  /**
+   * Open no more calls; the open ones may finish for `graceMs` (default 5000), then the connection and what is still
+   * open on it are destroyed (at once when `signal` aborts). Resolves once the connection is closed.
+   */
+  close(options?: CloseOptions): Promise<void> {
+    const bad = rejectBadGrace(options, DEFAULT_CONNECTION_CLOSE_GRACE_MS);
+    if (bad) return bad;
+    this.closePromise ??= closeWithin(
+      new Promise<void>((resolve) => {
+        // destroy() emits 'close' too, so the grace period's end settles this.
+        if (this.session.destroyed) resolve();
+        else this.session.close(() => resolve());
+      }),
+      options,
+      DEFAULT_CONNECTION_CLOSE_GRACE_MS,
+      () => this.destroy(),
+    );
     return this.closePromise;
   }
 

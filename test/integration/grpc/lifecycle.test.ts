@@ -3,8 +3,10 @@
  * requests, keepalive pings, option checks.
  */
 import { spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import fs from 'node:fs';
 import http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ErrorCode, KonnectivityError, dataPacket } from '../../../src/protocol/index.js';
 import {
@@ -17,7 +19,7 @@ import {
 } from '../../../src/transport/grpc/index.js';
 import type { PacketStream } from '../../../src/transport/packet-stream.js';
 import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
-import { tempSocketPath } from './helpers.js';
+import { tempSocketPath, until } from './helpers.js';
 
 function closeEvent(stream: PacketStream): Promise<Error | undefined> {
   return new Promise((resolve) => (stream.closed && !stream.listenerCount('close') ? resolve(stream.errored) : stream.once('close', resolve)));
@@ -208,5 +210,34 @@ describe('gRPC server lifecycle', () => {
     expect(() => new GrpcConnection({ address: 'nohost' })).toThrow(/host:port/);
     expect(parseGrpcAddress('[::1]:8091')).toEqual({ host: '::1', port: 8091 });
     expect(parseGrpcAddress('example.com:443')).toEqual({ host: 'example.com', port: 443 });
+  });
+
+  it('GrpcConnection.close() ends a call its server never finishes once graceMs has passed, and checks graceMs', async () => {
+    // A bare HTTP/2 server that answers the call's headers and then neither ends nor resets it.
+    const h2 = http2.createServer();
+    const held: http2.ServerHttp2Stream[] = [];
+    h2.on('stream', (stream) => {
+      held.push(stream);
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' });
+    });
+    h2.listen(0, '127.0.0.1');
+    await once(h2, 'listening');
+    const conn = new GrpcConnection({ address: `127.0.0.1:${(h2.address() as AddressInfo).port}` });
+    try {
+      const call = conn.openProxyStream();
+      call.on('error', () => {});
+      let callClosed = false;
+      call.once('close', () => (callClosed = true));
+      await until(() => held.length === 1, 'the call to reach the server');
+      await expect(conn.close({ graceMs: -1 })).rejects.toMatchObject({ code: ErrorCode.INVALID_OPTION });
+      const t0 = Date.now();
+      await conn.close({ graceMs: 200 });
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(150);
+      await until(() => callClosed, 'the call to close');
+    } finally {
+      conn.destroy();
+      for (const s of held) s.destroy();
+      await new Promise<void>((resolve) => h2.close(() => resolve()));
+    }
   });
 });
