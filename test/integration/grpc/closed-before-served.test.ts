@@ -15,6 +15,7 @@ import { ProxyServer } from '../../../src/server/index.js';
 import { grpcAgentConnector, openProxyStream } from '../../../src/transport/grpc/index.js';
 import { createMemoryPair } from '../../../src/transport/memory/index.js';
 import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
+import { listenTcp, type TestServer } from '../http-connect/helpers.js';
 import { until } from './helpers.js';
 
 /**
@@ -22,15 +23,10 @@ import { until } from './helpers.js';
  * the client at once, so frames the server wrote one after the other (response headers, then trailers) arrive in
  * one read.
  */
-async function coalescingRelay(targetPort: number, windowMs = 50): Promise<{ port: number; close(): Promise<void> }> {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((client) => {
+async function coalescingRelay(targetPort: number, windowMs = 50): Promise<TestServer> {
+  return listenTcp((client) => {
     const upstream = net.connect(targetPort, '127.0.0.1');
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('error', () => {});
-      s.once('close', () => sockets.delete(s));
-    }
+    upstream.on('error', () => {});
     client.pipe(upstream);
     let held: Buffer[] = [];
     let timer: NodeJS.Timeout | undefined;
@@ -50,15 +46,6 @@ async function coalescingRelay(targetPort: number, windowMs = 50): Promise<{ por
     });
     client.on('close', () => upstream.destroy());
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
 }
 
 /** An HTTP/2 server that answers every call with response headers and then error trailers, reached through a relay
