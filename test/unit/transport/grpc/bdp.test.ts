@@ -77,7 +77,18 @@ describe('BdpEstimator', () => {
     expect(e.minRttMs).toBe(0.1);
   });
 
-  it('sends one PING at a time and spaces samples that did not grow it, doubling the pause up to a second', () => {
+  it('grows when a held sender is measured at 0.4 of the window behind a queue (a 20 ms link under load)', () => {
+    const e = new BdpEstimator({ initialWindowBytes: 2 * MiB, maxWindowBytes: 16 * MiB });
+    expect(e.idlePing()).toBe(true);
+    e.onPingAck(20, 20);
+    let now = 100;
+    // 0.42 of the window arrives while the PING waits 22 ms instead of 20: 0.38 of it was on the path.
+    expect(sample(e, now, 0.42 * 2 * MiB, 22)).toBeUndefined(); // second sample: not trusted yet
+    now += 300;
+    expect(sample(e, now, 0.42 * 2 * MiB, 22)).toBe(4 * MiB);
+  });
+
+  it('sends one PING at a time and spaces samples that did not grow it, doubling the pause up to 250 ms', () => {
     const e = new BdpEstimator({ initialWindowBytes: 2 * MiB, maxWindowBytes: 16 * MiB });
     expect(e.onData(100, 0)).toBe(true);
     expect(e.onData(100, 0.5)).toBe(false); // one outstanding
@@ -92,8 +103,8 @@ describe('BdpEstimator', () => {
       e.onPingAck(1, t + 1);
       now = t + 1;
     }
-    expect(pauses.slice(0, 7)).toEqual([10, 20, 40, 80, 160, 320, 640]);
-    expect(pauses.slice(7)).toEqual([1000, 1000, 1000]);
+    expect(pauses.slice(0, 5)).toEqual([10, 20, 40, 80, 160]);
+    expect(pauses.slice(5)).toEqual([250, 250, 250, 250, 250]);
   });
 
   it('a failed PING frees the slot', () => {
