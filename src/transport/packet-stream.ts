@@ -93,6 +93,14 @@ export interface PacketStream extends EventEmitter<PacketStreamEventMap> {
   pause(): void;
   /** Deliver packets again. */
   resume(): void;
+  /**
+   * Optional, on a stream that carries one connection under a window of its own (a yamux substream): from now on,
+   * DATA it delivers keeps counting against that window until the owner reports it passed on (`consumed`), so the
+   * window bounds all the connection holds. Without this call the window frees bytes as they are delivered.
+   */
+  holdUntilConsumed?(): void;
+  /** The owner passed on `n` bytes of DATA payload this stream delivered (see `holdUntilConsumed`). */
+  consumed?(n: number): void;
   /** True while delivery is paused. */
   readonly isPaused: boolean;
   /** End our side after what is queued; resolves when both sides are done, rejects with the stream's error. */

@@ -57,6 +57,9 @@ export class TunnelGroup {
   /** Serve `stream` as a substream of this group; returns its Tunnel. */
   serve(stream: PacketStream): Tunnel {
     const { onPacket, onSubstreamEnd, onSubstreamClose } = this.options;
+    // The substream's own window is the connection's receive buffer: what the owner holds counts against it, so a
+    // stalled reader costs that window and no buffer beside it (the Tunnel's pause stays as a backstop).
+    stream.holdUntilConsumed?.();
     const via: Tunnel = new Tunnel(stream, {
       bufferBytes: this.options.bufferBytes,
       onPacket: (p) => onPacket(p, via),

@@ -330,6 +330,7 @@ export class TunnelConnection {
   consumed(n: number): void {
     if (n <= 0) return;
     this.buffered -= n;
+    this.tunnel.stream.consumed?.(n);
     if (this.blocking && this.buffered <= this.blockLimit() / 2) {
       this.blocking = false;
       this.tunnel.unblock();

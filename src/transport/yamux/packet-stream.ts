@@ -9,12 +9,15 @@
  * - every proxied connection gets a **substream** of its own (opened by the server, one per dial), carrying that
  *   connection's Packets from its first byte, with yamux's per-stream window as its flow control. DATA payloads
  *   are written beside their header, never copied into a frame; with `raw-data` they are also received as views.
+ *   Served by a tunnel engine (`holdUntilConsumed`), a substream's DATA payloads count against its yamux window
+ *   until their owner passed them on (`consumed`), so the window is the connection's whole receive buffer: a
+ *   stalled reader holds at most the window.
  * The control stream owns the session: closing it cleanly closes the session gracefully (Go Away, substreams
  * finish), destroying it destroys the session; the session failing fails the control stream.
  */
 import { decodePacket } from '../../protocol/decode.js';
 import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
-import { PacketType, dataPacket, type DataPacket, type Packet } from '../../protocol/packet.js';
+import { PacketType, dataPacket, payloadLengthOf, type DataPacket, type Packet } from '../../protocol/packet.js';
 import { toBuffer } from '../../protocol/wire.js';
 import {
   AbstractPacketStream,
@@ -63,6 +66,8 @@ export class YamuxPacketStream extends AbstractPacketStream {
   private readonly session: YamuxSession | undefined;
   private readonly provider: SubstreamProvider | undefined;
   private finished = false;
+  /** DATA counts against the stream's window until `consumed()` (`holdUntilConsumed`). */
+  private holding = false;
 
   /** The session is alive and the peer has not sent Go Away. */
   override get transportReady(): boolean {
@@ -153,6 +158,21 @@ export class YamuxPacketStream extends AbstractPacketStream {
     this.stream.resume();
     // An end that came while packets were held locally can finish now.
     this.maybeFinish();
+  }
+
+  /** A substream's DATA counts against its window until `consumed()` from now on (the module comment). */
+  holdUntilConsumed(): void {
+    if (!this.session) this.holding = true;
+  }
+
+  /** The owner passed on `n` bytes of DATA payload: they leave the window (after `holdUntilConsumed`). */
+  consumed(n: number): void {
+    if (this.holding) this.stream.release(n);
+  }
+
+  protected override deliver(packet: Packet): void {
+    if (this.holding && packet.type === PacketType.DATA) this.stream.hold(payloadLengthOf(packet as DataPacket));
+    super.deliver(packet);
   }
 
   private onMessage(m: Buffer): void {

@@ -5,8 +5,10 @@
  *   zero window fills the writable buffer and `write()` returns false;
  * - receiving: the peer may send at most our window; we grow it (Window Update) as the application *consumes*
  *   bytes (Node calls `_read` when the readable buffer runs low), never when they merely arrive, so a stalled
- *   reader holds at most one window. The window grows, up to a ceiling, when the round trip shows the sender is
- *   held back by it (window-growth.ts); only a reader that keeps up makes it grow.
+ *   reader holds at most one window. Bytes read but still held further on (`hold`/`release`: a tunnel
+ *   connection's payload its owner has not passed on) count as not consumed, so the window bounds those too. The
+ *   window grows, up to a ceiling, when the round trip shows the sender is held back by it (window-growth.ts);
+ *   only a reader that keeps up makes it grow.
  * Half-close: `end()` sends FIN after the queued data; the peer's FIN ends the readable side. `destroy()` before
  * both FINs sends RST.
  */
@@ -52,6 +54,8 @@ export class YamuxStream extends Duplex {
   private sendWindow = INITIAL_WINDOW_BYTES;
   /** Bytes the peer may still send us. */
   private recvWindow = INITIAL_WINDOW_BYTES;
+  /** Bytes read from us but still held by the reader's reader (`hold`): not consumed yet. */
+  private held = 0;
   private pending: PendingWrite | undefined;
   private finSent = false;
   private finReceived = false;
@@ -186,6 +190,20 @@ export class YamuxStream extends Duplex {
     }
   }
 
+  /**
+   * @internal `n` bytes read from this stream are still held by whoever they were passed to: they keep counting
+   * against our window until `release(n)`.
+   */
+  hold(n: number): void {
+    this.held += n;
+  }
+
+  /** @internal `n` held bytes were passed on: grow the peer's window as if they had just been read. */
+  release(n: number): void {
+    this.held = Math.max(0, this.held - n);
+    this.growWindow();
+  }
+
   /** @internal The session is going away: drop the stream without sending anything. */
   abort(err: Error | undefined): void {
     this.resetSeen = true;
@@ -212,7 +230,7 @@ export class YamuxStream extends Duplex {
    */
   private growWindow(): void {
     if (this.forgotten || this.finReceived) return;
-    const consumed = this.window - this.readableLength - this.recvWindow;
+    const consumed = this.window - this.readableLength - this.held - this.recvWindow;
     if (consumed <= 0 || consumed < this.window / 2) return;
     const growth = this.owner.windowGrowth;
     if (growth) {
@@ -220,8 +238,8 @@ export class YamuxStream extends Duplex {
       this.window = growth.grow(this.window, this.lastUpdateMs, now);
       this.lastUpdateMs = now;
     }
-    // Never negative: a window shrinks at most by half, and at least half of it was consumed.
-    const delta = this.window - this.readableLength - this.recvWindow;
+    // Not negative but for held bytes: a window shrinks at most by half, and at least half of it was consumed.
+    const delta = this.window - this.readableLength - this.held - this.recvWindow;
     if (delta <= 0) return;
     this.recvWindow += delta;
     this.owner.sendControl(FrameType.WINDOW_UPDATE, 0, this.id, delta);
