@@ -29,6 +29,9 @@ export interface TunnelGroupOptions {
   onSubstreamClose: (via: Tunnel, err: Error | undefined) => void;
 }
 
+/** One clock for every Tunnel of every group (a Tunnel's default is a closure of its own). */
+const now = (): number => performance.now();
+
 export class TunnelGroup {
   /** The control stream's Tunnel. */
   readonly control: Tunnel;
@@ -46,6 +49,7 @@ export class TunnelGroup {
       halfClose: options.halfClose,
       onPacket: (p) => onPacket(p, this.control),
       onCount: options.onCount,
+      now,
     });
   }
 
@@ -65,6 +69,7 @@ export class TunnelGroup {
       onPacket: (p) => onPacket(p, via),
       onCount: this.options.onCount,
       halfClose: 'stream',
+      now,
     });
     this.substreams.add(via);
     attachStream(stream, {

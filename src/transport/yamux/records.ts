@@ -69,9 +69,9 @@ export interface RecordDecoderOptions {
  */
 export class RecordDecoder extends StickyDecoder<RecordPiece> {
   private readonly maxRecordBytes: number;
-  /** Header bytes read so far: the kind, then the varint. */
-  private readonly head = Buffer.alloc(MAX_RECORD_HEADER_BYTES);
+  /** Header bytes read so far (the kind, then the varint), and the length's value so far: numbers, no buffer. */
   private headFilled = 0;
+  private headLength = 0;
   /** The record whose body is being read, and how many body bytes are still to come. */
   private kind: RecordKind = RecordKind.PACKET;
   private remaining = -1;
@@ -134,19 +134,21 @@ export class RecordDecoder extends StickyDecoder<RecordPiece> {
         if (b !== RecordKind.PACKET && b !== RecordKind.DATA) {
           throw new KonnectivityError(ErrorCode.PROTOCOL, `yamux substream: unknown record kind ${b}`);
         }
-        this.head[this.headFilled++] = b;
+        this.kind = b;
+        this.headFilled = 1;
+        this.headLength = 0;
         continue;
       }
-      this.head[this.headFilled++] = b;
+      // Multiplication, not shifts: lengths reach 2^32 - 1.
+      this.headLength += (b & 0x7f) * 2 ** (7 * (this.headFilled - 1));
+      this.headFilled++;
       if (b >= 0x80) {
         // A length that needs more than 5 bytes exceeds 2^32 and therefore any maximum we accept.
         if (this.headFilled >= MAX_RECORD_HEADER_BYTES) tooLarge(Number.POSITIVE_INFINITY, this.maxRecordBytes);
         continue;
       }
-      let len = 0;
-      for (let i = 1; i < this.headFilled; i++) len += (this.head[i]! & 0x7f) * 2 ** (7 * (i - 1));
+      const len = this.headLength;
       if (len > this.maxRecordBytes) tooLarge(len, this.maxRecordBytes);
-      this.kind = this.head[0] as RecordKind;
       this.headFilled = 0;
       this.remaining = len;
       return pos;

@@ -65,6 +65,8 @@ export class YamuxStream extends Duplex {
   private openTimer: NodeJS.Timeout | undefined;
   /** After our FIN: the wait for the peer's (streamCloseTimeoutMs). */
   private closeTimer: NodeJS.Timeout | undefined;
+  /** @internal Who reads this stream through shared event handlers (`this` is the stream): yamux/packet-stream.ts. */
+  reader: unknown = undefined;
 
   /** Streams are made by YamuxSession.open() and accept(), not by hand. */
   constructor(owner: StreamOwner, id: number, outgoing: boolean) {
