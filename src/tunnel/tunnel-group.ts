@@ -10,7 +10,8 @@
 import type { Packet } from '../protocol/packet.js';
 import type { PacketStream } from '../transport/packet-stream.js';
 import type { CreditTerms } from './flow.js';
-import { attachStream, closeStream } from './stream-lifecycle.js';
+import { noop } from '../protocol/noop.js';
+import { closeStream, whenClosed } from './stream-lifecycle.js';
 import { Tunnel, type PacketCounter } from './tunnel.js';
 
 export interface TunnelGroupOptions {
@@ -35,22 +36,37 @@ const now = (): number => performance.now();
 export class TunnelGroup {
   /** The control stream's Tunnel. */
   readonly control: Tunnel;
-  private readonly substreams = new Set<Tunnel>();
+  /** Every substream open now, with its Tunnel. */
+  private readonly substreams = new Map<PacketStream, Tunnel>();
+  /**
+   * The substreams' 'end' and 'close' listeners, one pair for the whole group (a listener's `this` is the stream it
+   * hears): an idle connection pays for no closures of its own. What they do is what attachStream() does.
+   */
+  private readonly onSubstreamEnd: (this: PacketStream) => void;
+  private readonly onSubstreamClose: (this: PacketStream, err: Error | undefined) => void;
 
   constructor(
     stream: PacketStream,
     private readonly options: TunnelGroupOptions,
   ) {
-    const { onPacket } = options;
     this.control = new Tunnel(stream, {
       windowBytes: options.terms?.windowBytes,
       chunkBytes: options.terms?.chunkBytes,
       bufferBytes: options.bufferBytes,
       halfClose: options.halfClose,
-      onPacket: (p) => onPacket(p, this.control),
+      onPacket: options.onPacket,
       onCount: options.onCount,
       now,
     });
+    const group = this;
+    this.onSubstreamEnd = function (this: PacketStream) {
+      const via = group.substreams.get(this);
+      if (via && group.options.onSubstreamEnd) group.options.onSubstreamEnd(via);
+      else void closeStream(this);
+    };
+    this.onSubstreamClose = function (this: PacketStream, err: Error | undefined) {
+      group.substreamClosed(this, err);
+    };
   }
 
   /** Substreams open now. */
@@ -60,36 +76,40 @@ export class TunnelGroup {
 
   /** Serve `stream` as a substream of this group; returns its Tunnel. */
   serve(stream: PacketStream): Tunnel {
-    const { onPacket, onSubstreamEnd, onSubstreamClose } = this.options;
     // The substream's own window is the connection's receive buffer: what the owner holds counts against it, so a
     // stalled reader costs that window and no buffer beside it (the Tunnel's pause stays as a backstop).
     stream.holdUntilConsumed?.();
-    const via: Tunnel = new Tunnel(stream, {
+    const via = new Tunnel(stream, {
       bufferBytes: this.options.bufferBytes,
-      onPacket: (p) => onPacket(p, via),
+      onPacket: this.options.onPacket,
       onCount: this.options.onCount,
       halfClose: 'stream',
       now,
     });
-    this.substreams.add(via);
-    attachStream(stream, {
-      ...(onSubstreamEnd ? { onEnd: () => onSubstreamEnd(via) } : {}),
-      onClose: (err) => {
-        this.substreams.delete(via);
-        onSubstreamClose(via, err);
-      },
-    });
+    this.substreams.set(stream, via);
+    stream.on('error', noop);
+    stream.on('end', this.onSubstreamEnd);
+    // A stream that was over before we came (failed as it opened) is settled like one that ends later.
+    if (stream.closeEmitted) whenClosed(stream, (err) => this.substreamClosed(stream, err));
+    else stream.on('close', this.onSubstreamClose);
     return via;
+  }
+
+  private substreamClosed(stream: PacketStream, err: Error | undefined): void {
+    const via = this.substreams.get(stream);
+    if (!via) return;
+    this.substreams.delete(stream);
+    this.options.onSubstreamClose(via, err instanceof Error ? err : undefined);
   }
 
   /** The dial `via` carried is over: end its substream. Nothing for the control stream's Tunnel. */
   release(via: Tunnel): void {
-    if (this.substreams.has(via)) closeStream(via.stream);
+    if (this.substreams.get(via.stream) === via) void closeStream(via.stream);
   }
 
   /** The control stream is gone: tear every substream down with `reason`, and forget the control's connections. */
   destroy(reason: Error): void {
-    for (const t of this.substreams) t.stream.destroy(reason);
+    for (const stream of this.substreams.keys()) stream.destroy(reason);
     this.control.clear(reason);
   }
 }

@@ -40,8 +40,11 @@ export interface TunnelOptions {
   now?: (() => number) | undefined;
   /** Bytes a connection may hold received but not consumed before the legacy regime pauses the stream. */
   bufferBytes?: number;
-  /** Every packet the tunnel does not route itself (it routes DATA and WINDOW_UPDATE of known connections). */
-  onPacket: (packet: Packet) => void;
+  /**
+   * Every packet the tunnel does not route itself (it routes DATA and WINDOW_UPDATE of known connections), with the
+   * Tunnel it came on (so one handler serves many Tunnels without a closure each).
+   */
+  onPacket: (packet: Packet, via: Tunnel) => void;
   /** Counts every packet sent and received, for metrics. */
   onCount?: PacketCounter | undefined;
   /**
@@ -90,10 +93,10 @@ export class Tunnel {
   readonly bufferBytes: number;
   /** How a connection's `endWrite()` reaches the peer; a client sets it once the server confirmed (DIAL_RSP time). */
   halfClose: HalfCloseMode;
-  /** Connections waiting for the stream's 'drain'. */
-  private readonly waiting = new Set<TunnelConnection>();
+  /** Connections waiting for the stream's 'drain' (made on first need: most Tunnels of substreams never wait). */
+  private waiting: Set<TunnelConnection> | undefined;
   private blockers = 0;
-  private readonly onPacket: (packet: Packet) => void;
+  private readonly onPacket: (packet: Packet, via: Tunnel) => void;
   private readonly onCount: PacketCounter | undefined;
 
   constructor(
@@ -129,7 +132,7 @@ export class Tunnel {
   clear(err: Error): void {
     const all = [...this.connections.values()];
     this.connections.clear();
-    this.waiting.clear();
+    this.waiting?.clear();
     for (const c of all) {
       const h = c.handlers;
       c.detach();
@@ -151,7 +154,7 @@ export class Tunnel {
 
   /** @internal */
   waitForDrain(c: TunnelConnection): void {
-    this.waiting.add(c);
+    (this.waiting ??= new Set()).add(c);
   }
   /** @internal */
   block(): void {
@@ -164,7 +167,7 @@ export class Tunnel {
   /** @internal */
   forget(c: TunnelConnection): void {
     if (this.connections.get(c.connectID) === c) this.connections.delete(c.connectID);
-    this.waiting.delete(c);
+    this.waiting?.delete(c);
   }
 
   private dispatch(packet: Packet): void {
@@ -182,14 +185,16 @@ export class Tunnel {
       if (c && u && u.increment > 0n) c.grant(Number(u.increment));
       return;
     }
-    this.onPacket(packet);
+    this.onPacket(packet, this);
   }
 
   private flushWaiting(): void {
+    const waiting = this.waiting;
+    if (!waiting) return;
     // Fair: connections that waited are served in the order they started waiting.
-    for (const c of this.waiting) {
+    for (const c of waiting) {
       if (this.stream.writableNeedDrain) return;
-      this.waiting.delete(c);
+      waiting.delete(c);
       c.flush();
     }
   }
