@@ -56,6 +56,8 @@ export class YamuxStream extends Duplex {
   private recvWindow = INITIAL_WINDOW_BYTES;
   /** Bytes read from us but still held by the reader's reader (`hold`): not consumed yet. */
   private held = 0;
+  /** Bytes consumed in all, as of the last Window Update (window growth only). */
+  private consumedTotal = 0;
   private pending: PendingWrite | undefined;
   private finSent = false;
   private finReceived = false;
@@ -237,7 +239,8 @@ export class YamuxStream extends Duplex {
     const growth = this.owner.windowGrowth;
     if (growth) {
       const now = growth.now();
-      this.window = growth.grow(this.window, this.lastUpdateMs, now);
+      this.consumedTotal += consumed;
+      this.window = growth.grow(this.window, this.lastUpdateMs, now, this.consumedTotal);
       this.lastUpdateMs = now;
     }
     // Not negative but for held bytes: a window shrinks at most by half, and at least half of it was consumed.

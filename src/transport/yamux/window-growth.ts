@@ -15,6 +15,9 @@
  * otherwise pass while its window is still small). Streams still open with the opening window and grow only on
  * their own proof, so a new stalled reader holds no more than before.
  *
+ * Nothing grows before a stream has consumed WINDOWS_BEFORE_GROWTH opening windows (the burst into a stalled
+ * reader's socket buffers must not look like a fast reader).
+ *
  * A grown window also shrinks: when updates come `SHRINK_RTTS` round trips apart or more, the sender uses far less
  * than the window (its source slowed down, or the connection went quiet and woke up), so the window halves, never
  * below the opening one, and gives the rest back to the budget. A stream that grew once therefore does not keep
@@ -26,6 +29,13 @@
 export const GROWTH_RTTS = 2;
 /** Updates this many round trips apart or more mean the window is far larger than the sender uses. */
 export const SHRINK_RTTS = 8;
+/**
+ * Opening windows a stream must have consumed before its window may grow: a reader that never reads still takes in,
+ * at the tunnel's speed, what the socket buffers in front of it hold (about 4 MiB on loopback), and that burst
+ * would look like a reader that keeps up (the stalled-reader bench grew such windows to 2-8 MiB). The per-connection
+ * credit window waits as long (tunnel/receive-window.ts).
+ */
+export const WINDOWS_BEFORE_GROWTH = 8;
 
 export interface WindowGrowthOptions {
   /** The window every stream opens with, in bytes. */
@@ -64,10 +74,11 @@ export class WindowGrowth {
 
   /**
    * A stream whose window is `size` bytes is about to send a Window Update at `now`; it sent its last one (or got
-   * its first data) at `lastMs`. Returns its window from now on: `size`, larger when it proved it needs more, or
-   * smaller (not below the opening window) when it uses far less.
+   * its first data) at `lastMs`, and its reader has consumed `consumedBytes` in all. Returns its window from now on:
+   * `size`, larger when it proved it needs more (never before WINDOWS_BEFORE_GROWTH opening windows were
+   * consumed), or smaller (not below the opening window) when it uses far less.
    */
-  grow(size: number, lastMs: number | undefined, now: number): number {
+  grow(size: number, lastMs: number | undefined, now: number, consumedBytes = Number.POSITIVE_INFINITY): number {
     const rtt = this.rttMs;
     if (rtt === undefined || lastMs === undefined) return size;
     const gap = now - lastMs;
@@ -77,6 +88,7 @@ export class WindowGrowth {
       return smaller;
     }
     if (size >= this.ceiling || this.spare === 0 || gap >= GROWTH_RTTS * rtt) return size;
+    if (consumedBytes < WINDOWS_BEFORE_GROWTH * this.initial) return size;
     const target = Math.min(Math.max(2 * size, this.learned), this.ceiling);
     const extra = Math.min(target - size, this.spare);
     this.spare -= extra;

@@ -7,6 +7,7 @@ import net from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { YamuxSession } from '../../../src/transport/yamux/session.js';
 import type { YamuxStream } from '../../../src/transport/yamux/stream.js';
+import { WINDOWS_BEFORE_GROWTH } from '../../../src/transport/yamux/window-growth.js';
 import { until } from '../../compliance/helpers.js';
 import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
 
@@ -71,6 +72,21 @@ describe('yamux window growth on a 20 ms round trip', () => {
     await expectNoLeaks(before);
   });
 
+  /** A stream from the client to the server, its first 64 KiB block (of `fill` bytes) sent and arrived. */
+  async function streamPair(fill: number): Promise<{ stream: YamuxStream; peer: YamuxStream; block: Buffer }> {
+    let peer: YamuxStream | undefined;
+    server.onStream((s) => {
+      s.on('error', () => undefined);
+      peer = s;
+    });
+    const stream = client.open();
+    stream.on('error', () => undefined);
+    const block = Buffer.alloc(64 * KiB, fill);
+    stream.write(block);
+    await until(() => peer !== undefined, 'the stream to arrive');
+    return { stream, peer: peer!, block };
+  }
+
   it('grows the window of a stream whose reader keeps up, up to the ceiling; a stalled one keeps its own', async () => {
     const incoming: YamuxStream[] = [];
     server.onStream((s) => {
@@ -114,23 +130,33 @@ describe('yamux window growth on a 20 ms round trip', () => {
     await until(() => server.windowGrowth!.spareBytes === 64 * MiB, 'the budget to come back');
   });
 
+  it(`keeps the opening window of a reader that read fast for fewer than ${WINDOWS_BEFORE_GROWTH} windows, then stalled`, async () => {
+    const { stream, peer, block } = await streamPair(3);
+    // Read as fast as it comes (socket buffers in front of a stalled reader take bytes in like this), then stop.
+    const burst = (WINDOWS_BEFORE_GROWTH / 2) * options.maxStreamWindowBytes;
+    let got = 0;
+    const onData = (d: Buffer): void => {
+      got += d.length;
+      if (got >= burst) {
+        peer.off('data', onData);
+        peer.pause();
+      }
+    };
+    peer.on('data', onData);
+    while (stream.write(block) || got < burst) if (stream.writableNeedDrain) await once(stream, 'drain');
+    await until(() => peer.readableLength > 0 && stream.writableNeedDrain, 'the stalled window to fill');
+    expect(peer.receiveWindowBytes).toBe(options.maxStreamWindowBytes);
+    expect(server.windowGrowth!.spareBytes).toBe(64 * MiB);
+  });
+
   it('shrinks a grown window once its sender slows down, and the budget comes back', async () => {
-    let peer!: YamuxStream;
-    server.onStream((s) => {
-      s.on('error', () => undefined);
-      peer = s;
-    });
-    const stream = client.open();
-    stream.on('error', () => undefined);
-    const block = Buffer.alloc(64 * KiB, 2);
+    const { stream, peer, block } = await streamPair(2);
     let got = 0;
     const send = async (bytes: number): Promise<void> => {
       for (let sent = 0; sent < bytes; sent += block.length) {
         if (!stream.write(block.subarray(0, Math.min(block.length, bytes - sent)))) await once(stream, 'drain');
       }
     };
-    await send(block.length);
-    await until(() => peer !== undefined, 'the stream to arrive');
     peer.on('data', (d: Buffer) => (got += d.length));
     await send(16 * MiB - block.length);
     await until(() => got === 16 * MiB, 'the bulk transfer');

@@ -1,6 +1,6 @@
 /** Receive-window growth with an injected clock: when a window doubles or halves, how far, and the shared budget. */
 import { describe, expect, it } from 'vitest';
-import { GROWTH_RTTS, SHRINK_RTTS, WindowGrowth } from '../../../../src/transport/yamux/window-growth.js';
+import { GROWTH_RTTS, SHRINK_RTTS, WINDOWS_BEFORE_GROWTH, WindowGrowth } from '../../../../src/transport/yamux/window-growth.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -37,6 +37,15 @@ describe('window growth', () => {
     }
     expect(sizes).toEqual([2, 4, 8, 16, 16, 16]);
     expect(g.spareBytes).toBe(64 * MiB - 15 * MiB);
+  });
+
+  it(`grows nothing before the stream consumed ${WINDOWS_BEFORE_GROWTH} opening windows (a stalled reader's socket buffers fill fast)`, () => {
+    const { g } = growth();
+    g.rttMs = 20;
+    const before = WINDOWS_BEFORE_GROWTH * MiB - 1;
+    expect(g.grow(1 * MiB, 0, 5, before)).toBe(1 * MiB);
+    expect(g.spareBytes).toBe(64 * MiB);
+    expect(g.grow(1 * MiB, 5, 10, WINDOWS_BEFORE_GROWTH * MiB)).toBe(2 * MiB);
   });
 
   it(`keeps a window whose updates come ${GROWTH_RTTS} round trips apart or more (the link, not the window, limits)`, () => {
