@@ -17,7 +17,10 @@ import { Tunnel, type PacketCounter } from './tunnel.js';
 export interface TunnelGroupOptions {
   /** The credit regime agreed on the control stream (substreams have their own window); undefined: legacy. */
   terms: CreditTerms | undefined;
-  /** Per-connection buffer (the Tunnels' `bufferBytes`). */
+  /**
+   * Per-connection buffer (the Tunnels' `bufferBytes`). On a substream only a backstop: its own window bounds what
+   * the connection holds (`holdUntilConsumed`).
+   */
   bufferBytes: number;
   /** The control stream's half-close: `packet` when the peer confirmed HALF_CLOSE (substreams end by their FIN). */
   halfClose?: 'packet' | undefined;
