@@ -114,14 +114,28 @@ export interface DialsHost {
   count(segment: FrontendSegment, packet: Packet): void;
 }
 
-/** A dial waiting for its agent's answer. */
-interface ServerDial {
-  address: string;
-  origin: object | undefined;
-  route: DialRoute;
-  via: Tunnel;
-  frontend: FrontendKind;
-  callbacks: DialCallbacks;
+/** A dial waiting for its agent's answer; also the handle its frontend holds (no closure per dial). */
+class ServerDial implements DialHandle {
+  /** Its entry in the pending table. */
+  entry!: PendingDial<ServerDial>;
+
+  constructor(
+    private readonly dials: Dials,
+    readonly address: string,
+    readonly origin: object | undefined,
+    readonly route: DialRoute,
+    readonly via: Tunnel,
+    readonly frontend: FrontendKind,
+    readonly callbacks: DialCallbacks,
+  ) {}
+
+  get agentID(): string {
+    return this.route.agentID;
+  }
+
+  cancel(): void {
+    this.dials.cancel(this.entry);
+  }
 }
 
 export class Dials implements DialBroker {
@@ -162,39 +176,48 @@ export class Dials implements DialBroker {
 
   beginDial(request: FrontendDialRequest, frontend: FrontendKind, timeoutMs: number, callbacks: DialCallbacks): DialHandle | KonnectivityError {
     const { address, random, origin } = request;
-    const { perFrontend, perAgent } = this.host.limits;
-    const refuse = (error: KonnectivityError, reason: DialFailureKind): KonnectivityError => {
-      this.host.events.emit('dialFailed', { address, frontend, reason, error, dialID: random });
-      return error;
-    };
-    if (!this.host.accepting()) {
-      return refuse(shuttingDown(), 'shutting_down');
-    }
-    if (this.pending.has(random)) {
-      return refuse(new KonnectivityError(ErrorCode.PROTOCOL, `dial ID ${random} is already pending`), 'send_rsp');
-    }
-    if (origin && this.perOrigin.count(origin) >= perFrontend) {
-      return refuse(tooManyDials(`too many pending dials on this frontend connection (limit ${perFrontend})`), 'too_many_pending_dials');
-    }
-    // An agent at its limit is passed over for another that fits; refused only when every one that fits is full.
-    const route = this.host.pick(address, (r) => this.perRoute.count(r) < perAgent);
-    if (!route) {
-      if (this.host.pick(address)) {
-        return refuse(tooManyDials(`too many pending dials on the agents for ${address} (limit ${perAgent} per agent)`), 'too_many_pending_dials');
-      }
-      return refuse(new KonnectivityError(ErrorCode.NO_AGENT, 'No agent available', { reason: 'endpoint' }), 'no_agent');
+    const route = this.pickRoute(address, random, origin);
+    if (route instanceof Refusal) {
+      this.host.events.emit('dialFailed', { address, frontend, reason: route.reason, error: route.error, dialID: random });
+      return route.error;
     }
     const via = route.tunnelForDial();
     this.perRoute.add(route);
     if (origin) this.perOrigin.add(origin);
-    const dial = this.pending.add(random, { address, origin, route, via, frontend, callbacks }, timeoutMs > 0 ? timeoutMs : undefined, (d) => {
-      d.settle();
-      via.send(closeDial(random));
-      this.fail(d, DialFailure.timedOut('timed out waiting for backend dial'));
-    });
+    const dial = new ServerDial(this, address, origin, route, via, frontend, callbacks);
+    dial.entry = this.pending.add(random, dial, timeoutMs > 0 ? timeoutMs : undefined, this.timedOut);
+    // At once, in this turn: the transport gathers what a turn writes into one socket write.
     via.send(dialRequest(address, random, request.protocol ?? 'tcp'));
-    return { agentID: route.agentID, cancel: () => this.cancel(dial) };
+    return dial;
   }
+
+  /** The agent a dial goes to, or why the dial is refused. */
+  private pickRoute(address: string, random: bigint, origin: object | undefined): DialRoute | Refusal {
+    const { perFrontend, perAgent } = this.host.limits;
+    if (!this.host.accepting()) return new Refusal(shuttingDown(), 'shutting_down');
+    if (this.pending.has(random)) {
+      return new Refusal(new KonnectivityError(ErrorCode.PROTOCOL, `dial ID ${random} is already pending`), 'send_rsp');
+    }
+    if (origin && this.perOrigin.count(origin) >= perFrontend) {
+      return new Refusal(tooManyDials(`too many pending dials on this frontend connection (limit ${perFrontend})`), 'too_many_pending_dials');
+    }
+    // An agent at its limit is passed over for another that fits; refused only when every one that fits is full.
+    const route = this.host.pick(address, this.hasRoom);
+    if (route) return route;
+    if (this.host.pick(address)) {
+      return new Refusal(tooManyDials(`too many pending dials on the agents for ${address} (limit ${perAgent} per agent)`), 'too_many_pending_dials');
+    }
+    return new Refusal(new KonnectivityError(ErrorCode.NO_AGENT, 'No agent available', { reason: 'endpoint' }), 'no_agent');
+  }
+
+  /** An agent route below its pending-dial limit. */
+  private readonly hasRoom = (r: DialRoute): boolean => this.perRoute.count(r) < this.host.limits.perAgent;
+  /** No DIAL_RSP in time: tell the agent (DIAL_CLS) and fail the dial. */
+  private readonly timedOut = (d: PendingDial<ServerDial>): void => {
+    d.settle();
+    d.value.via.send(closeDial(d.random));
+    this.fail(d, DialFailure.timedOut('timed out waiting for backend dial'));
+  };
 
   newDialID(): bigint {
     return this.pending.newDialID();
@@ -283,7 +306,8 @@ export class Dials implements DialBroker {
     for (const w of waiters) w();
   }
 
-  private cancel(dial: PendingDial<ServerDial>): void {
+  /** @internal A frontend gave up on `dial` (its handle's `cancel()`). */
+  cancel(dial: PendingDial<ServerDial>): void {
     if (!dial.settle()) return;
     const { address, route, via, frontend } = dial.value;
     // The reference drops the dial silently (issue #404); the agent must hear of it.
@@ -293,6 +317,14 @@ export class Dials implements DialBroker {
     route.release(via);
     this.notifyIdle();
   }
+}
+
+/** Why a dial was refused before it started. */
+class Refusal {
+  constructor(
+    readonly error: KonnectivityError,
+    readonly reason: DialFailureKind,
+  ) {}
 }
 
 function tooManyDials(message: string): KonnectivityError {

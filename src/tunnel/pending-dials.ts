@@ -25,11 +25,7 @@ export class PendingDial<T> {
     timeoutMs: number | undefined,
     onTimeout: (dial: PendingDial<T>) => void,
   ) {
-    if (timeoutMs !== undefined) {
-      this.timer = setTimeout(() => {
-        if (!this.settled) onTimeout(this);
-      }, timeoutMs).unref();
-    }
+    if (timeoutMs !== undefined) this.timer = setTimeout(timeUp, timeoutMs, this, onTimeout).unref();
   }
 
   /** True until the dial is settled. */
@@ -46,6 +42,11 @@ export class PendingDial<T> {
     this.onSettled?.(this);
     return true;
   }
+}
+
+/** A dial's timer fired (one function for every dial, not a closure each). */
+function timeUp<T>(dial: PendingDial<T>, onTimeout: (dial: PendingDial<T>) => void): void {
+  if (dial.pending) onTimeout(dial);
 }
 
 /** The table of pending dials of one owner (a server, an agent tunnel, a client dial). */

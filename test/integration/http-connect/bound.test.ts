@@ -4,7 +4,9 @@
  * over per-connection substreams (where the client's EOF is a half-close).
  */
 import { once } from 'node:events';
+import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createHttpConnectFrontend, type HttpConnectFrontend } from '../../../src/server/frontends/http-connect/index.js';
 import { Engine } from '../../helpers/engine.js';
@@ -92,6 +94,40 @@ describe.each([false, true])('HTTP-CONNECT bound to the tunnel connection (subst
     // CLOSE_REQ went after the data, as the reference server sends it: the agent flushed, then closed the endpoint.
     while (seenAtEnd.length === 0) await new Promise((r) => setTimeout(r, 5));
     expect(seenAtEnd).toEqual([5]);
+  });
+
+  it('a CONNECT keeps one set of shared listeners from its dial to its end: opening the tunnel adds none', async () => {
+    const port = await start(substreams);
+    const target = await echoServer();
+    engine.defer(() => target.close());
+    const sockets: Array<{ socket: Duplex; atDial: Map<string, Function[]> }> = [];
+    const events = ['data', 'end', 'close', 'error', 'drain'];
+    const own = http.createServer();
+    own.on('connect', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      frontend.handleConnect(req, socket, head);
+      sockets.push({ socket, atDial: new Map(events.map((e) => [e, socket.listeners(e) as Function[]])) });
+    });
+    await new Promise<void>((r) => own.listen(0, '127.0.0.1', r));
+    engine.defer(() => new Promise<void>((r) => own.close(() => r())));
+    const ownPort = (own.address() as AddressInfo).port;
+    const clients = [await rawConnect(ownPort, `127.0.0.1:${target.port}`), await rawConnect(ownPort, `127.0.0.1:${target.port}`)];
+    for (const { socket } of clients) {
+      socket.write('ping');
+      expect((await readUntil(socket, (d) => d.length >= 4)).toString()).toBe('ping');
+    }
+    const [one, two] = sockets;
+    for (const e of events) {
+      // The same functions once the tunnel is open as while it was dialed, and the same for both sockets.
+      expect(one!.socket.listeners(e), e).toEqual(one!.atDial.get(e));
+      const mine = one!.socket.listeners(e).filter((f) => !two!.socket.listeners(e).includes(f));
+      expect(mine, e).toEqual([]);
+    }
+    for (const { socket } of clients) {
+      socket.end();
+      socket.resume();
+      if (!socket.closed) await once(socket, 'close');
+    }
+    while (engine.server.stats.establishedConnections > 0) await new Promise((r) => setTimeout(r, 5));
   });
 
   it('the server shutting down closes the client', async () => {

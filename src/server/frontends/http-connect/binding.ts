@@ -19,6 +19,7 @@
  * - the client closing first sends CLOSE_REQ (after its data, unless it failed) and drops what still arrives.
  */
 import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import { ErrorCode, KonnectivityError } from '../../../protocol/errors.js';
 import { closeRequest, payloadOf, type DataPacket } from '../../../protocol/packet.js';
 import { attachListeners, writePayload } from '../../../tunnel/endpoint.js';
@@ -29,10 +30,36 @@ import type { RelayOptions, RelayResult } from './relay.js';
 
 const BINDING = Symbol('konnectivity-ts.httpConnectBinding');
 
-/** A client socket while it is bound. */
-type BoundSocket = Duplex & { [BINDING]?: ClientBinding };
+/**
+ * What the client socket's shared listeners reach: the CONNECT's dial while it runs (`connect.ts`), then its
+ * ClientBinding. One set of listeners serves both, so opening the tunnel adds and removes none.
+ */
+export interface ClientSide {
+  fromClient(chunk: Buffer): void;
+  clientDrained(): void;
+  clientEnded(): void;
+  clientFailed(err: Error): void;
+  clientClosed(): void;
+}
 
-export class ClientBinding implements ConnectionHandlers, ConnectionOwner {
+/** A client socket while it is served. */
+type BoundSocket = Duplex & { [BINDING]?: ClientSide | undefined };
+
+/** Route `socket`'s events to `side` from now on; the shared listeners are attached the first time only. */
+export function serveClient(socket: Duplex, side: ClientSide | undefined): void {
+  const s = socket as BoundSocket;
+  const first = !(BINDING in s);
+  s[BINDING] = side;
+  if (first) attachListeners(socket, CLIENT_LISTENERS);
+}
+
+/** Whoever learns how a binding ended. */
+export interface BindingOwner {
+  /** Runs once, when the client socket has closed. */
+  bindingDone(result: RelayResult): void;
+}
+
+export class ClientBinding implements ConnectionHandlers, ConnectionOwner, ClientSide {
   /** The peer or the tunnel ended the connection, or we did: nothing more goes to or comes from the tunnel. */
   private tunnelDone = false;
   private done = false;
@@ -42,27 +69,27 @@ export class ClientBinding implements ConnectionHandlers, ConnectionOwner {
   /** The wait for CLOSE_RSP after the client's EOF, or the flush and linger after the peer's end. */
   private timer: NodeJS.Timeout | undefined;
 
-  /**
-   * Bind `socket` to `connection`; `early` is what the client sent during the dial (sent first) and `clientEnded`
-   * whether its EOF came too. `onDone` runs once, when the socket has closed.
-   */
+  /** Bind `socket` to `connection`; `owner` hears once, when the socket has closed. */
   constructor(
     private readonly socket: Duplex,
     private readonly connection: TunnelConnection,
     private readonly options: Required<RelayOptions>,
-    private readonly onDone: (result: RelayResult) => void,
+    private readonly owner: BindingOwner,
   ) {
     connection.handlers = this;
-    (socket as BoundSocket)[BINDING] = this;
-    attachListeners(socket, CLIENT_LISTENERS);
+    serveClient(socket, this);
   }
 
-  /** Start relaying: the held bytes first, then the socket. */
+  /**
+   * Start relaying: `early` (what the client sent during the dial) first, then the socket; `clientEnded` says
+   * whether the client's EOF came too. A socket that is flowing already keeps flowing.
+   */
   start(early: readonly Buffer[], clientEnded: boolean): void {
     let more = true;
     for (const chunk of early) more = this.connection.sendData(chunk);
     if (clientEnded) this.clientEnded();
-    else if (more) this.socket.resume();
+    else if (!more) this.socket.pause();
+    else if (this.socket.isPaused()) this.socket.resume();
   }
 
   // ---- the connection's handlers -------------------------------------------------------------------------------
@@ -88,6 +115,12 @@ export class ClientBinding implements ConnectionHandlers, ConnectionOwner {
     // The endpoint is gone: the client gets what was sent to it, then our FIN; its input is dropped.
     const s = this.socket;
     if (s.destroyed) return;
+    if (s.readableEnded && s.writableLength === 0 && !(s as Partial<TLSSocket>).encrypted) {
+      // The client's FIN came and all we wrote is with the kernel: closing now sends ours after it, with no
+      // shutdown, flush wait or linger (a TLS socket still ends, for its close_notify).
+      s.destroy();
+      return;
+    }
     s.end();
     s.resume();
     this.timer = setTimeout(destroySocket, this.options.flushTimeoutMs, s).unref();
@@ -180,7 +213,7 @@ export class ClientBinding implements ConnectionHandlers, ConnectionOwner {
     if (this.done) return;
     this.done = true;
     const c = this.connection;
-    this.onDone({ bytesFromClient: c.bytesSent, bytesToClient: c.bytesReceived, error: this.error });
+    this.owner.bindingDone({ bytesFromClient: c.bytesSent, bytesToClient: c.bytesReceived, error: this.error });
   }
 }
 
@@ -202,10 +235,12 @@ function onClientClose(this: BoundSocket): void {
 }
 const CLIENT_LISTENERS = { data: onClientData, drain: onClientDrain, end: onClientEnd, error: onClientError, close: onClientClose };
 function onClientFlushed(this: BoundSocket): void {
-  this[BINDING]?.linger();
+  const side = this[BINDING];
+  if (side instanceof ClientBinding) side.linger();
 }
 function closeAfterHalfClose(socket: BoundSocket): void {
-  socket[BINDING]?.closeWithRequest();
+  const side = socket[BINDING];
+  if (side instanceof ClientBinding) side.closeWithRequest();
 }
 function destroySocket(socket: Duplex): void {
   socket.destroy();

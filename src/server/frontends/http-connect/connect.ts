@@ -2,26 +2,24 @@
  * Serving one CONNECT once its target is known: the dial, then the join of the client socket to what the dial gave.
  * Two ways, by what the dialer offers: a dialer with `openConnection` (the ProxyServer) hands over the tunnel
  * connection, and the socket is bound straight to it (`binding.ts`); any other dialer's `dial()` gives a Duplex,
- * relayed to the socket (`relay.ts`). What the client sent during the dial is held (`early-input.ts`) and goes first.
+ * relayed to the socket (`relay.ts`). What the client sent during the dial is held and goes first.
  */
 import type { Duplex } from 'node:stream';
 import { abortError } from '../../../protocol/abort.js';
 import { KonnectivityError } from '../../../protocol/errors.js';
+import type { TunnelConnection } from '../../../tunnel/tunnel.js';
 import type { DialHandle } from '../../dials.js';
-import { ClientBinding } from './binding.js';
-import { holdEarlyInput, type EarlyInput } from './early-input.js';
+import type { ConnectionOwner, OpenCallbacks } from '../programmatic.js';
+import { ClientBinding, serveClient, type BindingOwner, type ClientSide } from './binding.js';
+import { holdEarlyInput } from './early-input.js';
 import type { HttpConnectDialer, HttpConnectFrontendEventMap, ResolvedHttpConnectOptions } from './options.js';
-import { relay } from './relay.js';
+import { relay, type RelayResult } from './relay.js';
 import { CONNECT_ESTABLISHED, dialErrorResponse, type ErrorResponse } from './responses.js';
 
-/** One CONNECT socket being served: how to give up its dial, and what carries it once open. */
+/** One CONNECT socket being served, from its dial to the end of its tunnel. */
 export interface TunnelEntry {
-  /** Give up the dial (the client left, or the frontend is destroyed). */
-  cancel(reason: Error): void;
-  /** The dialer's Duplex, relayed to the socket. */
-  tunnel?: Duplex;
-  /** The socket bound straight to its tunnel connection. */
-  binding?: ClientBinding;
+  /** Give up the dial, or tear down the open tunnel (the client left, or the frontend is destroyed). */
+  destroy(reason: Error): void;
 }
 
 /** What serving a CONNECT needs from its frontend. */
@@ -37,65 +35,155 @@ export interface ConnectHost {
   emit<K extends keyof HttpConnectFrontendEventMap>(event: K, ...args: HttpConnectFrontendEventMap[K]): boolean;
 }
 
+/** The 200, as bytes once for every tunnel. */
+const ESTABLISHED = Buffer.from(CONNECT_ESTABLISHED, 'latin1');
+
 /** Dial `address` for the CONNECT on `socket` (`head`: bytes that came with the request) and join the two. */
 export function serveConnect(host: ConnectHost, socket: Duplex, head: Buffer, address: string, remoteAddress: string): void {
-  if (typeof host.dialer.openConnection === 'function') connectBound(host, socket, head, address, remoteAddress);
+  if (typeof host.dialer.openConnection === 'function') new BoundConnect(host, socket, head, address, remoteAddress).dial();
   else connectRelayed(host, socket, head, address, remoteAddress);
 }
 
-/** Dial through a dialer that hands over the tunnel connection, and bind the socket straight to it. */
-function connectBound(host: ConnectHost, socket: Duplex, head: Buffer, address: string, remoteAddress: string): void {
-  const started = Date.now();
-  let handle: DialHandle | KonnectivityError | undefined;
-  const entry: TunnelEntry = {
-    cancel: (reason) => {
-      if (handle === undefined || handle instanceof KonnectivityError || entry.binding) return;
-      handle.cancel();
-      handle = undefined;
-      host.dialSettled();
-      early.release();
-      socket.destroy();
-      host.untrack(socket);
-      host.emit('dialFailed', { address, remoteAddress, statusCode: undefined, error: reason });
-    },
-  };
-  host.track(socket, entry);
-  const early = holdEarlyInput(socket, head, host.options.maxEarlyDataBytes, (why) => entry.cancel(abortError(why)));
-  const failed = (err: Error): void => {
-    handle = undefined;
-    dialFailed(host, socket, early, address, remoteAddress, err, false);
-  };
-  try {
-    handle = host.dialer.openConnection!(address, host.options.dialTimeoutMs, {
-      succeed: (connection, _agentID, ended) => {
-        handle = undefined;
-        host.dialSettled();
-        const { chunks, ended: clientEnded } = early.release();
-        const binding = new ClientBinding(socket, connection, host.options, (result) => {
-          ended();
-          host.untrack(socket);
-          host.emit('tunnelClosed', { ...result, address, remoteAddress });
-        });
-        entry.binding = binding;
-        socket.write(CONNECT_ESTABLISHED);
-        binding.start(chunks, clientEnded);
-        host.emit('tunnelOpened', { address, remoteAddress, durationMs: Date.now() - started });
-        return binding;
-      },
-      fail: failed,
-    }, 'http-connect');
-  } catch (err) {
-    // A dialer that throws fails this CONNECT, not the process.
-    failed(err instanceof Error ? err : new Error(String(err)));
-    return;
+/**
+ * A CONNECT through a dialer that hands over the tunnel connection: the dial, then the socket bound straight to
+ * the connection (`binding.ts`). This one object is the dial's callbacks, the frontend's entry, the client side
+ * while the dial runs (what the client sends is held, bounded, then the socket paused; its leaving aborts the dial)
+ * and the binding's owner: a CONNECT allocates no closures.
+ */
+class BoundConnect implements OpenCallbacks, TunnelEntry, ClientSide, BindingOwner {
+  private readonly started = Date.now();
+  private handle: DialHandle | undefined;
+  /** While dialing: what the client sent (the header's trailing bytes first), and whether its EOF came. */
+  private early: Buffer[] = [];
+  private earlyBytes = 0;
+  private earlyEnded = false;
+  private dialing = true;
+  private binding: ClientBinding | undefined;
+  private ended: (() => void) | undefined;
+
+  constructor(
+    private readonly host: ConnectHost,
+    private readonly socket: Duplex,
+    head: Buffer,
+    private readonly address: string,
+    private readonly remoteAddress: string,
+  ) {
+    if (head.length > 0) this.hold(head);
   }
-  if (handle instanceof KonnectivityError) failed(handle);
+
+  dial(): void {
+    const { host, socket } = this;
+    host.track(socket, this);
+    // The socket is read during the dial: a paused one would never see its client leave.
+    serveClient(socket, this);
+    if (this.earlyBytes >= host.options.maxEarlyDataBytes) socket.pause();
+    let handle: DialHandle | KonnectivityError;
+    try {
+      handle = host.dialer.openConnection!(this.address, host.options.dialTimeoutMs, this, 'http-connect');
+    } catch (err) {
+      // A dialer that throws fails this CONNECT, not the process.
+      this.fail(err instanceof Error ? err : new Error(String(err)));
+      return;
+    }
+    if (handle instanceof KonnectivityError) this.fail(handle);
+    else if (this.dialing) this.handle = handle;
+  }
+
+  // ---- the dial's callbacks ------------------------------------------------------------------------------------
+
+  succeed(connection: TunnelConnection, _agentID: string, ended: () => void): ConnectionOwner {
+    const { host, socket } = this;
+    this.dialing = false;
+    this.handle = undefined;
+    this.ended = ended;
+    host.dialSettled();
+    const early = this.early;
+    this.early = [];
+    const binding = (this.binding = new ClientBinding(socket, connection, host.options, this));
+    socket.write(ESTABLISHED);
+    binding.start(early, this.earlyEnded);
+    host.emit('tunnelOpened', { address: this.address, remoteAddress: this.remoteAddress, durationMs: Date.now() - this.started });
+    return binding;
+  }
+
+  fail(err: Error): void {
+    if (!this.dialing) return;
+    this.dialing = false;
+    this.handle = undefined;
+    this.early = [];
+    dialFailed(this.host, this.socket, this.address, this.remoteAddress, err, false, false);
+  }
+
+  // ---- the frontend's entry and the binding's owner ------------------------------------------------------------
+
+  destroy(reason: Error): void {
+    if (this.binding) this.binding.destroy(reason);
+    else this.cancel(reason);
+  }
+
+  bindingDone(result: RelayResult): void {
+    const { host } = this;
+    this.ended?.();
+    host.untrack(this.socket);
+    host.emit('tunnelClosed', { ...result, address: this.address, remoteAddress: this.remoteAddress });
+  }
+
+  // ---- the client while the dial runs --------------------------------------------------------------------------
+
+  fromClient(chunk: Buffer): void {
+    if (this.dialing) this.hold(chunk);
+  }
+
+  clientDrained(): void {}
+
+  clientEnded(): void {
+    this.earlyEnded = true;
+    // A client that sent data and then half-closed still gets its data delivered and the answer.
+    if (this.earlyBytes === 0) this.cancel(abortError('the client closed the connection during the dial'));
+  }
+
+  clientFailed(err: Error): void {
+    this.cancel(abortError(`client error during the dial: ${err.message}`));
+  }
+
+  clientClosed(): void {
+    if (this.dialing) this.cancel(abortError('the client closed the connection during the dial'));
+    else this.host.untrack(this.socket);
+  }
+
+  private hold(chunk: Buffer): void {
+    this.early.push(chunk);
+    this.earlyBytes += chunk.length;
+    // The client waits for the tunnel, like any backpressure.
+    if (this.earlyBytes >= this.host.options.maxEarlyDataBytes) this.socket.pause();
+  }
+
+  /** Give up the dial: the client left, or the frontend is destroyed. */
+  private cancel(reason: Error): void {
+    const handle = this.handle;
+    if (!this.dialing || handle === undefined) return;
+    this.dialing = false;
+    this.handle = undefined;
+    this.early = [];
+    handle.cancel();
+    const { host, socket } = this;
+    host.dialSettled();
+    socket.destroy();
+    host.untrack(socket);
+    host.emit('dialFailed', { address: this.address, remoteAddress: this.remoteAddress, statusCode: undefined, error: reason });
+  }
 }
 
 /** Dial through the dialer's `dial()`, and relay between the socket and the Duplex it gives. */
 function connectRelayed(host: ConnectHost, socket: Duplex, head: Buffer, address: string, remoteAddress: string): void {
   const abort = new AbortController();
-  const entry: TunnelEntry = { cancel: (reason) => abort.abort(reason) };
+  let opened: Duplex | undefined;
+  const entry: TunnelEntry = {
+    destroy: (reason) => {
+      opened?.destroy();
+      abort.abort(reason);
+    },
+  };
   host.track(socket, entry);
   const early = holdEarlyInput(socket, head, host.options.maxEarlyDataBytes, (why) => abort.abort(abortError(why)));
   const started = Date.now();
@@ -111,8 +199,8 @@ function connectRelayed(host: ConnectHost, socket: Duplex, head: Buffer, address
         host.emit('dialFailed', { address, remoteAddress, statusCode: undefined, error: abortReason(abort.signal) });
         return;
       }
-      entry.tunnel = tunnel;
-      socket.write(CONNECT_ESTABLISHED);
+      opened = tunnel;
+      socket.write(ESTABLISHED);
       for (const chunk of chunks) tunnel.write(chunk);
       void relay(socket, tunnel, host.options).then((result) => {
         host.untrack(socket);
@@ -123,15 +211,18 @@ function connectRelayed(host: ConnectHost, socket: Duplex, head: Buffer, address
     },
     (err: unknown) => {
       const error = err instanceof Error ? err : new Error(String(err));
-      dialFailed(host, socket, early, address, remoteAddress, error, abort.signal.aborted);
+      early.release();
+      dialFailed(host, socket, address, remoteAddress, error, abort.signal.aborted, true);
     },
   );
 }
 
-/** A dial failed: answer the client with the status for `error`, unless it left first. */
-function dialFailed(host: ConnectHost, socket: Duplex, early: EarlyInput, address: string, remoteAddress: string, error: Error, aborted: boolean): void {
+/**
+ * A dial failed: answer the client with the status for `error`, unless it left first. The socket is untracked once
+ * it has closed: here when `watchClose`, else by the caller's own 'close' listener.
+ */
+function dialFailed(host: ConnectHost, socket: Duplex, address: string, remoteAddress: string, error: Error, aborted: boolean, watchClose: boolean): void {
   host.dialSettled();
-  early.release();
   let statusCode: number | undefined;
   if (socket.destroyed || aborted) {
     socket.destroy();
@@ -141,7 +232,7 @@ function dialFailed(host: ConnectHost, socket: Duplex, early: EarlyInput, addres
     host.respondAndClose(socket, response);
   }
   if (socket.closed) host.untrack(socket);
-  else socket.once('close', () => host.untrack(socket));
+  else if (watchClose) socket.once('close', () => host.untrack(socket));
   host.emit('dialFailed', { address, remoteAddress, statusCode, error });
 }
 

@@ -226,9 +226,7 @@ export class HttpConnectFrontend extends EventEmitter<HttpConnectFrontendEventMa
     }
     const reason = new KonnectivityError(ErrorCode.SHUTTING_DOWN, 'the frontend was destroyed');
     for (const [socket, entry] of [...this.tunnels]) {
-      entry.tunnel?.destroy();
-      entry.binding?.destroy(reason);
-      entry.cancel(reason);
+      entry.destroy(reason);
       socket.destroy();
     }
     for (const socket of this.connections) socket.destroy();

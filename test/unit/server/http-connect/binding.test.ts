@@ -63,7 +63,7 @@ async function bound(windowBytes?: number) {
   const { t, peer, seen } = tunnel(windowBytes);
   const connection = t.open(7n);
   let result: RelayResult | undefined;
-  const binding = new ClientBinding(server, connection, OPTIONS, (r) => (result = r));
+  const binding = new ClientBinding(server, connection, OPTIONS, { bindingDone: (r) => (result = r) });
   binding.start([], false);
   return { client, server, t, peer, seen, connection, binding, result: () => result };
 }
@@ -115,6 +115,23 @@ describe('ClientBinding', () => {
     client.on('data', (d: Buffer) => chunks.push(d));
     await once(client, 'close');
     expect(Buffer.concat(chunks).toString()).toBe('answer');
+  });
+
+  it("after the client's EOF, a CLOSE_RSP still lets a client that reads late get everything queued for it", async () => {
+    // A window larger than the answer, so all of it and the CLOSE_RSP arrive while the client reads nothing.
+    const { client, peer, seen } = await bound(64 * 1024 * 1024);
+    client.pause();
+    client.end('request');
+    await until(() => seen.some((p) => p.type === PacketType.CLOSE_REQ));
+    const chunk = Buffer.alloc(64 * 1024, 7);
+    // 16 MiB: more than the kernel's socket buffers take, so some of it waits in the server socket at the close.
+    for (let i = 0; i < 256; i++) peer.write(dataPacket(7n, chunk));
+    peer.write(closeResponse(7n));
+    let got = 0;
+    client.on('data', (d: Buffer) => (got += d.length));
+    client.resume();
+    await once(client, 'close');
+    expect(got).toBe(256 * chunk.length);
   });
 
   it('the client closing sends CLOSE_REQ; DATA still in flight is dropped and its credit returned', async () => {
