@@ -23,6 +23,14 @@ function tcpOf(socket: Duplex): object {
   return (socket as { _parent?: object })._parent ?? socket;
 }
 
+/** The request head came, or the connection closed: its deadline is over (`this` is the TCP socket). */
+function endHeadDeadline(this: AwaitingSocket): void {
+  const deadline = this[HEAD_DEADLINE];
+  if (deadline === undefined) return;
+  this[HEAD_DEADLINE] = undefined;
+  clearTimeout(deadline);
+}
+
 /** `host:port` of a client for logs, also once its socket closed; `unix` on a Unix socket. */
 export function remoteAddressOf(socket: Duplex): string {
   const { address, port } = socketAddress(socket as Partial<Socket>);
@@ -41,10 +49,12 @@ function refusesUnauthorized(options: TlsOptions): boolean {
   return (options.requestCert === true || (options.ca !== undefined && options.requestCert === undefined)) && options.rejectUnauthorized !== false;
 }
 
+/** The request-head deadline of a connection (on its TCP socket) until its first request arrives. */
+const HEAD_DEADLINE = Symbol('konnectivity-ts.headDeadline');
+type AwaitingSocket = Socket & { [HEAD_DEADLINE]?: NodeJS.Timeout | undefined };
+
 /** The admission of one frontend's connections; `report` is its `clientError`. */
 export class Admission {
-  /** The request-head deadline of each connection (by its TCP socket) until its first request arrives. */
-  private readonly awaitingHead = new WeakMap<object, NodeJS.Timeout>();
   /** Why a TLS client's certificate was refused, by its TLS socket: its first request is answered 403 with it. */
   private readonly unauthorized = new WeakMap<object, string>();
   /** TLS sockets whose failed handshake was reported, and those whose handshake succeeded. */
@@ -64,15 +74,15 @@ export class Admission {
         info?.remoteAddress ? joinHostPort(info.remoteAddress, info.remotePort) : 'unknown',
       ),
     );
-    http.on('connection', (socket: Socket) => {
+    // Shared functions, not closures per connection: the deadline lives on the socket.
+    const headTimedOut = (socket: Socket): void => {
+      report(new KonnectivityError(ErrorCode.PROTOCOL, `no request header within ${options.headersTimeoutMs} ms`), remoteAddressOf(socket));
+      socket.destroy();
+    };
+    http.on('connection', (socket: AwaitingSocket) => {
       rememberPeer(socket);
-      const head = setTimeout(() => {
-        report(new KonnectivityError(ErrorCode.PROTOCOL, `no request header within ${options.headersTimeoutMs} ms`), remoteAddressOf(socket));
-        socket.destroy();
-      }, options.headersTimeoutMs);
-      head.unref();
-      this.awaitingHead.set(socket, head);
-      socket.once('close', () => clearTimeout(head));
+      socket[HEAD_DEADLINE] = setTimeout(headTimedOut, options.headersTimeoutMs, socket).unref();
+      socket.on('close', endHeadDeadline);
     });
     const verify = tls !== undefined && refusesUnauthorized(mtlsRequested(tls));
     http.on('secureConnection', (socket: TLSSocket) => {
@@ -94,9 +104,7 @@ export class Admission {
 
   /** The request head of `socket` arrived: its deadline is over. Returns why its client is refused, if it is. */
   headArrived(socket: Duplex): string | undefined {
-    const tcp = tcpOf(socket);
-    clearTimeout(this.awaitingHead.get(tcp));
-    this.awaitingHead.delete(tcp);
+    endHeadDeadline.call(tcpOf(socket) as AwaitingSocket);
     return this.unauthorized.get(socket);
   }
 
