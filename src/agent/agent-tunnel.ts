@@ -26,7 +26,7 @@ import { attachStream, closeStream } from '../tunnel/stream-lifecycle.js';
 import { rejectBadGrace, type CloseOptions } from '../transport/grace.js';
 import { TunnelGroup } from '../tunnel/tunnel-group.js';
 import type { PacketCounter, Tunnel } from '../tunnel/tunnel.js';
-import { directDialOf, type Dialer } from './dialer.js';
+import { directDialOf, type DialInProgress, type DialWaiter, type Dialer } from './dialer.js';
 
 /** A connection the agent opened or closed, as its `connectionOpened` and `connectionClosed` events tell. */
 export interface AgentConnectionEvent {
@@ -113,6 +113,36 @@ interface EndpointDial {
   via: Tunnel;
   address: string;
   protocol: string;
+}
+
+/**
+ * An endpoint dial through the default dialer's callback form: the pending dial's value and the dial's waiter in
+ * one. A cancelled dial never calls back; one settled otherwise (close(), DIAL_CLS) is cancelled by its settler.
+ */
+class DirectEndpointDial implements EndpointDial, DialWaiter {
+  entry!: PendingDial<EndpointDial>;
+  progress: DialInProgress | undefined;
+
+  constructor(
+    private readonly tunnel: AgentTunnel,
+    readonly via: Tunnel,
+    readonly address: string,
+    readonly protocol: string,
+    private readonly connectID: bigint,
+  ) {}
+
+  abort(): void {
+    this.progress?.cancel();
+  }
+
+  dialed(err: Error | undefined, endpoint?: Duplex): void {
+    const pd = this.entry;
+    if (!pd.settle()) {
+      endpoint?.destroy();
+      return;
+    }
+    this.tunnel.dialed(err, endpoint, this.address, this.protocol, pd.random, this.connectID, this.via, pd.startedAt, false);
+  }
 }
 
 /** How long `close()` waits, by default, for the server to end the stream before destroying it. */
@@ -239,17 +269,10 @@ export class AgentTunnel {
     const connectID = ++this.nextConnectID;
     const direct = directDialOf(this.host.dialer);
     if (direct) {
-      // The default dialer: callbacks, and its own timeout (the same as ours); no Promise, signal or second timer.
-      const value: EndpointDial = { abort: noop, via, address, protocol };
-      const pd = this.dials.add(random, value, undefined, noop);
-      // A cancelled dial never calls back; one settled otherwise (close(), DIAL_CLS) is cancelled by its settler.
-      value.abort = direct(address, protocol, (err, endpoint) => {
-        if (!pd.settle()) {
-          endpoint?.destroy();
-          return;
-        }
-        this.dialed(err, endpoint, address, protocol, random, connectID, via, pd.startedAt, false);
-      });
+      // The default dialer: its own timeout (the same as ours); no Promise, signal, second timer or closure.
+      const dial = new DirectEndpointDial(this, via, address, protocol, connectID);
+      dial.entry = this.dials.add(random, dial, undefined, noop);
+      dial.progress = direct(address, protocol, dial);
       return;
     }
     const controller = new AbortController();
@@ -292,8 +315,8 @@ export class AgentTunnel {
     this.tunnels.release(pd.value.via);
   }
 
-  /** An endpoint dial ended: join the endpoint, or answer the server with the error (`timedOut`: ours fired). */
-  private dialed(
+  /** @internal An endpoint dial ended: join the endpoint, or answer the server with the error (`timedOut`: ours fired). */
+  dialed(
     err: Error | undefined, endpoint: Duplex | undefined, address: string, protocol: string, random: bigint, connectID: bigint,
     via: Tunnel, startedAt: number, timedOut: boolean,
   ): void {

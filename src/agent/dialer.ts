@@ -46,12 +46,23 @@ const GO_CONNECT_ERRORS: Record<string, string> = {
 };
 
 /**
- * A dial in callback form: `done` is called once, with the endpoint or the error text's Error; the returned
- * function cancels the dial (then `done` is not called). The default dialer has it, so the agent dials with no
- * Promise and no AbortSignal per connection; any other Dialer is called through its Promise form.
+ * A dial in callback form: `waiter.dialed` is called once, with the endpoint or the error text's Error, unless the
+ * dial is cancelled first (`cancel()` of what it returns). The default dialer has it, so the agent dials with no
+ * Promise, AbortSignal or closure per connection; any other Dialer is called through its Promise form.
  * @internal
  */
-export type DirectDial = (address: string, protocol: string, done: (err: Error | undefined, endpoint?: Duplex) => void) => () => void;
+export type DirectDial = (address: string, protocol: string, waiter: DialWaiter) => DialInProgress;
+
+/** Who waits for a {@link DirectDial}. @internal */
+export interface DialWaiter {
+  dialed(err: Error | undefined, endpoint?: Duplex): void;
+}
+
+/** A {@link DirectDial} in progress. @internal */
+export interface DialInProgress {
+  /** Give up: the waiter is not called, the socket is destroyed. */
+  cancel(): void;
+}
 
 /** Where a Dialer keeps its callback form. @internal */
 export const DIRECT_DIAL = Symbol('konnectivity-ts.directDial');
@@ -64,7 +75,7 @@ export function directDialOf(dialer: Dialer): DirectDial | undefined {
 /** The default dialer: TCP, with Go-style error text. */
 export function tcpDialer(options: TcpDialerOptions = {}): Dialer {
   const timeoutMs = options.timeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS;
-  const direct: DirectDial = (address, protocol, done) => dialTcp(address, protocol, timeoutMs, done);
+  const direct: DirectDial = (address, protocol, waiter) => dialTcp(address, protocol, timeoutMs, waiter);
   const dialer: Dialer = ({ address, protocol, signal }) =>
     new Promise<Duplex>((resolve, reject) => {
       if (signal.aborted) {
@@ -72,13 +83,15 @@ export function tcpDialer(options: TcpDialerOptions = {}): Dialer {
         return;
       }
       const onAbort = (): void => {
-        cancel();
+        dial.cancel();
         reject(new Error(`dial ${protocol} ${address}: operation was canceled`));
       };
-      const cancel = direct(address, protocol, (err, socket) => {
-        signal.removeEventListener('abort', onAbort);
-        if (err) reject(err);
-        else resolve(socket!);
+      const dial = direct(address, protocol, {
+        dialed(err, socket) {
+          signal.removeEventListener('abort', onAbort);
+          if (err) reject(err);
+          else resolve(socket!);
+        },
       });
       signal.addEventListener('abort', onAbort, { once: true });
     });
@@ -86,30 +99,49 @@ export function tcpDialer(options: TcpDialerOptions = {}): Dialer {
 }
 
 /** A TCP dial in progress, kept on its socket, so that the socket's listeners can be shared functions. */
-interface TcpDial {
-  address: string;
-  protocol: string;
-  timer: NodeJS.Timeout;
-  done: (err: Error | undefined, endpoint?: Duplex) => void;
+class TcpDial implements DialInProgress {
+  readonly timer: NodeJS.Timeout;
+  settled = false;
+
+  constructor(
+    readonly socket: DialingSocket,
+    readonly address: string,
+    readonly protocol: string,
+    readonly waiter: DialWaiter,
+    timeoutMs: number,
+  ) {
+    this.timer = setTimeout(onDialTimeout, timeoutMs, socket).unref();
+  }
+
+  cancel(): void {
+    if (this.settled) return;
+    this.settled = true;
+    clearTimeout(this.timer);
+    this.socket[DIALING] = undefined;
+    this.socket.destroy();
+  }
 }
 const DIALING = Symbol('konnectivity-ts.tcpDial');
 type DialingSocket = net.Socket & { [DIALING]?: TcpDial | undefined };
 
-/** One TCP dial with a timeout; `done` runs once unless cancelled. Returns the cancel. */
-function dialTcp(address: string, protocol: string, timeoutMs: number, done: (err: Error | undefined, endpoint?: Duplex) => void): () => void {
-  let failure: string | undefined;
-  let target: { host: string; port: number } | string | undefined;
-  if (protocol !== 'tcp' && protocol !== 'tcp4' && protocol !== 'tcp6') failure = `dial ${protocol} ${address}: unknown network ${protocol}`;
-  else if (typeof (target = parseAddress(address)) === 'string') failure = `dial ${protocol} ${address}: ${target}`;
-  if (failure !== undefined || typeof target !== 'object') {
-    // Asynchronously, as a connect error would be.
-    const text = failure!;
-    let cancelled = false;
+/** A dial that fails before it starts (a bad address or network): reported asynchronously, as a connect error. */
+class FailedDial implements DialInProgress {
+  private cancelled = false;
+  constructor(text: string, waiter: DialWaiter) {
     process.nextTick(() => {
-      if (!cancelled) done(new Error(text));
+      if (!this.cancelled) waiter.dialed(new Error(text));
     });
-    return () => (cancelled = true);
   }
+  cancel(): void {
+    this.cancelled = true;
+  }
+}
+
+/** One TCP dial with a timeout; `waiter` hears once unless cancelled. */
+function dialTcp(address: string, protocol: string, timeoutMs: number, waiter: DialWaiter): DialInProgress {
+  let target: { host: string; port: number } | string | undefined;
+  if (protocol !== 'tcp' && protocol !== 'tcp4' && protocol !== 'tcp6') return new FailedDial(`dial ${protocol} ${address}: unknown network ${protocol}`, waiter);
+  if (typeof (target = parseAddress(address)) === 'string') return new FailedDial(`dial ${protocol} ${address}: ${target}`, waiter);
   // No Nagle: net sets TCP_NODELAY as the connect completes. An IP literal connects without a lookup.
   const socket: DialingSocket = net.connect({
     host: target.host,
@@ -117,26 +149,22 @@ function dialTcp(address: string, protocol: string, timeoutMs: number, done: (er
     family: protocol === 'tcp4' ? 4 : protocol === 'tcp6' ? 6 : 0,
     noDelay: true,
   });
-  socket[DIALING] = { address, protocol, done, timer: setTimeout(onDialTimeout, timeoutMs, socket).unref() };
+  const dial = (socket[DIALING] = new TcpDial(socket, address, protocol, waiter, timeoutMs));
   // The listeners stay after the dial (removing one turns the socket's listener table into a dictionary), doing
   // nothing once it is settled.
   socket.on('connect', onDialConnect);
   socket.on('error', onDialError);
-  return () => {
-    if (socket[DIALING] === undefined) return;
-    clearTimeout(socket[DIALING].timer);
-    socket[DIALING] = undefined;
-    socket.destroy();
-  };
+  return dial;
 }
 
 function settleDial(socket: DialingSocket, err: Error | undefined): void {
   const dial = socket[DIALING];
   if (dial === undefined) return;
   socket[DIALING] = undefined;
+  dial.settled = true;
   clearTimeout(dial.timer);
   if (err) socket.destroy();
-  dial.done(err, err ? undefined : socket);
+  dial.waiter.dialed(err, err ? undefined : socket);
 }
 function onDialConnect(this: DialingSocket): void {
   settleDial(this, undefined);

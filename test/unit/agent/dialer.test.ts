@@ -56,13 +56,19 @@ describe('tcpDialer sockets', () => {
     const direct = directDialOf(tcpDialer());
     expect(direct).toBeTypeOf('function');
     const refused = await refusedAddress();
-    const err = await new Promise<Error | undefined>((resolve) => direct!(refused, 'tcp', (e) => resolve(e)));
+    const err = await new Promise<Error | undefined>((resolve) => direct!(refused, 'tcp', { dialed: (e) => resolve(e) }));
     expect(err?.message).toBe(`dial tcp ${refused}: connect: connection refused`);
     // A cancelled dial never calls back.
     let called = false;
-    direct!('127.0.0.1:1', 'tcp', () => (called = true))();
+    direct!('127.0.0.1:1', 'tcp', { dialed: () => (called = true) }).cancel();
     await new Promise((r) => setTimeout(r, 50));
     expect(called).toBe(false);
+    // A dial that fails before it starts reports asynchronously, and can be cancelled as well.
+    let early = false;
+    direct!('no-port', 'tcp', { dialed: () => (early = true) }).cancel();
+    const bad = await new Promise<Error | undefined>((resolve) => direct!('no-port', 'tcp', { dialed: (e) => resolve(e) }));
+    expect(bad?.message).toBe('dial tcp no-port: address no-port: missing port in address');
+    expect(early).toBe(false);
     // A dialer of the caller's own has none: the agent calls it with a signal.
     expect(directDialOf(async () => new net.Socket())).toBeUndefined();
   });
