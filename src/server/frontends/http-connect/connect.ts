@@ -35,6 +35,9 @@ export interface ConnectHost {
   emit<K extends keyof HttpConnectFrontendEventMap>(event: K, ...args: HttpConnectFrontendEventMap[K]): boolean;
 }
 
+/** What a client sent during the dial when it sent nothing. */
+const NOTHING: readonly Buffer[] = [];
+
 /** The 200, as bytes once for every tunnel. */
 const ESTABLISHED = Buffer.from(CONNECT_ESTABLISHED, 'latin1');
 
@@ -54,7 +57,7 @@ class BoundConnect implements OpenCallbacks, TunnelEntry, ClientSide, BindingOwn
   private readonly started = Date.now();
   private handle: DialHandle | undefined;
   /** While dialing: what the client sent (the header's trailing bytes first), and whether its EOF came. */
-  private early: Buffer[] = [];
+  private early: Buffer[] | undefined;
   private earlyBytes = 0;
   private earlyEnded = false;
   private dialing = true;
@@ -97,8 +100,8 @@ class BoundConnect implements OpenCallbacks, TunnelEntry, ClientSide, BindingOwn
     this.handle = undefined;
     this.ended = ended;
     host.dialSettled();
-    const early = this.early;
-    this.early = [];
+    const early = this.early ?? NOTHING;
+    this.early = undefined;
     const binding = (this.binding = new ClientBinding(socket, connection, host.options, this));
     socket.write(ESTABLISHED);
     binding.start(early, this.earlyEnded);
@@ -110,7 +113,7 @@ class BoundConnect implements OpenCallbacks, TunnelEntry, ClientSide, BindingOwn
     if (!this.dialing) return;
     this.dialing = false;
     this.handle = undefined;
-    this.early = [];
+    this.early = undefined;
     dialFailed(this.host, this.socket, this.address, this.remoteAddress, err, false, false);
   }
 
@@ -152,7 +155,7 @@ class BoundConnect implements OpenCallbacks, TunnelEntry, ClientSide, BindingOwn
   }
 
   private hold(chunk: Buffer): void {
-    this.early.push(chunk);
+    (this.early ??= []).push(chunk);
     this.earlyBytes += chunk.length;
     // The client waits for the tunnel, like any backpressure.
     if (this.earlyBytes >= this.host.options.maxEarlyDataBytes) this.socket.pause();
@@ -164,7 +167,7 @@ class BoundConnect implements OpenCallbacks, TunnelEntry, ClientSide, BindingOwn
     if (!this.dialing || handle === undefined) return;
     this.dialing = false;
     this.handle = undefined;
-    this.early = [];
+    this.early = undefined;
     handle.cancel();
     const { host, socket } = this;
     host.dialSettled();
