@@ -128,7 +128,8 @@ class BoundConnect implements OpenCallbacks, TunnelEntry, ClientSide, BindingOwn
     const { host } = this;
     this.ended?.();
     host.untrack(this.socket);
-    host.emit('tunnelClosed', { ...result, address: this.address, remoteAddress: this.remoteAddress });
+    const { bytesFromClient, bytesToClient, error } = result;
+    host.emit('tunnelClosed', { bytesFromClient, bytesToClient, error, address: this.address, remoteAddress: this.remoteAddress });
   }
 
   // ---- the client while the dial runs --------------------------------------------------------------------------
