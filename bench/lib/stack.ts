@@ -1,8 +1,10 @@
 /**
  * A proxy server and an agent as their programs, started the way a user starts them: the Go reference's binaries
- * from the peer kit, or the konnectivity-ts programs (src/cli, through tsx) with the same flags. The frontend is
- * on a Unix socket (plaintext, as the reference allows only there), the agent leg is TLS with the kit's
- * certificates (the Go agent always uses TLS). Readiness is the server's /readyz, as an operator would check it.
+ * from the peer kit, or the konnectivity-ts programs with the same flags, from the package built for the run
+ * (`build.ts`, as users run `dist/`: tsx's hooks are loaded for the bench's `cli-hooks.ts` only and leave the built
+ * code untransformed, so no `__name` wrappers), or src/cli through tsx with `--from-source`. The frontend is on a
+ * Unix socket (plaintext, as the reference allows only there), the agent leg is TLS with the kit's certificates
+ * (the Go agent always uses TLS). Readiness is the server's /readyz, as an operator would check it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
