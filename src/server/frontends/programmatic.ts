@@ -39,6 +39,31 @@ export interface OpenCallbacks {
   fail(err: KonnectivityError): void;
 }
 
+/**
+ * One connection handed over by `open()`, until its owner reports it ended. Its own object rather than a closure in
+ * `open()`: a closure there would keep the dial's whole scope (the pending dial, the caller's callbacks and promise)
+ * alive for as long as the connection is open.
+ */
+class OpenedConnection {
+  owner: ConnectionOwner | undefined;
+  over = false;
+
+  constructor(
+    private readonly owners: Set<ConnectionOwner>,
+    private readonly broker: DialBroker,
+    private readonly agentID: string,
+    private readonly connection: TunnelConnection,
+  ) {}
+
+  /** Called once by the owner when the connection is over (later calls do nothing). */
+  readonly ended = (): void => {
+    if (this.over) return;
+    this.over = true;
+    if (this.owner) this.owners.delete(this.owner);
+    this.broker.connectionEnded(this.agentID, this.connection);
+  };
+}
+
 export class ProgrammaticFrontend {
   /** Owners of open connections, so that shutdown reaches them. */
   private readonly owners = new Set<ConnectionOwner>();
@@ -58,16 +83,9 @@ export class ProgrammaticFrontend {
     const request = { address, random: this.broker.newDialID() };
     return this.broker.beginDial(request, frontend, timeoutMs ?? this.dialTimeoutMs, {
       succeed: (connection, agentID) => {
-        let owner: ConnectionOwner | undefined;
-        let over = false;
-        const ended = (): void => {
-          if (over) return;
-          over = true;
-          if (owner) this.owners.delete(owner);
-          this.broker.connectionEnded(agentID, connection);
-        };
-        owner = callbacks.succeed(connection, agentID, ended);
-        if (!over) this.owners.add(owner);
+        const opened = new OpenedConnection(this.owners, this.broker, agentID, connection);
+        opened.owner = callbacks.succeed(connection, agentID, opened.ended);
+        if (!opened.over) this.owners.add(opened.owner);
       },
       fail: (err) => callbacks.fail(err),
     });
