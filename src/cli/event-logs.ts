@@ -33,7 +33,9 @@ export function logServerEvents(proxy: ProxyServer, log: Logger): void {
     log.v(2).info('Remove connection for agent', { agentID: info.agentID });
   });
   proxy.on('agentDraining', (info) => log.v(2).info('agent is draining', { agentID: info.agentID }));
-  proxy.on('dialSucceeded', (e) =>
+  // Per-dial and per-connection lines: listened to only at a verbosity that prints them, so a dial at the default
+  // verbosity builds no fields and formats no duration.
+  if (log.enabled(3)) proxy.on('dialSucceeded', (e) =>
     log.v(3).info('Proxy connection established', {
       dialID: e.dialID,
       connectionID: e.connectionID,
@@ -57,7 +59,7 @@ export function logServerEvents(proxy: ProxyServer, log: Logger): void {
         log.error('Dial failed', e.error, { dialID: e.dialID, dialAddress: e.address, reason: e.reason, frontend: e.frontend });
     }
   });
-  proxy.on('connectionClosed', (e) =>
+  if (log.enabled(4)) proxy.on('connectionClosed', (e) =>
     log.v(4).info('Connection closed', { agentID: e.agentID, connectionID: e.connectID, bytesFromAgent: e.bytesFromAgent, bytesToAgent: e.bytesToAgent }),
   );
 }
@@ -74,8 +76,8 @@ export function logFrontendStream(stream: PacketStream, log: Logger): void {
 
 /** The HTTP-CONNECT frontend's events (its `clientError`s are the server program's refused connections). */
 export function logHttpConnectEvents(frontend: HttpConnectFrontend, log: Logger): void {
-  frontend.on('tunnelOpened', (e) => log.v(4).info('Connection established, sent 200 OK', { host: e.address, remoteAddress: e.remoteAddress }));
-  frontend.on('tunnelClosed', (e) =>
+  if (log.enabled(4)) frontend.on('tunnelOpened', (e) => log.v(4).info('Connection established, sent 200 OK', { host: e.address, remoteAddress: e.remoteAddress }));
+  if (log.enabled(2)) frontend.on('tunnelClosed', (e) =>
     log.v(2).info('EOF from host', { host: e.address, remoteAddress: e.remoteAddress, bytesFromClient: e.bytesFromClient, bytesToClient: e.bytesToClient }),
   );
   frontend.on('dialFailed', (e) => log.v(2).info('CONNECT failed', { host: e.address, remoteAddress: e.remoteAddress, status: e.statusCode, err: e.error.message }));
@@ -110,13 +112,13 @@ export function logAgentEvents(agent: Agent, clientSet: AgentClientSet<AgentTunn
   clientSet.on('connectFailed', (err) => log.error('cannot connect once', err));
   clientSet.on('probeFailed', (t) => log.v(2).info('Closing the tunnel: its connection is not ready', { serverID: t.serverID }));
   clientSet.on('readyChange', (ready) => log.v(2).info(ready ? 'Ready: a tunnel is up' : 'Not ready: no tunnel is up'));
-  agent.on('connectionOpened', (e) => log.v(3).info('Endpoint connection established', { dialID: e.dialID, connectionID: e.connectID, dialAddress: e.address }));
+  if (log.enabled(3)) agent.on('connectionOpened', (e) => log.v(3).info('Endpoint connection established', { dialID: e.dialID, connectionID: e.connectID, dialAddress: e.address }));
   agent.on('dialFailed', (e) => {
     // A refusal is ours (no Go counterpart): at the default verbosity, as the server's refusals are.
     if (e.refused) log.info('dial refused', { reason: e.refused, err: e.error, dialID: e.dialID, dialAddress: e.address, serverID: e.serverID });
     else log.v(2).info('error dialing backend', { error: e.error, dialID: e.dialID, connectionID: e.connectID, dialAddress: e.address });
   });
-  agent.on('connectionClosed', (e) => log.v(4).info('close connection', { dialID: e.dialID, connectionID: e.connectID, dialAddress: e.address }));
+  if (log.enabled(4)) agent.on('connectionClosed', (e) => log.v(4).info('close connection', { dialID: e.dialID, connectionID: e.connectID, dialAddress: e.address }));
 }
 
 /**

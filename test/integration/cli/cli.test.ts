@@ -183,6 +183,10 @@ describe('konnectivity-server and konnectivity-agent as processes', () => {
     const ok = await connectRequest(sp['frontend-http-connect']!, `127.0.0.1:${echoPort}`);
     expect(ok.head).toBe('HTTP/1.1 200 Connection Established');
     expect(ok.echoed).toBe('hello through the tunnel');
+    // The per-dial lines of -v=3 and -v=4 (listened to only at such a verbosity).
+    await server.waitFor(/"Proxy connection established" dialID=\d+ connectionID=1 agentID="agent-1" dialAddress="127\.0\.0\.1:\d+" dialDuration="[\d.]+[µm]?s"$/m);
+    await server.waitFor(/"Connection established, sent 200 OK" host="127\.0\.0\.1:\d+"/);
+    await agent.waitFor(/"Endpoint connection established" dialID=\d+ connectionID=1 dialAddress="127\.0\.0\.1:\d+"$/m);
     const refusedAt = await refusedAddress();
     const refused = await connectRequest(sp['frontend-http-connect']!, refusedAt);
     expect(refused.head).toMatch(/^HTTP\/1\.1 502 .*connection refused/s);
