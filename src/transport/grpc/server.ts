@@ -117,7 +117,8 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
   /** Raw connections: a session destroyed before the peer's preface leaves its socket open (node waits for the peer). */
   private readonly sockets = new Set<Socket>();
   private server: Http2Server | Http2SecureServer | undefined;
-  private socketPath: string | undefined;
+  /** `unix:<path>` when listening on a Unix socket: every call's remote address. */
+  private unixAddress: string | undefined;
   private streamOptions: ResolvedStreamOptions;
   private readonly maxConcurrentStreams: number;
   private readonly limits: ServerLimits;
@@ -151,12 +152,12 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
     this.streamOptions = resolveStreamOptions(this.options, unix);
     const server = this.createHttp2Server();
     this.server = server;
-    this.socketPath = unix ? target.path : undefined;
+    this.unixAddress = unix ? `unix:${target.path}` : undefined;
     try {
       await bindServer(server, target, this.options);
     } catch (err) {
       this.server = undefined;
-      this.socketPath = undefined;
+      this.unixAddress = undefined;
       throw err;
     }
   }
@@ -247,7 +248,7 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
       session.on('close', () => this.sessions.delete(session));
       this.admission.admit(session);
       // A session error is reported to its streams (they close); never let it crash the process.
-      session.on('error', () => {});
+      session.on('error', ignore);
       try {
         session.setLocalWindowSize(windowBytes);
       } catch {
@@ -269,16 +270,12 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
   }
 
   private onStream(h2: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[]): void {
-    h2.on('error', () => {});
+    h2.on('error', ignore);
     const path = String(headers[':path'] ?? '');
     const remoteAddress = this.remoteAddressOf(h2.session);
-    const refuse = (status: number, message: string): void => {
-      this.emit('refused', { path, remoteAddress, status, message });
-      respondTrailersOnly(h2, status, message);
-    };
     const problem = this.admission.refusal(h2.session);
     if (problem !== undefined) {
-      refuse(GrpcStatus.UNAUTHENTICATED, problem);
+      this.refuse(h2, path, remoteAddress, GrpcStatus.UNAUTHENTICATED, problem);
       h2.session?.close();
       return;
     }
@@ -293,11 +290,11 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
     }
     const encoding = headers['grpc-encoding'];
     if (encoding !== undefined && encoding !== 'identity') {
-      refuse(GrpcStatus.UNIMPLEMENTED, `grpc: Decompressor is not installed for grpc-encoding "${String(encoding)}"`);
+      this.refuse(h2, path, remoteAddress, GrpcStatus.UNIMPLEMENTED, `grpc: Decompressor is not installed for grpc-encoding "${String(encoding)}"`);
       return;
     }
     if (this.closing) {
-      refuse(GrpcStatus.UNAVAILABLE, 'the server is shutting down');
+      this.refuse(h2, path, remoteAddress, GrpcStatus.UNAVAILABLE, 'the server is shutting down');
       return;
     }
     const metadata = metadataFromRawHeaders(rawHeaders);
@@ -310,11 +307,19 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
       if (!stream.closed) stream.start(headersFromMetadata(response ?? {}) as Record<string, string | string[]>);
     } else {
       const service = path.split('/')[1] ?? '';
-      refuse(
+      this.refuse(
+        h2,
+        path,
+        remoteAddress,
         GrpcStatus.UNIMPLEMENTED,
         (path === AGENT_CONNECT_PATH || path === PROXY_PATH) ? `unknown service ${service}` : `unknown method ${path}`,
       );
     }
+  }
+
+  private refuse(h2: ServerHttp2Stream, path: string, remoteAddress: string, status: number, message: string): void {
+    this.emit('refused', { path, remoteAddress, status, message });
+    respondTrailersOnly(h2, status, message);
   }
 
   private onAgent(
@@ -364,12 +369,15 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
   }
 
   private addressOf(s: { remoteAddress?: string | undefined; remotePort?: number | undefined } | undefined): string {
-    if (this.socketPath !== undefined) return `unix:${this.socketPath}`;
+    if (this.unixAddress !== undefined) return this.unixAddress;
     const { address, port } = socketAddress(s);
     if (!address) return 'unknown';
     return joinHostPort(address, port);
   }
 }
+
+/** The one listener for errors reported elsewhere (a session's go to its streams, a stream's to its PacketStream). */
+function ignore(): void {}
 
 function asKonnectivityError(err: unknown): KonnectivityError {
   if (err instanceof KonnectivityError) return err;
