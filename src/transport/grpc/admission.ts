@@ -45,13 +45,26 @@ export class ConnectionAdmission {
   private readonly budgets = new WeakMap<Http2Session, PartialMessageBudget>();
   /** Connections whose client certificate was refused, with why: every call on them is refused with it. */
   private readonly unauthorized = new WeakMap<Http2Session, string>();
+  /**
+   * Sessions still waiting for the client's SETTINGS, with their deadlines (ms, performance.now()), in the order
+   * they came, so the first is the next to expire: one timer for all of them, no timer or closure per connection.
+   */
+  private readonly awaitingPreface = new Map<Http2Session, number>();
+  private prefaceTimer: NodeJS.Timeout | undefined;
+  /** Shared 'remoteSettings' / 'close' listener: node calls it with the session as `this`. */
+  private readonly prefaceDone: (this: Http2Session) => void;
 
   constructor(
     private readonly limits: ServerLimits,
     /** The listener asks for client certificates (mTLS). */
     private readonly verifyClients: boolean,
     private readonly refuse: (peer: Peer, reason: ConnectionRefusal, message: string) => void,
-  ) {}
+  ) {
+    const admission = this;
+    this.prefaceDone = function (this: Http2Session) {
+      admission.prefaceArrived(this);
+    };
+  }
 
   /** Apply the limits to a new node:http2 server. */
   watch(server: Http2Server | Http2SecureServer): void {
@@ -72,13 +85,10 @@ export class ConnectionAdmission {
     const { handshakeTimeoutMs, maxPartialMessageBytes } = this.limits;
     this.budgets.set(session, new PartialMessageBudget(maxPartialMessageBytes));
     // The client's SETTINGS follows its preface: until it arrives the connection is not HTTP/2 yet.
-    const preface = setTimeout(() => {
-      this.refuse(session.socket, 'handshake_timeout', `no HTTP/2 preface within ${handshakeTimeoutMs} ms`);
-      session.destroy();
-    }, handshakeTimeoutMs);
-    preface.unref();
-    session.once('remoteSettings', () => clearTimeout(preface));
-    session.once('close', () => clearTimeout(preface));
+    this.awaitingPreface.set(session, performance.now() + handshakeTimeoutMs);
+    session.on('remoteSettings', this.prefaceDone);
+    session.on('close', this.prefaceDone);
+    if (this.prefaceTimer === undefined) this.armPrefaceTimer();
     const problem = this.verifyClients ? clientCertificateProblem(session.socket as TLSSocket) : undefined;
     if (problem === undefined) return;
     this.refuse(session.socket, 'client_certificate', problem);
@@ -87,6 +97,36 @@ export class ConnectionAdmission {
     const cut = setTimeout(() => session.destroy(), handshakeTimeoutMs);
     cut.unref();
     session.once('close', () => clearTimeout(cut));
+  }
+
+  private prefaceArrived(session: Http2Session): void {
+    if (!this.awaitingPreface.delete(session)) return;
+    session.off('remoteSettings', this.prefaceDone);
+    session.off('close', this.prefaceDone);
+    if (this.awaitingPreface.size === 0 && this.prefaceTimer !== undefined) {
+      clearTimeout(this.prefaceTimer);
+      this.prefaceTimer = undefined;
+    }
+  }
+
+  /** Wake up when the oldest waiting session's deadline passes. */
+  private armPrefaceTimer(): void {
+    const first = this.awaitingPreface.values().next();
+    if (first.done) return;
+    this.prefaceTimer = setTimeout(() => this.prefaceDeadline(), Math.max(0, first.value - performance.now()));
+    this.prefaceTimer.unref();
+  }
+
+  private prefaceDeadline(): void {
+    this.prefaceTimer = undefined;
+    const now = performance.now();
+    for (const [session, deadline] of this.awaitingPreface) {
+      if (deadline > now) break;
+      this.prefaceArrived(session);
+      this.refuse(session.socket, 'handshake_timeout', `no HTTP/2 preface within ${this.limits.handshakeTimeoutMs} ms`);
+      session.destroy();
+    }
+    if (this.prefaceTimer === undefined) this.armPrefaceTimer();
   }
 
   /** The session's budget for partial messages. */

@@ -6,6 +6,10 @@ import type { ResolvedStreamOptions } from './options.js';
 import { GrpcStatus, encodeGrpcMessage, statusForError } from './status.js';
 import { GrpcPacketStreamBase, type PartialMessageBudget } from './stream.js';
 
+/** The call an http2 stream carries, for the shared listeners. */
+const CALL = Symbol('konnectivity.grpcCall');
+type OwnedStream = ServerHttp2Stream & { [CALL]?: GrpcServerPacketStream };
+
 /** How long a server stream that failed waits for its error status to reach the peer before it is reset. */
 const STATUS_FLUSH_TIMEOUT_MS = 1000;
 
@@ -18,7 +22,8 @@ export class GrpcServerPacketStream extends GrpcPacketStreamBase {
   readonly remoteMetadata: Metadata;
   /** The HTTP/2 connection the call is on: every call of one client connection shares it. */
   readonly sharedConnection: object | undefined;
-  private status: { code: number; message: string } = { code: GrpcStatus.OK, message: '' };
+  /** The status the call fails with; none (OK) unless it failed. */
+  private failure: { code: number; message: string } | undefined;
   /** Our status went out (trailers): the call is over for us, whatever the peer does with its half. */
   private answered = false;
 
@@ -26,8 +31,18 @@ export class GrpcServerPacketStream extends GrpcPacketStreamBase {
     super(h2, remoteAddress, options, budget);
     this.remoteMetadata = metadata;
     this.sharedConnection = h2.session;
-    h2.on('wantTrailers', () => this.sendTrailers());
-    h2.on('close', () => this.onH2Close());
+    // Shared listeners, node calls them with the http2 stream as `this`: no closures per call.
+    (h2 as OwnedStream)[CALL] = this;
+    h2.on('wantTrailers', GrpcServerPacketStream.wantTrailers);
+    h2.on('close', GrpcServerPacketStream.h2Closed);
+  }
+
+  private static wantTrailers(this: OwnedStream): void {
+    this[CALL]!.sendTrailers();
+  }
+
+  private static h2Closed(this: OwnedStream): void {
+    this[CALL]!.onH2Close();
   }
 
   /** Send response headers now and start the call. */
@@ -66,9 +81,9 @@ export class GrpcServerPacketStream extends GrpcPacketStreamBase {
       h2.close(this.localEnd && this.remoteEnd ? h2c.NGHTTP2_NO_ERROR : h2c.NGHTTP2_CANCEL);
       return;
     }
-    this.status = { code: statusForError(err), message: err.message };
+    const failure = (this.failure = { code: statusForError(err), message: err.message });
     if (!h2.headersSent) {
-      respondTrailersOnly(h2, this.status.code, this.status.message);
+      respondTrailersOnly(h2, failure.code, failure.message);
       return;
     }
     // Give the status a moment to reach the peer, then reset whatever is left (a peer that reads nothing).
@@ -102,11 +117,12 @@ export class GrpcServerPacketStream extends GrpcPacketStreamBase {
   private sendTrailers(): void {
     const h2 = this.h2 as ServerHttp2Stream;
     this.answered = true;
-    const trailers: Record<string, string> = { 'grpc-status': String(this.status.code) };
-    if (this.status.message) trailers['grpc-message'] = encodeGrpcMessage(this.status.message);
+    const failure = this.failure;
+    const trailers: Record<string, string> = { 'grpc-status': String(failure?.code ?? GrpcStatus.OK) };
+    if (failure?.message) trailers['grpc-message'] = encodeGrpcMessage(failure.message);
     h2.sendTrailers(trailers);
     // After an error status the call is over even if the peer keeps sending (grpc-go resets with NO_ERROR too).
-    if (this.status.code !== GrpcStatus.OK || this.remoteEnd) {
+    if ((failure !== undefined && failure.code !== GrpcStatus.OK) || this.remoteEnd) {
       setImmediate(() => {
         if (!h2.destroyed && !h2.closed) h2.close(h2c.NGHTTP2_NO_ERROR);
       });

@@ -239,13 +239,21 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
     this.admission.watch(server);
     const keepaliveTimeMs = options.keepaliveTimeMs;
     const keepaliveTimeoutMs = options.keepaliveTimeoutMs ?? DEFAULT_KEEPALIVE_TIMEOUT_MS;
+    // Shared listeners (node calls them with the socket or session as `this`): nothing allocated per connection.
+    const { sockets, sessions } = this;
+    const socketClosed = function (this: Socket) {
+      sockets.delete(this);
+    };
+    const sessionClosed = function (this: Http2Session) {
+      sessions.delete(this);
+    };
     server.on('connection', (socket: Socket) => {
-      this.sockets.add(socket);
-      socket.once('close', () => this.sockets.delete(socket));
+      sockets.add(socket);
+      socket.on('close', socketClosed);
     });
     server.on('session', (session: Http2Session) => {
-      this.sessions.add(session);
-      session.on('close', () => this.sessions.delete(session));
+      sessions.add(session);
+      session.on('close', sessionClosed);
       this.admission.admit(session);
       // A session error is reported to its streams (they close); never let it crash the process.
       session.on('error', ignore);

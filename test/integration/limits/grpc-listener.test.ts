@@ -108,6 +108,11 @@ describe('gRPC listener limits', () => {
     expect(refusals[0]!.message).toBe('no HTTP/2 preface within 500 ms');
     expect(refusals[0]!.remoteAddress).toMatch(/^127\.0\.0\.1:\d+$/);
     await honest.roundTrip('after');
+    // One deadline timer serves every connection: with none waiting it stopped, and a new one starts it again.
+    const late = await rawConnect(server.port);
+    await once(late, 'close');
+    expect(refusals.filter((r) => r.reason === 'handshake_timeout').length).toBeGreaterThanOrEqual(3);
+    await honest.roundTrip('still');
   });
 
   it('random bytes close the connection; the listener keeps serving', async () => {
