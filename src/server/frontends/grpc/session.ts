@@ -22,12 +22,12 @@ import {
 import type { PacketStream } from '../../../transport/packet-stream.js';
 import { packetSwitch } from '../../../tunnel/packet-switch.js';
 import { attachStream, closeStream } from '../../../tunnel/stream-lifecycle.js';
-import type { TunnelConnection } from '../../../tunnel/tunnel.js';
+import type { ConnectionHandlers, TunnelConnection } from '../../../tunnel/tunnel.js';
 import type { DialBroker, DialHandle } from '../../dials.js';
 
 type State = 'idle' | 'dialing' | 'established' | 'closing' | 'done';
 
-export class GrpcFrontendSession {
+export class GrpcFrontendSession implements ConnectionHandlers {
   private static readonly packets = packetSwitch<GrpcFrontendSession, undefined>({
     [PacketType.DIAL_REQ]: (s, p) => s.dial(p),
     [PacketType.DATA]: (s, p) => s.data(p),
@@ -154,14 +154,29 @@ export class GrpcFrontendSession {
     this.state = 'established';
     this.connection = connection;
     this.agentID = agentID;
-    const id = connection.connectID;
-    this.write(dialResponse(this.random, id));
-    connection.handlers = {
-      onData: (packet, length) => connection.handedOn(length, this.write(packet)),
-      onWritable: () => this.stream.resume(),
-      onPeerClosed: (error) => this.end(closeResponse(id, error)),
-      onTunnelClosed: () => this.end(closeResponse(id)),
-    };
+    this.write(dialResponse(this.random, connection.connectID));
+    // The session is the connection's handlers itself: no handler object or closures per connection.
+    connection.handlers = this;
+  }
+
+  /** ConnectionHandlers: agent DATA goes on to the frontend as the same packet. */
+  onData(packet: DataPacket, length: number): void {
+    this.connection!.handedOn(length, this.write(packet));
+  }
+
+  /** ConnectionHandlers: the agent side has room again. */
+  onWritable(): void {
+    this.stream.resume();
+  }
+
+  /** ConnectionHandlers: the agent closed the connection. */
+  onPeerClosed(error: string): void {
+    this.end(closeResponse(this.connection!.connectID, error));
+  }
+
+  /** ConnectionHandlers: the agent's tunnel went away. */
+  onTunnelClosed(): void {
+    this.end(closeResponse(this.connection!.connectID));
   }
 
   /** The frontend stream ended or failed: the agent side must not outlive it. */
