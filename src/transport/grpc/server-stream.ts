@@ -24,8 +24,6 @@ export class GrpcServerPacketStream extends GrpcPacketStreamBase {
   readonly sharedConnection: object | undefined;
   /** The status the call fails with; none (OK) unless it failed. */
   private failure: { code: number; message: string } | undefined;
-  /** Our status went out (trailers): the call is over for us, whatever the peer does with its half. */
-  private answered = false;
 
   constructor(h2: ServerHttp2Stream, remoteAddress: string, metadata: Metadata, options: ResolvedStreamOptions, budget?: PartialMessageBudget) {
     super(h2, remoteAddress, options, budget);
@@ -96,27 +94,8 @@ export class GrpcServerPacketStream extends GrpcPacketStreamBase {
     else h2.close(h2c.NGHTTP2_CANCEL);
   }
 
-  /**
-   * After our status, a peer that resets the call or drops the connection is done with it, not failing it: a
-   * single-use client (kube-apiserver's) closes its connection on CLOSE_RSP, before or after our trailers arrive,
-   * and node:http2 reports the GOAWAY grpc-go sends then as a protocol error. A clean finish, no error object.
-   */
-  protected override onH2Error(err: Error): void {
-    if (this.answered) this.finish();
-    else super.onH2Error(err);
-  }
-
-  protected override onH2Close(): void {
-    const h2 = this.h2;
-    // Unless the peer ended cleanly or left packets to deliver: then the base class finishes after them.
-    if (this.answered && !this.remoteEnd && h2.readableLength === 0 && !(h2.readableEnded && this.remoteEndedCleanly())) {
-      this.finish();
-    } else super.onH2Close();
-  }
-
   private sendTrailers(): void {
     const h2 = this.h2 as ServerHttp2Stream;
-    this.answered = true;
     const failure = this.failure;
     const trailers: Record<string, string> = { 'grpc-status': String(failure?.code ?? GrpcStatus.OK) };
     if (failure?.message) trailers['grpc-message'] = encodeGrpcMessage(failure.message);

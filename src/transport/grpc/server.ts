@@ -33,7 +33,7 @@ import {
   type ResolvedStreamOptions,
 } from './options.js';
 import { GrpcServerPacketStream, respondTrailersOnly } from './server-stream.js';
-import { GrpcStatus, statusForError } from './status.js';
+import { GrpcStatus, asKonnectivityError, statusForError } from './status.js';
 import { ConnectionAdmission, resolveServerLimits, type ConnectionRefusal, type ServerLimits } from './admission.js';
 import { peerCertificateNames, socketAddress } from '../tls-peer.js';
 import { DEFAULT_MAX_CONCURRENT_STREAMS } from '../limits.js';
@@ -241,12 +241,8 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
     const keepaliveTimeoutMs = options.keepaliveTimeoutMs ?? DEFAULT_KEEPALIVE_TIMEOUT_MS;
     // Shared listeners (node calls them with the socket or session as `this`): nothing allocated per connection.
     const { sockets, sessions } = this;
-    const socketClosed = function (this: Socket) {
-      sockets.delete(this);
-    };
-    const sessionClosed = function (this: Http2Session) {
-      sessions.delete(this);
-    };
+    const socketClosed = function (this: Socket) { sockets.delete(this); };
+    const sessionClosed = function (this: Http2Session) { sessions.delete(this); };
     server.on('connection', (socket: Socket) => {
       sockets.add(socket);
       socket.on('close', socketClosed);
@@ -315,13 +311,8 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
       if (!stream.closed) stream.start(headersFromMetadata(response ?? {}) as Record<string, string | string[]>);
     } else {
       const service = path.split('/')[1] ?? '';
-      this.refuse(
-        h2,
-        path,
-        remoteAddress,
-        GrpcStatus.UNIMPLEMENTED,
-        (path === AGENT_CONNECT_PATH || path === PROXY_PATH) ? `unknown service ${service}` : `unknown method ${path}`,
-      );
+      const unknown = path === AGENT_CONNECT_PATH || path === PROXY_PATH ? `unknown service ${service}` : `unknown method ${path}`;
+      this.refuse(h2, path, remoteAddress, GrpcStatus.UNIMPLEMENTED, unknown);
     }
   }
 
@@ -386,11 +377,6 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
 
 /** The one listener for errors reported elsewhere (a session's go to its streams, a stream's to its PacketStream). */
 function ignore(): void {}
-
-function asKonnectivityError(err: unknown): KonnectivityError {
-  if (err instanceof KonnectivityError) return err;
-  return new KonnectivityError(ErrorCode.REMOTE, err instanceof Error ? err.message : String(err), { cause: err });
-}
 
 function peerCommonName(session: Http2Session | undefined): string | undefined {
   const socket = session?.socket as TLSSocket | undefined;

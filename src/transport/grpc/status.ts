@@ -61,6 +61,12 @@ export function statusForError(err: Error | undefined): number {
   }
 }
 
+/** A handler's failure as our error (anything that is not one already is ERR_REMOTE, with it as the cause). */
+export function asKonnectivityError(err: unknown): KonnectivityError {
+  if (err instanceof KonnectivityError) return err;
+  return new KonnectivityError(ErrorCode.REMOTE, err instanceof Error ? err.message : String(err), { cause: err });
+}
+
 /** The error a peer's non-OK status becomes on our side. */
 export function errorForStatus(code: number, message: string): KonnectivityError {
   const text = `${grpcStatusName(code)}: ${message || 'no message'}`;
