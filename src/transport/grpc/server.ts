@@ -20,7 +20,7 @@ import { bindServer, type Listener, type ListenerCloseOptions, type ListenTarget
 import type { IncomingPacketStream, Metadata, PacketStream } from '../packet-stream.js';
 import { headersFromMetadata, metadataFromRawHeaders } from './headers.js';
 import { startKeepalive } from './keepalive.js';
-import { tuneWindows } from './window-tuner.js';
+import { pingIdle, tuneWindows } from './window-tuner.js';
 import { secureContextOptions, type GrpcServerTlsOptions } from './tls-options.js';
 import {
   DEFAULT_KEEPALIVE_TIMEOUT_MS,
@@ -258,7 +258,7 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
       } catch {
         // The session may already be gone.
       }
-      tuneWindows(session, windowBytes, maxWindowBytes);
+      tuneWindows(session, windowBytes, maxWindowBytes, false, false); // the first PING waits for an agent's tunnel or for data
       if (keepaliveTimeMs !== undefined) startKeepalive(session, keepaliveTimeMs, keepaliveTimeoutMs);
     });
     (server as Http2Server).on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: unknown) =>
@@ -303,6 +303,7 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
     }
     const metadata = metadataFromRawHeaders(rawHeaders);
     if (path === AGENT_CONNECT_PATH && this.options.agent) {
+      pingIdle(h2.session);
       this.onAgent(h2, metadata, remoteAddress, this.options.agent);
     } else if (path === PROXY_PATH && this.options.frontend) {
       const stream = new GrpcServerPacketStream(h2, remoteAddress, metadata, this.streamOptions, this.admission.budget(h2.session));

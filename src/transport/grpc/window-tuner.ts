@@ -29,9 +29,15 @@ class WindowTuner {
     initialWindowBytes: number,
     readonly maxWindowBytes: number,
     held: boolean,
+    idlePing: boolean,
   ) {
     const heldMax = Math.max(initialWindowBytes, Math.min(maxWindowBytes, DEFAULT_GRPC_NODE_PEER_MAX_WINDOW_BYTES));
     this.estimator = new BdpEstimator({ initialWindowBytes, maxWindowBytes: held ? heldMax : maxWindowBytes });
+    if (idlePing) this.idlePing();
+  }
+
+  /** Measure the path's own round trip now, while nothing is queued ahead of the PING. */
+  idlePing(): void {
     if (this.estimator.idlePing()) this.ping();
   }
 
@@ -68,12 +74,18 @@ class WindowTuner {
 
 /**
  * Start growing `session`'s receive window from `initialWindowBytes` (already announced) up to `maxWindowBytes`;
- * `held` keeps it within DEFAULT_GRPC_NODE_PEER_MAX_WINDOW_BYTES until {@link releaseWindow}. Nothing happens when
- * the maximum is not above the start.
+ * `held` keeps it within DEFAULT_GRPC_NODE_PEER_MAX_WINDOW_BYTES until {@link releaseWindow}. `idlePing` measures the
+ * round trip at once; without it the first PING waits for {@link pingIdle} or for data (a server does not know yet
+ * whether the connection carries a tunnel or one short call). Nothing happens when the maximum is not above the start.
  */
-export function tuneWindows(session: Http2Session, initialWindowBytes: number, maxWindowBytes: number, held = false): void {
+export function tuneWindows(session: Http2Session, initialWindowBytes: number, maxWindowBytes: number, held = false, idlePing = true): void {
   if (maxWindowBytes <= initialWindowBytes || tuners.has(session)) return;
-  tuners.set(session, new WindowTuner(session, initialWindowBytes, maxWindowBytes, held));
+  tuners.set(session, new WindowTuner(session, initialWindowBytes, maxWindowBytes, held, idlePing));
+}
+
+/** `session` carries a long-lived tunnel: measure its idle round trip now (see {@link tuneWindows}). */
+export function pingIdle(session: Http2Session | undefined): void {
+  if (session !== undefined) tuners.get(session)?.idlePing();
 }
 
 /** The peer of `session` reads while it writes: its window may grow to the maximum. */
