@@ -29,6 +29,13 @@ export const MIN_CONNECTION_WINDOW_BYTES = 64 * 1024;
 /** Largest per-connection window configured or accepted from a peer's offer: what one stalled reader may hold. */
 export const MAX_CONNECTION_WINDOW_BYTES = 64 * 1024 * 1024;
 /**
+ * Opening windows a receiver must have consumed before any window of it grows, the per-connection credit window and
+ * a yamux stream's alike: a reader that never reads still takes in, at the tunnel's speed, what the socket buffers
+ * in front of it hold (about 4 MiB on loopback, the stalled-reader bench's raw row), and that burst would look like
+ * a reader that keeps up (the stalled-reader bench grew such windows to 2-8 MiB).
+ */
+export const WINDOWS_BEFORE_GROWTH = 8;
+/**
  * How far a connection's credit window grows when its reader keeps up and the transport's round trip shows the
  * window is what holds the sender (tunnel/tunnel.ts; transports that measure the round trip: gRPC). A stalled reader
  * then costs at most this; one that never proved the need costs its configured window.

@@ -12,17 +12,12 @@
  * bench grew such a connection's window before). Sans-I/O: the caller passes the clock and the round trip, and sends
  * what it is told.
  */
+import { WINDOWS_BEFORE_GROWTH } from '../transport/windows.js';
 
 /** A sample counts as window-limited from this share of the window up (credit returns at a quarter). */
 const LIMITED_SHARE = 0.45;
 /** Shortest span a consumption sample covers: below it, one event-loop turn's burst would look like a rate. */
 const MIN_SAMPLE_MS = 10;
-/**
- * Windows consumed before growth is first judged: well beyond what the socket buffers between the tunnel and a
- * stopped reader take in at once (about 4 MiB on loopback, the stalled-reader bench's raw row, against the default
- * 1 MiB window).
- */
-export const WINDOWS_BEFORE_GROWTH = 8;
 
 export class ReceiveWindow {
   /** Bytes consumed and not yet returned to the peer as credit. */

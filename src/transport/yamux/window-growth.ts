@@ -24,18 +24,12 @@
  * budget that other streams need. Growth below 2 round trips and shrinking from 8 leave a window between about 4x
  * and 16x what it carries per round trip, so it does not flap.
  */
+import { WINDOWS_BEFORE_GROWTH } from '../windows.js';
 
 /** Updates closer together than this many round trips mean the window, not the link, limits the sender. */
 export const GROWTH_RTTS = 2;
 /** Updates this many round trips apart or more mean the window is far larger than the sender uses. */
 export const SHRINK_RTTS = 8;
-/**
- * Opening windows a stream must have consumed before its window may grow: a reader that never reads still takes in,
- * at the tunnel's speed, what the socket buffers in front of it hold (about 4 MiB on loopback), and that burst
- * would look like a reader that keeps up (the stalled-reader bench grew such windows to 2-8 MiB). The per-connection
- * credit window waits as long (tunnel/receive-window.ts).
- */
-export const WINDOWS_BEFORE_GROWTH = 8;
 
 export interface WindowGrowthOptions {
   /** The window every stream opens with, in bytes. */

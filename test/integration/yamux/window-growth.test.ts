@@ -7,7 +7,7 @@ import net from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { YamuxSession } from '../../../src/transport/yamux/session.js';
 import type { YamuxStream } from '../../../src/transport/yamux/stream.js';
-import { WINDOWS_BEFORE_GROWTH } from '../../../src/transport/yamux/window-growth.js';
+import { WINDOWS_BEFORE_GROWTH } from '../../../src/transport/windows.js';
 import { until } from '../../compliance/helpers.js';
 import { expectNoLeaks, snapshotResources, type ResourceSnapshot } from '../../helpers/leaks.js';
 

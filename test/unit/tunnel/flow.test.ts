@@ -12,7 +12,8 @@ import {
   agreedCreditTerms,
   creditOffer,
 } from '../../../src/tunnel/flow.js';
-import { ReceiveWindow, WINDOWS_BEFORE_GROWTH } from '../../../src/tunnel/receive-window.js';
+import { ReceiveWindow } from '../../../src/tunnel/receive-window.js';
+import { WINDOWS_BEFORE_GROWTH } from '../../../src/transport/windows.js';
 
 const KiB = 1024;
 

@@ -1,6 +1,7 @@
 /** Receive-window growth with an injected clock: when a window doubles or halves, how far, and the shared budget. */
 import { describe, expect, it } from 'vitest';
-import { GROWTH_RTTS, SHRINK_RTTS, WINDOWS_BEFORE_GROWTH, WindowGrowth } from '../../../../src/transport/yamux/window-growth.js';
+import { WINDOWS_BEFORE_GROWTH } from '../../../../src/transport/windows.js';
+import { GROWTH_RTTS, SHRINK_RTTS, WindowGrowth } from '../../../../src/transport/yamux/window-growth.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
