@@ -36,6 +36,26 @@ export function attachStream(stream: PacketStream, owner: StreamOwner): void {
   whenClosed(stream, owner.onClose);
 }
 
+/** What an owner of many streams does at their ends: one pair of functions for all, `this` the stream they hear. */
+export interface SharedStreamOwner {
+  /** The peer ended `this` stream's side. Default: end ours (`closeStream`). */
+  onEnd?: ((this: PacketStream) => void) | undefined;
+  /** `this` stream is over; `err` is why, if it failed. Runs once per stream. */
+  onClose: (this: PacketStream, err: Error | undefined) => void;
+}
+
+/** {@link attachStream} for an owner of many streams (a tunnel's substreams): the same glue, no closure per stream. */
+export function attachSharedStream(stream: PacketStream, owner: SharedStreamOwner): void {
+  stream.on('error', noop);
+  stream.on('end', owner.onEnd ?? endOurSide);
+  if (stream.closeEmitted) queueMicrotask(() => owner.onClose.call(stream, stream.errored ?? undefined));
+  else stream.on('close', owner.onClose);
+}
+
+function endOurSide(this: PacketStream): void {
+  void closeStream(this);
+}
+
 /**
  * End our side gracefully; the stream closes once the peer has ended too. If it has not closed `graceMs` later
  * (default {@link STREAM_CLOSE_TIMEOUT_MS}) or `signal` aborts, it is destroyed (ERR_STREAM_CLOSED). Resolves once

@@ -10,8 +10,7 @@
 import type { Packet } from '../protocol/packet.js';
 import type { PacketStream } from '../transport/packet-stream.js';
 import type { CreditTerms } from './flow.js';
-import { noop } from '../protocol/noop.js';
-import { closeStream, whenClosed } from './stream-lifecycle.js';
+import { attachSharedStream, closeStream, type SharedStreamOwner } from './stream-lifecycle.js';
 import { Tunnel, type PacketCounter } from './tunnel.js';
 
 export interface TunnelGroupOptions {
@@ -41,12 +40,8 @@ export class TunnelGroup {
   readonly control: Tunnel;
   /** Every substream open now, with its Tunnel. */
   private readonly substreams = new Map<PacketStream, Tunnel>();
-  /**
-   * The substreams' 'end' and 'close' listeners, one pair for the whole group (a listener's `this` is the stream it
-   * hears): an idle connection pays for no closures of its own. What they do is what attachStream() does.
-   */
-  private readonly onSubstreamEnd: (this: PacketStream) => void;
-  private readonly onSubstreamClose: (this: PacketStream, err: Error | undefined) => void;
+  /** The substreams' end and close, one pair of listeners for the whole group: an idle connection has no closures. */
+  private readonly substreamOwner: SharedStreamOwner;
 
   constructor(
     stream: PacketStream,
@@ -62,13 +57,18 @@ export class TunnelGroup {
       now,
     });
     const group = this;
-    this.onSubstreamEnd = function (this: PacketStream) {
-      const via = group.substreams.get(this);
-      if (via && group.options.onSubstreamEnd) group.options.onSubstreamEnd(via);
-      else void closeStream(this);
-    };
-    this.onSubstreamClose = function (this: PacketStream, err: Error | undefined) {
-      group.substreamClosed(this, err);
+    const onEnd = options.onSubstreamEnd;
+    this.substreamOwner = {
+      onEnd: onEnd
+        ? function (this: PacketStream) {
+            const via = group.substreams.get(this);
+            if (via) onEnd(via);
+            else void closeStream(this);
+          }
+        : undefined,
+      onClose: function (this: PacketStream, err: Error | undefined) {
+        group.substreamClosed(this, err);
+      },
     };
   }
 
@@ -90,11 +90,7 @@ export class TunnelGroup {
       now,
     });
     this.substreams.set(stream, via);
-    stream.on('error', noop);
-    stream.on('end', this.onSubstreamEnd);
-    // A stream that was over before we came (failed as it opened) is settled like one that ends later.
-    if (stream.closeEmitted) whenClosed(stream, (err) => this.substreamClosed(stream, err));
-    else stream.on('close', this.onSubstreamClose);
+    attachSharedStream(stream, this.substreamOwner);
     return via;
   }
 
