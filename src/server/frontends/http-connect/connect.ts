@@ -11,7 +11,7 @@ import type { TunnelConnection } from '../../../tunnel/tunnel.js';
 import type { DialHandle } from '../../dials.js';
 import type { ConnectionOwner, OpenCallbacks } from '../programmatic.js';
 import { ClientBinding, serveClient, type BindingOwner, type ClientSide } from './binding.js';
-import { holdEarlyInput } from './early-input.js';
+import { CLIENT_LEFT_DURING_DIAL, EarlyBytes, clientErrorDuringDial, holdEarlyInput } from './early-input.js';
 import type { HttpConnectDialer, HttpConnectFrontendEventMap, ResolvedHttpConnectOptions } from './options.js';
 import { relay, type RelayResult } from './relay.js';
 import { CONNECT_ESTABLISHED, dialErrorResponse, type ErrorResponse } from './responses.js';
@@ -35,9 +35,6 @@ export interface ConnectHost {
   emit<K extends keyof HttpConnectFrontendEventMap>(event: K, ...args: HttpConnectFrontendEventMap[K]): boolean;
 }
 
-/** What a client sent during the dial when it sent nothing. */
-const NOTHING: readonly Buffer[] = [];
-
 /** The 200, as bytes once for every tunnel. */
 const ESTABLISHED = Buffer.from(CONNECT_ESTABLISHED, 'latin1');
 
@@ -56,10 +53,8 @@ export function serveConnect(host: ConnectHost, socket: Duplex, head: Buffer, ad
 class BoundConnect implements OpenCallbacks, TunnelEntry, ClientSide, BindingOwner {
   private readonly started = Date.now();
   private handle: DialHandle | undefined;
-  /** While dialing: what the client sent (the header's trailing bytes first), and whether its EOF came. */
-  private early: Buffer[] | undefined;
-  private earlyBytes = 0;
-  private earlyEnded = false;
+  /** While dialing: what the client sent. */
+  private early: EarlyBytes | undefined;
   private dialing = true;
   private binding: ClientBinding | undefined;
   private ended: (() => void) | undefined;
@@ -71,7 +66,7 @@ class BoundConnect implements OpenCallbacks, TunnelEntry, ClientSide, BindingOwn
     private readonly address: string,
     private readonly remoteAddress: string,
   ) {
-    if (head.length > 0) this.hold(head);
+    this.early = new EarlyBytes(head, host.options.maxEarlyDataBytes);
   }
 
   dial(): void {
@@ -79,7 +74,7 @@ class BoundConnect implements OpenCallbacks, TunnelEntry, ClientSide, BindingOwn
     host.track(socket, this);
     // The socket is read during the dial: a paused one would never see its client leave.
     serveClient(socket, this);
-    if (this.earlyBytes >= host.options.maxEarlyDataBytes) socket.pause();
+    if (this.early!.full) socket.pause();
     let handle: DialHandle | KonnectivityError;
     try {
       handle = host.dialer.openConnection!(this.address, host.options.dialTimeoutMs, this, 'http-connect');
@@ -100,11 +95,11 @@ class BoundConnect implements OpenCallbacks, TunnelEntry, ClientSide, BindingOwn
     this.handle = undefined;
     this.ended = ended;
     host.dialSettled();
-    const early = this.early ?? NOTHING;
+    const early = this.early!;
     this.early = undefined;
     const binding = (this.binding = new ClientBinding(socket, connection, host.options, this));
     socket.write(ESTABLISHED);
-    binding.start(early, this.earlyEnded);
+    binding.start(early.take(), early.ended);
     host.emit('tunnelOpened', { address: this.address, remoteAddress: this.remoteAddress, durationMs: Date.now() - this.started });
     return binding;
   }
@@ -135,31 +130,22 @@ class BoundConnect implements OpenCallbacks, TunnelEntry, ClientSide, BindingOwn
   // ---- the client while the dial runs --------------------------------------------------------------------------
 
   fromClient(chunk: Buffer): void {
-    if (this.dialing) this.hold(chunk);
+    if (this.dialing && this.early!.add(chunk)) this.socket.pause();
   }
 
   clientDrained(): void {}
 
   clientEnded(): void {
-    this.earlyEnded = true;
-    // A client that sent data and then half-closed still gets its data delivered and the answer.
-    if (this.earlyBytes === 0) this.cancel(abortError('the client closed the connection during the dial'));
+    if (this.early?.end()) this.cancel(abortError(CLIENT_LEFT_DURING_DIAL));
   }
 
   clientFailed(err: Error): void {
-    this.cancel(abortError(`client error during the dial: ${err.message}`));
+    this.cancel(abortError(clientErrorDuringDial(err)));
   }
 
   clientClosed(): void {
-    if (this.dialing) this.cancel(abortError('the client closed the connection during the dial'));
+    if (this.dialing) this.cancel(abortError(CLIENT_LEFT_DURING_DIAL));
     else this.host.untrack(this.socket);
-  }
-
-  private hold(chunk: Buffer): void {
-    (this.early ??= []).push(chunk);
-    this.earlyBytes += chunk.length;
-    // The client waits for the tunnel, like any backpressure.
-    if (this.earlyBytes >= this.host.options.maxEarlyDataBytes) this.socket.pause();
   }
 
   /** Give up the dial: the client left, or the frontend is destroyed. */
