@@ -66,14 +66,17 @@ export const DEFAULT_GRPC_WINDOW_BYTES = 2 * 1024 * 1024;
  * more in flight than the socket buffers between them hold stop reading at once and wait for each other for ever.
  * On loopback, with both ends pushing bulk data, that happened with 6-16 MiB windows on both ends, never with
  * 2-4 MiB, and never when one end kept 4 MiB or less however large the other's was (64 MiB tried). So between two
- * node peers the client's window grows only to DEFAULT_GRPC_NODE_PEER_MAX_WINDOW_BYTES (grpc/window-tuner.ts); a
- * Go peer reads while it writes, so against one our end grows to this either way.
+ * node peers the client keeps what it has sent and the server has not read within
+ * DEFAULT_GRPC_NODE_PEER_MAX_WINDOW_BYTES whenever its own window is above that (grpc/send-budget.ts); a Go peer
+ * reads while it writes, so against one our end grows to this either way.
  */
 export const DEFAULT_GRPC_MAX_WINDOW_BYTES = 16 * 1024 * 1024;
 /**
- * How far a gRPC client's window grows against a node:http2 server (see DEFAULT_GRPC_MAX_WINDOW_BYTES): 4 MiB
- * stayed stall-free in every run with both ends pushing bulk on loopback, over TCP and TLS, with the server's
- * window at 16 and 64 MiB; 6 MiB stalled. It is also Linux's default largest socket send buffer (tcp_wmem).
+ * What one direction between two node:http2 peers keeps in flight at most (see DEFAULT_GRPC_MAX_WINDOW_BYTES): a
+ * client's window above it is guarded by a send budget of this size (grpc/send-budget.ts). 4 MiB in one direction
+ * stayed stall-free in every run with both ends pushing bulk on loopback, over TCP and TLS, with the other
+ * direction's window at 16 and 64 MiB; 6 MiB both ways stalled. It is also Linux's default largest socket send
+ * buffer (tcp_wmem).
  */
 export const DEFAULT_GRPC_NODE_PEER_MAX_WINDOW_BYTES = 4 * 1024 * 1024;
 /**

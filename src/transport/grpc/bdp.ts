@@ -38,7 +38,7 @@ const MIN_SAMPLE_SPACING_MS = 10;
 const MAX_SAMPLE_SPACING_MS = 250;
 
 export class BdpEstimator {
-  /** The receive window to announce, in bytes. Only grows. */
+  /** The receive window to announce, in bytes. Grows; only `giveBack` lowers it. */
   windowBytes: number;
   /** Smallest PING round trip seen, in ms (Infinity before the first). */
   minRttMs = Number.POSITIVE_INFINITY;
@@ -102,6 +102,11 @@ export class BdpEstimator {
     this.spacingMs = grown !== undefined ? 0 : Math.min(MAX_SAMPLE_SPACING_MS, Math.max(MIN_SAMPLE_SPACING_MS, 2 * this.spacingMs));
     this.nextSampleAtMs = nowMs + this.spacingMs;
     return grown;
+  }
+
+  /** The window was set back to `windowBytes` (a node client that sends more than it receives, window-tuner.ts). */
+  giveBack(windowBytes: number): void {
+    this.windowBytes = Math.min(this.maxWindowBytes, windowBytes);
   }
 
   /** The PING failed (the session is going away): forget the sample. */

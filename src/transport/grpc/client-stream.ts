@@ -5,8 +5,8 @@ import { streamClosedError, type Metadata } from '../packet-stream.js';
 import { NODE_PEER_HEADER, NODE_PEER_VALUE, headerValue, metadataFromRawHeaders } from './headers.js';
 import type { ResolvedStreamOptions } from './options.js';
 import { GrpcStatus, decodeGrpcMessage, errorForStatus } from './status.js';
+import type { SendBudget } from './send-budget.js';
 import { GrpcPacketStreamBase } from './stream.js';
-import { releaseWindow } from './window-tuner.js';
 
 /**
  * The client end of a call. `remoteMetadata` is the server's response headers once they arrived ({} before);
@@ -32,8 +32,9 @@ export class GrpcClientStream extends GrpcPacketStreamBase {
     remoteAddress: string,
     options: ResolvedStreamOptions,
     private readonly connectionFailure: () => Error | undefined = () => undefined,
+    sendBudget?: SendBudget,
   ) {
-    super(h2, remoteAddress, options);
+    super(h2, remoteAddress, options, undefined, sendBudget);
     h2.on('trailers', (headers: IncomingHttpHeaders) => this.onStatus(headers));
     h2.on('close', () => this.onH2Close());
     this.ready = new Promise<void>((resolve, reject) => {
@@ -68,8 +69,8 @@ export class GrpcClientStream extends GrpcPacketStreamBase {
       return err;
     }
     this.remoteMetadata = metadata;
-    // A server that reads while it writes (Go) cannot be caught with us in node:http2's write stall.
-    if (headerValue(headers, NODE_PEER_HEADER) !== NODE_PEER_VALUE) releaseWindow(this.h2.session);
+    // A server that reads while it writes (Go) cannot be caught with us in node:http2's write stall: no send budget.
+    if (headerValue(headers, NODE_PEER_HEADER) !== NODE_PEER_VALUE) this.sendBudget?.disable();
     return undefined;
   }
 

@@ -14,6 +14,7 @@ import type { FrontendConnector, Metadata, PacketStream, TunnelConnector } from 
 import { closeWithin, rejectBadGrace, type CloseOptions } from '../grace.js';
 import { headersFromMetadata } from './headers.js';
 import { startKeepalive } from './keepalive.js';
+import { SendBudget } from './send-budget.js';
 import { tuneWindows } from './window-tuner.js';
 import {
   DEFAULT_AGENT_KEEPALIVE_MS,
@@ -27,6 +28,7 @@ import {
   type ResolvedStreamOptions,
 } from './options.js';
 import { AGENT_CONNECT_PATH, PROXY_PATH } from './server.js';
+import { DEFAULT_GRPC_NODE_PEER_MAX_WINDOW_BYTES } from '../windows.js';
 import { GrpcClientStream } from './client-stream.js';
 
 /** TLS for a client connection. */
@@ -139,11 +141,16 @@ export class GrpcConnection extends EventEmitter<GrpcConnectionEvents> {
   private closePromise: Promise<void> | undefined;
   private readonly remoteAddress: string;
   private readonly destroySocket: () => void;
+  /** Bounds our sends while the peer may be a node:http2 server (send-budget.ts); undefined when windows stay small. */
+  private sendBudget: SendBudget | undefined;
 
   constructor(options: GrpcClientOptions);
-  /** @internal `resolved`: options already checked (the agent connector resolves them once for every tunnel). */
-  constructor(options: GrpcClientOptions, resolved?: ResolvedClientOptions);
-  constructor(options: GrpcClientOptions, resolved?: ResolvedClientOptions) {
+  /**
+   * @internal `resolved`: options already checked (the agent connector resolves them once for every tunnel);
+   * `singleCall`: the connection carries one call (a tunnel), whose window may be given back (window-tuner.ts).
+   */
+  constructor(options: GrpcClientOptions, resolved?: ResolvedClientOptions, singleCall?: boolean);
+  constructor(options: GrpcClientOptions, resolved?: ResolvedClientOptions, singleCall = false) {
     super();
     const o = resolved ?? resolveClientOptions(options, undefined);
     this.options = o;
@@ -173,6 +180,14 @@ export class GrpcConnection extends EventEmitter<GrpcConnectionEvents> {
     this.session.once('close', () => socket?.destroy());
     this.destroySocket = () => socket?.destroy();
     const session = this.session;
+    const bound = DEFAULT_GRPC_NODE_PEER_MAX_WINDOW_BYTES;
+    if (o.stream.maxWindowBytes > bound) {
+      // The window may grow past what the socket buffers hold: then our sends are bounded instead (send-budget.ts),
+      // unless the server's answer shows a peer that reads while it writes.
+      const budget = new SendBudget((answered) => session.ping((err) => answered(err === null)), bound, o.stream.windowBytes > bound);
+      this.sendBudget = budget;
+      session.once('close', () => budget.stop());
+    }
     const timer = setTimeout(() => {
       this.fail(new KonnectivityError(ErrorCode.TUNNEL_CLOSED, `connecting to ${this.remoteAddress} timed out after ${o.connectTimeoutMs} ms`));
     }, o.connectTimeoutMs);
@@ -184,8 +199,12 @@ export class GrpcConnection extends EventEmitter<GrpcConnectionEvents> {
       } catch {
         // Already closing.
       }
-      // Held until the server's response shows whether it is a node peer (window-tuner.ts).
-      tuneWindows(session, o.stream.windowBytes, o.stream.maxWindowBytes, true);
+      tuneWindows(session, {
+        initialWindowBytes: o.stream.windowBytes,
+        maxWindowBytes: o.stream.maxWindowBytes,
+        guard: this.sendBudget,
+        giveBack: singleCall,
+      });
       if (o.keepaliveTimeMs !== undefined) startKeepalive(session, o.keepaliveTimeMs, o.keepaliveTimeoutMs);
     });
     session.on('error', (err: Error) => {
@@ -230,7 +249,7 @@ export class GrpcConnection extends EventEmitter<GrpcConnectionEvents> {
       'user-agent': this.options.userAgent,
     });
     const h2 = this.session.request(headers, { endStream: false });
-    return new GrpcClientStream(h2, this.remoteAddress, this.options.stream, () => this.failure);
+    return new GrpcClientStream(h2, this.remoteAddress, this.options.stream, () => this.failure, this.sendBudget);
   }
 
   /** Open a `/ProxyService/Proxy` call on this connection (the frontend leg; one proxied connection per call). */
@@ -281,7 +300,7 @@ export function grpcAgentConnector(options: GrpcClientOptions): TunnelConnector 
   const resolved = resolveClientOptions(options, DEFAULT_AGENT_KEEPALIVE_MS);
   return (metadata, { signal } = {}) => {
     if (signal?.aborted) return Promise.reject(abortError('the connect was aborted', signal));
-    const conn = new GrpcConnection(options, resolved);
+    const conn = new GrpcConnection(options, resolved, true);
     const stream = conn.openStream(AGENT_CONNECT_PATH, metadata);
     stream.once('close', () => void conn.close());
     // Until the caller has the stream, a refusal is reported through the rejection alone.
@@ -327,7 +346,7 @@ export function grpcFrontendConnector(options: GrpcClientOptions): FrontendConne
  */
 export function openProxyStream(target: GrpcClientOptions | GrpcConnection, metadata: Metadata = {}): GrpcClientStream {
   if (target instanceof GrpcConnection) return target.openProxyStream(metadata);
-  const conn = new GrpcConnection(target);
+  const conn = new GrpcConnection(target, undefined, true);
   const stream = conn.openProxyStream(metadata);
   stream.once('close', () => void conn.close());
   return stream;

@@ -258,7 +258,7 @@ export class GrpcServer extends EventEmitter<GrpcServerEvents> implements Listen
       } catch {
         // The session may already be gone.
       }
-      tuneWindows(session, windowBytes, maxWindowBytes, false, false); // the first PING waits for an agent's tunnel or for data
+      tuneWindows(session, { initialWindowBytes: windowBytes, maxWindowBytes, idlePing: false }); // the first PING waits for an agent's tunnel or for data
       if (keepaliveTimeMs !== undefined) startKeepalive(session, keepaliveTimeMs, keepaliveTimeoutMs);
     });
     (server as Http2Server).on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: unknown) =>

@@ -17,6 +17,7 @@ import { ENCODED, type WithEncoded } from '../../protocol/wire.js';
 import { AbstractPacketStream, streamClosedError } from '../packet-stream.js';
 import { GRPC_PREFIX_BYTES, GrpcMessageDecoder, grpcPrefix, writeGrpcPrefix } from './framing.js';
 import type { ResolvedStreamOptions } from './options.js';
+import type { BudgetedStream, SendBudget } from './send-budget.js';
 import { minRttOf, receivedOn, tunedWindowOf } from './window-tuner.js';
 
 /** DATA payloads from this size up are written beside their envelope rather than copied into it. */
@@ -33,7 +34,7 @@ export class PartialMessageBudget {
 }
 
 /** The common part of both ends: framing, backpressure, pause. */
-export abstract class GrpcPacketStreamBase extends AbstractPacketStream {
+export abstract class GrpcPacketStreamBase extends AbstractPacketStream implements BudgetedStream {
   readonly remoteAddress: string;
   protected readonly decoder: GrpcMessageDecoder;
   private readonly hwm: number;
@@ -51,14 +52,19 @@ export abstract class GrpcPacketStreamBase extends AbstractPacketStream {
     remoteAddress: string,
     options: ResolvedStreamOptions,
     private readonly budget?: PartialMessageBudget,
+    /** What the connection may have unread by its peer (client ends facing a node server; send-budget.ts). */
+    protected readonly sendBudget?: SendBudget,
   ) {
     super();
     if (budget) this.once('close', () => this.holdPartial(0));
+    if (sendBudget) this.once('close', () => sendBudget.forget(this));
     this.remoteAddress = remoteAddress;
     this.decoder = new GrpcMessageDecoder({ maxMessageBytes: options.maxMessageBytes });
     this.hwm = options.highWaterMarkBytes;
     this.maxSendBytes = options.maxMessageBytes;
-    h2.on('drain', () => this.emitDrain());
+    h2.on('drain', () => {
+      if (this.sendBudget?.open !== false) this.emitDrain();
+    });
     // Errors reach us through 'close' (with rstCode) or through onH2Error; never leave 'error' unhandled.
     h2.on('error', (err: Error) => this.onH2Error(err));
   }
@@ -74,6 +80,16 @@ export abstract class GrpcPacketStreamBase extends AbstractPacketStream {
   /** The smallest round trip measured on the connection under this call (HTTP/2 PING), in ms; undefined before one. */
   get roundTripMs(): number | undefined {
     return minRttOf(this.h2.session);
+  }
+
+  /** Bytes written to the http2 stream that its socket has not taken yet. */
+  get writableLength(): number {
+    return this.h2.writableLength;
+  }
+
+  /** @internal The send budget has room again. */
+  budgetOpened(): void {
+    if (this.h2.writableLength <= this.hwm) this.emitDrain();
   }
 
   /** Begin reading from the http2 stream (after the call was accepted). */
@@ -130,8 +146,9 @@ export abstract class GrpcPacketStreamBase extends AbstractPacketStream {
       if (isPieces(body)) for (const piece of body) h2.write(piece);
       else h2.write(body);
     }
+    const budgetOpen = this.sendBudget === undefined || this.sendBudget.wrote(this, GRPC_PREFIX_BYTES + length);
     // node counts what its socket has not taken yet; its 'drain' follows once that is written.
-    return h2.writableLength <= this.hwm;
+    return h2.writableLength <= this.hwm && budgetOpen;
   }
 
   protected override pauseSource(): void {

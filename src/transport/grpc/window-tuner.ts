@@ -5,35 +5,64 @@
  * streams too). Both matter: node:http2 returns connection window as data arrives, stream window only as it is read,
  * so the stream window is what bounds a stream whose reader stalls.
  *
- * Between two node peers only the server end grows freely. node:http2 reads nothing while one of its socket writes
- * is pending, so two node peers that both have more in flight than the socket buffers between them hold stop
- * reading at once and wait for each other for ever; as long as one direction stays within a window the buffers are
- * known to hold (DEFAULT_GRPC_NODE_PEER_MAX_WINDOW_BYTES), that end's writes always complete, it keeps reading, and
- * the other end drains. A client therefore grows its window only to that bound until the server's response headers
- * show a peer that reads while it writes (a Go server: no `konnectivity-ts-http2` header).
+ * Between two node peers one direction must stay within what the socket buffers hold. node:http2 reads nothing
+ * while one of its socket writes is pending, so two node peers that both have more in flight than the socket buffers
+ * between them hold stop reading at once and wait for each other for ever; as long as one direction stays within
+ * DEFAULT_GRPC_NODE_PEER_MAX_WINDOW_BYTES, that end's writes always complete, it keeps reading, and the other end
+ * drains. A client guards its window with a send budget (send-budget.ts): it grows its window past the bound only
+ * once its own unread sends are within it, and keeps them there while the window is large. A tunnel's client (one
+ * call per connection) also gives the window back to the bound when the budget holds its sends while little
+ * arrives, so a download is not held to the budget: SETTINGS_INITIAL_WINDOW_SIZE shrinks the one stream's window,
+ * and once the server acknowledged it the budget no longer applies. A server that reads while it writes (Go: no
+ * `konnectivity-ts-http2` header) turns the budget off.
  *
  * PINGs go out only right after DATA arrived, at most one at a time, so a Go server never counts them as abusive
  * (grpc-go forgives a PING that follows data it sent, which is how its own BDP pings work).
  */
 import type { Http2Session } from 'node:http2';
-import { DEFAULT_GRPC_NODE_PEER_MAX_WINDOW_BYTES } from '../windows.js';
 import { BdpEstimator } from './bdp.js';
+import type { SendBudget } from './send-budget.js';
 
 const tuners = new WeakMap<Http2Session, WindowTuner>();
 
+/** How long a span of received bytes counts as recent, in ms (two spans are kept). */
+const RECENT_SPAN_MS = 100;
+/** Less than this share of the budget received in the recent spans: the download the budget holds is alone. */
+const QUIET_SHARE = 1 / 8;
+
+/** How a session's windows are tuned. */
+export interface TuneOptions {
+  /** The window already announced, in bytes. */
+  initialWindowBytes: number;
+  /** How far it may grow, in bytes. */
+  maxWindowBytes: number;
+  /** Measure the round trip at once; without it the first PING waits for {@link pingIdle} or for data. */
+  idlePing?: boolean;
+  /** The client's send budget: the window grows past its bound only while the budget applies. */
+  guard?: SendBudget;
+  /** One call per connection: the window may be given back to the guard's bound (see the module comment). */
+  giveBack?: boolean;
+}
+
 class WindowTuner {
   readonly estimator: BdpEstimator;
+  /** The connection window last set (it is only raised: shrinking it would not bound one stream more). */
+  private connectionWindow: number;
+  private readonly guard: SendBudget | undefined;
+  private giving = false;
+  private recentSince = 0;
+  private recentBytes = 0;
+  private earlierBytes = 0;
 
   constructor(
     private readonly session: Http2Session,
-    initialWindowBytes: number,
-    readonly maxWindowBytes: number,
-    held: boolean,
-    idlePing: boolean,
+    options: TuneOptions,
   ) {
-    const heldMax = Math.max(initialWindowBytes, Math.min(maxWindowBytes, DEFAULT_GRPC_NODE_PEER_MAX_WINDOW_BYTES));
-    this.estimator = new BdpEstimator({ initialWindowBytes, maxWindowBytes: held ? heldMax : maxWindowBytes });
-    if (idlePing) this.idlePing();
+    this.connectionWindow = options.initialWindowBytes;
+    this.estimator = new BdpEstimator({ initialWindowBytes: options.initialWindowBytes, maxWindowBytes: options.maxWindowBytes });
+    this.guard = options.guard;
+    if (this.guard && options.giveBack) this.guard.onHeld = () => this.maybeGiveBack();
+    if (options.idlePing ?? true) this.idlePing();
   }
 
   /** Measure the path's own round trip now, while nothing is queued ahead of the PING. */
@@ -42,7 +71,18 @@ class WindowTuner {
   }
 
   received(bytes: number): void {
-    if (this.estimator.onData(bytes, performance.now())) this.ping();
+    const now = performance.now();
+    if (this.guard?.applies) this.countRecent(bytes, now);
+    if (this.estimator.onData(bytes, now)) this.ping();
+  }
+
+  private countRecent(bytes: number, now: number): void {
+    if (now - this.recentSince >= RECENT_SPAN_MS) {
+      this.earlierBytes = now - this.recentSince >= 2 * RECENT_SPAN_MS ? 0 : this.recentBytes;
+      this.recentBytes = 0;
+      this.recentSince = now;
+    }
+    this.recentBytes += bytes;
   }
 
   private ping(): void {
@@ -63,35 +103,65 @@ class WindowTuner {
     }
     const grown = this.estimator.onPingAck(durationMs, performance.now());
     if (grown === undefined || this.session.destroyed || this.session.closed) return;
+    this.giving = false;
+    const guard = this.guard;
+    if (guard?.active && grown > guard.limitBytes && !(guard.applies && guard.open)) {
+      // Past the bound only once our own unread sends are within the budget.
+      guard.bound(() => this.apply(this.estimator.windowBytes));
+      return;
+    }
+    this.apply(grown);
+  }
+
+  private apply(windowBytes: number): void {
+    if (this.session.destroyed || this.session.closed) return;
     try {
-      this.session.setLocalWindowSize(grown);
-      this.session.settings({ initialWindowSize: grown });
+      if (windowBytes > this.connectionWindow) {
+        this.session.setLocalWindowSize(windowBytes);
+        this.connectionWindow = windowBytes;
+      }
+      this.session.settings({ initialWindowSize: windowBytes });
     } catch {
       // The session is going away, or too many SETTINGS are unacknowledged: the next growth sets both again.
+    }
+  }
+
+  /** The budget holds our sends: if little arrives, give the window back to the bound and send freely. */
+  private maybeGiveBack(): void {
+    const guard = this.guard!;
+    const bound = guard.limitBytes;
+    if (this.giving || !guard.active || this.estimator.windowBytes <= bound) return;
+    this.countRecent(0, performance.now());
+    if (this.recentBytes + this.earlierBytes >= QUIET_SHARE * bound) return;
+    if (this.session.destroyed || this.session.closed) return;
+    this.giving = true;
+    this.estimator.giveBack(bound);
+    try {
+      this.session.settings({ initialWindowSize: bound }, (err) => {
+        // A growth since (it clears `giving`) needs the budget again.
+        if (!this.giving) return;
+        this.giving = false;
+        if (!err) guard.unbound();
+      });
+    } catch {
+      this.giving = false;
+      this.estimator.giveBack(this.connectionWindow);
     }
   }
 }
 
 /**
- * Start growing `session`'s receive window from `initialWindowBytes` (already announced) up to `maxWindowBytes`;
- * `held` keeps it within DEFAULT_GRPC_NODE_PEER_MAX_WINDOW_BYTES until {@link releaseWindow}. `idlePing` measures the
- * round trip at once; without it the first PING waits for {@link pingIdle} or for data (a server does not know yet
- * whether the connection carries a tunnel or one short call). Nothing happens when the maximum is not above the start.
+ * Start growing `session`'s receive window from `options.initialWindowBytes` (already announced) up to
+ * `options.maxWindowBytes`. Nothing happens when the maximum is not above the start.
  */
-export function tuneWindows(session: Http2Session, initialWindowBytes: number, maxWindowBytes: number, held = false, idlePing = true): void {
-  if (maxWindowBytes <= initialWindowBytes || tuners.has(session)) return;
-  tuners.set(session, new WindowTuner(session, initialWindowBytes, maxWindowBytes, held, idlePing));
+export function tuneWindows(session: Http2Session, options: TuneOptions): void {
+  if (options.maxWindowBytes <= options.initialWindowBytes || tuners.has(session)) return;
+  tuners.set(session, new WindowTuner(session, options));
 }
 
 /** `session` carries a long-lived tunnel: measure its idle round trip now (see {@link tuneWindows}). */
 export function pingIdle(session: Http2Session | undefined): void {
   if (session !== undefined) tuners.get(session)?.idlePing();
-}
-
-/** The peer of `session` reads while it writes: its window may grow to the maximum. */
-export function releaseWindow(session: Http2Session | undefined): void {
-  const tuner = session === undefined ? undefined : tuners.get(session);
-  if (tuner) tuner.estimator.maxWindowBytes = tuner.maxWindowBytes;
 }
 
 /** A stream of `session` received `bytes` of DATA. */
