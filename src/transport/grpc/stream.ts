@@ -17,7 +17,7 @@ import { ENCODED, type WithEncoded } from '../../protocol/wire.js';
 import { AbstractPacketStream, streamClosedError } from '../packet-stream.js';
 import { GRPC_PREFIX_BYTES, GrpcMessageDecoder, grpcPrefix, writeGrpcPrefix } from './framing.js';
 import type { ResolvedStreamOptions } from './options.js';
-import type { BudgetedStream, SendBudget } from './send-budget.js';
+import type { SendBudget } from './send-budget.js';
 import { minRttOf, receivedOn, tunedWindowOf } from './window-tuner.js';
 
 /** DATA payloads from this size up are written beside their envelope rather than copied into it. */
@@ -34,7 +34,7 @@ export class PartialMessageBudget {
 }
 
 /** The common part of both ends: framing, backpressure, pause. */
-export abstract class GrpcPacketStreamBase extends AbstractPacketStream implements BudgetedStream {
+export abstract class GrpcPacketStreamBase extends AbstractPacketStream {
   readonly remoteAddress: string;
   protected readonly decoder: GrpcMessageDecoder;
   private readonly hwm: number;
