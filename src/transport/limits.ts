@@ -8,8 +8,45 @@
  * or all the memory of the process.
  */
 
-/** Connections one listener holds at once (`maxConnections` of the gRPC server, the yamux listener, HTTP-CONNECT). */
+import { readFileSync } from 'node:fs';
+
+/**
+ * The least number of connections one listener holds at once by default (`maxConnections` of the gRPC server, the
+ * yamux listener, HTTP-CONNECT); see {@link defaultMaxConnectionsPerListener}.
+ */
 export const DEFAULT_MAX_CONNECTIONS_PER_LISTENER = 16_384;
+/** Descriptors the default connection limit leaves to the process itself: listeners, tunnels, health, metrics, logs. */
+export const DESCRIPTORS_KEPT_BACK = 64;
+
+let defaultMaxConnections: number | undefined;
+
+/**
+ * Connections one listener holds at once by default: what the process's open-files limit allows, less
+ * DESCRIPTORS_KEPT_BACK, and never fewer than DEFAULT_MAX_CONNECTIONS_PER_LISTENER. So a server holds as many idle
+ * connections as its descriptors allow with nothing to tune, as the reference does (it has no such limit), and a
+ * flood still leaves descriptors for the agents' tunnels and the health endpoints. Read once, from
+ * /proc/self/limits (the soft limit); elsewhere the floor.
+ */
+export function defaultMaxConnectionsPerListener(): number {
+  if (defaultMaxConnections === undefined) {
+    let limits = '';
+    try {
+      limits = readFileSync('/proc/self/limits', 'utf8');
+    } catch {
+      // Not Linux: the floor.
+    }
+    defaultMaxConnections = connectionsAllowedBy(limits);
+  }
+  return defaultMaxConnections;
+}
+
+/** The default connection limit for a process whose `/proc/self/limits` reads `limits` (the floor if it has no soft open-files limit). */
+export function connectionsAllowedBy(limits: string): number {
+  const line = limits.split('\n').find((l) => l.startsWith('Max open files'));
+  const soft = Number(line?.slice('Max open files'.length).trim().split(/\s+/)[0]);
+  const usable = Number.isSafeInteger(soft) && soft > 0 ? Math.min(soft, 2 ** 31 - 1) - DESCRIPTORS_KEPT_BACK : 0;
+  return Math.max(DEFAULT_MAX_CONNECTIONS_PER_LISTENER, usable);
+}
 
 /**
  * How long a new connection may take to become usable (`handshakeTimeoutMs` of every listener): the TLS handshake,

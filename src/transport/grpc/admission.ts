@@ -5,7 +5,7 @@
  */
 import type { Http2SecureServer, Http2Server, Http2Session } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
-import { DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS_PER_LISTENER, DEFAULT_MAX_PARTIAL_MESSAGE_BYTES } from '../limits.js';
+import { DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_MAX_PARTIAL_MESSAGE_BYTES, defaultMaxConnectionsPerListener } from '../limits.js';
 import { clientCertificateProblem, rememberPeer } from '../tls-peer.js';
 import { intOption } from './options.js';
 import { PartialMessageBudget } from './stream.js';
@@ -27,7 +27,7 @@ export function resolveServerLimits(
 ): ServerLimits {
   return {
     handshakeTimeoutMs: intOption('handshakeTimeoutMs', options.handshakeTimeoutMs, DEFAULT_HANDSHAKE_TIMEOUT_MS, 1, 2 ** 31 - 1),
-    maxConnections: intOption('maxConnections', options.maxConnections, DEFAULT_MAX_CONNECTIONS_PER_LISTENER, 1, 2 ** 31 - 1),
+    maxConnections: intOption('maxConnections', options.maxConnections, defaultMaxConnectionsPerListener(), 1, 2 ** 31 - 1),
     maxPartialMessageBytes: intOption(
       'maxPartialMessageBytes',
       options.maxPartialMessageBytes,

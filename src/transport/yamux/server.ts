@@ -9,7 +9,7 @@ import { ErrorCode, KonnectivityError } from '../../protocol/errors.js';
 import { startGrace } from '../grace.js';
 import { bindServer, type Listener, type ListenerCloseOptions, type ListenTarget, type UnixSocketOptions } from '../listener.js';
 import type { IncomingPacketStream } from '../packet-stream.js';
-import { DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS_PER_LISTENER } from '../limits.js';
+import { DEFAULT_HANDSHAKE_TIMEOUT_MS, defaultMaxConnectionsPerListener } from '../limits.js';
 import { clientCertificateProblem, rememberPeer, socketAddress } from '../tls-peer.js';
 import { checkNumber } from '../../protocol/options.js';
 import { joinHostPort } from '../../protocol/address.js';
@@ -31,7 +31,7 @@ export interface YamuxServerOptions extends YamuxTunnelOptions, UnixSocketOption
    * reason sent to the agent as ERR_UNAUTHENTICATED and given to `onError`.
    */
   tls?: tls.TlsOptions;
-  /** Connections held at once; past it a new one is closed at once and reported to `onError` (default 16384). */
+  /** Connections held at once; past it a new one is closed at once and reported to `onError` (default: the open-files limit less 64, at least 16384). */
   maxConnections?: number;
 }
 
@@ -54,7 +54,7 @@ export class YamuxServer implements Listener {
     resolveYamuxOptions(options.yamux);
     // The TLS handshake and then the yamux one each have this long.
     const handshakeTimeout = checkNumber('handshakeTimeoutMs', options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS, { integer: true, min: 1 });
-    const maxConnections = checkNumber('maxConnections', options.maxConnections ?? DEFAULT_MAX_CONNECTIONS_PER_LISTENER, { integer: true, min: 1 });
+    const maxConnections = checkNumber('maxConnections', options.maxConnections ?? defaultMaxConnectionsPerListener(), { integer: true, min: 1 });
     // We refuse unauthorized client certificates ourselves, so both sides learn why (../tls-peer.ts).
     const verify = options.tls?.requestCert === true && options.tls.rejectUnauthorized !== false;
     const onCarrier = (socket: net.Socket): void => {

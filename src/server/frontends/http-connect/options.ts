@@ -8,7 +8,7 @@ import { ErrorCode, KonnectivityError } from '../../../protocol/errors.js';
 import { checkNumber } from '../../../protocol/options.js';
 import type { CloseOptions } from '../../../transport/grace.js';
 import type { ListenTarget } from '../../../transport/listener.js';
-import { DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS_PER_LISTENER } from '../../../transport/limits.js';
+import { DEFAULT_HANDSHAKE_TIMEOUT_MS, defaultMaxConnectionsPerListener } from '../../../transport/limits.js';
 import type { DialHandle } from '../../dials.js';
 import type { OpenCallbacks } from '../programmatic.js';
 import type { RelayResult } from './relay.js';
@@ -51,7 +51,7 @@ export interface HttpConnectFrontendOptions {
   headersTimeoutMs?: number;
   /** How long a client may take to finish the TLS handshake (before its request header). Default 10000. */
   handshakeTimeoutMs?: number;
-  /** Connections held at once; past it a new one is closed at once and reported as `clientError`. Default 16384. */
+  /** Connections held at once; past it a new one is closed at once and reported as `clientError`. Default: the open-files limit less 64, at least 16384. */
   maxConnections?: number;
   /** After a tunnel ends, how long the client socket may stay open waiting for the client's FIN. Default 2000. */
   lingerMs?: number;
@@ -121,7 +121,6 @@ const DEFAULTS = {
   maxHeaderSize: 16 * 1024,
   headersTimeoutMs: 60_000,
   handshakeTimeoutMs: DEFAULT_HANDSHAKE_TIMEOUT_MS,
-  maxConnections: DEFAULT_MAX_CONNECTIONS_PER_LISTENER,
   lingerMs: 2000,
   flushTimeoutMs: 30_000,
   socketMode: 0o770,
@@ -145,7 +144,7 @@ export function resolveHttpConnectOptions(options: HttpConnectFrontendOptions): 
     maxHeaderSize: checkNumber('maxHeaderSize', options.maxHeaderSize ?? DEFAULTS.maxHeaderSize, POSITIVE),
     headersTimeoutMs: checkNumber('headersTimeoutMs', options.headersTimeoutMs ?? DEFAULTS.headersTimeoutMs, POSITIVE),
     handshakeTimeoutMs: checkNumber('handshakeTimeoutMs', options.handshakeTimeoutMs ?? DEFAULTS.handshakeTimeoutMs, { integer: true, min: 1 }),
-    maxConnections: checkNumber('maxConnections', options.maxConnections ?? DEFAULTS.maxConnections, { integer: true, min: 1 }),
+    maxConnections: checkNumber('maxConnections', options.maxConnections ?? defaultMaxConnectionsPerListener(), { integer: true, min: 1 }),
     lingerMs: checkNumber('lingerMs', options.lingerMs ?? DEFAULTS.lingerMs, NON_NEGATIVE),
     flushTimeoutMs: checkNumber('flushTimeoutMs', options.flushTimeoutMs ?? DEFAULTS.flushTimeoutMs, NON_NEGATIVE),
     socketMode: checkNumber('socketMode', options.socketMode ?? DEFAULTS.socketMode, NON_NEGATIVE),
