@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
+import perfHooks from 'node:perf_hooks';
 import { Registry } from 'prom-client';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { parsePrometheusText } from '../../integration/ops/prom-text.js';
 import { connectionRefusalReason, endpointDialFailureReason, instrumentAgent, instrumentServer, segmentLabel, servedStreamErrorCode, streamErrorCode } from '../../../src/ops/metrics.js';
 
@@ -176,6 +177,18 @@ describe('instrumentServer', () => {
     const text = await registry.metrics();
     expect(text).toContain('process_cpu_user_seconds_total');
     expect(text).toContain(`${P}pending_backend_dials`);
+  });
+
+  it('samples the event-loop delay every 100 ms by default, or as asked', () => {
+    // Each sample is a timer that wakes the process: prom-client's own 10 ms wakes an idle one 100 times a second.
+    const monitor = vi.spyOn(perfHooks, 'monitorEventLoopDelay');
+    try {
+      instrumentServer(new FakeServer(), new Registry(), { defaultMetrics: true });
+      instrumentAgent(new FakeAgent(), new Registry(), { defaultMetrics: true, eventLoopSampleMs: 20 });
+      expect(monitor.mock.calls.map(([o]) => o?.resolution)).toEqual([100, 20]);
+    } finally {
+      monitor.mockRestore();
+    }
   });
 });
 
