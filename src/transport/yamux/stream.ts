@@ -228,23 +228,29 @@ export class YamuxStream extends Duplex {
   }
 
   /**
-   * Grow the peer's window by what the application consumed, once that is at least half a window (as the
-   * reference does), so updates stay few. With a zero window and an empty buffer the delta is a whole window,
-   * so a sender is never left waiting. With window growth the window itself may grow here (window-growth.ts).
+   * Grow the peer's window by what the application consumed, in whole half-windows, once that is at least half a
+   * window (as the reference does), so updates stay few. Whole halves, not all that was consumed: a sender with
+   * its whole window in flight gets it back in two updates each round trip. Had the first update carried the few
+   * bytes past the half too, the rest of that window would fall short of a half, and the sender would get only
+   * half its window per round trip (what held the long link). With window growth the window itself may grow here
+   * (window-growth.ts).
    */
   private growWindow(): void {
     if (this.forgotten || this.finReceived) return;
     const consumed = this.window - this.readableLength - this.held - this.recvWindow;
-    if (consumed <= 0 || consumed < this.window / 2) return;
+    const half = Math.floor(this.window / 2);
+    if (consumed <= 0 || consumed < half) return;
+    const granted = consumed - (consumed % half);
+    const before = this.window;
     const growth = this.owner.windowGrowth;
     if (growth) {
       const now = growth.now();
-      this.consumedTotal += consumed;
+      this.consumedTotal += granted;
       this.window = growth.grow(this.window, this.lastUpdateMs, now, this.consumedTotal);
       this.lastUpdateMs = now;
     }
-    // Not negative but for held bytes: a window shrinks at most by half, and at least half of it was consumed.
-    const delta = this.window - this.readableLength - this.held - this.recvWindow;
+    // Not negative but for a byte of rounding: a window shrinks by at most half, and at least half was consumed.
+    const delta = granted + this.window - before;
     if (delta <= 0) return;
     this.recvWindow += delta;
     this.owner.sendControl(FrameType.WINDOW_UPDATE, 0, this.id, delta);
