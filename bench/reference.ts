@@ -59,6 +59,8 @@ const IDLE_MAX_CAP = 20_000;
  */
 const WARMUP_CYCLES = 6000;
 const WARMUP_SEC = 15;
+/** What a fresh stack moves each way before its bulk or long-link cases (see warmUp). */
+const WARMUP_BYTES = 64 * 1024 * 1024;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -109,6 +111,18 @@ export async function runReference(kit: PeerKit, ts: Programs['ts'], o: RefOptio
     } finally {
       await Promise.all(roles.map(([role, p]) => p.call('profileStop', { file: resolve(o.profileDir, `kb-${stack!.name}-${name}-${role}.cpuprofile`) })));
       if (roles.length) await collectRxTrace(`konnbench ${stack!.name} ${name}`, roles, resolve(o.profileDir, `kb-${stack!.name}-${name}-rx.json`), o.progress);
+    }
+  }
+
+  /**
+   * Move WARMUP_BYTES up and down through a fresh stack before its bulk or long-link cases, not measured: V8
+   * optimizes our code over the first tens of MiB (2-3x the CPU on the first 64 MiB cases, bench/README.md "The
+   * yamux leg on the long link"), and a server runs warm. Go's stacks get the same.
+   */
+  async function warmUp(path: RefPathName, stack: Stack, via = target): Promise<void> {
+    const mode = path === 'grpcfe' ? 'grpc' : 'http-connect';
+    for (const dir of ['up', 'down'] as const) {
+      await konnbench({ mode, uds: stack.uds, target: via, test: 'bulk', dir, bytes: WARMUP_BYTES, conns: 1, timeoutSec: 300 });
     }
   }
 
@@ -252,6 +266,7 @@ export async function runReference(kit: PeerKit, ts: Programs['ts'], o: RefOptio
       for (const impl of implsOf(path)) {
         await withStack(path, impl, async (s) => {
           if (o.bulk) await profiled(s, 'bulk', async () => {
+            await warmUp(path, s);
             for (const dir of ['up', 'down'] as const) r.bulk.push(await bulkCase(path, impl, s, dir, 1));
           });
           if (o.dial) await profiled(s, 'dial', async () => {
@@ -263,12 +278,14 @@ export async function runReference(kit: PeerKit, ts: Programs['ts'], o: RefOptio
           const port = await relayTo(s.agentPort);
           await s.stopAgent();
           await s.startAgent(impl, port);
+          await warmUp(path, s);
           await profiled(s, 'longlink', () => longLinkCases(path, impl, s, target));
           if (path !== 'connect') return;
           const other: Impl = impl === 'ts' ? 'go' : 'ts';
           if (other === 'ts' && !ts) return fail(`${REF_PATH_LABELS[path]}: mixed pair`, new Error('the konnectivity-ts programs are not in this checkout'));
           await s.stopAgent();
           await s.startAgent(other, port);
+          await warmUp(path, s);
           const mixed: RefStack = impl === 'go' ? 'go-server+ts-agent' : 'ts-server+go-agent';
           await profiled(s, 'longlink-mixed', () => longLinkCases(path, mixed, s, target));
         });

@@ -282,8 +282,18 @@ function cpuPer(a: Awaited<ReturnType<typeof statsOf>>, b: Awaited<ReturnType<ty
   return out;
 }
 
+/**
+ * Move some data up and down before measuring, not counted: V8 optimizes our code over the first tens of MiB (the
+ * first 64 MiB cases cost 2-3x the CPU of later ones, bench/README.md), and a deployed server runs warm.
+ */
+async function warmUp(t: Topology): Promise<void> {
+  const bytes = opts.quick ? 8 << 20 : 64 << 20;
+  for (const dir of ['up', 'down'] as const) await t.workload.call<BulkResult>('bulk', { dir, conns: 1, bytes }, 300_000);
+}
+
 async function runBulk(t: Topology, r: PathResult): Promise<void> {
   r.bulk = [];
+  await warmUp(t);
   let totalBytes = 0;
   const first = await statsOf(t);
   for (const dir of ['up', 'down'] as const) {
@@ -392,6 +402,7 @@ async function runSlow(t: Topology, target: RoleProcess, r: PathResult): Promise
 
 async function runLatency(t: Topology, r: PathResult): Promise<void> {
   r.latency = [];
+  await warmUp(t);
   for (const conns of [1, 8]) {
     const samples: number[] = [];
     let verified = true;
