@@ -142,7 +142,7 @@ export class GrpcConnection extends EventEmitter<GrpcConnectionEvents> {
   private readonly remoteAddress: string;
   private readonly destroySocket: () => void;
   /** Bounds our sends while the peer may be a node:http2 server (send-budget.ts); undefined when windows stay small. */
-  private sendBudget: SendBudget | undefined;
+  private readonly sendBudget: SendBudget | undefined;
 
   constructor(options: GrpcClientOptions);
   /**
