@@ -81,12 +81,18 @@ export class SendBudget {
     return !this.disabled;
   }
 
-  /** `stream` wrote `n` bytes. Returns false when the budget is spent: `budgetOpened()` follows. */
-  wrote(stream: BudgetedStream, n: number): boolean {
+  /**
+   * `stream` writes on the session from now on (until `forget`): a PING confirms only what no such stream still
+   * holds, so every writer is known, whether the budget applies yet or not.
+   */
+  track(stream: BudgetedStream): void {
+    this.streams.add(stream);
+  }
+
+  /** A tracked stream wrote `n` bytes. Returns false when the budget is spent: `budgetOpened()` follows. */
+  wrote(n: number): boolean {
     if (this.disabled) return true;
     this.written += n;
-    // Every writer counts, bounding or not: a PING confirms only what no stream still holds.
-    this.streams.add(stream);
     if (!this.bounding) return true;
     if (this.written - this.writtenAtLastPing >= this.limitBytes * PING_SHARE) this.sendPing();
     if (this.open) return true;

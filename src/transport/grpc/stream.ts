@@ -57,7 +57,10 @@ export abstract class GrpcPacketStreamBase extends AbstractPacketStream {
   ) {
     super();
     if (budget) this.once('close', () => this.holdPartial(0));
-    if (sendBudget) this.once('close', () => sendBudget.forget(this));
+    if (sendBudget) {
+      sendBudget.track(this);
+      this.once('close', () => sendBudget.forget(this));
+    }
     this.remoteAddress = remoteAddress;
     this.decoder = new GrpcMessageDecoder({ maxMessageBytes: options.maxMessageBytes });
     this.hwm = options.highWaterMarkBytes;
@@ -146,7 +149,7 @@ export abstract class GrpcPacketStreamBase extends AbstractPacketStream {
       if (isPieces(body)) for (const piece of body) h2.write(piece);
       else h2.write(body);
     }
-    const budgetOpen = this.sendBudget === undefined || this.sendBudget.wrote(this, GRPC_PREFIX_BYTES + length);
+    const budgetOpen = this.sendBudget === undefined || this.sendBudget.wrote(GRPC_PREFIX_BYTES + length);
     // node counts what its socket has not taken yet; its 'drain' follows once that is written.
     return h2.writableLength <= this.hwm && budgetOpen;
   }

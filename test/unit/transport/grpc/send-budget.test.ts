@@ -1,6 +1,6 @@
 /**
  * The send budget of a node:http2 client (src/transport/grpc/send-budget.ts) with a fake PING: while it applies, at
- * most its limit is written and not confirmed; a PING confirms only what no stream still holds; the held streams
+ * most its limit is written and not confirmed; a PING confirms only what no tracked stream still holds; the held streams
  * are told when it opens; it stops applying on `unbound()` and for good on `disable()`.
  */
 import { describe, expect, it } from 'vitest';
@@ -30,10 +30,11 @@ describe('SendBudget', () => {
   it('holds writes past its limit until a PING confirms what was on the wire before it', () => {
     const { b, pings } = budget(true);
     const s = new FakeStream();
+    b.track(s);
     // 1 MiB writes: a PING goes out after each quarter of the limit.
-    for (let i = 0; i < 4; i++) expect(b.wrote(s, MiB)).toBe(true);
+    for (let i = 0; i < 4; i++) expect(b.wrote(MiB)).toBe(true);
     expect(pings.length).toBe(3); // at most three at once
-    expect(b.wrote(s, MiB)).toBe(false);
+    expect(b.wrote(MiB)).toBe(false);
     expect(b.open).toBe(false);
     // The first PING went out after 1 MiB: its answer confirms 1 MiB, which brings 5 MiB written back to the limit.
     pings.shift()!(true);
@@ -44,11 +45,12 @@ describe('SendBudget', () => {
   it('does not confirm bytes a stream still held when the PING went out', () => {
     const { b, pings } = budget(true);
     const s = new FakeStream();
+    b.track(s);
     s.writableLength = MiB; // the socket has not taken the last MiB yet
-    expect(b.wrote(s, MiB)).toBe(true); // PING 1: confirms 0
+    expect(b.wrote(MiB)).toBe(true); // PING 1: confirms 0
     s.writableLength = 0;
-    for (let i = 0; i < 3; i++) b.wrote(s, MiB); // PINGs 2 and 3 at 2 and 3 MiB
-    expect(b.wrote(s, MiB)).toBe(false); // 5 MiB written
+    for (let i = 0; i < 3; i++) b.wrote(MiB); // PINGs 2 and 3 at 2 and 3 MiB
+    expect(b.wrote(MiB)).toBe(false); // 5 MiB written
     pings.shift()!(true);
     expect(b.open).toBe(false);
     pings.shift()!(true); // 2 MiB confirmed
@@ -58,8 +60,9 @@ describe('SendBudget', () => {
   it('sends another PING when the ones out did not open it, and none when a PING failed', () => {
     const { b, pings } = budget(true);
     const s = new FakeStream();
+    b.track(s);
     s.writableLength = 8 * MiB; // nothing reached the socket
-    b.wrote(s, 8 * MiB);
+    b.wrote(8 * MiB);
     expect(b.open).toBe(false);
     expect(pings.length).toBe(1);
     s.writableLength = 0;
@@ -68,7 +71,7 @@ describe('SendBudget', () => {
     pings.shift()!(true);
     expect(b.open).toBe(true);
     expect(s.opened).toBe(1);
-    b.wrote(s, 8 * MiB);
+    b.wrote(8 * MiB);
     pings.shift()!(false); // the session is going away
     expect(pings.length).toBe(0);
   });
@@ -76,18 +79,19 @@ describe('SendBudget', () => {
   it('counts writes while it does not apply, and bound() waits until they are confirmed', () => {
     const { b, pings } = budget(false);
     const s = new FakeStream();
-    expect(b.wrote(s, 16 * MiB)).toBe(true);
+    b.track(s);
+    expect(b.wrote(16 * MiB)).toBe(true);
     expect(pings.length).toBe(0);
     let ready = 0;
     b.bound(() => ready++);
     expect(ready).toBe(0);
-    expect(b.wrote(s, 1)).toBe(false);
+    expect(b.wrote(1)).toBe(false);
     pings.shift()!(true);
     expect(ready).toBe(1);
     expect(b.open).toBe(true);
     // Within the limit, bound() is ready at once.
     b.unbound();
-    b.wrote(s, MiB);
+    b.wrote(MiB);
     b.bound(() => ready++);
     expect(ready).toBe(2);
   });
@@ -95,9 +99,10 @@ describe('SendBudget', () => {
   it('tells the held streams when it stops applying, and never applies again once disabled', () => {
     const { b } = budget(true);
     const s = new FakeStream();
+    b.track(s);
     let held = 0;
     b.onHeld = () => held++;
-    expect(b.wrote(s, 5 * MiB)).toBe(false);
+    expect(b.wrote(5 * MiB)).toBe(false);
     expect(held).toBe(1);
     b.unbound();
     expect(s.opened).toBe(1);
@@ -106,7 +111,7 @@ describe('SendBudget', () => {
     let ready = 0;
     b.bound(() => ready++);
     expect(ready).toBe(1);
-    expect(b.wrote(s, 64 * MiB)).toBe(true);
+    expect(b.wrote(64 * MiB)).toBe(true);
     expect(b.active).toBe(false);
   });
 });
