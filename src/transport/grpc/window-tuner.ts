@@ -135,6 +135,7 @@ class WindowTuner {
     if (this.recentBytes + this.earlierBytes >= QUIET_SHARE * bound) return;
     if (this.session.destroyed || this.session.closed) return;
     this.giving = true;
+    const grown = this.estimator.windowBytes;
     this.estimator.giveBack(bound);
     try {
       this.session.settings({ initialWindowSize: bound }, (err) => {
@@ -144,8 +145,9 @@ class WindowTuner {
         if (!err) guard.unbound();
       });
     } catch {
+      // Not sent (the session is going away, or too many SETTINGS unacknowledged): the window stays as it was.
       this.giving = false;
-      this.estimator.giveBack(this.connectionWindow);
+      this.estimator.giveBack(grown);
     }
   }
 }
