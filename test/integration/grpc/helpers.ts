@@ -14,6 +14,7 @@ import {
   type GrpcServerOptions,
 } from '../../../src/transport/grpc/index.js';
 import type { IncomingPacketStream, Metadata, PacketStream } from '../../../src/transport/packet-stream.js';
+import { dataPacket } from '../../../src/protocol/index.js';
 
 export type Kind = 'tcp' | 'tls' | 'uds';
 
@@ -128,6 +129,14 @@ export async function agentLegPair(
   const connect = grpcAgentConnector({ ...clientTarget(server, kind), ...limits });
   const [a, b] = await Promise.all([connect(options.requestMetadata ?? {}, {}), serverEnd]);
   return { a, b, server, cleanup: () => server.close({ graceMs: 1000 }) };
+}
+
+/** Send `total` bytes of DATA on `stream` in packets of `chunkBytes`, respecting backpressure. */
+export async function pushData(stream: PacketStream, total: number, chunkBytes = 32 * 1024): Promise<void> {
+  const chunk = Buffer.alloc(chunkBytes, 7);
+  for (let sent = 0; sent < total; sent += chunk.length) {
+    if (!stream.write(dataPacket(1n, chunk))) await new Promise<void>((r) => stream.once('drain', () => r()));
+  }
 }
 
 export { until } from '../../helpers/until.js';

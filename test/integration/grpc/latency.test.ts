@@ -4,19 +4,12 @@
  * Asserted on window sizes and bytes in flight, never on speed.
  */
 import { expect, it } from 'vitest';
-import { PacketType, dataOf, dataPacket, type DataPacket } from '../../../src/protocol/index.js';
+import { PacketType, dataOf, type DataPacket } from '../../../src/protocol/index.js';
 import { createGrpcServer, grpcAgentConnector, type GrpcServer } from '../../../src/transport/grpc/index.js';
 import type { PacketStream } from '../../../src/transport/packet-stream.js';
 import { expectNoLeaks, snapshotResources } from '../../helpers/leaks.js';
 import { startDelayRelay } from './delay-relay.js';
-
-/** Send `total` bytes of DATA on `stream`, respecting backpressure. */
-async function push(stream: PacketStream, total: number): Promise<void> {
-  const chunk = Buffer.alloc(32 * 1024, 7);
-  for (let sent = 0; sent < total; sent += chunk.length) {
-    if (!stream.write(dataPacket(1n, chunk))) await new Promise<void>((r) => stream.once('drain', () => r()));
-  }
-}
+import { pushData as push } from './helpers.js';
 
 type Measured = PacketStream & { receiveWindowBytes?: number; roundTripMs?: number };
 

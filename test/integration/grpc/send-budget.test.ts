@@ -4,21 +4,16 @@
  * stop reading within the first megabytes and wait for each other for ever. With it, both directions finish.
  */
 import { describe, it } from 'vitest';
-import { PacketType, dataOf, dataPacket, type DataPacket } from '../../../src/protocol/index.js';
+import { PacketType, dataOf, type DataPacket } from '../../../src/protocol/index.js';
 import type { PacketStream } from '../../../src/transport/packet-stream.js';
 import { expectNoLeaks, snapshotResources } from '../../helpers/leaks.js';
-import { agentLegPair, type Kind } from './helpers.js';
+import { agentLegPair, pushData, type Kind } from './helpers.js';
 
 const WINDOW = 16 * 1024 * 1024;
 const TOTAL = 48 * 1024 * 1024;
 
-/** Send `total` bytes of DATA on `stream`, respecting backpressure. */
-async function push(stream: PacketStream, total: number): Promise<void> {
-  const chunk = Buffer.alloc(64 * 1024, 7);
-  for (let sent = 0; sent < total; sent += chunk.length) {
-    if (!stream.write(dataPacket(1n, chunk))) await new Promise<void>((r) => stream.once('drain', () => r()));
-  }
-}
+/** Send `total` bytes of DATA in 64 KiB packets. */
+const push = (stream: PacketStream, total: number): Promise<void> => pushData(stream, total, 64 * 1024);
 
 /** Resolves once `stream` received `total` DATA bytes; rejects when nothing arrives for `stallMs`. */
 function received(stream: PacketStream, total: number, stallMs: number): Promise<void> {
