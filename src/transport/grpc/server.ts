@@ -77,7 +77,7 @@ export interface GrpcServerOptions extends GrpcStreamOptions {
    * A client past it waits for a call to end, as HTTP/2 clients do.
    */
   maxConcurrentStreams?: number;
-  /** Connections held at once; a new one past it is closed at once and reported as `connectionRefused` (default: the open-files limit less 64, at least 16384). */
+  /** Connections held at once; a new one past it is closed at once and reported as `connectionRefused` (default: what the open-files limit allows, `defaultMaxConnectionsPerListener()` in transport/limits.ts). */
   maxConnections?: number;
   /**
    * How long a new connection may take to finish the TLS handshake, and then to send the HTTP/2 preface and its

@@ -31,7 +31,7 @@ export interface YamuxServerOptions extends YamuxTunnelOptions, UnixSocketOption
    * reason sent to the agent as ERR_UNAUTHENTICATED and given to `onError`.
    */
   tls?: tls.TlsOptions;
-  /** Connections held at once; past it a new one is closed at once and reported to `onError` (default: the open-files limit less 64, at least 16384). */
+  /** Connections held at once; past it a new one is closed at once and reported to `onError` (default: what the open-files limit allows, `defaultMaxConnectionsPerListener()` in transport/limits.ts). */
   maxConnections?: number;
 }
 

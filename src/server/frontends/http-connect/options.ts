@@ -51,7 +51,7 @@ export interface HttpConnectFrontendOptions {
   headersTimeoutMs?: number;
   /** How long a client may take to finish the TLS handshake (before its request header). Default 10000. */
   handshakeTimeoutMs?: number;
-  /** Connections held at once; past it a new one is closed at once and reported as `clientError`. Default: the open-files limit less 64, at least 16384. */
+  /** Connections held at once; past it a new one is closed at once and reported as `clientError`. Default: what the open-files limit allows (`defaultMaxConnectionsPerListener()` in transport/limits.ts). */
   maxConnections?: number;
   /** After a tunnel ends, how long the client socket may stay open waiting for the client's FIN. Default 2000. */
   lingerMs?: number;
